@@ -1,0 +1,59 @@
+# overnight — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INPUT ?=
+OUT ?= overnight-results
+WORKERS ?= 2
+PYTEST_ARGS ?=
+STAMP := $(VENV)/.installed
+
+.PHONY: help install run test test-fast lint bench bench-accuracy bench-cluster train clean system-deps
+
+help:  ## List the targets and what each does
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -c requirements.lock -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## Create .venv and install overnight with its test tools
+
+system-deps:  ## Install redis-server and chromium with apt when missing (needs root)
+	@bash scripts/system-deps.sh
+
+run: install  ## Analyse INPUT=/path/to/tiffs (default: a generated demo dataset) into OUT
+	@if [ -z "$(INPUT)" ]; then \
+	  echo "No INPUT given: generating a demo dataset in demo-data/ (overnight synth cytometry)"; \
+	  $(BIN)/overnight synth cytometry demo-data --n 12 --seed 1; \
+	  $(BIN)/overnight run demo-data/images --out $(OUT) --workers $(WORKERS); \
+	else \
+	  $(BIN)/overnight run "$(INPUT)" --out $(OUT) --workers $(WORKERS); \
+	fi
+
+test: install system-deps  ## Install what the tests need, then run the whole suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install  ## Run the suite without slow and browser tests
+	$(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+
+lint: install  ## ruff and mypy on the library
+	$(BIN)/ruff check shared services tests
+	$(BIN)/mypy shared/overnight
+
+bench: install  ## Speed and memory benchmarks, JSON under bench/results/
+	$(BIN)/python -m bench.run_all
+
+bench-accuracy: install  ## Accuracy on fresh hold-out images, tables under bench/results/
+	$(BIN)/python -m bench.accuracy
+
+bench-cluster: install  ## Discrete-event simulation of the Kubernetes scale-out
+	$(BIN)/python -m bench.cluster
+
+train: install  ## Retrain the shipped models from the synthetic generator (under an hour, 2 cores)
+	$(BIN)/overnight train all --out models
+
+clean:  ## Remove generated demo data and results (keeps .venv)
+	rm -rf demo-data $(OUT) .pytest_cache
