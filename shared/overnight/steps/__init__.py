@@ -1,0 +1,1 @@
+"""Pipeline steps: pure image-analysis functions and their plug-in wrappers."""

@@ -1,0 +1,104 @@
+"""``overnight run``: analyse a folder of images on this machine, no servers needed."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from overnight.config import CommonSettings, load_settings
+from overnight.errors import OvernightError
+from overnight.imaging.reader import require_images
+from overnight.logs import configure_logging
+from overnight.pipeline.batch import BatchOptions, ImageOutcome, default_workers, run_batch
+from overnight.storage import open_store
+from overnight.storage.publish import write_dataset_file
+
+
+class RunSettings(CommonSettings):
+    """Settings of the embedded run (``overnight run``)."""
+
+    config_section = "run"
+
+    pipeline: str = "cytometry"
+    workers: int = 0
+
+
+@click.command()
+@click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out", required=True, help="Output folder (or s3:// URL); one subfolder per image.")
+@click.option("--pipeline", default=None, help="Built-in pipeline name or a YAML file [default: cytometry].")
+@click.option("--workers", type=int, default=None, help="Worker processes [default: one per core].")
+@click.option("--force", is_flag=True, help="Re-analyse images whose result is already complete.")
+@click.option("--quiet", is_flag=True, help="No progress bar or table, only errors.")
+@click.pass_context
+def run(
+    ctx: click.Context, input_dir: Path, out: str, pipeline: str | None, workers: int | None,
+    force: bool, quiet: bool,
+) -> None:
+    """Analyse every TIFF in INPUT_DIR and write results to --out.
+
+    Per image: OUT/<image_id>/labels.tif, cells.csv, pnps.csv, qc.png, result.json and a
+    manifest.json written last; for the dataset: OUT/summary.csv (and failures.json).
+    Images whose result is complete are skipped unless --force. Exit code 0 only when
+    every image succeeded; otherwise each failed file is listed with the reason.
+    """
+    settings = load_settings(
+        RunSettings, ctx.obj.get("config_file") if ctx.obj else None, pipeline=pipeline, workers=workers
+    )
+    configure_logging("WARNING" if quiet else settings.log_level, settings.log_format)
+    try:
+        paths = require_images(input_dir)
+        _check_writable(out)
+    except OvernightError as err:
+        raise click.ClickException(str(err)) from err
+    n_workers = settings.workers or default_workers()
+    options = BatchOptions(pipeline=settings.pipeline, out_url=out, force=force)
+    if not quiet:
+        click.echo(f"Analysing {len(paths)} images from {input_dir} with {n_workers} worker(s) → {out}")
+    with tqdm(total=len(paths), unit="image", disable=quiet, dynamic_ncols=True) as bar:
+        def progress(outcome: ImageOutcome) -> None:
+            bar.update(1)
+            bar.set_postfix_str(f"{outcome.image_id[-24:]} {outcome.status}")
+
+        try:
+            outcomes = run_batch(paths, options, workers=min(n_workers, len(paths)), on_outcome=progress)
+        except OvernightError as err:
+            raise click.ClickException(str(err)) from err
+    if not quiet:
+        click.echo(format_outcomes(outcomes))
+        click.echo(f"\nResults: {out}  (summary: {out.rstrip('/')}/summary.csv)")
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        click.echo(f"\n{len(failed)} of {len(outcomes)} images failed:", err=True)
+        for o in failed:
+            click.echo(f"  {o.source}: {o.reason}", err=True)
+        ctx.exit(1)
+
+
+def _check_writable(out: str) -> None:
+    """Fail before any work when the output cannot be written."""
+    store = open_store(out)
+    write_dataset_file(store, ".overnight-write-check", b"ok")
+    store.delete(".overnight-write-check")
+
+
+def format_outcomes(outcomes: list[ImageOutcome], max_rows: int = 40) -> str:
+    """A fixed-width table: image, status, cells, PNPs, mean PNPs per cell, seconds."""
+    width = min(48, max([len(o.image_id) for o in outcomes] + [8]))
+    lines = [f"{'image':<{width}}  {'status':<7} {'cells':>5} {'PNPs':>6} {'PNP/cell':>8} {'s':>6}"]
+    for o in outcomes[:max_rows]:
+        mean = "" if math.isnan(o.mean_pnp_per_cell) else f"{o.mean_pnp_per_cell:.1f}"
+        cells = str(o.n_cells) if o.status == "done" else ""
+        pnps = str(o.n_pnps) if o.status == "done" else ""
+        secs = f"{o.seconds:.1f}" if o.status == "done" else ""
+        lines.append(f"{o.image_id[:width]:<{width}}  {o.status:<7} {cells:>5} {pnps:>6} {mean:>8} {secs:>6}")
+    if len(outcomes) > max_rows:
+        lines.append(f"... and {len(outcomes) - max_rows} more (see summary.csv)")
+    done = sum(o.status == "done" for o in outcomes)
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    failed = sum(o.status == "failed" for o in outcomes)
+    lines.append(f"{done} done, {skipped} skipped (already complete), {failed} failed")
+    return "\n".join(lines)

@@ -1,0 +1,139 @@
+"""Pipelines as YAML lists of steps with parameters, checked before any image is read.
+
+A pipeline file looks like::
+
+    name: cytometry
+    version: 1
+    inputs: [stack]            # what the runner puts in the workspace
+    steps:
+      - step: select_channels
+        params: {channels: {cell: 0, pnp: 1}}
+      - step: locate_cells
+      ...
+
+Built-in pipelines live in ``overnight/pipeline/builtin/<name>.yaml`` and are loaded by
+name; any other value is read as a path.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from overnight.errors import ConfigError, StepError
+from overnight.steps.registry import StepSpec, get_step
+
+BUILTIN_PACKAGE = "overnight.pipeline.builtin"
+
+
+class StepConfig(BaseModel):
+    """One entry of a pipeline file: which step, with which parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class PipelineConfig(BaseModel):
+    """A pipeline file as written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: int = 1
+    description: str = ""
+    inputs: tuple[str, ...] = ("stack",)
+    steps: tuple[StepConfig, ...]
+
+
+class BoundStep(BaseModel):
+    """A step resolved from the registry with its validated parameters."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    spec: StepSpec
+    params: BaseModel
+
+
+class Pipeline(BaseModel):
+    """A validated pipeline: every step exists, its parameters parse, its inputs are provided."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    name: str
+    version: int
+    inputs: tuple[str, ...]
+    steps: tuple[BoundStep, ...]
+
+    def describe(self) -> dict[str, Any]:
+        """Step names, versions and parameters, for provenance (``result.json``)."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "steps": [
+                {"step": s.spec.name, "version": s.spec.version, "params": s.params.model_dump(mode="json")}
+                for s in self.steps
+            ],
+        }
+
+
+def builtin_pipelines() -> list[str]:
+    """Names of the pipelines shipped with overnight."""
+    root = resources.files(BUILTIN_PACKAGE)
+    return sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_pipeline_text(name_or_path: str | Path) -> tuple[str, str]:
+    candidate = resources.files(BUILTIN_PACKAGE) / f"{name_or_path}.yaml"
+    if isinstance(name_or_path, str) and candidate.is_file():
+        return candidate.read_text(encoding="utf-8"), f"built-in pipeline {name_or_path!r}"
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ConfigError(
+            f"pipeline {str(name_or_path)!r} is neither a built-in ({', '.join(builtin_pipelines())}) "
+            "nor a YAML file"
+        )
+    return path.read_text(encoding="utf-8"), str(path)
+
+
+def load_pipeline(
+    name_or_path: str | Path, overrides: dict[str, dict[str, Any]] | None = None
+) -> Pipeline:
+    """Read, validate and bind a pipeline; ``overrides`` maps step name → parameter updates."""
+    text, where = _read_pipeline_text(name_or_path)
+    try:
+        config = PipelineConfig.model_validate(yaml.safe_load(text))
+    except (yaml.YAMLError, ValidationError) as err:
+        raise ConfigError(f"{where} is not a valid pipeline: {err}") from err
+    return bind_pipeline(config, overrides or {}, where)
+
+
+def bind_pipeline(
+    config: PipelineConfig, overrides: dict[str, dict[str, Any]], where: str = "pipeline"
+) -> Pipeline:
+    """Resolve each step, validate its parameters and check the data flow."""
+    available = set(config.inputs)
+    bound = []
+    for entry in config.steps:
+        spec = get_step(entry.step)
+        raw = {**entry.params, **overrides.get(entry.step, {})}
+        try:
+            params = spec.params_model.model_validate(raw)
+        except ValidationError as err:
+            raise ConfigError(f"{where}: parameters of step {entry.step!r}: {err}") from err
+        missing = [name for name in spec.requires if name not in available]
+        if missing:
+            raise StepError(
+                f"{where}: step {entry.step!r} needs {missing}, which no earlier step provides"
+            )
+        available.update(spec.provides)
+        bound.append(BoundStep(spec=spec, params=params))
+    unknown = set(overrides) - {s.step for s in config.steps}
+    if unknown:
+        raise ConfigError(f"{where}: parameter overrides name steps not in the pipeline: {sorted(unknown)}")
+    return Pipeline(name=config.name, version=config.version, inputs=config.inputs, steps=tuple(bound))

@@ -1,0 +1,152 @@
+"""The built-in steps of the digital-cytometry pipeline, registered as plug-ins.
+
+Each wrapper only unpacks parameters and calls the pure function that does the work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from overnight.imaging.stack import ImageStack
+from overnight.steps import cells, classify, counting, pnp, qc, tables
+from overnight.steps.channels import ChannelRoles, select_channel
+from overnight.steps.registry import step
+
+DEFAULT_PIXEL_SIZE_UM = 0.2
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def pixel_size_of(stack: ImageStack, fallback_um: float) -> float:
+    """The stack's pixel size in µm, or ``fallback_um`` when the file does not say."""
+    return stack.pixel_size_um or fallback_um
+
+
+@step("select_channels", requires=("stack",), provides=("cell_volume", "pnp_volume"), params=ChannelRoles)
+def select_channels_step(stack: ImageStack, params: ChannelRoles, state: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Read/convert: the cell and PNP channels as ``ZYX`` float32."""
+    return select_channel(stack, "cell", params), select_channel(stack, "pnp", params)
+
+
+class LocateParams(_Params):
+    smooth_px: float = Field(2.0, description="Gaussian smoothing before thresholding (px)")
+    min_area_px: int = Field(200, description="smaller foreground objects are dropped (px²)")
+
+
+@step("locate_cells", requires=("cell_volume",), provides=("cell_image", "foreground"), params=LocateParams)
+def locate_cells_step(cell_volume: np.ndarray, params: LocateParams, state: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Locate cells: focus-aware projection and Otsu foreground."""
+    image = cells.focus_projection(cell_volume)
+    return image, cells.cell_foreground(image, params.smooth_px, params.min_area_px)
+
+
+class BoundaryParams(_Params):
+    min_distance_px: int = Field(12, description="minimum distance between cell centres (px)")
+
+
+@step("cell_boundaries", requires=("foreground",), provides=("cell_labels",), params=BoundaryParams)
+def cell_boundaries_step(foreground: np.ndarray, params: BoundaryParams, state: Any) -> np.ndarray:
+    """Cell boundaries: split touching cells by distance-transform watershed."""
+    return cells.split_touching_cells(foreground, params.min_distance_px)
+
+
+class ClassifyParams(_Params):
+    types: tuple[classify.CellTypeRule, ...] = Field(
+        classify.DEFAULT_TYPE_RULES, description="cell types in order, each with its size bound"
+    )
+    fallback_pixel_size_um: float = Field(DEFAULT_PIXEL_SIZE_UM, description="when the file has none")
+
+
+@step("classify_cells", requires=("cell_labels", "stack"), provides=("cell_types",), params=ClassifyParams)
+def classify_cells_step(
+    cell_labels: np.ndarray, stack: ImageStack, params: ClassifyParams, state: Any
+) -> classify.CellTypes:
+    """Classify cell types by equivalent diameter."""
+    size_um = pixel_size_of(stack, params.fallback_pixel_size_um)
+    return classify.classify_by_size(cell_labels, size_um, params.types)
+
+
+class DetectParams(_Params):
+    sigma_xy_px: float = Field(1.25, description="expected spot σ in x and y (px)")
+    sigma_z_slices: float = Field(1.25, description="expected spot σ in z (slices)")
+    threshold_sd: float = Field(3.0, description="detection threshold in robust SDs of the LoG response")
+    min_separation_px: int = Field(2, description="closer maxima merge into one spot (px)")
+
+
+@step("detect_pnps", requires=("pnp_volume",), provides=("spots",), params=DetectParams)
+def detect_pnps_step(pnp_volume: np.ndarray, params: DetectParams, state: Any) -> pnp.Spots:
+    """Detect PNPs in 3D by Laplacian of Gaussian."""
+    return pnp.detect_spots_log(
+        pnp_volume, params.sigma_xy_px, params.sigma_z_slices, params.threshold_sd, params.min_separation_px
+    )
+
+
+class CountParams(_Params):
+    margin_px: float = Field(2.0, description="a spot this close outside a cell still belongs to it (px)")
+
+
+@step("count_pnps", requires=("cell_labels", "spots"), provides=("particle_counts",), params=CountParams)
+def count_pnps_step(
+    cell_labels: np.ndarray, spots: pnp.Spots, params: CountParams, state: Any
+) -> counting.ParticleCounts:
+    """Assign PNPs to cells and count them per cell."""
+    return counting.assign_particles(cell_labels, spots, params.margin_px)
+
+
+class TablesParams(_Params):
+    fallback_pixel_size_um: float = Field(DEFAULT_PIXEL_SIZE_UM, description="when the file has none")
+
+
+@step(
+    "tables",
+    requires=("cell_labels", "cell_types", "particle_counts", "spots", "stack"),
+    provides=("cells_table", "pnps_table"),
+    params=TablesParams,
+)
+def tables_step(
+    cell_labels: np.ndarray,
+    cell_types: classify.CellTypes,
+    particle_counts: counting.ParticleCounts,
+    spots: pnp.Spots,
+    stack: ImageStack,
+    params: TablesParams,
+    state: Any,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tables: ``cells.csv`` and ``pnps.csv`` rows."""
+    size_um = pixel_size_of(stack, params.fallback_pixel_size_um)
+    return (
+        tables.cell_table(cell_labels, cell_types, particle_counts, size_um),
+        tables.pnp_table(spots, particle_counts),
+    )
+
+
+class QcParams(_Params):
+    type_names: tuple[str, ...] = Field(("lymphocyte", "monocyte"), description="legend order and colours")
+    max_side_px: int = Field(1024, description="larger fields are downsampled in the picture")
+
+
+@step(
+    "qc_image",
+    requires=("cell_image", "cell_labels", "cells_table", "pnps_table", "stack"),
+    provides=("qc_png",),
+    params=QcParams,
+)
+def qc_image_step(
+    cell_image: np.ndarray,
+    cell_labels: np.ndarray,
+    cells_table: pd.DataFrame,
+    pnps_table: pd.DataFrame,
+    stack: ImageStack,
+    params: QcParams,
+    state: Any,
+) -> bytes:
+    """QC image: outlines by type, PNPs, counts (PNG bytes)."""
+    return qc.render_qc_png(
+        cell_image, cell_labels, cells_table, pnps_table, params.type_names, stack.image_id, params.max_side_px
+    )
