@@ -37,6 +37,9 @@ class StepConfig(BaseModel):
 
     step: str
     params: dict[str, Any] = Field(default_factory=dict)
+    stages: tuple[str, ...] = Field(
+        (), description="queue stages that run this step (e.g. segmentation, counting); () = all"
+    )
 
 
 class PipelineConfig(BaseModel):
@@ -58,6 +61,11 @@ class BoundStep(BaseModel):
 
     spec: StepSpec
     params: BaseModel
+    stages: tuple[str, ...] = ()
+
+    def in_stage(self, stage: str | None) -> bool:
+        """Whether this step runs in ``stage`` (None = the whole pipeline at once)."""
+        return stage is None or not self.stages or stage in self.stages
 
 
 class Pipeline(BaseModel):
@@ -69,6 +77,14 @@ class Pipeline(BaseModel):
     version: int
     inputs: tuple[str, ...]
     steps: tuple[BoundStep, ...]
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The queue stages in order of first appearance (empty for a one-stage pipeline)."""
+        seen: dict[str, None] = {}
+        for bound in self.steps:
+            seen.update(dict.fromkeys(bound.stages))
+        return tuple(seen)
 
     def describe(self) -> dict[str, Any]:
         """Step names, versions and parameters, for provenance (``result.json``)."""
@@ -132,7 +148,7 @@ def bind_pipeline(
                 f"{where}: step {entry.step!r} needs {missing}, which no earlier step provides"
             )
         available.update(spec.provides)
-        bound.append(BoundStep(spec=spec, params=params))
+        bound.append(BoundStep(spec=spec, params=params, stages=entry.stages))
     unknown = set(overrides) - {s.step for s in config.steps}
     if unknown:
         raise ConfigError(f"{where}: parameter overrides name steps not in the pipeline: {sorted(unknown)}")

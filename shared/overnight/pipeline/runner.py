@@ -40,14 +40,24 @@ class PreparedPipeline:
                 )
             self._states.append(state)
 
-    def run(self, inputs: Mapping[str, Any]) -> PipelineRun:
-        """Run every step in order on ``inputs`` (e.g. ``{"stack": ImageStack}``)."""
+    def run(self, inputs: Mapping[str, Any], stage: str | None = None) -> PipelineRun:
+        """Run the steps (of ``stage``, or all) in order on ``inputs``, e.g. ``{"stack": ...}``.
+
+        A later stage gets the earlier stages' outputs it needs in ``inputs``.
+        """
         missing = [name for name in self.pipeline.inputs if name not in inputs]
         if missing:
             raise StepError(f"pipeline {self.pipeline.name!r} needs inputs {missing}")
         workspace: dict[str, Any] = dict(inputs)
         timings: dict[str, float] = {}
         for bound, state in zip(self.pipeline.steps, self._states, strict=True):
+            if not bound.in_stage(stage):
+                continue
+            lacking = [name for name in bound.spec.requires if name not in workspace]
+            if lacking:
+                raise StepError(
+                    f"step {bound.spec.name!r} (stage {stage}) needs {lacking}: pass them as inputs"
+                )
             start = time.perf_counter()
             produced = bound.spec.run(workspace, bound.params, state)
             timings[bound.spec.name] = time.perf_counter() - start
