@@ -138,9 +138,8 @@ def test_template_is_frozen() -> None:
 def test_settings_parse_json_env_into_the_template(monkeypatch) -> None:
     monkeypatch.setenv("OVERNIGHT_JOB_IMAGE", "img:1")
     monkeypatch.setenv("OVERNIGHT_JOB_GPU", "1")
-    monkeypatch.setenv(
-        "OVERNIGHT_JOB_TOLERATIONS", '[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]'
-    )
+    tolerations = '[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]'
+    monkeypatch.setenv("OVERNIGHT_JOB_TOLERATIONS", tolerations)
     monkeypatch.setenv("OVERNIGHT_JOB_SECRET_ENV", '[{"name": "A", "secret": "s", "key": "k"}]')
     monkeypatch.setenv("OVERNIGHT_JOB_NODE_SELECTOR", '{"pool": "gpu"}')
     monkeypatch.setenv("OVERNIGHT_JOB_CPU_LIMIT", "")
