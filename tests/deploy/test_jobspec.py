@@ -123,9 +123,10 @@ def test_drain_job_runs_k_images_per_pod(strict_validate) -> None:
     strict_validate(job)
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args == ["worker", "drain", "--max-images", "25"]
-    assert job["metadata"]["name"] != build_drain_job(_template(), "ds1", "b8", "c", {}, 25)[
-        "metadata"
-    ]["name"]
+    assert (
+        job["metadata"]["name"]
+        != build_drain_job(_template(), "ds1", "b8", "c", {}, 25)["metadata"]["name"]
+    )
     with pytest.raises(ValueError, match="max_images"):
         build_drain_job(_template(), "ds1", "b", "c", {}, max_images=0)
 
