@@ -1,0 +1,132 @@
+"""What the image reader accepts: pixel types and the size budget checked before any read.
+
+tifffile allocates whatever a file's header declares, so a 1 kB file that claims to be
+100000 x 100000 pixels would exhaust memory. :func:`check_declared_size` compares the declared
+shape with a :class:`ReadLimits` budget first; the reader calls it before touching pixel data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from overnight.errors import InvalidImageError
+
+GIB = 2**30
+
+#: Pixel types the pipeline analyses. Detectors give unsigned integers; anything else
+#: (float, signed) usually means a processed file, not raw counts.
+SUPPORTED_DTYPES: tuple[np.dtype, ...] = (np.dtype("uint8"), np.dtype("uint16"), np.dtype("uint32"))
+
+
+class ReadLimits(BaseModel):
+    """Size budget for one image, checked against the file's header before reading.
+
+    The defaults admit any real field of view (a 2048² x 12 slices x 2 channels uint16 stack
+    is 0.2 GB; a 2 GiB stack reads) and refuse headers that declare absurd sizes.
+
+    Attributes
+    ----------
+    max_pixels : int
+        Most elements (Z*C*Y*X, all timepoints) an image may declare. Default 2**34 (~17e9).
+    max_bytes : int
+        Most bytes of decoded pixel data an image may declare, memory-mapped or not.
+        Default 64 GiB: larger than RAM is fine when the file can be memory-mapped.
+    max_in_memory_bytes : int
+        Most bytes that may be decoded into RAM at once: a whole compressed image read by
+        ``read_stack``, or one page or compressed tile/strip read by ``read_tile``.
+        Default 8 GiB. Uncompressed contiguous files are memory-mapped and not bound by it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    max_pixels: int = Field(default=2**34, gt=0)
+    max_bytes: int = Field(default=64 * GIB, gt=0)
+    max_in_memory_bytes: int = Field(default=8 * GIB, gt=0)
+
+
+#: The limits used when a caller gives none.
+DEFAULT_LIMITS = ReadLimits()
+
+
+def check_pixel_type(source: str, dtype: np.dtype) -> None:
+    """Refuse pixel types other than :data:`SUPPORTED_DTYPES`.
+
+    Raises
+    ------
+    InvalidImageError
+        e.g. ``"pixel type float64 is not supported; expected unsigned integers
+        (uint8/uint16/uint32)"``.
+    """
+    if np.dtype(dtype).newbyteorder("=") not in SUPPORTED_DTYPES:
+        expected = "/".join(d.name for d in SUPPORTED_DTYPES)
+        raise InvalidImageError(
+            source,
+            f"pixel type {np.dtype(dtype).name} is not supported; "
+            f"expected unsigned integers ({expected})",
+        )
+
+
+def _format_bytes(n_bytes: int) -> str:
+    for unit, size in (("TiB", 2**40), ("GiB", GIB), ("MiB", 2**20), ("kiB", 2**10)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:.1f} {unit}"
+    return f"{n_bytes} B"
+
+
+def check_declared_size(
+    source: str,
+    shape: Sequence[int],
+    dtype: np.dtype,
+    limits: ReadLimits,
+    *,
+    in_memory: bool,
+    what: str = "image",
+) -> None:
+    """Refuse a declared ``shape`` x ``dtype`` that exceeds ``limits``, before anything is read.
+
+    Parameters
+    ----------
+    source : str
+        File name for the error message.
+    shape : sequence of int
+        Declared shape (any axes).
+    dtype : numpy.dtype
+        Declared pixel type.
+    limits : ReadLimits
+        The budget.
+    in_memory : bool
+        True when the data would be decoded into RAM (also checks ``max_in_memory_bytes``).
+    what : str
+        What the shape describes, for the message ("image", "tile").
+
+    Raises
+    ------
+    InvalidImageError
+        Naming the declared shape, its size and the limit it exceeds.
+    """
+    n_pixels = math.prod(int(s) for s in shape)
+    n_bytes = n_pixels * np.dtype(dtype).itemsize
+    declared = f"{what} declares shape {tuple(int(s) for s in shape)} {np.dtype(dtype).name}"
+    if n_pixels > limits.max_pixels:
+        raise InvalidImageError(
+            source,
+            f"{declared} = {n_pixels:.3g} pixels, more than the limit of {limits.max_pixels:.3g} "
+            "(ReadLimits.max_pixels); the header is corrupt or the file is too large to analyse",
+        )
+    if n_bytes > limits.max_bytes:
+        raise InvalidImageError(
+            source,
+            f"{declared} = {_format_bytes(n_bytes)}, more than the limit of "
+            f"{_format_bytes(limits.max_bytes)} (ReadLimits.max_bytes)",
+        )
+    if in_memory and n_bytes > limits.max_in_memory_bytes:
+        raise InvalidImageError(
+            source,
+            f"{declared} = {_format_bytes(n_bytes)} to decode in memory, more than the limit of "
+            f"{_format_bytes(limits.max_in_memory_bytes)} (ReadLimits.max_in_memory_bytes); "
+            "read it in tiles with read_tile, or save it uncompressed so it can be memory-mapped",
+        )
