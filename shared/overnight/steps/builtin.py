@@ -75,7 +75,7 @@ def classify_cells_step(
 class DetectParams(_Params):
     sigma_xy_px: float = Field(1.25, description="expected spot σ in x and y (px)")
     sigma_z_slices: float = Field(1.25, description="expected spot σ in z (slices)")
-    threshold_sd: float = Field(3.0, description="detection threshold in robust SDs of the LoG response")
+    threshold_sd: float = Field(5.0, description="detection threshold in robust SDs of the LoG response")
     min_separation_px: int = Field(2, description="closer maxima merge into one spot (px)")
 
 
