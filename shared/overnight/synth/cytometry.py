@@ -1,0 +1,346 @@
+"""Synthetic digital-cytometry fields with their ground truth (IMAGING_MODEL.md §1).
+
+:func:`draw_field` draws one field of view from :class:`~overnight.synth.ranges.CytometryRanges`
+(cells in channel 0, plasmonic nanoparticles in channel 1, camera noise) together with the
+truth: instance labels, the cell table and every particle. :func:`write_dataset` writes fields
+as TIFFs plus the truth in the pipeline's output format. Everything is seeded by a
+``numpy.random.Generator``: the same seed gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tifffile
+from tqdm import tqdm
+
+from overnight.errors import ConfigError
+from overnight.synth.cells import CellLayout, layout_cells, touching_ids
+from overnight.synth.noise import camera_adu
+from overnight.synth.particles import (
+    cell_particles,
+    glass_particles,
+    pnp_table,
+    render_spots,
+)
+from overnight.synth.ranges import CytometryRanges, FieldParams
+from overnight.synth.scatter import ScatterLook, render_scatter
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RANGES = CytometryRanges()
+DEFAULT_CELL_TYPES = ("lymphocyte", "monocyte")
+CHANNEL_NAMES = ("cell", "pnp")
+CELL_COLUMNS = ("cell_id", "y", "x", "area_px", "cell_type", "pnp_count")
+#: Acquisition time of field 0 in the generated file names; field i is 2 min later per index.
+_FIRST_ACQUISITION = datetime(2026, 11, 25, 9, 30)
+_SAMPLES = ("S01", "S02", "S03", "S04")
+
+
+@dataclass(frozen=True)
+class SyntheticField:
+    """One synthetic field of view and its ground truth.
+
+    Attributes
+    ----------
+    image : ndarray of shape (Z, 2, Y, X), uint16
+        Channel 0 = cells, channel 1 = PNPs (ADU).
+    labels : ndarray of shape (Y, X), uint32
+        Cell instance labels, 0 = background, ids as ``cells.cell_id``.
+    cells : pandas.DataFrame
+        ``cell_id, y, x, area_px, cell_type, pnp_count`` (centroid in px), then ``focus_z``
+        (slice) and ``touching`` (shares a boundary with another cell).
+    pnps : pandas.DataFrame
+        ``z, y, x, cell_id, intensity``: sub-pixel centre (slice, px, px), owning cell
+        (0 = on glass) and peak amplitude above background (ADU).
+    params : FieldParams
+        The values drawn for this field.
+    """
+
+    image: np.ndarray
+    labels: np.ndarray
+    cells: pd.DataFrame
+    pnps: pd.DataFrame
+    params: FieldParams
+
+
+def draw_params(
+    rng: np.random.Generator,
+    size: int | tuple[int, int] = 512,
+    ranges: CytometryRanges = DEFAULT_RANGES,
+    cell_types: tuple[str, ...] = DEFAULT_CELL_TYPES,
+) -> FieldParams:
+    """Draw the per-field values of one field of ``size`` px (side, or ``(height, width)``)."""
+    height, width = (size, size) if isinstance(size, int) else size
+    if min(height, width) < ranges.min_size_px:
+        raise ConfigError(
+            f"field size {height}x{width} px is below the smallest supported side "
+            f"{ranges.min_size_px} px"
+        )
+    for name in cell_types:
+        try:
+            ranges.cell_type(name)
+        except KeyError as err:
+            raise ConfigError(str(err.args[0])) from err
+    area_scale = height * width / 512**2
+    n_z = int(rng.integers(ranges.n_z[0], ranges.n_z[1] + 1))
+    focus_z = (n_z - 1) / 2 + rng.uniform(-0.5, 0.5)
+    read_noise = rng.uniform(*ranges.read_noise_adu)
+    snr = rng.uniform(*ranges.snr)
+    return FieldParams(
+        height_px=height,
+        width_px=width,
+        n_z=n_z,
+        pixel_size_um=ranges.pixel_size_um,
+        z_step_um=ranges.z_step_um,
+        cell_types=tuple(cell_types),
+        n_cells_drawn=max(
+            1, round(rng.integers(*ranges.cells_per_512, endpoint=True) * area_scale)
+        ),
+        touching_fraction=rng.uniform(*ranges.touching_fraction),
+        focus_z=focus_z,
+        glass_z=max(0.3, focus_z - rng.uniform(1.0, 3.0)),
+        cell_signal_adu=rng.uniform(*ranges.cell_signal_adu),
+        rim_contrast=rng.uniform(*ranges.rim_contrast),
+        rim_width_px=rng.uniform(*ranges.rim_width_px),
+        texture_strength=rng.uniform(*ranges.texture_strength),
+        texture_scale_px=rng.uniform(*ranges.texture_scale_px),
+        focus_blur_px=rng.uniform(*ranges.focus_blur_px),
+        defocus_blur_px_per_slice=rng.uniform(*ranges.defocus_blur_px_per_slice),
+        sigma_xy_px=rng.uniform(*ranges.sigma_xy_px),
+        sigma_z_slices=rng.uniform(*ranges.sigma_z_slices),
+        amplitude_adu=snr * read_noise,
+        autoscatter_fraction=rng.uniform(*ranges.autoscatter_fraction),
+        n_glass_pnps=max(
+            1, round(rng.integers(*ranges.glass_pnps_per_512, endpoint=True) * area_scale)
+        ),
+        offset_adu=rng.uniform(*ranges.offset_adu),
+        gain=rng.uniform(*ranges.gain),
+        read_noise_adu=read_noise,
+        snr=snr,
+    )
+
+
+def draw_field(
+    rng: np.random.Generator,
+    size: int | tuple[int, int] = 512,
+    ranges: CytometryRanges = DEFAULT_RANGES,
+    cell_types: tuple[str, ...] = DEFAULT_CELL_TYPES,
+) -> SyntheticField:
+    """Draw one synthetic digital-cytometry field and its ground truth.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The only source of randomness.
+    size : int or tuple of int
+        Field side (px), or ``(height, width)``; 256–2048 in the imaging model.
+    ranges : CytometryRanges
+        Parameter ranges (defaults = IMAGING_MODEL.md §1).
+    cell_types : tuple of str
+        Names of the types in ``ranges.cell_types`` to draw.
+
+    Returns
+    -------
+    SyntheticField
+        ``ZCYX`` uint16 image, ``YX`` uint32 labels, cell and particle tables, drawn values.
+
+    Raises
+    ------
+    ConfigError
+        For a field smaller than ``ranges.min_size_px`` or an unknown cell type.
+    """
+    params = draw_params(rng, size, ranges, cell_types)
+    shape_yx = (params.height_px, params.width_px)
+    specs = [ranges.cell_type(name) for name in cell_types]
+    layout = layout_cells(
+        rng, shape_yx, params.n_cells_drawn, specs, params.touching_fraction, ranges.cell_gap_px
+    )
+    n_cells = len(layout.outlines)
+    focus_z = np.clip(
+        params.focus_z + rng.normal(0.0, ranges.focus_spread_slices, n_cells), 1.0, params.n_z - 2.0
+    )
+    brightness = params.cell_signal_adu * np.exp(
+        rng.normal(0.0, ranges.cell_brightness_log_sigma, n_cells)
+    )
+    look = ScatterLook(
+        rim_contrast=params.rim_contrast,
+        rim_width_px=params.rim_width_px,
+        rim_inset_px=ranges.rim_inset_px,
+        texture_strength=params.texture_strength,
+        texture_scale_px=params.texture_scale_px,
+        focus_blur_px=params.focus_blur_px,
+        defocus_blur_px_per_slice=params.defocus_blur_px_per_slice,
+    )
+    scatter = render_scatter(
+        rng,
+        layout.labels,
+        np.concatenate([[0.0], brightness]),
+        np.concatenate([[params.focus_z], focus_z]),
+        params.n_z,
+        look,
+    )
+    points, owners = _draw_particles(rng, layout, focus_z, params, ranges)
+    amplitudes = params.amplitude_adu * np.exp(
+        rng.normal(0.0, ranges.amplitude_log_sigma, len(points))
+    )
+    spots = render_spots(
+        (params.n_z, *shape_yx), points, amplitudes, params.sigma_xy_px, params.sigma_z_slices
+    )
+    autoscatter_scale = params.autoscatter_fraction * params.amplitude_adu
+    spots += scatter * np.float32(autoscatter_scale / max(float(scatter.max()), 1e-6))
+    image = camera_adu(
+        rng,
+        np.stack([scatter, spots], axis=1),
+        params.offset_adu,
+        params.gain,
+        params.read_noise_adu,
+    )
+    pnps = pnp_table(points, owners, amplitudes)
+    cells = _cell_table(layout, focus_z, pnps)
+    return SyntheticField(image=image, labels=layout.labels, cells=cells, pnps=pnps, params=params)
+
+
+def _draw_particles(
+    rng: np.random.Generator,
+    layout: CellLayout,
+    focus_z: np.ndarray,
+    params: FieldParams,
+    ranges: CytometryRanges,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Particle centres (``(N, 3)``: z, y, x) and their cell ids (0 = glass)."""
+    scale_z = ranges.pixel_size_um / ranges.z_step_um  # slices per px
+    near_zero = rng.random(len(layout.outlines)) < ranges.near_zero_fraction
+    typical = ranges.pnp_lambda_median * np.exp(
+        rng.normal(0.0, ranges.pnp_lambda_log_sigma, len(layout.outlines))
+    )
+    lambdas = np.where(near_zero, rng.uniform(0.0, 1.0, len(near_zero)), typical)
+    counts = rng.poisson(np.clip(lambdas, 0.0, ranges.pnp_lambda_max))
+    parts, owners = [], []
+    for index, outline in enumerate(layout.outlines):
+        fits = min(focus_z[index], params.n_z - 1 - focus_z[index])
+        ratio = rng.uniform(*ranges.cell_height_ratio)
+        half_height = min(outline.radius_px * scale_z * ratio, fits)
+        points = cell_particles(
+            rng,
+            layout.labels,
+            outline,
+            index + 1,
+            int(counts[index]),
+            float(focus_z[index]),
+            max(half_height, 0.5),
+            ranges.rim_inset_px,
+            ranges.close_pair_fraction,
+            params.sigma_xy_px,
+        )
+        parts.append(points)
+        owners.append(np.full(len(points), index + 1))
+    glass = glass_particles(
+        rng, layout.labels, params.n_glass_pnps, params.glass_z, ranges.glass_min_distance_px
+    )
+    parts.append(glass)
+    owners.append(np.zeros(len(glass), int))
+    points = np.vstack(parts) if parts else np.zeros((0, 3))
+    points[:, 0] = np.clip(points[:, 0], 0.0, params.n_z - 1)
+    return points, np.concatenate(owners).astype(np.int64)
+
+
+def _cell_table(layout: CellLayout, focus_z: np.ndarray, pnps: pd.DataFrame) -> pd.DataFrame:
+    """Build the ``cells.csv`` table of a layout (centroids and areas from the labels)."""
+    n_cells = len(layout.outlines)
+    flat = layout.labels.ravel().astype(np.int64)
+    area = np.bincount(flat, minlength=n_cells + 1)
+    rows, cols = np.indices(layout.labels.shape)
+    y = np.bincount(flat, rows.ravel(), minlength=n_cells + 1) / np.maximum(area, 1)
+    x = np.bincount(flat, cols.ravel(), minlength=n_cells + 1) / np.maximum(area, 1)
+    counts = np.bincount(pnps["cell_id"].to_numpy(), minlength=n_cells + 1)
+    ids = np.arange(1, n_cells + 1)
+    return pd.DataFrame(
+        {
+            "cell_id": ids.astype(np.int64),
+            "y": y[1:],
+            "x": x[1:],
+            "area_px": area[1:].astype(np.int64),
+            "cell_type": [o.cell_type for o in layout.outlines],
+            "pnp_count": counts[1:].astype(np.int64),
+            "focus_z": focus_z.astype(float),
+            "touching": np.isin(ids, touching_ids(layout.labels)),
+        }
+    )
+
+
+def image_id_for(index: int) -> str:
+    """Name generated field ``index`` (0-based) by the lab convention, without extension.
+
+    >>> image_id_for(6)
+    '20261125_0942_synth_darkfield_S03_field-007'
+    """
+    taken = _FIRST_ACQUISITION + timedelta(minutes=2 * index)
+    sample = _SAMPLES[index % len(_SAMPLES)]
+    return f"{taken:%Y%m%d_%H%M}_synth_darkfield_{sample}_field-{index + 1:03d}"
+
+
+def write_field(field: SyntheticField, out_dir: Path, image_id: str) -> Path:
+    """Write ``images/<image_id>.tif`` and ``truth/<image_id>/`` under ``out_dir``; image path."""
+    image_path = out_dir / "images" / f"{image_id}.tif"
+    truth_dir = out_dir / "truth" / image_id
+    image_path.parent.mkdir(parents=True, exist_ok=True)
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    pixels_per_um = 1.0 / field.params.pixel_size_um
+    tifffile.imwrite(
+        image_path,
+        field.image,
+        imagej=False,
+        photometric="minisblack",
+        resolution=(pixels_per_um, pixels_per_um),
+        resolutionunit="MICROMETER",
+        metadata={
+            "axes": "ZCYX",
+            "channel_names": list(CHANNEL_NAMES),
+            "pixel_size_um": field.params.pixel_size_um,
+            "z_step_um": field.params.z_step_um,
+        },
+    )
+    tifffile.imwrite(
+        truth_dir / "labels.tif", field.labels, compression="zlib", metadata={"axes": "YX"}
+    )
+    field.cells.to_csv(truth_dir / "cells.csv", index=False)
+    field.pnps.to_csv(truth_dir / "pnps.csv", index=False)
+    (truth_dir / "params.json").write_text(field.params.model_dump_json(indent=2) + "\n")
+    return image_path
+
+
+def write_dataset(
+    out_dir: Path,
+    n: int,
+    seed: int,
+    size: int | tuple[int, int] = 512,
+    ranges: CytometryRanges = DEFAULT_RANGES,
+    cell_types: tuple[str, ...] = DEFAULT_CELL_TYPES,
+) -> list[Path]:
+    """Write ``n`` synthetic fields and their ground truth under ``out_dir``.
+
+    Layout: ``images/<image_id>.tif`` (uint16 ``ZCYX``, 5 px/µm) and
+    ``truth/<image_id>/{labels.tif, cells.csv, pnps.csv, params.json}``. Field ``i`` is drawn
+    from its own child of ``SeedSequence(seed)``, so it does not depend on ``n``, and the same
+    seed writes the same bytes.
+
+    Returns
+    -------
+    list of Path
+        The image files, in order.
+    """
+    out_dir = Path(out_dir)
+    children = np.random.SeedSequence(seed).spawn(n)
+    paths = []
+    for index, child in enumerate(tqdm(children, desc="fields", unit="field", disable=n <= 1)):
+        field = draw_field(np.random.default_rng(child), size, ranges, cell_types)
+        image_id = image_id_for(index)
+        paths.append(write_field(field, out_dir, image_id))
+        logger.debug("wrote %s", image_id, extra={"image_id": image_id})
+    return paths
