@@ -99,6 +99,11 @@ def _describe_non_tiff(path: Path) -> str:
     return f"is not a TIFF file (first bytes {head[:8]!r})"
 
 
+def _source(tif: tifffile.TiffFile) -> str:
+    """Return the path of an open file as given by the caller, for messages."""
+    return str(tif.filehandle.path)
+
+
 @contextmanager
 def _open_tiff(path: Path) -> Iterator[tifffile.TiffFile]:
     source = str(path)
@@ -120,7 +125,9 @@ def _first_series(tif: tifffile.TiffFile, source: str) -> tifffile.TiffPageSerie
     except _TIFF_ERRORS as err:
         raise InvalidImageError(source, f"TIFF structure cannot be parsed ({err})") from err
     if not series or series[0].keyframe is None:
-        raise InvalidImageError(source, "TIFF holds no image data")
+        raise InvalidImageError(
+            source, "is a damaged TIFF: no readable image (its first IFD is missing or corrupt)"
+        )
     if len(series) > 1:
         logger.info("%s: holds %d image series; reading the first", source, len(series))
     return series[0]
@@ -130,7 +137,7 @@ def _keyframe(series: tifffile.TiffPageSeries) -> tifffile.TiffPage:
     """Return the page whose tags describe every page of ``series``."""
     keyframe = series.keyframe
     if keyframe is None:
-        raise InvalidImageError(series.parent.filename, "TIFF holds no image data")
+        raise InvalidImageError(_source(series.parent), "TIFF holds no image data")
     return keyframe
 
 
@@ -138,9 +145,22 @@ def _check_pages(
     tif: tifffile.TiffFile, series: tifffile.TiffPageSeries, limits: ReadLimits
 ) -> None:
     """Refuse strips/tiles beyond the end of the file and compressed chunks too big to decode."""
-    source = tif.filename
+    source = _source(tif)
     file_size = tif.filehandle.size
     keyframe = _keyframe(series)
+    n_planes = math.prod(series.shape) // max(math.prod(keyframe.shape), 1)
+    if len(series.pages) < n_planes:
+        raise InvalidImageError(
+            source,
+            f"file is truncated or damaged: it declares {n_planes} image planes but only "
+            f"{len(series.pages)} can be found (an interrupted copy?)",
+        )
+    if series.dataoffset is not None and series.dataoffset + series.nbytes > file_size:
+        raise InvalidImageError(
+            source,
+            f"file is truncated: its pixel data ends at byte {series.dataoffset + series.nbytes} "
+            f"but the file has only {file_size} bytes (an interrupted copy?)",
+        )
     for page in series.pages:
         if page is None:
             continue
@@ -187,7 +207,7 @@ def _inspect(
     timepoint: int | None,
     limits: ReadLimits,
 ) -> tuple[tifffile.TiffPageSeries, ImageInfo]:
-    source = tif.filename
+    source = _source(tif)
     series = _first_series(tif, source)
     file_axes = (axes or series.axes).upper()
     file_shape = tuple(int(s) for s in series.shape)
