@@ -8,8 +8,9 @@ import pytest
 import tifffile
 
 from overnight.errors import InvalidImageError
+from overnight.imaging.header import read_info
 from overnight.imaging.limits import ReadLimits
-from overnight.imaging.reader import read_info, read_stack, read_tile
+from overnight.imaging.reader import read_stack, read_tile
 
 
 def labelled(shape: tuple[int, ...], dtype: str = "uint16") -> np.ndarray:
@@ -299,6 +300,7 @@ def test_single_channel_when_two_are_needed(tmp_path: Path) -> None:
         path,
         "has 1 channel; the pipeline needs 2 (cell, pnp) — check the channel settings",
         channels_required=2,
+        channel_roles=("cell", "pnp"),
     )
     assert "'ZYX'" in error.problem
     assert read_stack(path, channels_required=1).shape_zcyx == (3, 1, 16, 20)
@@ -316,7 +318,7 @@ def make_bomb(path: Path, height: int, width: int, compression: str | None) -> P
 @pytest.mark.parametrize(
     ("height", "compression", "problem"),
     [
-        (100_000, "zlib", "compressed tile declares shape (100000, 100000, 1) uint16 = 18.6 GiB"),
+        (100_000, "zlib", "compressed tile declares shape (100000, 100000) uint16 = 18.6 GiB"),
         (100_000, None, "pixel data ends at byte 20000000256 but the file has only"),
         (4_000_000, None, "ReadLimits.max_pixels"),
     ],
@@ -354,3 +356,8 @@ def test_strips_shorter_than_the_image(tmp_path: Path) -> None:
         fh.seek(counts.valueoffset + 3 * struct.calcsize(fmt))
         fh.write(struct.pack(fmt, 10))  # last strip: 10 bytes instead of 512
     assert_refused(path, "declares 2048 bytes of pixels but its strips hold 1546")
+
+
+def test_too_few_channels_without_roles(tmp_path: Path) -> None:
+    path = write(tmp_path / "two.tif", ZCYX, metadata={"axes": "ZCYX"})
+    assert_refused(path, "has 2 channels; the pipeline needs 3 — check", channels_required=3)

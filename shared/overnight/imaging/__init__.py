@@ -14,8 +14,9 @@ from overnight.imaging.files import (
     is_image_name,
     require_images,
 )
+from overnight.imaging.header import ImageInfo, read_info
 from overnight.imaging.limits import DEFAULT_LIMITS, SUPPORTED_DTYPES, ReadLimits
-from overnight.imaging.reader import ImageInfo, read_info, read_stack, read_tile
+from overnight.imaging.reader import read_stack, read_tile
 from overnight.imaging.stack import PIPELINE_AXES, ImageStack
 
 __all__ = [
