@@ -38,7 +38,9 @@ def one_run(images: Path, out: Path, workers: int, pipeline: str) -> dict[str, o
 
     paths = find_images(images)
     start = time.perf_counter()
-    outcomes = run_batch(paths, BatchOptions(pipeline=pipeline, out_url=str(out), force=True), workers)
+    outcomes = run_batch(
+        paths, BatchOptions(pipeline=pipeline, out_url=str(out), force=True), workers
+    )
     wall = time.perf_counter() - start
     failed = [o.image_id for o in outcomes if o.status != "done"]
     steps: dict[str, list[float]] = {}
@@ -61,12 +63,19 @@ def one_run(images: Path, out: Path, workers: int, pipeline: str) -> dict[str, o
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--fields", type=int, default=24)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pipeline", default="cytometry")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--_child", nargs=4, metavar=("IMAGES", "OUT", "WORKERS", "PIPELINE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--_child",
+        nargs=4,
+        metavar=("IMAGES", "OUT", "WORKERS", "PIPELINE"),
+        help=argparse.SUPPRESS,
+    )
     args = parser.parse_args()
     if args._child:
         images, out, workers, pipeline = args._child
@@ -80,7 +89,10 @@ def main() -> None:
             "benchmark": "embedded run",
             "dataset": f"{args.fields} synthetic fields, 512x512, 12 Z, 2 channels, uint16",
             "pipeline": args.pipeline,
-            "machine": {"cpus": len(__import__("os").sched_getaffinity(0)), "python": platform.python_version()},
+            "machine": {
+                "cpus": len(__import__("os").sched_getaffinity(0)),
+                "python": platform.python_version(),
+            },
             "configurations": {},
         }
         for workers in args.workers:
@@ -88,15 +100,31 @@ def main() -> None:
             for repeat in range(args.repeats):
                 out = Path(tmp) / f"out-{workers}-{repeat}"
                 child = subprocess.run(
-                    [sys.executable, "-m", "bench.embedded", "--_child", str(data / "images"), str(out),
-                     str(workers), args.pipeline],
-                    check=True, capture_output=True, text=True,
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.embedded",
+                        "--_child",
+                        str(data / "images"),
+                        str(out),
+                        str(workers),
+                        args.pipeline,
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
                 )
                 runs.append(json.loads(child.stdout.strip().splitlines()[-1]))
-                print(f"workers={workers} repeat={repeat}: {runs[-1]['wall_s']:.1f} s", file=sys.stderr)
+                print(
+                    f"workers={workers} repeat={repeat}: {runs[-1]['wall_s']:.1f} s",
+                    file=sys.stderr,
+                )
             wall = statistics.median(r["wall_s"] for r in runs)
             mb = runs[0]["bytes_read"] / 1e6
-            steps = {k: statistics.median(r["step_median_s"][k] for r in runs) for k in runs[0]["step_median_s"]}
+            steps = {
+                k: statistics.median(r["step_median_s"][k] for r in runs)
+                for k in runs[0]["step_median_s"]
+            }
             report["configurations"][str(workers)] = {
                 "workers": workers,
                 "repeats": len(runs),
@@ -104,14 +132,20 @@ def main() -> None:
                 "images_per_min_median": round(60 * args.fields / wall, 1),
                 "mb_per_s_read_median": round(mb / wall, 1),
                 "peak_rss_mib_median": round(statistics.median(r["peak_rss_mib"] for r in runs), 1),
-                "seconds_per_image_median": round(statistics.median(r["seconds_per_image_median"] for r in runs), 3),
+                "seconds_per_image_median": round(
+                    statistics.median(r["seconds_per_image_median"] for r in runs), 3
+                ),
                 "step_median_s": {k: round(v, 4) for k, v in steps.items()},
                 "failed": runs[0]["failed"],
             }
         configs = report["configurations"]
         if "1" in configs and "2" in configs:
-            report["speedup_2_vs_1"] = round(configs["1"]["wall_s_median"] / configs["2"]["wall_s_median"], 2)
-        report["seconds_per_image_median"] = configs[str(args.workers[0])]["seconds_per_image_median"]
+            report["speedup_2_vs_1"] = round(
+                configs["1"]["wall_s_median"] / configs["2"]["wall_s_median"], 2
+            )
+        report["seconds_per_image_median"] = configs[str(args.workers[0])][
+            "seconds_per_image_median"
+        ]
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "embedded.json" if args.pipeline == "cytometry" else f"embedded-{args.pipeline}.json"
     (RESULTS / name).write_text(json.dumps(report, indent=2) + "\n")

@@ -22,8 +22,10 @@ def test_overrides_reach_step_parameters():
 
 def test_bad_parameter_is_a_config_error_naming_the_step(tmp_path):
     path = tmp_path / "p.yaml"
-    path.write_text("name: p\nsteps:\n  - step: detect_pnps\n    params: {threshold_sd: lots}\n"
-                    "  - step: select_channels\n")
+    path.write_text(
+        "name: p\nsteps:\n  - step: detect_pnps\n    params: {threshold_sd: lots}\n"
+        "  - step: select_channels\n"
+    )
     with pytest.raises(ConfigError, match="detect_pnps"):
         load_pipeline(path)
 

@@ -19,7 +19,9 @@ def installed_plugin(tmp_path, monkeypatch):
     """Make the example package look installed: a dist-info with its entry point on sys.path."""
     dist = tmp_path / "overnight_example_steps-0.1.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: overnight-example-steps\nVersion: 0.1\n")
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: overnight-example-steps\nVersion: 0.1\n"
+    )
     (dist / "entry_points.txt").write_text(
         "[overnight.steps]\ncell_brightness = overnight_example_steps:cell_brightness\n"
     )

@@ -33,7 +33,7 @@ def test_focus_projection_picks_the_sharp_slice():
 
 def test_size_rule_types_cells():
     labels = np.zeros((200, 200), np.uint32)
-    labels[disk((50, 50), 18)] = 1   # 36 px ≈ 7.2 µm at 0.2 µm/px
+    labels[disk((50, 50), 18)] = 1  # 36 px ≈ 7.2 µm at 0.2 µm/px
     labels[disk((130, 130), 32)] = 2  # 64 px ≈ 12.8 µm
     types = classify_by_size(labels, pixel_size_um=0.2)
     assert types.as_dict() == {1: "lymphocyte", 2: "monocyte"}

@@ -10,8 +10,11 @@ def gaussian_volume(centres, shape=(8, 40, 40), sigma=(1.2, 1.2, 1.2), amplitude
     vol = np.zeros(shape)
     for cz, cy, cx in centres:
         vol += amplitude * np.exp(
-            -((z - cz) ** 2 / (2 * sigma[0] ** 2) + (y - cy) ** 2 / (2 * sigma[1] ** 2)
-              + (x - cx) ** 2 / (2 * sigma[2] ** 2))
+            -(
+                (z - cz) ** 2 / (2 * sigma[0] ** 2)
+                + (y - cy) ** 2 / (2 * sigma[1] ** 2)
+                + (x - cx) ** 2 / (2 * sigma[2] ** 2)
+            )
         )
     return vol
 
@@ -35,7 +38,11 @@ def test_pure_noise_gives_few_false_spots():
 
 def test_background_estimate_is_robust_to_spots():
     rng = np.random.default_rng(3)
-    vol = 100 + rng.normal(0, 4, (6, 64, 64)) + gaussian_volume([(3, 32, 32)], shape=(6, 64, 64), amplitude=500)
+    vol = (
+        100
+        + rng.normal(0, 4, (6, 64, 64))
+        + gaussian_volume([(3, 32, 32)], shape=(6, 64, 64), amplitude=500)
+    )
     median, sd = estimate_background(vol)
     assert abs(median - 100) < 1 and abs(sd - 4) < 0.5
 

@@ -33,9 +33,11 @@ class LazyGroup(click.Group):
     """A click group that imports a subcommand's module on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """Names of the subcommands present in this checkout."""
         return sorted(name for name in SUBCOMMANDS if self._load(name) is not None)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Import and return one subcommand."""
         return self._load(cmd_name)
 
     @staticmethod

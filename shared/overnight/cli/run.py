@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import click
+from pydantic import Field
 from tqdm import tqdm
 
 from overnight.config import CommonSettings, load_settings
@@ -22,21 +23,35 @@ class RunSettings(CommonSettings):
 
     config_section = "run"
 
-    pipeline: str = "cytometry"
-    workers: int = 0
+    pipeline: str = Field(
+        "cytometry", description="Pipeline of `overnight run`: a built-in name or a YAML file."
+    )
+    workers: int = Field(0, description="Worker processes of `overnight run` (0 = one per core).")
+    channels: dict[str, int] | None = Field(
+        None, description='Channel roles, e.g. {"cell": 0, "pnp": 1}; overrides the pipeline file.'
+    )
 
 
 @click.command()
 @click.argument("input_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--out", "out", required=True, help="Output folder (or s3:// URL); one subfolder per image.")
-@click.option("--pipeline", default=None, help="Built-in pipeline name or a YAML file [default: cytometry].")
+@click.option(
+    "--out", "out", required=True, help="Output folder (or s3:// URL); one subfolder per image."
+)
+@click.option(
+    "--pipeline", default=None, help="Built-in pipeline name or a YAML file [default: cytometry]."
+)
 @click.option("--workers", type=int, default=None, help="Worker processes [default: one per core].")
 @click.option("--force", is_flag=True, help="Re-analyse images whose result is already complete.")
 @click.option("--quiet", is_flag=True, help="No progress bar or table, only errors.")
 @click.pass_context
 def run(
-    ctx: click.Context, input_dir: Path, out: str, pipeline: str | None, workers: int | None,
-    force: bool, quiet: bool,
+    ctx: click.Context,
+    input_dir: Path,
+    out: str,
+    pipeline: str | None,
+    workers: int | None,
+    force: bool,
+    quiet: bool,
 ) -> None:
     """Analyse every TIFF in INPUT_DIR and write results to --out.
 
@@ -46,7 +61,10 @@ def run(
     every image succeeded; otherwise each failed file is listed with the reason.
     """
     settings = load_settings(
-        RunSettings, ctx.obj.get("config_file") if ctx.obj else None, pipeline=pipeline, workers=workers
+        RunSettings,
+        ctx.obj.get("config_file") if ctx.obj else None,
+        pipeline=pipeline,
+        workers=workers,
     )
     configure_logging("WARNING" if quiet else settings.log_level, settings.log_format)
     try:
@@ -55,16 +73,24 @@ def run(
     except OvernightError as err:
         raise click.ClickException(str(err)) from err
     n_workers = settings.workers or default_workers()
-    options = BatchOptions(pipeline=settings.pipeline, out_url=out, force=force)
+    overrides = {"select_channels": {"channels": settings.channels}} if settings.channels else {}
+    options = BatchOptions(
+        pipeline=settings.pipeline, out_url=out, force=force, step_overrides=overrides
+    )
     if not quiet:
-        click.echo(f"Analysing {len(paths)} images from {input_dir} with {n_workers} worker(s) → {out}")
+        click.echo(
+            f"Analysing {len(paths)} images from {input_dir} with {n_workers} worker(s) → {out}"
+        )
     with tqdm(total=len(paths), unit="image", disable=quiet, dynamic_ncols=True) as bar:
+
         def progress(outcome: ImageOutcome) -> None:
             bar.update(1)
             bar.set_postfix_str(f"{outcome.image_id[-24:]} {outcome.status}")
 
         try:
-            outcomes = run_batch(paths, options, workers=min(n_workers, len(paths)), on_outcome=progress)
+            outcomes = run_batch(
+                paths, options, workers=min(n_workers, len(paths)), on_outcome=progress
+            )
         except OvernightError as err:
             raise click.ClickException(str(err)) from err
     if not quiet:
@@ -94,7 +120,9 @@ def format_outcomes(outcomes: list[ImageOutcome], max_rows: int = 40) -> str:
         cells = str(o.n_cells) if o.status == "done" else ""
         pnps = str(o.n_pnps) if o.status == "done" else ""
         secs = f"{o.seconds:.1f}" if o.status == "done" else ""
-        lines.append(f"{o.image_id[:width]:<{width}}  {o.status:<7} {cells:>5} {pnps:>6} {mean:>8} {secs:>6}")
+        lines.append(
+            f"{o.image_id[:width]:<{width}}  {o.status:<7} {cells:>5} {pnps:>6} {mean:>8} {secs:>6}"
+        )
     if len(outcomes) > max_rows:
         lines.append(f"... and {len(outcomes) - max_rows} more (see summary.csv)")
     done = sum(o.status == "done" for o in outcomes)

@@ -30,7 +30,8 @@ class ImageStack:
     def __post_init__(self) -> None:
         if self.data.ndim != len(PIPELINE_AXES):
             raise ValueError(
-                f"{self.source}: ImageStack needs {PIPELINE_AXES} (4 axes), got shape {self.data.shape}"
+                f"{self.source}: ImageStack needs {PIPELINE_AXES} (4 axes), "
+                f"got shape {self.data.shape}"
             )
 
     @property

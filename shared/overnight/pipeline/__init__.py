@@ -1,0 +1,1 @@
+"""Pipelines: YAML definitions of steps, the runner, and the embedded batch run."""

@@ -6,6 +6,7 @@ record and never stops the others. Results already complete are skipped (idempot
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -14,8 +15,6 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-import json
 
 from overnight.errors import InvalidImageError, OvernightError
 from overnight.imaging.reader import ReadLimits, image_id_from_name, read_stack
@@ -56,6 +55,7 @@ class BatchOptions:
     out_url: str = "overnight-results"
     force: bool = False
     limits: ReadLimits = field(default_factory=ReadLimits)
+    step_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class ImageAnalyser:
@@ -63,7 +63,7 @@ class ImageAnalyser:
 
     def __init__(self, options: BatchOptions, pipeline: Pipeline | None = None) -> None:
         self.options = options
-        self.pipeline = pipeline or load_pipeline(options.pipeline)
+        self.pipeline = pipeline or load_pipeline(options.pipeline, options.step_overrides)
         self.prepared = PreparedPipeline(self.pipeline)
         self.store: ObjectStore = open_store(options.out_url)
         self.type_names = _type_names(self.pipeline)
@@ -78,15 +78,26 @@ class ImageAnalyser:
         try:
             metadata, warnings = metadata_for(path)
             stack = read_stack(
-                path, image_id=image_id, limits=self.options.limits, channels_required=self.channels_required
+                path,
+                image_id=image_id,
+                limits=self.options.limits,
+                channels_required=self.channels_required,
             )
             read_s = time.perf_counter() - start
             run = self.prepared.run({"stack": stack})
             record = result_record(
-                stack, run, self.pipeline.describe(), self.prepared.versions(),
-                metadata, warnings, read_s, self.type_names,
+                stack,
+                run,
+                self.pipeline.describe(),
+                self.prepared.versions(),
+                metadata,
+                warnings,
+                read_s,
+                self.type_names,
             )
-            publish_result(self.store, image_id, result_artefacts(run, record), _manifest_info(record))
+            publish_result(
+                self.store, image_id, result_artefacts(run, record), _manifest_info(record)
+            )
         except InvalidImageError as err:
             logger.warning("image failed: %s", err, extra={"image_id": image_id})
             return ImageOutcome(image_id, str(path), "failed", reason=err.problem)
@@ -95,13 +106,19 @@ class ImageAnalyser:
             return ImageOutcome(image_id, str(path), "failed", reason=str(err))
         except Exception as err:  # a bug on one image must not lose the others
             logger.exception("unexpected error on %s", path, extra={"image_id": image_id})
-            return ImageOutcome(image_id, str(path), "failed", reason=f"internal error: {type(err).__name__}: {err}")
+            return ImageOutcome(
+                image_id, str(path), "failed", reason=f"internal error: {type(err).__name__}: {err}"
+            )
         summary = record["summary"]
         return ImageOutcome(
-            image_id, str(path), "done",
-            n_cells=summary["n_cells"], n_pnps=summary["n_pnps"],
+            image_id,
+            str(path),
+            "done",
+            n_cells=summary["n_cells"],
+            n_pnps=summary["n_pnps"],
             mean_pnp_per_cell=summary["pnp_per_cell_mean"],
-            seconds=time.perf_counter() - start, bytes_read=path.stat().st_size,
+            seconds=time.perf_counter() - start,
+            bytes_read=path.stat().st_size,
             step_timings_s=dict(record["timings_s"]),
         )
 
@@ -153,7 +170,9 @@ def run_batch(
     Writes ``summary.csv`` over every complete result in the output, and ``failures.json``
     for this run's failures.
     """
-    load_pipeline(options.pipeline)  # fail fast on a bad pipeline, before any worker starts
+    load_pipeline(
+        options.pipeline, options.step_overrides
+    )  # fail fast on a bad pipeline, before any worker starts
     outcomes: dict[Path, ImageOutcome] = {}
     if workers <= 1:
         analyser = ImageAnalyser(options)
@@ -163,7 +182,8 @@ def run_batch(
                 on_outcome(outcomes[path])
     else:
         with ProcessPoolExecutor(
-            max_workers=workers, initializer=_init_worker,
+            max_workers=workers,
+            initializer=_init_worker,
             initargs=(options, logging.getLogger().level),
         ) as pool:
             futures = {pool.submit(_analyse_in_worker, p): p for p in paths}
@@ -173,7 +193,9 @@ def run_batch(
                     outcomes[path] = future.result()
                 except Exception as err:  # the worker process itself died
                     outcomes[path] = ImageOutcome(
-                        image_id_from_name(path.name), str(path), "failed",
+                        image_id_from_name(path.name),
+                        str(path),
+                        "failed",
                         reason=f"worker process failed: {type(err).__name__}: {err}",
                     )
                 if on_outcome:
@@ -199,7 +221,7 @@ def published_images(store: ObjectStore, prefix: str = "") -> Iterable[str]:
     """Prefixes ``[<prefix>/]<image_id>`` that hold a manifest (complete results only)."""
     base = f"{prefix}/" if prefix else ""
     for info in store.list(base):
-        rest = info.key[len(base):]
+        rest = info.key[len(base) :]
         parts = rest.split("/")
         if len(parts) == 2 and parts[1] == "manifest.json" and not parts[0].startswith("."):
             yield f"{base}{parts[0]}"

@@ -92,7 +92,11 @@ class Pipeline(BaseModel):
             "name": self.name,
             "version": self.version,
             "steps": [
-                {"step": s.spec.name, "version": s.spec.version, "params": s.params.model_dump(mode="json")}
+                {
+                    "step": s.spec.name,
+                    "version": s.spec.version,
+                    "params": s.params.model_dump(mode="json"),
+                }
                 for s in self.steps
             ],
         }
@@ -111,8 +115,8 @@ def _read_pipeline_text(name_or_path: str | Path) -> tuple[str, str]:
     path = Path(name_or_path)
     if not path.is_file():
         raise ConfigError(
-            f"pipeline {str(name_or_path)!r} is neither a built-in ({', '.join(builtin_pipelines())}) "
-            "nor a YAML file"
+            f"pipeline {str(name_or_path)!r} is neither a built-in "
+            f"({', '.join(builtin_pipelines())}) nor a YAML file"
         )
     return path.read_text(encoding="utf-8"), str(path)
 
@@ -151,5 +155,9 @@ def bind_pipeline(
         bound.append(BoundStep(spec=spec, params=params, stages=entry.stages))
     unknown = set(overrides) - {s.step for s in config.steps}
     if unknown:
-        raise ConfigError(f"{where}: parameter overrides name steps not in the pipeline: {sorted(unknown)}")
-    return Pipeline(name=config.name, version=config.version, inputs=config.inputs, steps=tuple(bound))
+        raise ConfigError(
+            f"{where}: parameter overrides name steps not in the pipeline: {sorted(unknown)}"
+        )
+    return Pipeline(
+        name=config.name, version=config.version, inputs=config.inputs, steps=tuple(bound)
+    )

@@ -63,7 +63,10 @@ def result_record(
         "metadata": dict(metadata),
         "pipeline": dict(pipeline),
         "versions": {"overnight": __version__, "python": platform.python_version(), **versions},
-        "timings_s": {"read": round(read_s, 4), **{k: round(v, 4) for k, v in run.timings_s.items()}},
+        "timings_s": {
+            "read": round(read_s, 4),
+            **{k: round(v, 4) for k, v in run.timings_s.items()},
+        },
         "warnings": list(warnings),
         "summary": image_summary(cells, pnps, type_names),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -22,7 +22,9 @@ def count_stats(counts: np.ndarray) -> dict[str, float]:
     return {"mean": mean, "var": var, "vmr": vmr}
 
 
-def image_summary(cells: pd.DataFrame, pnps: pd.DataFrame, type_names: Iterable[str]) -> dict[str, Any]:
+def image_summary(
+    cells: pd.DataFrame, pnps: pd.DataFrame, type_names: Iterable[str]
+) -> dict[str, Any]:
     """One image's row: ``n_cells``, ``n_pnps``, on-glass PNPs, per-type count statistics."""
     row: dict[str, Any] = {
         "n_cells": int(len(cells)),

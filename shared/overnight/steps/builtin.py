@@ -28,25 +28,43 @@ def pixel_size_of(stack: ImageStack, fallback_um: float) -> float:
     return stack.pixel_size_um or fallback_um
 
 
-@step("select_channels", requires=("stack",), provides=("cell_volume", "pnp_volume"), params=ChannelRoles)
-def select_channels_step(stack: ImageStack, params: ChannelRoles, state: Any) -> tuple[np.ndarray, np.ndarray]:
+@step(
+    "select_channels",
+    requires=("stack",),
+    provides=("cell_volume", "pnp_volume"),
+    params=ChannelRoles,
+)
+def select_channels_step(
+    stack: ImageStack, params: ChannelRoles, state: Any
+) -> tuple[np.ndarray, np.ndarray]:
     """Read/convert: the cell and PNP channels as ``ZYX`` float32."""
     return select_channel(stack, "cell", params), select_channel(stack, "pnp", params)
 
 
 class LocateParams(_Params):
+    """Parameters of ``locate_cells``."""
+
     smooth_px: float = Field(2.0, description="Gaussian smoothing before thresholding (px)")
     min_area_px: int = Field(200, description="smaller foreground objects are dropped (px²)")
 
 
-@step("locate_cells", requires=("cell_volume",), provides=("cell_image", "foreground"), params=LocateParams)
-def locate_cells_step(cell_volume: np.ndarray, params: LocateParams, state: Any) -> tuple[np.ndarray, np.ndarray]:
+@step(
+    "locate_cells",
+    requires=("cell_volume",),
+    provides=("cell_image", "foreground"),
+    params=LocateParams,
+)
+def locate_cells_step(
+    cell_volume: np.ndarray, params: LocateParams, state: Any
+) -> tuple[np.ndarray, np.ndarray]:
     """Locate cells: focus-aware projection and Otsu foreground."""
     image = cells.focus_projection(cell_volume)
     return image, cells.cell_foreground(image, params.smooth_px, params.min_area_px)
 
 
 class BoundaryParams(_Params):
+    """Parameters of ``cell_boundaries``."""
+
     min_distance_px: int = Field(12, description="minimum distance between cell centres (px)")
 
 
@@ -57,13 +75,22 @@ def cell_boundaries_step(foreground: np.ndarray, params: BoundaryParams, state: 
 
 
 class ClassifyParams(_Params):
+    """Parameters of ``classify_cells``."""
+
     types: tuple[classify.CellTypeRule, ...] = Field(
         classify.DEFAULT_TYPE_RULES, description="cell types in order, each with its size bound"
     )
-    fallback_pixel_size_um: float = Field(DEFAULT_PIXEL_SIZE_UM, description="when the file has none")
+    fallback_pixel_size_um: float = Field(
+        DEFAULT_PIXEL_SIZE_UM, description="when the file has none"
+    )
 
 
-@step("classify_cells", requires=("cell_labels", "stack"), provides=("cell_types",), params=ClassifyParams)
+@step(
+    "classify_cells",
+    requires=("cell_labels", "stack"),
+    provides=("cell_types",),
+    params=ClassifyParams,
+)
 def classify_cells_step(
     cell_labels: np.ndarray, stack: ImageStack, params: ClassifyParams, state: Any
 ) -> classify.CellTypes:
@@ -73,9 +100,13 @@ def classify_cells_step(
 
 
 class DetectParams(_Params):
+    """Parameters of ``detect_pnps``."""
+
     sigma_xy_px: float = Field(1.25, description="expected spot σ in x and y (px)")
     sigma_z_slices: float = Field(1.25, description="expected spot σ in z (slices)")
-    threshold_sd: float = Field(5.0, description="detection threshold in robust SDs of the LoG response")
+    threshold_sd: float = Field(
+        5.0, description="detection threshold in robust SDs of the LoG response"
+    )
     min_separation_px: int = Field(2, description="closer maxima merge into one spot (px)")
 
 
@@ -83,15 +114,28 @@ class DetectParams(_Params):
 def detect_pnps_step(pnp_volume: np.ndarray, params: DetectParams, state: Any) -> pnp.Spots:
     """Detect PNPs in 3D by Laplacian of Gaussian."""
     return pnp.detect_spots_log(
-        pnp_volume, params.sigma_xy_px, params.sigma_z_slices, params.threshold_sd, params.min_separation_px
+        pnp_volume,
+        params.sigma_xy_px,
+        params.sigma_z_slices,
+        params.threshold_sd,
+        params.min_separation_px,
     )
 
 
 class CountParams(_Params):
-    margin_px: float = Field(2.0, description="a spot this close outside a cell still belongs to it (px)")
+    """Parameters of ``count_pnps``."""
+
+    margin_px: float = Field(
+        2.0, description="a spot this close outside a cell still belongs to it (px)"
+    )
 
 
-@step("count_pnps", requires=("cell_labels", "spots"), provides=("particle_counts",), params=CountParams)
+@step(
+    "count_pnps",
+    requires=("cell_labels", "spots"),
+    provides=("particle_counts",),
+    params=CountParams,
+)
 def count_pnps_step(
     cell_labels: np.ndarray, spots: pnp.Spots, params: CountParams, state: Any
 ) -> counting.ParticleCounts:
@@ -100,7 +144,11 @@ def count_pnps_step(
 
 
 class TablesParams(_Params):
-    fallback_pixel_size_um: float = Field(DEFAULT_PIXEL_SIZE_UM, description="when the file has none")
+    """Parameters of ``tables``."""
+
+    fallback_pixel_size_um: float = Field(
+        DEFAULT_PIXEL_SIZE_UM, description="when the file has none"
+    )
 
 
 @step(
@@ -127,7 +175,11 @@ def tables_step(
 
 
 class QcParams(_Params):
-    type_names: tuple[str, ...] = Field(("lymphocyte", "monocyte"), description="legend order and colours")
+    """Parameters of ``qc_image``."""
+
+    type_names: tuple[str, ...] = Field(
+        ("lymphocyte", "monocyte"), description="legend order and colours"
+    )
     max_side_px: int = Field(1024, description="larger fields are downsampled in the picture")
 
 
@@ -148,5 +200,11 @@ def qc_image_step(
 ) -> bytes:
     """QC image: outlines by type, PNPs, counts (PNG bytes)."""
     return qc.render_qc_png(
-        cell_image, cell_labels, cells_table, pnps_table, params.type_names, stack.image_id, params.max_side_px
+        cell_image,
+        cell_labels,
+        cells_table,
+        pnps_table,
+        params.type_names,
+        stack.image_id,
+        params.max_side_px,
     )

@@ -22,19 +22,26 @@ def focus_projection(volume: np.ndarray, sigma_px: float = 2.0) -> np.ndarray:
     if volume.shape[0] == 1:
         return volume[0]
     sharpness = np.stack(
-        [ndi.gaussian_filter(ndi.laplace(ndi.gaussian_filter(s, 1.0)) ** 2, sigma_px * 4) for s in volume]
+        [
+            ndi.gaussian_filter(ndi.laplace(ndi.gaussian_filter(s, 1.0)) ** 2, sigma_px * 4)
+            for s in volume
+        ]
     )
     best = np.argmax(sharpness, axis=0)
     return np.take_along_axis(volume, best[None], axis=0)[0]
 
 
-def normalise_intensity(image: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.8) -> np.ndarray:
+def normalise_intensity(
+    image: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.8
+) -> np.ndarray:
     """Rescale so the ``low_pct`` percentile maps to 0 and ``high_pct`` to 1 (float32)."""
     lo, hi = np.percentile(image, [low_pct, high_pct])
     return ((image - lo) / max(float(hi - lo), 1e-6)).astype(np.float32)
 
 
-def cell_foreground(cell_image: np.ndarray, smooth_px: float = 2.0, min_area_px: int = 200) -> np.ndarray:
+def cell_foreground(
+    cell_image: np.ndarray, smooth_px: float = 2.0, min_area_px: int = 200
+) -> np.ndarray:
     """Boolean ``YX`` mask of cell bodies by Otsu's threshold on the smoothed image."""
     smoothed = ndi.gaussian_filter(cell_image.astype(np.float32), smooth_px)
     mask = smoothed > filters.threshold_otsu(smoothed)
@@ -50,7 +57,10 @@ def split_touching_cells(foreground: np.ndarray, min_distance_px: int = 12) -> n
     distance = ndi.distance_transform_edt(foreground)
     distance = ndi.gaussian_filter(distance, 1.0)
     peaks = peak_local_max(
-        distance, min_distance=min_distance_px, labels=measure.label(foreground), exclude_border=False
+        distance,
+        min_distance=min_distance_px,
+        labels=measure.label(foreground),
+        exclude_border=False,
     )
     markers = np.zeros(foreground.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)

@@ -33,7 +33,7 @@ class CellTypes:
     confidence: np.ndarray
 
     def as_dict(self) -> dict[int, str]:
-        """cell id → type name."""
+        """Cell id → type name."""
         return {int(i): n for i, n in zip(self.cell_ids, self.names, strict=True)}
 
 

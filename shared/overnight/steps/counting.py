@@ -22,7 +22,7 @@ class ParticleCounts:
     counts: np.ndarray
 
     def as_dict(self) -> dict[int, int]:
-        """cell id → particle count."""
+        """Cell id → particle count."""
         return {int(i): int(c) for i, c in zip(self.cell_ids, self.counts, strict=True)}
 
 
@@ -36,7 +36,9 @@ def assign_particles(labels: np.ndarray, spots: Spots, margin_px: float = 2.0) -
     cell_ids = np.unique(labels)
     cell_ids = cell_ids[cell_ids > 0].astype(np.int64)
     if len(spots) == 0:
-        return ParticleCounts(np.zeros(0, dtype=np.int64), cell_ids, np.zeros(len(cell_ids), dtype=np.int64))
+        return ParticleCounts(
+            np.zeros(0, dtype=np.int64), cell_ids, np.zeros(len(cell_ids), dtype=np.int64)
+        )
     ny, nx = labels.shape
     yi = np.clip(np.rint(spots.y).astype(np.int64), 0, ny - 1)
     xi = np.clip(np.rint(spots.x).astype(np.int64), 0, nx - 1)

@@ -75,13 +75,17 @@ def detect_spots_log(
     # Smoothing a Gaussian spot of the expected σ with the same σ lowers its peak by 2^(3/2);
     # undo that so ``intensity`` estimates the spot's amplitude in ADU.
     intensity = (smoothed[tuple(coords.T)] - background) * 2**1.5
-    return Spots(z=z, y=y, x=x, intensity=intensity, multiplicity=np.ones(len(coords), dtype=np.int64))
+    return Spots(
+        z=z, y=y, x=x, intensity=intensity, multiplicity=np.ones(len(coords), dtype=np.int64)
+    )
 
 
 def refine_centroids(volume: np.ndarray, coords: np.ndarray) -> tuple[np.ndarray, ...]:
     """Sub-pixel (z, y, x) of each integer peak in ``coords`` (N×3) by a 3×3×3 centroid."""
     padded = np.pad(np.clip(volume, 0, None), 1, mode="edge")
-    offsets = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
+    offsets = (
+        np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
+    )
     windows = padded[tuple((coords[:, None, :] + 1 + offsets[None]).transpose(2, 0, 1))]
     weights = windows.sum(axis=1, keepdims=True)
     weights[weights == 0] = 1.0

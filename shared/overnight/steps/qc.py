@@ -40,31 +40,83 @@ def render_qc_png(
     colour_of = {name: TYPE_COLOURS[i % len(TYPE_COLOURS)] for i, name in enumerate(type_names)}
     for name, colour in colour_of.items():
         ids = cells.loc[cells["cell_type"] == name, "cell_id"].to_numpy()
-        boundary = segmentation.find_boundaries(np.where(np.isin(small_labels, ids), small_labels, 0), mode="inner")
+        boundary = segmentation.find_boundaries(
+            np.where(np.isin(small_labels, ids), small_labels, 0), mode="inner"
+        )
         rgb[boundary] = matplotlib.colors.to_rgb(colour)
 
     inches = max(grey.shape) / 100
-    fig, ax = plt.subplots(figsize=(inches * grey.shape[1] / max(grey.shape) + 0.1, inches * grey.shape[0] / max(grey.shape) + 0.5), dpi=100)
+    fig, ax = plt.subplots(
+        figsize=(
+            inches * grey.shape[1] / max(grey.shape) + 0.1,
+            inches * grey.shape[0] / max(grey.shape) + 0.5,
+        ),
+        dpi=100,
+    )
     ax.imshow(rgb, interpolation="nearest")
     on_cell = pnps["cell_id"] > 0
-    ax.scatter(pnps.loc[on_cell, "x"] / scale, pnps.loc[on_cell, "y"] / scale, s=4, c="#ff3030", linewidths=0)
     ax.scatter(
-        pnps.loc[~on_cell, "x"] / scale, pnps.loc[~on_cell, "y"] / scale,
-        s=18, facecolors="none", edgecolors="#ffff00", linewidths=0.8,
+        pnps.loc[on_cell, "x"] / scale,
+        pnps.loc[on_cell, "y"] / scale,
+        s=4,
+        c="#ff3030",
+        linewidths=0,
+    )
+    ax.scatter(
+        pnps.loc[~on_cell, "x"] / scale,
+        pnps.loc[~on_cell, "y"] / scale,
+        s=18,
+        facecolors="none",
+        edgecolors="#ffff00",
+        linewidths=0.8,
     )
     for row in cells.itertuples():
         ax.text(
-            row.x / scale, row.y / scale, str(row.pnp_count), color="white", fontsize=7,
-            ha="center", va="center", weight="bold",
+            row.x / scale,
+            row.y / scale,
+            str(row.pnp_count),
+            color="white",
+            fontsize=7,
+            ha="center",
+            va="center",
+            weight="bold",
             bbox={"boxstyle": "round,pad=0.15", "fc": "black", "alpha": 0.55, "lw": 0},
         )
     handles = [
         plt.Line2D([], [], color=c, lw=2, label=f"{n} ({int((cells['cell_type'] == n).sum())})")
         for n, c in colour_of.items()
     ]
-    handles.append(plt.Line2D([], [], color="#ff3030", marker="o", lw=0, ms=3, label=f"PNP on cell ({int(on_cell.sum())})"))
-    handles.append(plt.Line2D([], [], color="#ffff00", marker="o", mfc="none", lw=0, ms=5, label=f"PNP on glass ({int((~on_cell).sum())})"))
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles), fontsize=7, frameon=False)
+    handles.append(
+        plt.Line2D(
+            [],
+            [],
+            color="#ff3030",
+            marker="o",
+            lw=0,
+            ms=3,
+            label=f"PNP on cell ({int(on_cell.sum())})",
+        )
+    )
+    handles.append(
+        plt.Line2D(
+            [],
+            [],
+            color="#ffff00",
+            marker="o",
+            mfc="none",
+            lw=0,
+            ms=5,
+            label=f"PNP on glass ({int((~on_cell).sum())})",
+        )
+    )
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=len(handles),
+        fontsize=7,
+        frameon=False,
+    )
     ax.set_title(title, fontsize=8)
     ax.set_axis_off()
     fig.subplots_adjust(left=0, right=1, top=0.96 if title else 1, bottom=0.06)

@@ -117,7 +117,9 @@ def _load_entry_points() -> None:
             logger.error("cannot load step plug-in %s (%s): %s", ep.name, ep.value, err)
             continue
         if not isinstance(spec, StepSpec):
-            logger.error("step plug-in %s (%s) is not a StepSpec made with @step", ep.name, ep.value)
+            logger.error(
+                "step plug-in %s (%s) is not a StepSpec made with @step", ep.name, ep.value
+            )
             continue
         register(spec)
 

@@ -19,10 +19,16 @@ class BrightnessParams(BaseModel):
     percentile: float = 50.0
 
 
-@step("cell_brightness", requires=("cell_image", "cell_labels"), provides=("cell_brightness",),
-      params=BrightnessParams, version="0.1")
-def cell_brightness(cell_image: np.ndarray, cell_labels: np.ndarray, params: BrightnessParams,
-                    state: Any) -> dict[int, float]:
+@step(
+    "cell_brightness",
+    requires=("cell_image", "cell_labels"),
+    provides=("cell_brightness",),
+    params=BrightnessParams,
+    version="0.1",
+)
+def cell_brightness(
+    cell_image: np.ndarray, cell_labels: np.ndarray, params: BrightnessParams, state: Any
+) -> dict[int, float]:
     """Mean cell-channel intensity per cell."""
     ids = np.unique(cell_labels)
     ids = ids[ids > 0]

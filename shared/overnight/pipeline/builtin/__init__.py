@@ -1,0 +1,1 @@
+"""The pipeline files shipped with overnight (package data)."""

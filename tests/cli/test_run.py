@@ -1,0 +1,142 @@
+"""End to end: ``overnight run`` on generated fields, scored against the generator's truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import tifffile
+from click.testing import CliRunner
+
+import overnight.results
+from overnight.cli.main import cli
+from overnight.evaluation.cytometry import score_dataset
+
+PIPELINE = "cytometry-classical"
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["run", *args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def classical_results(tmp_path_factory, small_dataset) -> Path:
+    out = tmp_path_factory.mktemp("out")
+    code, stdout, stderr = run_cli(
+        str(small_dataset / "images"), "--out", str(out), "--pipeline", PIPELINE, "--workers", "1"
+    )
+    assert code == 0, stdout + stderr
+    return out
+
+
+def test_every_image_gets_the_output_format(classical_results, small_dataset):
+    image_ids = sorted(
+        p.name.removesuffix(".tif") for p in (small_dataset / "images").glob("*.tif")
+    )
+    for image_id in image_ids:
+        folder = classical_results / image_id
+        for name in (
+            "labels.tif",
+            "cells.csv",
+            "pnps.csv",
+            "qc.png",
+            "result.json",
+            "manifest.json",
+        ):
+            assert (folder / name).is_file(), f"{image_id}/{name} missing"
+        cells = pd.read_csv(folder / "cells.csv")
+        assert list(cells.columns[:6]) == ["cell_id", "y", "x", "area_px", "cell_type", "pnp_count"]
+        pnps = pd.read_csv(folder / "pnps.csv")
+        assert list(pnps.columns[:5]) == ["z", "y", "x", "cell_id", "intensity"]
+        labels = tifffile.imread(folder / "labels.tif")
+        assert labels.ndim == 2 and labels.dtype.kind == "u"
+        assert set(cells.cell_id) == set(labels[labels > 0].ravel().tolist())
+        assert set(pnps.cell_id) <= set(cells.cell_id) | {0}
+        record = json.loads((folder / "result.json").read_text())
+        assert record["pipeline"]["name"] == PIPELINE
+        assert record["versions"]["detect_pnps"] and record["timings_s"]["detect_pnps"] >= 0
+        assert record["metadata"]["sample"].startswith("S0")  # from the file-name convention
+    summary = pd.read_csv(classical_results / "summary.csv")
+    assert sorted(summary.image_id) == image_ids
+    assert {
+        "n_cells",
+        "n_pnps",
+        "pnp_per_lymphocyte_mean",
+        "pnp_per_monocyte_vmr",
+        "sample",
+    } <= set(summary.columns)
+
+
+def test_classical_steps_score_against_truth(classical_results, small_dataset):
+    score = score_dataset(small_dataset / "truth", classical_results)
+    # What Otsu + watershed + LoG really achieve on these fields (a regression guard).
+    assert score.cell_f1 >= 0.90
+    assert score.mean_iou >= 0.80
+    assert score.type_accuracy >= 0.95
+    assert score.count_mae <= 12.0
+    assert score.pnp_f1 >= 0.55
+
+
+def test_results_load_into_dataframes_with_metadata(classical_results):
+    res = overnight.results.load(classical_results)
+    assert len(res.images) == 6
+    assert {"image_id", "sample", "user", "cell_type", "pnp_count"} <= set(res.cells.columns)
+    per_sample = res.cells.groupby("sample").pnp_count.mean()
+    assert len(per_sample) >= 2
+
+
+def test_rerun_skips_complete_results_and_force_redoes_them(classical_results, small_dataset):
+    manifest = next(classical_results.glob("*/manifest.json"))
+    before = manifest.stat().st_mtime_ns
+    code, stdout, _ = run_cli(
+        str(small_dataset / "images"),
+        "--out",
+        str(classical_results),
+        "--pipeline",
+        PIPELINE,
+        "--workers",
+        "1",
+    )
+    assert code == 0 and "6 skipped" in stdout
+    assert manifest.stat().st_mtime_ns == before
+
+
+def test_bad_images_fail_one_by_one_and_the_good_ones_are_written(
+    images_copy, tmp_path, write_bad_images
+):
+    expected = write_bad_images(images_copy)
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(
+        str(images_copy), "--out", str(out), "--pipeline", PIPELINE, "--workers", "2"
+    )
+    assert code == 1
+    failures = {f["image_id"]: f for f in json.loads((out / "failures.json").read_text())}
+    assert set(failures) == set(expected)
+    for image_id, words in expected.items():
+        assert image_id in stderr
+        assert words.lower() in failures[image_id]["reason"].lower(), failures[image_id]["reason"]
+    done = [p.parent.name for p in out.glob("*/manifest.json")]
+    assert len(done) == 6 and not set(done) & set(expected)
+
+
+def test_a_folder_without_images_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, stdout, stderr = run_cli(str(tmp_path / "empty"), "--out", str(tmp_path / "out"))
+    assert code != 0 and "no TIFF images" in stdout + stderr
+
+
+def test_an_unwritable_output_is_a_clear_error(images_copy, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, stdout, stderr = run_cli(
+        str(images_copy), "--out", str(blocker / "out"), "--pipeline", PIPELINE
+    )
+    assert code != 0 and str(blocker) in stdout + stderr
+
+
+def test_help_explains_the_outputs():
+    result = CliRunner().invoke(cli, ["run", "--help"])
+    assert result.exit_code == 0 and "summary.csv" in result.output and "--workers" in result.output
