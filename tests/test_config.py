@@ -22,7 +22,9 @@ def test_defaults(monkeypatch):
 
 def test_precedence(tmp_path, monkeypatch):
     cfg = tmp_path / "overnight.yaml"
-    cfg.write_text("storage_url: s3://from-file\ninterval_s: 5\nsvc:\n  interval_s: 7\nlog_level: DEBUG\n")
+    cfg.write_text(
+        "storage_url: s3://from-file\ninterval_s: 5\nsvc:\n  interval_s: 7\nlog_level: DEBUG\n"
+    )
     monkeypatch.setenv("OVERNIGHT_STORAGE_URL", "s3://from-env")
     s = load_settings(ServiceSettings, cfg)
     assert s.storage_url == "s3://from-env"  # env beats file
