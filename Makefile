@@ -26,8 +26,10 @@ system-deps:  ## Install redis-server and chromium with apt when missing (needs 
 
 run: install  ## Analyse INPUT=/path/to/tiffs (default: a generated demo dataset) into OUT
 	@if [ -z "$(INPUT)" ]; then \
-	  echo "No INPUT given: generating a demo dataset in demo-data/ (overnight synth cytometry)"; \
-	  $(BIN)/overnight synth cytometry demo-data --n 12 --seed 1; \
+	  if [ ! -d demo-data/images ]; then \
+	    echo "No INPUT given: generating a demo dataset in demo-data/ (overnight synth cytometry)"; \
+	    $(BIN)/overnight synth cytometry demo-data --n 12 --seed 1; \
+	  fi; \
 	  $(BIN)/overnight run demo-data/images --out $(OUT) --workers $(WORKERS); \
 	else \
 	  $(BIN)/overnight run "$(INPUT)" --out $(OUT) --workers $(WORKERS); \
