@@ -165,7 +165,11 @@ class LocalStore:
 
     def write_stream(self, key: str, stream: BinaryIO, content_type: str | None = None) -> int:
         """Stream ``stream`` to ``key`` atomically; returns the bytes written."""
-        return self._write(key, lambda out: _copy(stream, out))
+        source = _SourceReader(stream)
+        try:
+            return self._write(key, lambda out: _copy(source, out))
+        except _SourceReadError as err:  # the caller's stream failed, not the disk
+            raise err.original from None
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """Create ``key`` with ``data`` only if absent; True if this call created it.
@@ -243,6 +247,27 @@ class LocalStore:
             folder = folder.parent
 
 
+class _SourceReadError(Exception):
+    """Carries an error raised by the caller's stream past the write-error mapping."""
+
+    def __init__(self, original: OSError) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
+class _SourceReader:
+    """A stream whose read errors are told apart from errors writing the destination."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._stream.read(size)
+        except OSError as err:
+            raise _SourceReadError(err) from err
+
+
 def _temp_name(path: Path) -> Path:
     # Keep the name under 255 bytes: a hash of the final name, not the name itself.
     digest = hashlib.sha1(path.name.encode("utf-8")).hexdigest()[:12]
@@ -276,7 +301,7 @@ def _atomic_write(path: Path, fill: Fill, *, fsync: bool) -> int:
     return size
 
 
-def _copy(source: BinaryIO, out: BinaryIO) -> int:
+def _copy(source: BinaryIO | _SourceReader, out: BinaryIO) -> int:
     shutil.copyfileobj(source, out, COPY_CHUNK_BYTES)
     return out.tell()
 
