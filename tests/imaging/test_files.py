@@ -14,7 +14,10 @@ from overnight.imaging.files import find_images, image_id_from_name, require_ima
         ("a.b.ome.tif", "a.b"),
         ("scan.OME.TIFF", "scan"),
         ("notes.txt", "notes.txt"),
-        ("20261125_0930_jdoe_df1_S03_dose-10.5uM.ome.tif", "20261125_0930_jdoe_df1_S03_dose-10.5uM"),
+        (
+            "20261125_0930_jdoe_df1_S03_dose-10.5uM.ome.tif",
+            "20261125_0930_jdoe_df1_S03_dose-10.5uM",
+        ),
     ],
 )
 def test_image_id_drops_the_extension(name: str, image_id: str) -> None:
