@@ -212,6 +212,20 @@ def inspect_tiff(
         For any of the problems above.
     """
     source = _source(tif)
+    try:
+        return _inspect_series(tif, source, axes=axes, timepoint=timepoint, limits=limits)
+    except TIFF_ERRORS as err:  # tifffile parses IFDs and tags lazily, so errors surface here
+        raise InvalidImageError(source, f"TIFF structure cannot be parsed ({err})") from err
+
+
+def _inspect_series(
+    tif: tifffile.TiffFile,
+    source: str,
+    *,
+    axes: str | None,
+    timepoint: int | None,
+    limits: ReadLimits,
+) -> tuple[tifffile.TiffPageSeries, ImageInfo]:
     series = _first_series(tif, source)
     file_axes = (axes or series.axes).upper()
     file_shape = tuple(int(s) for s in series.shape)
@@ -243,9 +257,4 @@ def read_info(
     Parameters and errors as in :func:`read_stack`.
     """
     with open_tiff(path) as tif:
-        return inspect_tiff(
-            tif,
-            axes=axes,
-            timepoint=timepoint,
-            limits=limits,
-        )[1]
+        return inspect_tiff(tif, axes=axes, timepoint=timepoint, limits=limits)[1]
