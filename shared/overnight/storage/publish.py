@@ -261,11 +261,18 @@ def _delete_staging_quietly(
         logger.debug("could not delete staging of attempt %s under %s", attempt_id, prefix)
 
 
-def _sweep_stale_attempts(store: ObjectStore, prefix: str) -> None:
-    """Delete staging left by attempts that crashed more than :data:`STALE_ATTEMPT_S` ago."""
+def _tidy_staging(store: ObjectStore, prefix: str, published_attempt: str) -> None:
+    """Delete the published attempt's staging, and staging older than :data:`STALE_ATTEMPT_S`.
+
+    Other staging belongs to attempts that may still be running (they delete their own).
+    """
+    base = join_key(prefix, ATTEMPTS_DIR) + "/"
     now = time.time()
-    for info in store.list(join_key(prefix, ATTEMPTS_DIR) + "/"):
-        if now - info.mtime > STALE_ATTEMPT_S:
+    for info in store.list(base):
+        attempt_id = info.key[len(base) :].partition("/")[0]
+        if attempt_id == published_attempt:
+            store.delete(info.key)
+        elif now - info.mtime > STALE_ATTEMPT_S:
             logger.info("deleting stale staged file %s", info.key)
             store.delete(info.key)
 
@@ -281,8 +288,7 @@ def _finish(store: ObjectStore, prefix: str, commit: _Commit, own: Mapping[str, 
         data = own[name] if own is not None else _read_staged(store, prefix, manifest, name)
         store.write_bytes(entry.key, data, content_type=_content_type(name))
     store.write_bytes(manifest_key(prefix), commit.body, content_type="application/json")
-    _delete_staging(store, prefix, manifest.attempt_id, list(manifest.artefacts))
-    _sweep_stale_attempts(store, prefix)
+    _tidy_staging(store, prefix, manifest.attempt_id)
     return manifest
 
 
@@ -358,6 +364,7 @@ def publish_result(
         published = read_manifest(store, prefix)
         if published is not None:
             logger.info("result %s already published by attempt %s", prefix, published.attempt_id)
+            _tidy_staging(store, prefix, published.attempt_id)
             return published
         commit = _read_commit(store, prefix)
         if commit is not None:
