@@ -361,3 +361,39 @@ def test_strips_shorter_than_the_image(tmp_path: Path) -> None:
 def test_too_few_channels_without_roles(tmp_path: Path) -> None:
     path = write(tmp_path / "two.tif", ZCYX, metadata={"axes": "ZCYX"})
     assert_refused(path, "has 2 channels; the pipeline needs 3 — check", channels_required=3)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"compression": "zlib"}, {"tile": (16, 16)}, {"imagej": True}],
+    ids=["plain", "zlib", "tiled", "imagej"],
+)
+def test_corrupted_bytes_never_escape_as_raw_errors(tmp_path: Path, kwargs: dict) -> None:
+    """Flip a few header/data bytes: reading either works or raises InvalidImageError."""
+    original = write(
+        tmp_path / "good.tif", labelled((2, 2, 32, 32)), metadata={"axes": "ZCYX"}, **kwargs
+    ).read_bytes()
+    rng = np.random.default_rng(7)
+    path = tmp_path / "fuzzed.tif"
+    outcomes = {"read": 0, "refused": 0}
+    for _ in range(150):
+        corrupted = bytearray(original)
+        for _ in range(rng.integers(1, 5)):
+            corrupted[rng.integers(0, min(len(corrupted), 600))] = rng.integers(0, 256)
+        path.write_bytes(bytes(corrupted))
+        try:
+            stack = read_stack(path, memmap=bool(rng.integers(0, 2)))
+            np.asarray(stack.data).sum()
+            height, width = stack.shape_zcyx[2:]
+            read_tile(path, 0, min(8, height), 0, min(8, width))
+            outcomes["read"] += 1
+        except InvalidImageError as error:
+            assert error.source == str(path)
+            outcomes["refused"] += 1
+    assert outcomes["read"] > 0 and outcomes["refused"] > 0
+
+
+def test_zero_width_image(tmp_path: Path) -> None:
+    path = write(tmp_path / "flat.tif", np.ones((4, 4), np.uint16))
+    patch_tag(path, "ImageWidth", 0)
+    assert_refused(path, "TIFF structure cannot be parsed (integer division or modulo by zero)")

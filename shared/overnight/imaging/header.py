@@ -31,8 +31,12 @@ from overnight.imaging.limits import (
 
 logger = logging.getLogger(__name__)
 
-# What tifffile and the codecs raise on malformed files (imagecodecs errors are RuntimeErrors).
+# What tifffile and the codecs raise on malformed files (imagecodecs errors are RuntimeErrors;
+# corrupt tags also surface as ZeroDivisionError and AssertionError from tifffile's internals,
+# found by the fuzz test in tests/imaging/test_reader.py).
 TIFF_ERRORS = (
+    ArithmeticError,
+    AssertionError,
     tifffile.TiffFileError,
     ValueError,
     OSError,
@@ -230,6 +234,8 @@ def _inspect_series(
     file_axes = (axes or series.axes).upper()
     file_shape = tuple(int(s) for s in series.shape)
     check_pixel_type(source, series.dtype)
+    if 0 in file_shape:
+        raise InvalidImageError(source, f"declares an empty image (shape {file_shape})")
     memmappable = _is_memmappable(tif, series)
     check_declared_size(source, file_shape, series.dtype, limits, in_memory=False)
     _check_pages(tif, series, limits)
