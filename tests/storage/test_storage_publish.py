@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from minio import Minio
 
-from overnight.errors import UnsafeKeyError
+from overnight.errors import StorageError, UnsafeKeyError
 from overnight.storage import (
     LocalStore,
     Manifest,
@@ -51,7 +51,11 @@ def plain_files(store: ObjectStore, prefix: str = PREFIX) -> dict[str, bytes]:
 
 
 def hidden_keys(store: ObjectStore, prefix: str = PREFIX) -> list[str]:
-    return [i.key[len(prefix) + 1 :] for i in store.list(prefix + "/") if "/." in "/" + i.key[len(prefix) + 1 :]]
+    return [
+        i.key[len(prefix) + 1 :]
+        for i in store.list(prefix + "/")
+        if "/." in "/" + i.key[len(prefix) + 1 :]
+    ]
 
 
 def assert_consistent(store: ObjectStore, manifest: Manifest) -> None:
@@ -65,6 +69,8 @@ def assert_consistent(store: ObjectStore, manifest: Manifest) -> None:
     makers = {data.split(b",")[-1].strip() for name, data in files.items() if name == "cells.csv"}
     assert len(makers) == 1
     assert hidden_keys(store) == [".commit.json"]
+    if isinstance(store, LocalStore):  # no empty staging folders left for people to wonder at
+        assert not (store.root / PREFIX / ".attempts").exists()
 
 
 class SimulatedCrash(Exception):
@@ -118,7 +124,10 @@ def test_publish_writes_plain_files_and_a_manifest_last(store: ObjectStore) -> N
     assert read_manifest(store, PREFIX) == manifest
     assert is_complete(store, PREFIX)
     on_disk = json.loads(store.read_bytes(f"{PREFIX}/manifest.json"))
-    assert on_disk["artefacts"]["cells.csv"]["sha256"] == hashlib.sha256(artefacts["cells.csv"]).hexdigest()
+    assert (
+        on_disk["artefacts"]["cells.csv"]["sha256"]
+        == hashlib.sha256(artefacts["cells.csv"]).hexdigest()
+    )
     assert store.read_bytes(f"{PREFIX}/.commit.json") == store.read_bytes(f"{PREFIX}/manifest.json")
 
 
@@ -176,10 +185,14 @@ def test_a_crash_anywhere_never_shows_half_a_result(
     maker = b",A\n" if committed else b",B\n"
     assert plain_files(store)["cells.csv"].endswith(maker)
     assert read_manifest(store, PREFIX) == rerun
-    assert_consistent_after_crash(store, rerun, staged_leftovers=not committed and writes_before_crash > 0)
+    assert_consistent_after_crash(
+        store, rerun, staged_leftovers=not committed and writes_before_crash > 0
+    )
 
 
-def assert_consistent_after_crash(store: ObjectStore, manifest: Manifest, staged_leftovers: bool) -> None:
+def assert_consistent_after_crash(
+    store: ObjectStore, manifest: Manifest, staged_leftovers: bool
+) -> None:
     files = plain_files(store)
     assert set(files) == set(manifest.artefacts) | {"manifest.json"}
     for name, entry in manifest.artefacts.items():
@@ -224,7 +237,9 @@ def test_a_manifest_whose_checksums_do_not_match_reads_as_absent(
     assert read_manifest(store, PREFIX, check_content=False) is None
 
 
-def test_a_garbled_manifest_reads_as_absent(store: ObjectStore, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_garbled_manifest_reads_as_absent(
+    store: ObjectStore, caplog: pytest.LogCaptureFixture
+) -> None:
     publish_result(store, PREFIX, artefacts_for("A"), INFO)
     store.write_bytes(f"{PREFIX}/manifest.json", b"{not json")
     with caplog.at_level(logging.WARNING, logger="overnight.storage.publish"):
@@ -232,7 +247,7 @@ def test_a_garbled_manifest_reads_as_absent(store: ObjectStore, caplog: pytest.L
     assert "not a valid manifest" in caplog.text
 
 
-# -- racing publishers ------------------------------------------------------------------------------
+# -- racing publishers ----------------------------------------------------------------------------
 
 
 def test_racing_threads_leave_exactly_one_consistent_result(store: ObjectStore) -> None:
@@ -279,10 +294,14 @@ def _publish_in_child(spec: tuple[str, ...], tag: str, barrier: Any, results: An
         child_store: ObjectStore = LocalStore(Path(where[0]))
     else:  # a fresh client: a forked connection pool must not be shared with the parent
         endpoint, bucket, prefix = where
-        client = Minio(endpoint, access_key="testing", secret_key="testing", secure=False, region="us-east-1")
+        client = Minio(
+            endpoint, access_key="testing", secret_key="testing", secure=False, region="us-east-1"
+        )
         child_store = S3Store(bucket, prefix, client)
     barrier.wait()
-    results.put(publish_result(child_store, PREFIX, artefacts_for(tag), {"publisher": tag}).attempt_id)
+    results.put(
+        publish_result(child_store, PREFIX, artefacts_for(tag), {"publisher": tag}).attempt_id
+    )
 
 
 def test_racing_processes_leave_exactly_one_consistent_result(
@@ -329,7 +348,9 @@ def test_unsafe_artefact_names_are_refused(local_store: LocalStore, name: str) -
     assert list(local_store.list()) == []
 
 
-def test_bad_prefix_empty_result_and_unserialisable_info_are_refused(local_store: LocalStore) -> None:
+def test_bad_prefix_empty_result_and_unserialisable_info_are_refused(
+    local_store: LocalStore,
+) -> None:
     with pytest.raises(UnsafeKeyError):
         publish_result(local_store, "../results", artefacts_for("A"), INFO)
     with pytest.raises(ValueError, match="at least one artefact"):
@@ -337,6 +358,17 @@ def test_bad_prefix_empty_result_and_unserialisable_info_are_refused(local_store
     with pytest.raises(ValueError, match="not JSON-serialisable"):
         publish_result(local_store, PREFIX, artefacts_for("A"), {"x": object()})
     assert list(local_store.list()) == []
+
+
+def test_a_garbled_commit_blocks_publication_until_replaced(local_store: LocalStore) -> None:
+    publish_result(local_store, PREFIX, artefacts_for("A"), INFO)
+    local_store.delete(f"{PREFIX}/manifest.json")
+    local_store.write_bytes(f"{PREFIX}/.commit.json", b"garbage")
+    with pytest.raises(StorageError, match="replace=True"):
+        publish_result(local_store, PREFIX, artefacts_for("B"), INFO)
+    manifest = publish_result(local_store, PREFIX, artefacts_for("B"), INFO, replace=True)
+    assert_consistent(local_store, manifest)
+    assert plain_files(local_store)["cells.csv"].endswith(b",B\n")
 
 
 def test_write_dataset_file(store: ObjectStore) -> None:

@@ -40,7 +40,9 @@ def test_folder_urls(url: str, path: Path) -> None:
     assert (location.scheme, location.path) == ("file", path)
 
 
-@pytest.mark.parametrize("url", ["", "s3://", "s3:///prefix", "http://x/y", "file://host/x", "file://x"])
+@pytest.mark.parametrize(
+    "url", ["", "s3://", "s3:///prefix", "http://x/y", "file://host/x", "file://x"]
+)
 def test_bad_urls_raise_config_error(url: str) -> None:
     with pytest.raises(ConfigError):
         parse_store_url(url)
@@ -69,3 +71,10 @@ def test_open_store_refuses_bad_buckets_and_prefixes() -> None:
         open_store("s3://A_b/x")
     with pytest.raises(UnsafeKeyError):
         open_store("s3://lab/a/../b")
+
+
+def test_s3_urls_without_settings_mean_aws() -> None:
+    store = open_store("s3://lab-bucket/raw")
+    assert isinstance(store, S3Store)
+    assert store.client._base_url.host == "s3.amazonaws.com"
+    assert store.client._base_url.is_https

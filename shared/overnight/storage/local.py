@@ -19,7 +19,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from overnight.errors import ObjectNotFoundError, OutputNotWritableError, StorageError, UnsafeKeyError
+from overnight.errors import (
+    ObjectNotFoundError,
+    OutputNotWritableError,
+    StorageError,
+    UnsafeKeyError,
+)
 from overnight.storage.base import ObjectInfo
 from overnight.storage.keys import validate_key, validate_prefix
 
@@ -180,7 +185,9 @@ class LocalStore:
         shares) fall back to ``O_CREAT | O_EXCL``, where a reader may briefly see a short file.
         """
         path = self._path(key)
-        temp = self._retrying(path, lambda: _write_temp(path, lambda out: out.write(data), fsync=self.fsync)[0])
+        temp = self._retrying(
+            path, lambda: _write_temp(path, lambda out: out.write(data), fsync=self.fsync)[0]
+        )
         try:
             os.link(temp, path)
             return True
@@ -291,7 +298,7 @@ def _write_temp(path: Path, fill: Fill, *, fsync: bool) -> tuple[Path, int]:
 
 
 def _atomic_write(path: Path, fill: Fill, *, fsync: bool) -> int:
-    """Write through ``fill`` into a temporary file beside ``path``, then rename it over ``path``."""
+    """Write through ``fill`` into a temporary file beside ``path``, then rename it over it."""
     temp, size = _write_temp(path, fill, fsync=fsync)
     try:
         os.replace(temp, path)

@@ -122,7 +122,9 @@ def _check_names(artefacts: Mapping[str, bytes]) -> None:
     for name in artefacts:
         validate_key(name)
         if name == MANIFEST_NAME or name.startswith("."):
-            raise ValueError(f"artefact name {name!r} is reserved (manifest.json, or a leading '.')")
+            raise ValueError(
+                f"artefact name {name!r} is reserved (manifest.json, or a leading '.')"
+            )
 
 
 def _build_manifest(
@@ -154,7 +156,9 @@ def _parse_manifest(body: bytes, key: str) -> Manifest | None:
     if manifest.schema_version != SCHEMA_VERSION:
         logger.warning(
             "ignoring %s: schema_version %d, this overnight reads %d",
-            key, manifest.schema_version, SCHEMA_VERSION,
+            key,
+            manifest.schema_version,
+            SCHEMA_VERSION,
         )
         return None
     return manifest
@@ -179,7 +183,9 @@ def _artefact_problem(
     return None
 
 
-def read_manifest(store: ObjectStore, prefix: str, *, check_content: bool = True) -> Manifest | None:
+def read_manifest(
+    store: ObjectStore, prefix: str, *, check_content: bool = True
+) -> Manifest | None:
     """Return the published manifest under ``prefix``, or None if there is no complete result.
 
     Parameters
@@ -277,7 +283,9 @@ def _tidy_staging(store: ObjectStore, prefix: str, published_attempt: str) -> No
             store.delete(info.key)
 
 
-def _finish(store: ObjectStore, prefix: str, commit: _Commit, own: Mapping[str, bytes] | None) -> Manifest:
+def _finish(
+    store: ObjectStore, prefix: str, commit: _Commit, own: Mapping[str, bytes] | None
+) -> Manifest:
     """Write the committed artefacts to their plain keys, then ``manifest.json``; idempotent.
 
     ``own`` holds the bytes when the caller is the committed attempt; otherwise they are read
@@ -310,7 +318,10 @@ def _finish_committed(store: ObjectStore, prefix: str, commit: _Commit) -> Manif
 
 def _retire(store: ObjectStore, prefix: str) -> list[str]:
     """Withdraw the current result (manifest first, then commit); names of its artefacts."""
-    commit = _read_commit(store, prefix)
+    try:
+        commit = _read_commit(store, prefix)
+    except StorageError:  # a garbled commit: replacing it is the way out
+        commit = None
     store.delete(manifest_key(prefix))
     store.delete(join_key(prefix, COMMIT_NAME))
     return list(commit.manifest.artefacts) if commit is not None else []
@@ -391,7 +402,9 @@ def publish_result(
         raise StorageError(
             f"{store.url}: result under {prefix!r} was withdrawn while publishing; publish again"
         )
-    logger.info("result %s: attempt %s won the race, finishing it", prefix, commit.manifest.attempt_id)
+    logger.info(
+        "result %s: attempt %s won the race, finishing it", prefix, commit.manifest.attempt_id
+    )
     return _finish_committed(store, prefix, commit)
 
 

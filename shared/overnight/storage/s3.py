@@ -1,4 +1,4 @@
-"""An S3 or MinIO bucket (under an optional prefix) as an :class:`~overnight.storage.base.ObjectStore`.
+"""An S3 or MinIO bucket (with a key prefix) as an :class:`~overnight.storage.base.ObjectStore`.
 
 Uses the ``minio`` SDK only. A single PUT is atomic in S3, so ``write_bytes`` needs nothing more;
 ``write_stream`` uploads in :data:`PART_SIZE_BYTES` parts without knowing the length first.
@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import urllib3
 from minio import Minio
@@ -60,9 +60,7 @@ _TRANSIENT = {
     "XMinioServerNotInitialized",
     "XMinioStorageFull",
 }
-_DENIED_HINT = (
-    "check OVERNIGHT_S3_ACCESS_KEY / OVERNIGHT_S3_SECRET_KEY and the bucket policy"
-)
+_DENIED_HINT = "check OVERNIGHT_S3_ACCESS_KEY / OVERNIGHT_S3_SECRET_KEY and the bucket policy"
 
 
 def map_s3_error(err: Exception, what: str, *, writing: bool = False) -> Exception:
@@ -122,15 +120,12 @@ def _mapped(what: str, *, writing: bool = False) -> Iterator[None]:
         raise map_s3_error(err, what, writing=writing) from err
 
 
-class _CountingReader(io.RawIOBase):
-    """Pass reads through to ``stream`` and count the bytes."""
+class _CountingReader:
+    """Pass reads through to ``stream`` and count the bytes (the SDK only calls ``read``)."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self.bytes_read = 0
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, size: int = -1) -> bytes:
         chunk = self._stream.read(size)
@@ -265,7 +260,7 @@ class S3Store:
             self.client.put_object(
                 self.bucket,
                 name,
-                counted,
+                cast(BinaryIO, counted),
                 -1,
                 content_type=content_type or "application/octet-stream",
                 part_size=self.part_size,
