@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from overnight.errors import ObjectNotFoundError, UnsafeKeyError
+from overnight.errors import ObjectNotFoundError, OutputNotWritableError, UnsafeKeyError
 from overnight.storage import LocalStore, ObjectStore
 
 MiB = 1024 * 1024
@@ -121,6 +121,14 @@ def test_write_stream_20_mb_multipart_and_download(store: ObjectStore, tmp_path:
 def test_write_stream_of_an_empty_stream(store: ObjectStore) -> None:
     assert store.write_stream("empty.bin", io.BytesIO(b"")) == 0
     assert store.read_bytes("empty.bin") == b""
+
+
+def test_download_to_an_unwritable_place_names_it(store: ObjectStore, tmp_path: Path) -> None:
+    store.write_bytes("a.tif", b"a")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputNotWritableError, match=str(blocker)):
+        store.download("a.tif", blocker / "a.tif")
 
 
 def test_local_path_only_for_folders(store: ObjectStore) -> None:

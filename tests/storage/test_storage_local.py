@@ -114,13 +114,3 @@ def test_check_writable_creates_the_root(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "new" / "out")
     store.check_writable()
     assert store.root.is_dir() and os.listdir(store.root) == []
-
-
-def test_download_into_a_missing_folder_is_not_writable(
-    local_store: LocalStore, tmp_path: Path
-) -> None:
-    local_store.write_bytes("a.tif", b"a")
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    with pytest.raises(OutputNotWritableError, match=str(blocker)):
-        local_store.download("a.tif", blocker / "a.tif")

@@ -158,7 +158,7 @@ class LocalStore:
             raise ObjectNotFoundError(f"no object {key!r} in {self.url}") from err
         with stream:
             try:
-                _atomic_write(Path(path), lambda out: _copy(stream, out), fsync=False)
+                atomic_write(Path(path), lambda out: _copy(stream, out), fsync=False)
             except OSError as err:
                 raise _not_writable(Path(path), err) from err
 
@@ -231,7 +231,7 @@ class LocalStore:
 
     def _write(self, key: str, fill: Fill) -> int:
         path = self._path(key)
-        return self._retrying(path, lambda: _atomic_write(path, fill, fsync=self.fsync))
+        return self._retrying(path, lambda: atomic_write(path, fill, fsync=self.fsync))
 
     def _retrying(self, path: Path, write: Callable[[], T]) -> T:
         """Run ``write``; again if a concurrent delete pruned its folder; map OS errors."""
@@ -297,8 +297,12 @@ def _write_temp(path: Path, fill: Fill, *, fsync: bool) -> tuple[Path, int]:
         raise
 
 
-def _atomic_write(path: Path, fill: Fill, *, fsync: bool) -> int:
-    """Write through ``fill`` into a temporary file beside ``path``, then rename it over it."""
+def atomic_write(path: Path, fill: Fill, *, fsync: bool) -> int:
+    """Write through ``fill`` into a temporary file beside ``path``, then rename it over it.
+
+    Creates missing parent folders; returns the bytes written. Errors are the ``OSError`` of
+    the failing call (callers map them); the temporary file is removed on any failure.
+    """
     temp, size = _write_temp(path, fill, fsync=fsync)
     try:
         os.replace(temp, path)

@@ -13,7 +13,8 @@ Layout of a published result (``prefix`` is e.g. ``results/ds1/img1``)::
 Protocol of :func:`publish_result`
 ----------------------------------
 1. **Done already?** A ``manifest.json`` that verifies is returned as is (duplicate delivery,
-   re-run): first result wins unless ``replace=True``.
+   re-run): first result wins unless ``replace=True``. If only ``.commit.json`` is there, an
+   attempt committed and has not finished (or died): finish it (step 4) and return that.
 2. **Stage.** Write every artefact under ``.attempts/<attempt_id>/``.
 3. **Commit.** ``create_exclusive(".commit.json", manifest)``: of any number of racing
    attempts, in threads, processes or machines, exactly one creates it. The commit names the
@@ -33,6 +34,9 @@ commit, the next publication of that prefix finishes the crashed attempt's resul
 ``replace=True`` (deliberate re-analysis) retires the old result first: ``manifest.json``, then
 the commit, then runs the protocol. It must not race other publishers of the same prefix: if it
 does, readers may find no valid manifest (never a mixed one) until the next publication.
+
+Cost: each artefact is written twice (staged, then plain) and read back once by
+:func:`read_manifest`; on S3 a publication of N files takes about 3N + 6 requests.
 
 On a local folder the same protocol runs on :class:`~overnight.storage.local.LocalStore`, whose
 ``create_exclusive`` is a hard link (atomic on local disks and NFS).

@@ -30,11 +30,14 @@ from overnight.errors import (
 )
 from overnight.storage.base import ObjectInfo
 from overnight.storage.keys import validate_key, validate_prefix
+from overnight.storage.local import atomic_write
 
 logger = logging.getLogger(__name__)
 
 #: Multipart part size for streamed uploads (bytes); S3 allows 10,000 parts, so ≤ 160 GiB.
 PART_SIZE_BYTES = 16 * 1024 * 1024
+#: Read size when streaming a download to a file (bytes).
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024
 #: How often a conditional PUT is retried after S3 answers 409 ConditionalRequestConflict.
 CONDITIONAL_PUT_ATTEMPTS = 5
 #: Pause between those retries (s), doubled each time.
@@ -230,8 +233,24 @@ class S3Store:
     def download(self, key: str, path: Path) -> None:
         """Stream ``key`` into ``path`` (a temporary file beside it, then a rename)."""
         name = self._name(key)
-        with _mapped(f"download {self._url(key)} to {path}"):
-            self.client.fget_object(self.bucket, name, str(path))
+        what = f"download {self._url(key)} to {path}"
+        with _mapped(what):
+            response = self.client.get_object(self.bucket, name)
+
+        def fill(out: BinaryIO) -> None:
+            with _mapped(what):
+                for chunk in response.stream(DOWNLOAD_CHUNK_BYTES):
+                    out.write(chunk)
+
+        try:
+            atomic_write(Path(path), fill, fsync=False)
+        except OSError as err:
+            raise OutputNotWritableError(
+                f"cannot write {path}: {err.strerror or err} (check the folder is writable)"
+            ) from err
+        finally:
+            response.close()
+            response.release_conn()
 
     def local_path(self, key: str) -> Path | None:
         """None: objects in a bucket have no filesystem path."""
