@@ -67,7 +67,7 @@ class ImageAnalyser:
         self.prepared = PreparedPipeline(self.pipeline)
         self.store: ObjectStore = open_store(options.out_url)
         self.type_names = _type_names(self.pipeline)
-        self.channels_required = _channels_required(self.pipeline)
+        self.channel_roles = _channel_roles(self.pipeline)
 
     def analyse(self, path: Path) -> ImageOutcome:
         """Analyse the image at ``path`` and publish its result under ``<image_id>/``."""
@@ -76,12 +76,14 @@ class ImageAnalyser:
         if not self.options.force and is_complete(self.store, image_id):
             return ImageOutcome(image_id, str(path), "skipped")
         try:
-            metadata, warnings = metadata_for(path)
+            resolved = metadata_for(path)
+            metadata, warnings = resolved.fields, list(resolved.warnings)
             stack = read_stack(
                 path,
                 image_id=image_id,
                 limits=self.options.limits,
-                channels_required=self.channels_required,
+                channels_required=len(self.channel_roles),
+                channel_roles=self.channel_roles,
             )
             read_s = time.perf_counter() - start
             run = self.prepared.run({"stack": stack})
@@ -136,12 +138,14 @@ def _type_names(pipeline: Pipeline) -> tuple[str, ...]:
     return ()
 
 
-def _channels_required(pipeline: Pipeline) -> int:
+def _channel_roles(pipeline: Pipeline) -> tuple[str, ...]:
+    """Role names in channel order (e.g. ``("cell", "pnp")``), from the channel step."""
     for bound in pipeline.steps:
         channels = getattr(bound.params, "channels", None)
         if isinstance(channels, dict) and channels:
-            return max(channels.values()) + 1
-    return 1
+            by_index = {index: role for role, index in channels.items()}
+            return tuple(by_index.get(i, f"channel {i}") for i in range(max(by_index) + 1))
+    return ("image",)
 
 
 # One analyser per worker process, built by the pool initializer so models load once.
