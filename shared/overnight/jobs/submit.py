@@ -1,0 +1,152 @@
+"""Register datasets and put each image on the queue exactly once (REST API and watcher).
+
+Once-only enqueueing rests on two checks: an image whose result is published is recorded as
+done and never queued; otherwise the first caller to create its state entry in Redis
+(``HSETNX``, see :class:`~overnight.jobs.state.JobBook`) enqueues it and every later caller —
+a second submission, a re-scan, a restarted watcher, a touched file — finds the entry and does
+nothing. An entry left ``queued`` without a job (a caller killed between the two steps) is
+re-enqueued by the next scan once older than :data:`ORPHAN_GRACE_S`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from redis import Redis
+
+from overnight.jobs.ids import dataset_id_for, job_id_for, upload_dataset_id
+from overnight.jobs.payload import ImageJob
+from overnight.jobs.queues import enqueue_stage, fetch_job
+from overnight.jobs.settings import JobSettings
+from overnight.jobs.sources import check_source_url, image_id_of
+from overnight.jobs.state import DatasetRecord, JobBook
+from overnight.jobs.status import JobStatus
+from overnight.pipeline.definition import load_pipeline
+from overnight.storage import ObjectInfo, ObjectStore, is_complete, write_dataset_file
+
+logger = logging.getLogger(__name__)
+
+#: Source value of datasets filled by uploads.
+UPLOAD_SOURCE = "upload"
+#: A queued image without a job for longer than this (s) was orphaned by a crash: re-enqueue.
+ORPHAN_GRACE_S = 60.0
+
+
+@dataclass(frozen=True)
+class Submitter:
+    """What registering and enqueueing need: Redis, the results store and the settings."""
+
+    redis: Redis
+    store: ObjectStore
+    settings: JobSettings
+
+    @property
+    def book(self) -> JobBook:
+        """State in Redis."""
+        return JobBook(self.redis)
+
+    def register(
+        self, source: str | None, pipeline: str, metadata: dict[str, Any] | None = None
+    ) -> tuple[DatasetRecord, bool]:
+        """Register the dataset at ``source`` (None: filled by uploads); (record, created).
+
+        The id is derived from the source and pipeline, so registering the same folder again
+        returns the existing dataset.
+        """
+        check_pipeline(pipeline)
+        if source is None:
+            dataset_id, source = upload_dataset_id(UPLOAD_SOURCE), UPLOAD_SOURCE
+        else:
+            source = check_source_url(source, self.settings)
+            dataset_id = dataset_id_for(source, pipeline)
+        record = DatasetRecord(
+            id=dataset_id, source=source, pipeline=pipeline, metadata=metadata or {}
+        )
+        created = self.book.create_dataset(record)
+        if not created:
+            existing = self.book.dataset(dataset_id)
+            return (existing or record), False
+        self.write_record(record)
+        logger.info("registered dataset %s (%s, %s)", dataset_id, source, pipeline)
+        return record, True
+
+    def write_record(self, record: DatasetRecord) -> None:
+        """Save the record in Redis and as ``results/<id>/dataset.json`` (for the QC web)."""
+        self.book.save_dataset(record)
+        body = json.dumps(record.model_dump(mode="json"), indent=2).encode("utf-8")
+        write_dataset_file(self.store, f"results/{record.id}/dataset.json", body)
+
+    def enqueue_images(self, record: DatasetRecord, images: Iterable[ObjectInfo]) -> list[str]:
+        """Enqueue each image of ``record`` not seen before; return the ids enqueued now."""
+        enqueued = [info.key for info in images if self.enqueue_image(record, info.key)]
+        known = len(self.book.images(record.id))
+        if known != record.n_images:
+            self.write_record(record.model_copy(update={"n_images": known}))
+        return enqueued
+
+    def enqueue_image(self, record: DatasetRecord, key: str) -> bool:
+        """Enqueue the image at ``key`` of ``record``'s source once; True if enqueued now."""
+        image = self.image_job(record, key)
+        job_id = job_id_for("segmentation", record.id, image.image_id)
+        if self.book.image(record.id, image.image_id) is None and is_complete(
+            self.store, image.result_prefix
+        ):
+            self.book.record_done_image(record.id, image.image_id, key, job_id)
+            return False
+        if not self.book.claim_image(record.id, image.image_id, key, job_id):
+            self._repair_orphan(image)
+            return False
+        enqueue_stage(self.redis, "segmentation", image, self.settings)
+        return True
+
+    def retry_failed(self, record: DatasetRecord) -> list[str]:
+        """Re-enqueue every failed image of ``record``; return their ids."""
+        retried = []
+        for state in self.book.images(record.id):
+            if state.status != JobStatus.FAILED:
+                continue
+            self.book.requeue_image(record.id, state.image_id)
+            enqueue_stage(
+                self.redis,
+                "segmentation",
+                self.image_job(record, state.image_key),
+                self.settings,
+                again=True,
+            )
+            retried.append(state.image_id)
+        return retried
+
+    def image_job(self, record: DatasetRecord, key: str) -> ImageJob:
+        """The queue payload for the image at ``key`` of ``record``."""
+        return ImageJob(
+            dataset_id=record.id,
+            image_id=image_id_of(key),
+            image_key=key,
+            source_url=None if record.source == UPLOAD_SOURCE else record.source,
+            pipeline=record.pipeline,
+        )
+
+    def _repair_orphan(self, image: ImageJob) -> None:
+        state = self.book.image(image.dataset_id, image.image_id)
+        if (
+            state is None
+            or state.status != JobStatus.QUEUED
+            or time.time() - state.updated_at < ORPHAN_GRACE_S
+        ):
+            return
+        if fetch_job(self.redis, state.job_id) is None:
+            logger.warning("image %s was claimed but never enqueued; enqueueing it", image.image_id)
+            enqueue_stage(self.redis, "segmentation", image, self.settings)
+
+
+@lru_cache(maxsize=32)
+def check_pipeline(name: str) -> str:
+    """Return ``name`` if it is a pipeline that loads; :class:`ConfigError` otherwise."""
+    load_pipeline(name)
+    return name
