@@ -33,7 +33,7 @@ def make_dataset(folder: Path, n_fields: int, seed: int = 2024) -> list[Path]:
 
 def one_run(images: Path, out: Path, workers: int, pipeline: str) -> dict[str, object]:
     """Analyse ``images`` once in this process (called in a fresh subprocess)."""
-    from overnight.imaging.reader import find_images
+    from overnight.imaging import find_images
     from overnight.pipeline.batch import BatchOptions, run_batch
 
     paths = find_images(images)

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from overnight.config import CommonSettings, load_settings
 from overnight.errors import OvernightError
-from overnight.imaging.reader import require_images
+from overnight.imaging import require_images
 from overnight.logs import configure_logging
 from overnight.pipeline.batch import BatchOptions, ImageOutcome, default_workers, run_batch
 from overnight.storage import open_store

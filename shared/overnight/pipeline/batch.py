@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from overnight.errors import InvalidImageError, OvernightError
-from overnight.imaging.reader import ReadLimits, image_id_from_name, read_stack
+from overnight.imaging import ReadLimits, image_id_from_name, read_stack
 from overnight.metadata import metadata_for
 from overnight.pipeline.definition import Pipeline, load_pipeline
 from overnight.pipeline.runner import PreparedPipeline
