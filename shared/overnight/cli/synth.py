@@ -69,22 +69,33 @@ def cytometry(out: Path, n: int, seed: int, size: int) -> None:
     "--n-timepoints",
     type=click.IntRange(min=1),
     default=None,
-    help="Timepoints to write (default: drawn from the imaging model, 6-16).",
+    help="Timepoints to write (default: the generator's draw from the imaging model).",
 )
 @click.option(
     "--n-depths",
     type=click.IntRange(min=1),
     default=None,
-    help="Depths per timepoint (default: drawn from the imaging model, 4-12).",
+    help="Depths per timepoint (default: the generator's draw from the imaging model).",
 )
 @click.option(
     "--size",
     type=click.IntRange(min=64),
     default=None,
-    help="Plane side in pixels (default: drawn from the imaging model).",
+    help="Plane side in pixels (default: the generator's).",
+)
+@click.option(
+    "--drug-snr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Drug-channel SNR at Cmax (default: drawn from 3-30).",
 )
 def skin(
-    out: Path, seed: int, n_timepoints: int | None, n_depths: int | None, size: int | None
+    out: Path,
+    seed: int,
+    n_timepoints: int | None,
+    n_depths: int | None,
+    size: int | None,
+    drug_snr: float | None,
 ) -> None:
     """Write a synthetic skin pharmacokinetics (SRS) time series with its truth to OUT."""
     try:
@@ -97,7 +108,12 @@ def skin(
         ) from err
     options: dict[str, Any] = {
         name: value
-        for name, value in (("n_timepoints", n_timepoints), ("n_depths", n_depths), ("size", size))
+        for name, value in (
+            ("n_timepoints", n_timepoints),
+            ("n_depths", n_depths),
+            ("size", size),
+            ("drug_snr", drug_snr),
+        )
         if value is not None
     }
     accepted = inspect.signature(module.write_skin_dataset).parameters
@@ -106,5 +122,6 @@ def skin(
         if not takes_any and name not in accepted:
             flag = "--" + name.replace("_", "-")
             raise click.ClickException(f"this skin generator does not support {flag}")
-    module.write_skin_dataset(out, seed, **options)
-    click.echo(f"wrote a skin dataset to {out}")
+    written = module.write_skin_dataset(out, seed, **options)
+    count = f"{len(written)} images " if isinstance(written, list) else ""
+    click.echo(f"wrote a skin dataset ({count}with truth) to {out}")

@@ -177,7 +177,8 @@ def draw_field(
         focus_blur_px=params.focus_blur_px,
         defocus_blur_px_per_slice=params.defocus_blur_px_per_slice,
     )
-    scatter = render_scatter(
+    signal = np.empty((params.n_z, 2, *shape_yx), np.float32)  # ZCYX, ADU above the offset
+    signal[:, 0] = render_scatter(
         rng,
         layout.labels,
         np.concatenate([[0.0], brightness]),
@@ -189,18 +190,15 @@ def draw_field(
     amplitudes = params.amplitude_adu * np.exp(
         rng.normal(0.0, ranges.amplitude_log_sigma, len(points))
     )
-    spots = render_spots(
+    signal[:, 1] = render_spots(
         (params.n_z, *shape_yx), points, amplitudes, params.sigma_xy_px, params.sigma_z_slices
     )
     autoscatter_scale = params.autoscatter_fraction * params.amplitude_adu
-    spots += scatter * np.float32(autoscatter_scale / max(float(scatter.max()), 1e-6))
-    image = camera_adu(
-        rng,
-        np.stack([scatter, spots], axis=1),
-        params.offset_adu,
-        params.gain,
-        params.read_noise_adu,
+    signal[:, 1] += signal[:, 0] * np.float32(
+        autoscatter_scale / max(float(signal[:, 0].max()), 1e-6)
     )
+    image = camera_adu(rng, signal, params.offset_adu, params.gain, params.read_noise_adu)
+    del signal
     pnps = pnp_table(points, owners, amplitudes)
     cells = _cell_table(layout, focus_z, pnps)
     return SyntheticField(image=image, labels=layout.labels, cells=cells, pnps=pnps, params=params)
