@@ -69,6 +69,15 @@ def test_blq_zeros_at_start_are_kept() -> None:
     assert r.auc_inf_obs == pytest.approx(8 + 16 / LN2)  # 31.083181
 
 
+def test_zeros_between_measurable_values_are_dropped() -> None:
+    # PKNCA's default conc.blq (first keep, middle drop, last keep):
+    # t = 0..4, C = 0, 8, 0, 4, 2 → the zero at t = 2 is dropped, the one at t = 0 kept.
+    # linear: (0+8)/2·1 + (8+4)/2·2 + (4+2)/2·1 = 4 + 12 + 3 = 19
+    #   (keeping the middle zero would give 4 + 4 + 2 + 3 = 13)
+    r = nca([0, 1, 2, 3, 4], [0, 8, 0, 4, 2], auc_method="linear")
+    assert r.auc_last == pytest.approx(19.0)
+
+
 def test_trailing_zeros_end_the_auc_at_tlast() -> None:
     # C = 0, 6, 3, 0 at t = 0, 1, 2, 3: tlast = 2 (the last C > 0); AUC_last (linear) =
     # 3 + 4.5 = 7.5, not 9 (the 2→3 interval is after tlast)

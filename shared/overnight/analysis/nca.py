@@ -4,9 +4,10 @@ The rules, in the order they are applied:
 
 1. Pairs with a missing (NaN/inf) time or concentration are dropped; the rest are sorted by time.
    Repeated time values make the profile ambiguous: every field is NaN with a reason.
-2. ``cmax`` is the largest concentration and ``tmax`` the first time it occurs. Zeros before the
-   first measurable concentration (below the limit of quantification, BLQ) are kept, so the AUC
-   starts at the first sampled time.
+2. Zeros are below the limit of quantification (BLQ). As in PKNCA's default ``conc.blq``, those
+   before the first measurable (> 0) concentration are kept (so the AUC starts at the first
+   sampled time), those between measurable ones are dropped, trailing ones are kept.
+   ``cmax`` is the largest concentration and ``tmax`` the first time it occurs.
 3. ``clast``/``tlast`` are the last measurable (> 0) concentration and its time.
 4. ``auc_last`` integrates from the first time to ``tlast``: by linear trapezoids (``"linear"``) or
    linear-up/log-down (``"linlog"``: the log trapezoid ``dt·(c1 − c2)/ln(c1/c2)`` where the
@@ -150,6 +151,7 @@ def nca(
         repeated = np.unique(t[1:][np.diff(t) == 0]).tolist()
         return _all_nan(f"repeated time values {repeated}: cannot order the profile")
 
+    t, c = _drop_middle_blq(t, c)
     reasons: list[str] = []
     i_max = int(np.argmax(c))
     cmax = float(c[i_max])
@@ -296,6 +298,16 @@ def _clean_profile(
     keep = np.isfinite(t) & np.isfinite(c)
     order = np.argsort(t[keep], kind="stable")
     return t[keep][order], c[keep][order]
+
+
+def _drop_middle_blq(t: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop zeros lying between the first and the last measurable (> 0) concentration."""
+    measurable = np.flatnonzero(c > 0)
+    if measurable.size < 2:
+        return t, c
+    index = np.arange(c.size)
+    middle_blq = (c == 0) & (index > measurable[0]) & (index < measurable[-1])
+    return t[~middle_blq], c[~middle_blq]
 
 
 def _best_terminal_fit(

@@ -73,7 +73,8 @@ def nca_command(
       r2_adj, n_points_lambda_z   quality and size of that fit
       reason            why any field is empty (too few points, no decline, ...)
 
-    Missing values are dropped, times sorted, zeros before the peak kept.
+    Missing values are dropped and times sorted. Zeros (below the limit of quantification)
+    before the first value > 0 are kept, zeros between values > 0 dropped (PKNCA's default).
 
     \b
     Example:
