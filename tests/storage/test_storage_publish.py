@@ -51,11 +51,9 @@ def plain_files(store: ObjectStore, prefix: str = PREFIX) -> dict[str, bytes]:
 
 
 def hidden_keys(store: ObjectStore, prefix: str = PREFIX) -> list[str]:
-    return [
-        i.key[len(prefix) + 1 :]
-        for i in store.list(prefix + "/")
-        if "/." in "/" + i.key[len(prefix) + 1 :]
-    ]
+    """Names under ``prefix`` with a segment starting with ``.`` (commit record, staging)."""
+    names = [info.key[len(prefix) + 1 :] for info in store.list(prefix + "/")]
+    return [n for n in names if any(part.startswith(".") for part in n.split("/"))]
 
 
 def assert_consistent(store: ObjectStore, manifest: Manifest) -> None:
