@@ -1,0 +1,1 @@
+"""The QC service's routes, one module per page family."""

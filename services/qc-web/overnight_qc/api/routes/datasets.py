@@ -1,0 +1,114 @@
+"""The datasets page, a dataset's image table, its downloads and the retry of failed images."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+
+from overnight.review.exports import cell_table_chunks, summary_csv
+from overnight.review.table import distinct_values, query_images
+
+from overnight_qc.api.deps import OptionalReviewerDep, ReaderDep, StateDep, WriterDep
+from overnight_qc.api.query import context_params, include_rejected, parse_query
+from overnight_qc.core.ingest import request_retry
+
+router = APIRouter()
+
+#: Distinct values above which a metadata filter is a text box rather than a list.
+MAX_CHOICES = 60
+
+
+@router.get("/", response_class=HTMLResponse, name="datasets")
+def datasets_page(request: Request, state: StateDep, reviewer: ReaderDep) -> Response:
+    """Every dataset with its progress, owner, date, pipeline and review counts."""
+    summaries = [state.dataset(dataset_id).summary for dataset_id in state.catalog.dataset_ids()]
+    return request.app.state.templates.TemplateResponse(
+        request,
+        "datasets.html",
+        {"summaries": summaries, "reviewer": reviewer, "read_only": state.token is None},
+    )
+
+
+@router.get("/datasets/{dataset_id}", response_class=HTMLResponse, name="dataset")
+def dataset_page(
+    request: Request, dataset_id: str, state: StateDep, reviewer: ReaderDep
+) -> Response:
+    """The dataset's image table: filter, sort, page; failures with a retry button."""
+    ds = state.dataset(dataset_id)
+    index = ds.index
+    query = parse_query(request.query_params, index.metadata_columns, state.settings.qc_page_size)
+    page = query_images(index, query)
+    choices = {c: distinct_values(index, c, MAX_CHOICES + 1) for c in index.metadata_columns}
+    context = {
+        "ds": ds,
+        "index": index,
+        "query": query,
+        "page": page,
+        "context": context_params(query),
+        "choices": {c: v for c, v in choices.items() if len(v) <= MAX_CHOICES},
+        "reviewer": reviewer,
+        "read_only": state.token is None,
+        "can_retry": bool(state.settings.ingest_url),
+        "notice": request.query_params.get("notice", "")[:300],
+    }
+    return request.app.state.templates.TemplateResponse(request, "dataset.html", context)
+
+
+def _kept_rows(state: StateDep, dataset_id: str, request: Request) -> tuple:
+    index = state.catalog.index(dataset_id)
+    keep_all = include_rejected(request.query_params)
+    rows = tuple(r for r in index.rows if keep_all or r.verdict_name != "rejected")
+    return index, rows
+
+
+@router.get("/datasets/{dataset_id}/summary.csv", name="summary_csv")
+def summary_download(request: Request, dataset_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
+    """One row per image (rejected ones left out unless ``?all=1``), with verdicts."""
+    index, rows = _kept_rows(state, dataset_id, request)
+    return Response(
+        summary_csv(rows, index.metadata_columns),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{dataset_id}-summary.csv"'},
+    )
+
+
+@router.get("/datasets/{dataset_id}/cells.csv", name="cells_csv")
+def cells_download(request: Request, dataset_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
+    """One row per cell of every kept image, with the image's metadata and verdict."""
+    index, rows = _kept_rows(state, dataset_id, request)
+    return StreamingResponse(
+        cell_table_chunks(state.store, rows, index.metadata_columns),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{dataset_id}-cells.csv"'},
+    )
+
+
+@router.post("/datasets/{dataset_id}/retry", name="retry")
+def retry_failed(
+    request: Request, dataset_id: str, state: StateDep, reviewer: WriterDep
+) -> Response:
+    """Ask the ingest API to run the dataset's failed images again."""
+    state.catalog.listing(dataset_id)  # 404 for an unknown dataset before calling anyone
+    if not state.settings.ingest_url:
+        outcome_ok, message = False, "no ingest API configured (OVERNIGHT_INGEST_URL)"
+    else:
+        outcome = request_retry(
+            state.settings.ingest_url, dataset_id, state.token or "", state.settings.qc_ingest_timeout_s
+        )
+        outcome_ok, message = outcome.ok, outcome.message
+    if "application/json" in request.headers.get("accept", ""):
+        return Response(
+            content=f'{{"ok": {str(outcome_ok).lower()}}}', media_type="application/json",
+            status_code=200 if outcome_ok else 502,
+        )
+    url = request.url_for("dataset", dataset_id=dataset_id).include_query_params(notice=message)
+    return RedirectResponse(str(url), status_code=303)
+
+
+@router.get("/healthz", name="healthz")
+def healthz(state: StateDep) -> dict[str, str]:
+    """Liveness: the service answers (storage is not contacted)."""
+    return {"status": "ok"}
+
+
+__all__ = ["OptionalReviewerDep", "router"]

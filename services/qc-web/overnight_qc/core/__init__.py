@@ -1,0 +1,1 @@
+"""Settings, security, templates and shared state of the QC service."""

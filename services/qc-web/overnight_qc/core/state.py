@@ -1,0 +1,143 @@
+"""The service's state: one catalog of the store, caches of pictures and tables, the ingest API."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from overnight.review.catalog import Catalog, Layout
+from overnight.review.datasets import (
+    DatasetRecord,
+    DatasetSummary,
+    Failure,
+    Progress,
+    read_dataset_record,
+    read_failures,
+    storage_progress,
+    summarise_dataset,
+)
+from overnight.review.exports import cell_counts
+from overnight.review.index import DatasetIndex, ImageRow
+from overnight.review.overlay import labels_png, projection_png, read_labels, thumbnail_png
+from overnight.storage import ObjectStore, open_store
+
+from overnight_qc.core.cache import LruCache
+from overnight_qc.core.config import QcSettings
+from overnight_qc.core.image_view import ImageView, build_view
+from overnight_qc.core.ingest import fetch_status
+from overnight_qc.core.sources import read_source, scratch_dir
+
+logger = logging.getLogger(__name__)
+
+_UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class DatasetState:
+    """A dataset as its page needs it: index, dataset.json, failures and progress."""
+
+    index: DatasetIndex
+    record: DatasetRecord | None
+    failures: tuple[Failure, ...]
+    progress: Progress
+    summary: DatasetSummary
+
+
+def dataset_id_for_folder(folder: Path) -> str:
+    """A valid dataset id from an output folder's name (``my run`` → ``my_run``)."""
+    name = _UNSAFE_ID_CHARS.sub("_", folder.resolve().name).lstrip(".") or "dataset"
+    return name[:200]
+
+
+class QcState:
+    """What every request shares; built once by :func:`overnight_qc.app.create_app`."""
+
+    def __init__(self, settings: QcSettings, store: ObjectStore | None = None) -> None:
+        self.settings = settings
+        if settings.qc_dataset_dir is not None:
+            folder = Path(settings.qc_dataset_dir)
+            self.store = store or open_store(str(folder))
+            layout = Layout(single_id=dataset_id_for_folder(folder))
+        else:
+            self.store = store or open_store(settings.storage_url, settings)
+            layout = Layout(root=settings.qc_results_root)
+        self.catalog = Catalog(self.store, layout, ttl_s=settings.qc_listing_ttl_s)
+        self.scratch = scratch_dir()
+        self.views: LruCache[ImageView] = LruCache(64)
+        self.pictures: LruCache[bytes] = LruCache(512)
+        self.counts: LruCache[tuple[np.ndarray, np.ndarray]] = LruCache(20000)
+
+    @property
+    def token(self) -> str | None:
+        """The API token, or None (then the service is read-only)."""
+        secret = self.settings.api_token
+        return secret.get_secret_value() if secret and secret.get_secret_value() else None
+
+    # -- datasets ----------------------------------------------------------------------------
+
+    def dataset(self, dataset_id: str, with_ingest: bool = True) -> DatasetState:
+        """Index, failures and progress of one dataset (progress from the ingest API if set)."""
+        index = self.catalog.index(dataset_id)
+        listing = self.catalog.listing(dataset_id)
+        record = read_dataset_record(self.store, listing)
+        failures = tuple(read_failures(self.store, listing, index))
+        progress = storage_progress(index, list(failures), record.n_images if record else None)
+        if with_ingest and self.settings.ingest_url:
+            status = fetch_status(self.settings.ingest_url, dataset_id, self.settings.qc_ingest_timeout_s)
+            if status is not None:
+                progress = status.progress
+                known = {f.image_id for f in failures}
+                failures += tuple(
+                    f for f in status.failures if f.image_id not in known and f.image_id not in index.by_id
+                )
+        return DatasetState(index, record, failures, progress, summarise_dataset(index, record, progress))
+
+    # -- images ------------------------------------------------------------------------------
+
+    def view(self, dataset_id: str, row: ImageRow) -> ImageView:
+        """The image page's content for ``row`` (cached until its files change)."""
+        type_names = self.catalog.index(dataset_id).type_names
+        key = (row.prefix, row.signature[:2])
+        return self.views.get(key, lambda: build_view(self.store, row, type_names, self.scratch))
+
+    def thumbnail(self, row: ImageRow) -> bytes:
+        """A small PNG of the image's QC picture."""
+        key = ("thumb", row.prefix, row.signature[:2])
+        return self.pictures.get(key, lambda: thumbnail_png(self.store.read_bytes(f"{row.prefix}/qc.png")))
+
+    def projection(self, view: ImageView, channel: int) -> bytes | None:
+        """PNG of one channel's maximum projection, or None when the source is unreadable."""
+        if view.source_path is None:
+            return None
+        key = ("channel", str(view.source_path), channel)
+
+        def compute() -> bytes:
+            data = read_source(view.source_path)  # type: ignore[arg-type]
+            if data is None:
+                raise LookupError(f"{view.source_path} is not readable")
+            return projection_png(data, channel)
+
+        try:
+            return self.pictures.get(key, compute)
+        except LookupError:
+            return None
+
+    def cells_picture(self, view: ImageView) -> bytes:
+        """A dim picture of the cells by type, the background when no source is readable."""
+        row = view.row
+        key = ("cells", row.prefix, row.signature[:2])
+
+        def compute() -> bytes:
+            labels = read_labels(self.store.read_bytes(f"{row.prefix}/labels.tif"))
+            types = {int(c["cell_id"]): str(c["cell_type"]) for c in view.cells}
+            return labels_png(labels, types, view.colours)
+
+        return self.pictures.get(key, compute)
+
+    def cell_counts(self, row: ImageRow) -> tuple[np.ndarray, np.ndarray]:
+        """(cell type, PNP count) per cell of one image, cached until its files change."""
+        return self.counts.get((row.prefix, row.signature[:2]), lambda: cell_counts(self.store, row))
