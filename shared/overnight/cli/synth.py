@@ -44,7 +44,27 @@ def synth() -> None:
     show_default=True,
     help="Field side in pixels (256-2048 in the imaging model).",
 )
-def cytometry(out: Path, n: int, seed: int, size: int) -> None:
+@click.option(
+    "--ranges",
+    "ranges_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="YAML/JSON file overriding parameter ranges, e.g. 'snr: [4, 8]' or a cell_types list.",
+)
+@click.option(
+    "--cell-type",
+    "cell_types",
+    multiple=True,
+    help="Draw only this cell type (repeat for several; default: every type in the ranges).",
+)
+def cytometry(
+    out: Path,
+    n: int,
+    seed: int,
+    size: int,
+    ranges_file: Path | None,
+    cell_types: tuple[str, ...],
+) -> None:
     """Write N digital-cytometry fields (dark-field PNP immunoassay) to OUT.
 
     \b
@@ -56,9 +76,23 @@ def cytometry(out: Path, n: int, seed: int, size: int) -> None:
 
     Example: overnight synth cytometry demo --n 12 --seed 1
     """  # noqa: D301 (click's \b marker must be the backspace character)
-    from overnight.synth.cytometry import write_dataset
+    from pydantic import ValidationError
 
-    paths = write_dataset(out, n=n, seed=seed, size=size)
+    from overnight.config import read_config_file
+    from overnight.errors import ConfigError
+    from overnight.synth.cytometry import write_dataset
+    from overnight.synth.ranges import CytometryRanges
+
+    try:
+        values = read_config_file(ranges_file) if ranges_file else {}
+        ranges = CytometryRanges.model_validate(values)
+        paths = write_dataset(
+            out, n=n, seed=seed, size=size, ranges=ranges, cell_types=cell_types or None
+        )
+    except ValidationError as err:
+        raise click.BadParameter(str(err), param_hint="--ranges") from err
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from err
     click.echo(f"wrote {len(paths)} fields to {out / 'images'} and their truth to {out / 'truth'}")
 
 

@@ -34,7 +34,6 @@ from overnight.synth.scatter import ScatterLook, render_scatter
 logger = logging.getLogger(__name__)
 
 DEFAULT_RANGES = CytometryRanges()
-DEFAULT_CELL_TYPES = ("lymphocyte", "monocyte")
 CHANNEL_NAMES = ("cell", "pnp")
 CELL_COLUMNS = ("cell_id", "y", "x", "area_px", "cell_type", "pnp_count")
 #: Acquisition time of field 0 in the generated file names; field i is 2 min later per index.
@@ -69,11 +68,16 @@ class SyntheticField:
     params: FieldParams
 
 
+def _type_names(ranges: CytometryRanges, cell_types: tuple[str, ...] | None) -> tuple[str, ...]:
+    """Return the names asked for, or every type of ``ranges``."""
+    return tuple(s.name for s in ranges.cell_types) if cell_types is None else tuple(cell_types)
+
+
 def draw_params(
     rng: np.random.Generator,
     size: int | tuple[int, int] = 512,
     ranges: CytometryRanges = DEFAULT_RANGES,
-    cell_types: tuple[str, ...] = DEFAULT_CELL_TYPES,
+    cell_types: tuple[str, ...] | None = None,
 ) -> FieldParams:
     """Draw the per-field values of one field of ``size`` px (side, or ``(height, width)``)."""
     height, width = (size, size) if isinstance(size, int) else size
@@ -82,6 +86,9 @@ def draw_params(
             f"field size {height}x{width} px is below the smallest supported side "
             f"{ranges.min_size_px} px"
         )
+    cell_types = _type_names(ranges, cell_types)
+    if not cell_types:
+        raise ConfigError("cell_types: name at least one cell type to draw")
     for name in cell_types:
         try:
             ranges.cell_type(name)
@@ -130,7 +137,7 @@ def draw_field(
     rng: np.random.Generator,
     size: int | tuple[int, int] = 512,
     ranges: CytometryRanges = DEFAULT_RANGES,
-    cell_types: tuple[str, ...] = DEFAULT_CELL_TYPES,
+    cell_types: tuple[str, ...] | None = None,
 ) -> SyntheticField:
     """Draw one synthetic digital-cytometry field and its ground truth.
 
@@ -143,7 +150,7 @@ def draw_field(
     ranges : CytometryRanges
         Parameter ranges (defaults = IMAGING_MODEL.md §1).
     cell_types : tuple of str
-        Names of the types in ``ranges.cell_types`` to draw.
+        Names of the types in ``ranges.cell_types`` to draw; None draws them all.
 
     Returns
     -------
@@ -157,7 +164,7 @@ def draw_field(
     """
     params = draw_params(rng, size, ranges, cell_types)
     shape_yx = (params.height_px, params.width_px)
-    specs = [ranges.cell_type(name) for name in cell_types]
+    specs = [ranges.cell_type(name) for name in params.cell_types]
     layout = layout_cells(
         rng, shape_yx, params.n_cells_drawn, specs, params.touching_fraction, ranges.cell_gap_px
     )
@@ -319,7 +326,7 @@ def write_dataset(
     seed: int,
     size: int | tuple[int, int] = 512,
     ranges: CytometryRanges = DEFAULT_RANGES,
-    cell_types: tuple[str, ...] = DEFAULT_CELL_TYPES,
+    cell_types: tuple[str, ...] | None = None,
 ) -> list[Path]:
     """Write ``n`` synthetic fields and their ground truth under ``out_dir``.
 
