@@ -103,6 +103,12 @@ def test_rerun_skips_complete_results_and_force_redoes_them(classical_results, s
     )
     assert code == 0 and "6 skipped" in stdout
     assert manifest.stat().st_mtime_ns == before
+    code, stdout, _ = run_cli(
+        str(small_dataset / "images"), "--out", str(classical_results), "--pipeline", PIPELINE,
+        "--workers", "1", "--force",
+    )
+    assert code == 0 and "6 done" in stdout
+    assert manifest.stat().st_mtime_ns != before
 
 
 def test_bad_images_fail_one_by_one_and_the_good_ones_are_written(

@@ -73,7 +73,7 @@ class ImageAnalyser:
         """Analyse the image at ``path`` and publish its result under ``<image_id>/``."""
         image_id = image_id_from_name(path.name)
         start = time.perf_counter()
-        if not self.options.force and is_complete(self.store, image_id):
+        if not self.options.force and is_complete(self.store, image_id, check_content=False):
             return ImageOutcome(image_id, str(path), "skipped")
         try:
             resolved = metadata_for(path)
@@ -97,9 +97,9 @@ class ImageAnalyser:
                 read_s,
                 self.type_names,
             )
-            publish_result(
-                self.store, image_id, result_artefacts(run, record), _manifest_info(record)
-            )
+            artefacts = result_artefacts(run, record)
+            info = _manifest_info(record)
+            publish_result(self.store, image_id, artefacts, info, replace=self.options.force)
         except InvalidImageError as err:
             logger.warning("image failed: %s", err, extra={"image_id": image_id})
             return ImageOutcome(image_id, str(path), "failed", reason=err.problem)
