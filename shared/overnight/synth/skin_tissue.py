@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import fft as sp_fft
 from scipy import ndimage
 
 #: Tissue classes, in the order of :attr:`SkinTissue.tissue` values.
@@ -81,15 +82,16 @@ def filtered_noise(
     Filtering is done in Fourier space (periodic edges), so the cost does not grow with σ.
     Each field is zero-mean with unit variance.
     """
-    spectrum = np.fft.rfft2(rng.standard_normal(shape))
-    ky = np.fft.fftfreq(shape[0])[:, None] * 2 * math.pi
-    kx = np.fft.rfftfreq(shape[1])[None, :] * 2 * math.pi
+    padded = (sp_fft.next_fast_len(shape[0], True), sp_fft.next_fast_len(shape[1], True))
+    spectrum = sp_fft.rfft2(rng.standard_normal(padded, dtype=np.float32))
+    ky = sp_fft.fftfreq(padded[0])[:, None] * 2 * math.pi
+    kx = sp_fft.rfftfreq(padded[1])[None, :] * 2 * math.pi
     fields = []
     for angle in angles_rad:
         k_along = kx * math.cos(angle) + ky * math.sin(angle)
         k_across = -kx * math.sin(angle) + ky * math.cos(angle)
         gain = np.exp(-0.5 * ((sigmas_px[0] * k_along) ** 2 + (sigmas_px[1] * k_across) ** 2))
-        field = np.fft.irfft2(spectrum * gain, s=shape)
+        field = sp_fft.irfft2(spectrum * gain.astype(np.float32), s=padded)[: shape[0], : shape[1]]
         fields.append(((field - field.mean()) / (field.std() + 1e-12)).astype(np.float32))
     return fields
 
