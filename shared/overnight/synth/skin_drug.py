@@ -75,13 +75,14 @@ class KineticsPrior:
 
 #: Per tissue: follicles first (shortest lag, largest ka, ranges disjoint from the others),
 #: then the deeper, the later and weaker. Columns: relative scale, ka (1/min), ke (1/min),
-#: lag (min), speed (µm/min).
+#: lag (min), speed (µm/min). Most compartments peak within the 2–4 h of a series (follicles
+#: after ~10–30 min, deep dermis and fat after ~1.5–2.5 h), so terminal phases can be seen.
 KINETICS_PRIORS: Mapping[str, KineticsPrior] = {
-    "hair_follicle": KineticsPrior((1.0, 1.0), (0.06, 0.15), (0.008, 0.02), (0, 3), (3, 6)),
-    "stratum_corneum": KineticsPrior((0.5, 0.9), (0.03, 0.06), (0.004, 0.012), (3, 8), (1, 2.5)),
-    "viable_epidermis": KineticsPrior((0.3, 0.6), (0.02, 0.05), (0.005, 0.015), (5, 15), (1.5, 3)),
-    "dermis": KineticsPrior((0.2, 0.45), (0.015, 0.04), (0.005, 0.012), (8, 20), (2, 4)),
-    "adipose": KineticsPrior((0.25, 0.5), (0.012, 0.03), (0.003, 0.01), (10, 20), (2, 4)),
+    "hair_follicle": KineticsPrior((1.0, 1.0), (0.08, 0.2), (0.01, 0.025), (0, 3), (4, 8)),
+    "stratum_corneum": KineticsPrior((0.5, 0.9), (0.04, 0.08), (0.008, 0.02), (3, 8), (1, 2.5)),
+    "viable_epidermis": KineticsPrior((0.3, 0.6), (0.03, 0.06), (0.008, 0.02), (5, 15), (2, 4)),
+    "dermis": KineticsPrior((0.2, 0.45), (0.025, 0.05), (0.006, 0.015), (8, 20), (3, 6)),
+    "adipose": KineticsPrior((0.25, 0.5), (0.02, 0.04), (0.005, 0.012), (10, 20), (3, 6)),
 }
 
 
