@@ -89,7 +89,7 @@ def groups_svg(groups: Sequence[GroupStats], type_names: Sequence[str], field: s
                 ax.scatter(
                     x + jitter,
                     values,
-                    s=9,
+                    s=20,
                     color=colour,
                     alpha=0.7,
                     lw=0,

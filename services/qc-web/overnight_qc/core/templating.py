@@ -25,9 +25,18 @@ def format_number(value: Any, digits: int = 2) -> str:
 
 
 def with_query(params: dict[str, Any], **changes: Any) -> str:
-    """``?a=1&b=2`` from ``params`` with ``changes`` applied (None removes a key)."""
-    merged = {**params, **changes}
-    return "?" + urlencode({k: v for k, v in merged.items() if v not in (None, "")})
+    """``?a=1&b=2`` from ``params`` with ``changes`` applied (None or "" removes a key).
+
+    An empty string when nothing is left, so links stay clean.
+    """
+    merged = {k: v for k, v in {**params, **changes}.items() if v not in (None, "")}
+    return "?" + urlencode(merged) if merged else ""
+
+
+@jinja2.pass_context
+def path_for(context: Any, name: str, /, **params: Any) -> str:
+    """The path (not the absolute URL) of route ``name``: right behind any reverse proxy."""
+    return str(context["request"].app.url_path_for(name, **params))
 
 
 def make_templates() -> Jinja2Templates:
@@ -41,4 +50,5 @@ def make_templates() -> Jinja2Templates:
     )
     env.filters["num"] = format_number
     env.globals["with_query"] = with_query
+    env.globals["path_for"] = path_for
     return Jinja2Templates(env=env)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 
 from overnight.review.exports import cell_table_chunks, summary_csv
 from overnight.review.table import distinct_values, query_images
 
-from overnight_qc.api.deps import OptionalReviewerDep, ReaderDep, StateDep, WriterDep
+from overnight_qc.api.deps import ReaderDep, StateDep, WriterDep
 from overnight_qc.api.query import context_params, include_rejected, parse_query
 from overnight_qc.core.ingest import request_retry
 
@@ -97,12 +105,11 @@ def retry_failed(
         )
         outcome_ok, message = outcome.ok, outcome.message
     if "application/json" in request.headers.get("accept", ""):
-        return Response(
-            content=f'{{"ok": {str(outcome_ok).lower()}}}', media_type="application/json",
-            status_code=200 if outcome_ok else 502,
+        return JSONResponse(
+            {"ok": outcome_ok, "message": message}, status_code=200 if outcome_ok else 502
         )
-    url = request.url_for("dataset", dataset_id=dataset_id).include_query_params(notice=message)
-    return RedirectResponse(str(url), status_code=303)
+    path = request.app.url_path_for("dataset", dataset_id=dataset_id)
+    return RedirectResponse(f"{path}?{urlencode({'notice': message})}", status_code=303)
 
 
 @router.get("/healthz", name="healthz")
@@ -110,5 +117,3 @@ def healthz(state: StateDep) -> dict[str, str]:
     """Liveness: the service answers (storage is not contacted)."""
     return {"status": "ok"}
 
-
-__all__ = ["OptionalReviewerDep", "router"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from urllib.parse import urlencode
 
 import pandas as pd
 from fastapi import APIRouter, Form, HTTPException, Request, status
@@ -138,12 +139,13 @@ def post_verdict(
             verdict=Verdict(verdict), comment=comment.strip(), who=reviewer.name, when=now_utc()
         )
     except (ValueError, ValidationError) as err:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"invalid verdict: {err}") from err
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid verdict: {err}") from err
     saved = state.catalog.save_verdict(dataset_id, image_id, decision)
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse(saved.model_dump(mode="json"))
     index = state.catalog.index(dataset_id)
     target = go if go in index.by_id else image_id
     query = parse_query(request.query_params, index.metadata_columns, state.settings.qc_page_size)
-    url = request.url_for("image", dataset_id=dataset_id, image_id=target)
-    return RedirectResponse(str(url.include_query_params(**context_params(query))), status_code=303)
+    path = request.app.url_path_for("image", dataset_id=dataset_id, image_id=target)
+    context = context_params(query)
+    return RedirectResponse(f"{path}?{urlencode(context)}" if context else path, status_code=303)
