@@ -64,10 +64,15 @@ class CellOutline:
 
 @dataclass(frozen=True)
 class CellLayout:
-    """Placed cells: ``labels`` (``YX`` uint32, 0 = background) and ``outlines[id - 1]``."""
+    """Placed cells: ``labels`` (``YX`` uint32, 0 = background) and ``outlines[id - 1]``.
+
+    ``labels`` covers the field plus ``pad_px`` on every side, where cells that cross the
+    field's edge continue; outline centres are in the same (padded) coordinates.
+    """
 
     labels: np.ndarray
     outlines: tuple[CellOutline, ...]
+    pad_px: int = 0
 
 
 def draw_outline(rng: np.random.Generator, spec: CellTypeSpec) -> CellOutline:
@@ -95,8 +100,12 @@ def layout_cells(
     specs: Sequence[CellTypeSpec],
     touching_fraction: float,
     gap_px: float,
+    border_fraction: float = 0.0,
 ) -> CellLayout:
     """Place up to ``n_cells`` cells, about ``touching_fraction`` of them touching a neighbour.
+
+    Cells are placed on the field plus a margin wide enough for any cell, so that cells
+    crossing the field's edge are whole; :func:`crop_layout` cuts the field out.
 
     Parameters
     ----------
@@ -112,14 +121,20 @@ def layout_cells(
         Target fraction of cells that share a boundary with another cell.
     gap_px : float
         Smallest distance (px) between cells that do not touch.
+    border_fraction : float
+        Chance that a cell placed on its own may cross the field's edge (its centre stays
+        inside the field); other cells lie wholly inside.
 
     Returns
     -------
     CellLayout
-        Labels ``1..n`` (each one 4-connected region) and the outline of each.
+        Labels ``1..n`` (each one 4-connected region) on the padded field and the outlines.
     """
-    labels = np.zeros(shape_yx, np.uint32)
-    depth = np.full(shape_yx, np.inf, np.float32)  # distance / radius of the owning cell
+    widest = max(s.diameter_px[1] / 2 * np.sqrt(s.max_aspect) * 1.3 for s in specs)
+    pad_px = int(np.ceil(widest + gap_px + _BORDER_PX)) + 1
+    canvas = (shape_yx[0] + 2 * pad_px, shape_yx[1] + 2 * pad_px)
+    labels = np.zeros(canvas, np.uint32)
+    depth = np.full(canvas, np.inf, np.float32)  # distance / radius of the owning cell
     fractions = np.array([s.fraction for s in specs], float)
     type_index = rng.choice(len(specs), size=n_cells, p=fractions / fractions.sum())
     target_touching = round(touching_fraction * n_cells)
@@ -131,10 +146,11 @@ def layout_cells(
         placed, partner = None, 0
         if outlines and len(touching) < target_touching:
             placed, partner = _attach(
-                rng, outline, outlines, touching, target_touching, labels, depth, gap_px
+                rng, outline, outlines, touching, target_touching, labels, depth, gap_px, pad_px
             )
         if placed is None:
-            placed = _place_free(rng, outline, new_id, labels, depth, gap_px)
+            may_cross = bool(rng.random() < border_fraction)
+            placed = _place_free(rng, outline, new_id, labels, depth, gap_px, pad_px, may_cross)
         if placed is None:
             logger.debug("field full: placed %d of %d cells", len(outlines), n_cells)
             continue
@@ -142,7 +158,33 @@ def layout_cells(
         if partner:
             touching.update((partner, new_id))
     _keep_largest_parts(labels)
-    return CellLayout(labels=labels, outlines=tuple(outlines))
+    return CellLayout(labels=labels, outlines=tuple(outlines), pad_px=pad_px)
+
+
+def crop_layout(layout: CellLayout) -> tuple[CellLayout, np.ndarray]:
+    """Cut the field out of a padded layout and renumber the cells seen in it ``1..n``.
+
+    Returns the field's layout (``pad_px`` 0) and, for each new id ``i``, the old id at
+    ``[i - 1]``. A cell whose visible part falls apart keeps only its largest piece.
+    """
+    pad = layout.pad_px
+    height, width = layout.labels.shape
+    labels = layout.labels[pad : height - pad, pad : width - pad].copy()
+    _keep_largest_parts(labels)
+    kept = np.unique(labels[labels > 0]).astype(np.int64)
+    lookup = np.zeros(len(layout.outlines) + 1, np.uint32)
+    lookup[kept] = np.arange(1, len(kept) + 1)
+    outlines = tuple(
+        replace(
+            layout.outlines[i - 1],
+            center_yx=(
+                layout.outlines[i - 1].center_yx[0] - pad,
+                layout.outlines[i - 1].center_yx[1] - pad,
+            ),
+        )
+        for i in kept
+    )
+    return CellLayout(labels=lookup[labels], outlines=outlines, pad_px=0), kept
 
 
 def touching_ids(labels: np.ndarray) -> np.ndarray:
@@ -165,6 +207,7 @@ def _attach(
     labels: np.ndarray,
     depth: np.ndarray,
     gap_px: float,
+    pad_px: int,
 ) -> tuple[CellOutline | None, int]:
     """Place ``outline`` overlapping a placed cell; (placed outline, partner id) or (None, 0).
 
@@ -189,7 +232,7 @@ def _attach(
             other.center_yx[1] + distance * np.cos(theta),
         )
         placed = replace(outline, center_yx=center)
-        if _rasterise(placed, len(outlines) + 1, labels, depth, gap_px, allowed=int(partner)):
+        if _rasterise(placed, len(outlines) + 1, labels, depth, gap_px, int(partner), pad_px):
             return placed, int(partner)
     return None, 0
 
@@ -201,16 +244,25 @@ def _place_free(
     labels: np.ndarray,
     depth: np.ndarray,
     gap_px: float,
+    pad_px: int,
+    may_cross: bool,
 ) -> CellOutline | None:
-    """Place ``outline`` at a random spot at least ``gap_px`` from every cell, or None."""
-    margin = outline.max_radius_px + _BORDER_PX
-    height, width = labels.shape
-    if 2 * margin >= min(height, width):
+    """Place ``outline`` at a random spot at least ``gap_px`` from every cell, or None.
+
+    Its centre lies in the field; unless ``may_cross``, the whole cell does.
+    """
+    margin = 0.0 if may_cross else outline.max_radius_px + _BORDER_PX
+    field_height, field_width = (n - 2 * pad_px for n in labels.shape)
+    if 2 * margin >= min(field_height, field_width):
         return None
     for _ in range(_FREE_TRIES):
-        center = (rng.uniform(margin, height - 1 - margin), rng.uniform(margin, width - 1 - margin))
+        center = (
+            pad_px + rng.uniform(margin, field_height - 1 - margin),
+            pad_px + rng.uniform(margin, field_width - 1 - margin),
+        )
         placed = replace(outline, center_yx=center)
-        if _rasterise(placed, new_id, labels, depth, gap_px, allowed=0):
+        inside_pad = 0 if may_cross else pad_px
+        if _rasterise(placed, new_id, labels, depth, gap_px, 0, inside_pad):
             return placed
     return None
 
@@ -222,16 +274,18 @@ def _rasterise(
     depth: np.ndarray,
     gap_px: float,
     allowed: int,
+    inside_pad: int,
 ) -> bool:
     """Write ``outline`` into ``labels`` if it fits; return whether it was written.
 
-    It does not fit when it leaves the field or comes within ``gap_px`` of a cell other
-    than ``allowed``.
+    It does not fit when it comes within ``_BORDER_PX`` of the edge of ``labels`` shrunk by
+    ``inside_pad`` (the field when that is the padding, else the padded canvas), or within
+    ``gap_px`` of a cell other than ``allowed``.
     """
     cy, cx = outline.center_yx
     reach = outline.max_radius_px + gap_px + 1
     height, width = labels.shape
-    border = outline.max_radius_px + _BORDER_PX
+    border = inside_pad + outline.max_radius_px + _BORDER_PX
     if min(cy, cx) < border or cy > height - 1 - border or cx > width - 1 - border:
         return False
     y0, y1 = max(int(cy - reach), 0), min(int(cy + reach) + 2, height)

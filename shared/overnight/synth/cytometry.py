@@ -20,11 +20,12 @@ import tifffile
 from tqdm import tqdm
 
 from overnight.errors import ConfigError
-from overnight.synth.cells import CellLayout, layout_cells, touching_ids
+from overnight.synth.cells import CellLayout, crop_layout, layout_cells, touching_ids
 from overnight.synth.noise import camera_adu
 from overnight.synth.particles import (
     cell_particles,
     glass_particles,
+    on_cell,
     pnp_table,
     render_spots,
 )
@@ -53,7 +54,8 @@ class SyntheticField:
         Cell instance labels, 0 = background, ids as ``cells.cell_id``.
     cells : pandas.DataFrame
         ``cell_id, y, x, area_px, cell_type, pnp_count`` (centroid in px), then ``focus_z``
-        (slice) and ``touching`` (shares a boundary with another cell).
+        (slice), ``touching`` (shares a boundary with another cell) and ``on_border`` (cut
+        by the field's edge; its particles outside the field are not counted).
     pnps : pandas.DataFrame
         ``z, y, x, cell_id, intensity``: sub-pixel centre (slice, px, px), owning cell
         (0 = on glass) and peak amplitude above background (ADU).
@@ -110,6 +112,7 @@ def draw_params(
             1, round(rng.integers(*ranges.cells_per_512, endpoint=True) * area_scale)
         ),
         touching_fraction=rng.uniform(*ranges.touching_fraction),
+        border_cell_fraction=rng.uniform(*ranges.border_cell_fraction),
         focus_z=focus_z,
         glass_z=max(0.3, focus_z - rng.uniform(1.0, 3.0)),
         cell_signal_adu=rng.uniform(*ranges.cell_signal_adu),
@@ -165,15 +168,23 @@ def draw_field(
     params = draw_params(rng, size, ranges, cell_types)
     shape_yx = (params.height_px, params.width_px)
     specs = [ranges.cell_type(name) for name in params.cell_types]
-    layout = layout_cells(
-        rng, shape_yx, params.n_cells_drawn, specs, params.touching_fraction, ranges.cell_gap_px
+    canvas = layout_cells(
+        rng,
+        shape_yx,
+        params.n_cells_drawn,
+        specs,
+        params.touching_fraction,
+        ranges.cell_gap_px,
+        params.border_cell_fraction,
     )
-    n_cells = len(layout.outlines)
+    n_placed = len(canvas.outlines)
     focus_z = np.clip(
-        params.focus_z + rng.normal(0.0, ranges.focus_spread_slices, n_cells), 1.0, params.n_z - 2.0
+        params.focus_z + rng.normal(0.0, ranges.focus_spread_slices, n_placed),
+        1.0,
+        params.n_z - 2.0,
     )
     brightness = params.cell_signal_adu * np.exp(
-        rng.normal(0.0, ranges.cell_brightness_log_sigma, n_cells)
+        rng.normal(0.0, ranges.cell_brightness_log_sigma, n_placed)
     )
     look = ScatterLook(
         rim_contrast=params.rim_contrast,
@@ -185,15 +196,19 @@ def draw_field(
         defocus_blur_px_per_slice=params.defocus_blur_px_per_slice,
     )
     signal = np.empty((params.n_z, 2, *shape_yx), np.float32)  # ZCYX, ADU above the offset
-    signal[:, 0] = render_scatter(
+    scatter = render_scatter(
         rng,
-        layout.labels,
+        canvas.labels,
         np.concatenate([[0.0], brightness]),
         np.concatenate([[params.focus_z], focus_z]),
         params.n_z,
         look,
     )
-    points, owners = _draw_particles(rng, layout, focus_z, params, ranges)
+    pad = canvas.pad_px
+    signal[:, 0] = scatter[:, pad : pad + shape_yx[0], pad : pad + shape_yx[1]]
+    del scatter
+    layout, kept = crop_layout(canvas)
+    points, owners = _draw_particles(rng, canvas, layout, kept, focus_z, params, ranges)
     amplitudes = params.amplitude_adu * np.exp(
         rng.normal(0.0, ranges.amplitude_log_sigma, len(points))
     )
@@ -207,42 +222,54 @@ def draw_field(
     image = camera_adu(rng, signal, params.offset_adu, params.gain, params.read_noise_adu)
     del signal
     pnps = pnp_table(points, owners, amplitudes)
-    cells = _cell_table(layout, focus_z, pnps)
+    cells = _cell_table(layout, focus_z[kept - 1], pnps)
     return SyntheticField(image=image, labels=layout.labels, cells=cells, pnps=pnps, params=params)
 
 
 def _draw_particles(
     rng: np.random.Generator,
+    canvas: CellLayout,
     layout: CellLayout,
+    kept: np.ndarray,
     focus_z: np.ndarray,
     params: FieldParams,
     ranges: CytometryRanges,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Particle centres (``(N, 3)``: z, y, x) and their cell ids (0 = glass)."""
+    """Particle centres in the field (``(N, 3)``: z, y, x) and their cell ids (0 = glass).
+
+    Particles are placed on each visible cell's whole surface (``canvas``, padded); those
+    outside the field are left out. ``kept[i]`` is the canvas id of field cell ``i + 1``.
+    """
     scale_z = ranges.pixel_size_um / ranges.z_step_um  # slices per px
-    near_zero = rng.random(len(layout.outlines)) < ranges.near_zero_fraction
+    n_cells = len(kept)
+    near_zero = rng.random(n_cells) < ranges.near_zero_fraction
     typical = ranges.pnp_lambda_median * np.exp(
-        rng.normal(0.0, ranges.pnp_lambda_log_sigma, len(layout.outlines))
+        rng.normal(0.0, ranges.pnp_lambda_log_sigma, n_cells)
     )
-    lambdas = np.where(near_zero, rng.uniform(0.0, 1.0, len(near_zero)), typical)
+    lambdas = np.where(near_zero, rng.uniform(0.0, 1.0, n_cells), typical)
     counts = rng.poisson(np.clip(lambdas, 0.0, ranges.pnp_lambda_max))
+    shift = np.array([0.0, canvas.pad_px, canvas.pad_px])
     parts, owners = [], []
-    for index, outline in enumerate(layout.outlines):
-        fits = min(focus_z[index], params.n_z - 1 - focus_z[index])
+    for index, old_id in enumerate(kept.tolist()):
+        outline = canvas.outlines[old_id - 1]
+        z_cell = float(focus_z[old_id - 1])
+        fits = min(z_cell, params.n_z - 1 - z_cell)
         ratio = rng.uniform(*ranges.cell_height_ratio)
-        half_height = min(outline.radius_px * scale_z * ratio, fits)
+        half_height = max(min(outline.radius_px * scale_z * ratio, fits), 0.5)
         points = cell_particles(
             rng,
-            layout.labels,
+            canvas.labels,
             outline,
-            index + 1,
+            old_id,
             int(counts[index]),
-            float(focus_z[index]),
-            max(half_height, 0.5),
+            z_cell,
+            half_height,
             ranges.rim_inset_px,
             ranges.close_pair_fraction,
             params.sigma_xy_px,
         )
+        points = points - shift
+        points = points[on_cell(points, layout.labels, index + 1)]
         parts.append(points)
         owners.append(np.full(len(points), index + 1))
     glass = glass_particles(
@@ -250,7 +277,7 @@ def _draw_particles(
     )
     parts.append(glass)
     owners.append(np.zeros(len(glass), int))
-    points = np.vstack(parts) if parts else np.zeros((0, 3))
+    points = np.vstack(parts)
     points[:, 0] = np.clip(points[:, 0], 0.0, params.n_z - 1)
     return points, np.concatenate(owners).astype(np.int64)
 
@@ -275,8 +302,15 @@ def _cell_table(layout: CellLayout, focus_z: np.ndarray, pnps: pd.DataFrame) -> 
             "pnp_count": counts[1:].astype(np.int64),
             "focus_z": focus_z.astype(float),
             "touching": np.isin(ids, touching_ids(layout.labels)),
+            "on_border": np.isin(ids, _border_ids(layout.labels)),
         }
     )
+
+
+def _border_ids(labels: np.ndarray) -> np.ndarray:
+    """Ids of cells cut by the field's edge."""
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    return np.unique(edge[edge > 0])
 
 
 def image_id_for(index: int) -> str:

@@ -43,11 +43,14 @@ def surface_points(
     return np.column_stack([focus_z + u * half_height_slices, y, x])
 
 
-def _on_cell(points: np.ndarray, labels: np.ndarray, cell_id: int) -> np.ndarray:
-    """Whether each point's rounded pixel belongs to ``cell_id``."""
-    iy = np.clip(np.rint(points[:, 1]).astype(int), 0, labels.shape[0] - 1)
-    ix = np.clip(np.rint(points[:, 2]).astype(int), 0, labels.shape[1] - 1)
-    return labels[iy, ix] == cell_id
+def on_cell(points: np.ndarray, labels: np.ndarray, cell_id: int) -> np.ndarray:
+    """Whether each point's rounded pixel lies in ``labels`` and belongs to ``cell_id``."""
+    iy = np.rint(points[:, 1]).astype(int)
+    ix = np.rint(points[:, 2]).astype(int)
+    inside = (iy >= 0) & (iy < labels.shape[0]) & (ix >= 0) & (ix < labels.shape[1])
+    on_cell = np.zeros(len(points), bool)
+    on_cell[inside] = labels[iy[inside], ix[inside]] == cell_id
+    return on_cell
 
 
 def cell_particles(
@@ -69,13 +72,13 @@ def cell_particles(
     n_close = min(int(rng.binomial(n, close_pair_fraction)), n // 2)
     points = surface_points(rng, outline, n - n_close, focus_z, half_height_slices, rim_inset_px)
     for _ in range(_REDRAWS):
-        missed = ~_on_cell(points, labels, cell_id)
+        missed = ~on_cell(points, labels, cell_id)
         if not missed.any():
             break
         points[missed] = surface_points(
             rng, outline, int(missed.sum()), focus_z, half_height_slices, rim_inset_px
         )
-    points = points[_on_cell(points, labels, cell_id)]
+    points = points[on_cell(points, labels, cell_id)]
     if n_close and len(points):
         anchors = points[rng.integers(0, len(points), n_close)]
         angle = rng.uniform(-np.pi, np.pi, n_close)
@@ -83,7 +86,7 @@ def cell_particles(
         partners = anchors + np.column_stack(
             [rng.normal(0.0, 0.2, n_close), step * np.sin(angle), step * np.cos(angle)]
         )
-        points = np.vstack([points, partners[_on_cell(partners, labels, cell_id)]])
+        points = np.vstack([points, partners[on_cell(partners, labels, cell_id)]])
     return points
 
 

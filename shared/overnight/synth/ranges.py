@@ -62,6 +62,11 @@ class CytometryRanges(BaseModel):
     touching_fraction: FloatRange = Field(
         default=(0.25, 0.42), description="Fraction of cells sharing a boundary with a neighbour."
     )
+    border_cell_fraction: FloatRange = Field(
+        default=(0.0, 1.0),
+        description="Chance that a cell not touching another may be cut by the field's edge "
+        "(1 = the field is a random window on the slide).",
+    )
     cell_gap_px: float = Field(
         default=3.0, description="Smallest gap between cells that do not touch (px)."
     )
@@ -79,7 +84,9 @@ class CytometryRanges(BaseModel):
     cell_brightness_log_sigma: float = Field(
         default=0.2, description="Log-normal σ of each cell's brightness around the field's."
     )
-    rim_contrast: FloatRange = Field(default=(1.4, 2.5), description="Rim peak / body signal.")
+    rim_contrast: FloatRange = Field(
+        default=(1.5, 2.5), description="Rim peak / mean body signal (before blur)."
+    )
     rim_width_px: FloatRange = Field(default=(0.6, 1.0), description="Gaussian σ of the rim (px).")
     rim_inset_px: float = Field(
         default=1.5, description="Rim peak's distance inside the mask edge (px)."
@@ -168,6 +175,7 @@ class FieldParams(BaseModel):
         description="Cells asked for; fewer are placed when the field is full."
     )
     touching_fraction: float
+    border_cell_fraction: float
     focus_z: float = Field(description="The field's focal plane (slice, float).")
     glass_z: float = Field(description="The glass plane (slice, float).")
     cell_signal_adu: float

@@ -84,7 +84,8 @@ def sharp_scatter(
     level = cell_signal_adu.astype(np.float32)[owner]
     inside = np.clip(edge_px, 0.0, None)
     body = (labels > 0) * (1.0 + texture).clip(0.0) * (1.0 - np.exp(-inside / _BODY_EDGE_PX))
-    rim = (look.rim_contrast - 1.0) * np.exp(
+    body_at_rim = 1.0 - np.exp(-look.rim_inset_px / _BODY_EDGE_PX)
+    rim = (look.rim_contrast - body_at_rim) * np.exp(  # rim peak = rim_contrast · body
         -((edge_px - look.rim_inset_px) ** 2) / (2 * look.rim_width_px**2)
     )
     return (level * (body + rim)).astype(np.float32), owner
