@@ -1,16 +1,12 @@
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 import pytest
-import tifffile
 from scipy import ndimage
 
 from overnight.errors import ConfigError
-from overnight.evaluation import read_field_tables
-from overnight.synth import CytometryRanges, draw_field, image_id_for, write_dataset
+from overnight.synth import CytometryRanges, draw_field
 from overnight.synth.cells import touching_ids
 
 RANGES = CytometryRanges()
@@ -210,38 +206,3 @@ def test_cell_types_and_sizes_are_configuration():
 def test_non_square_fields_work():
     field = draw_field(np.random.default_rng(4), size=(256, 384))
     assert field.image.shape[2:] == (256, 384) and field.labels.shape == (256, 384)
-
-
-def test_image_ids_follow_the_lab_convention():
-    ids = [image_id_for(i) for i in range(5)]
-    assert ids[0] == "20261125_0930_synth_darkfield_S01_field-001"
-    assert ids[4] == "20261125_0938_synth_darkfield_S01_field-005"
-    pattern = re.compile(r"^\d{8}_\d{4}_synth_darkfield_S0[1-4]_field-\d{3}$")
-    assert all(pattern.match(i) for i in ids)
-
-
-def test_write_dataset_files_round_trip_and_are_reproducible(tmp_path):
-    paths = write_dataset(tmp_path / "a", n=2, seed=5, size=256)
-    write_dataset(tmp_path / "b", n=2, seed=5, size=256)
-    assert [p.name for p in paths] == [f"{image_id_for(i)}.tif" for i in range(2)]
-    with tifffile.TiffFile(paths[0]) as tif:
-        series = tif.series[0]
-        assert series.axes == "ZCYX" and series.dtype == np.uint16
-        image = series.asarray()
-        assert tif.pages[0].tags["XResolution"].value == (5, 1)
-    assert image.ndim == 4 and image.shape[1:] == (2, 256, 256)
-    first = draw_field(np.random.default_rng(np.random.SeedSequence(5).spawn(2)[0]), size=256)
-    assert np.array_equal(image, first.image)
-    truth = read_field_tables(tmp_path / "a" / "truth" / paths[0].stem)
-    assert np.array_equal(truth.labels, first.labels)
-    pd.testing.assert_frame_equal(truth.cells, first.cells, check_dtype=False)
-    pd.testing.assert_frame_equal(truth.pnps, first.pnps, check_dtype=False)
-    files_a = sorted(
-        p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()
-    )
-    files_b = sorted(
-        p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file()
-    )
-    assert files_a == files_b and len(files_a) == 2 * 5
-    for name in files_a:
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

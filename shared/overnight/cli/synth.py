@@ -73,6 +73,7 @@ def cytometry(
     OUT/truth/<image_id>/cells.csv     cell_id, y, x, area_px, cell_type, pnp_count
     OUT/truth/<image_id>/pnps.csv      z, y, x, cell_id, intensity
     OUT/truth/<image_id>/params.json   the values drawn for the field (SNR, gain, ...)
+    OUT/synth.json                     seed, size and the ranges used
 
     Example: overnight synth cytometry demo --n 12 --seed 1
     """  # noqa: D301 (click's \b marker must be the backspace character)
@@ -80,7 +81,7 @@ def cytometry(
 
     from overnight.config import read_config_file
     from overnight.errors import ConfigError
-    from overnight.synth.cytometry import write_dataset
+    from overnight.synth.dataset import write_dataset
     from overnight.synth.ranges import CytometryRanges
 
     try:

@@ -4,7 +4,8 @@ Digital cytometry: :func:`draw_field` (one field in memory) and :func:`write_dat
 (TIFFs plus truth in the pipeline's output format), ranges in :class:`CytometryRanges`.
 """
 
-from overnight.synth.cytometry import SyntheticField, draw_field, image_id_for, write_dataset
+from overnight.synth.cytometry import SyntheticField, draw_field
+from overnight.synth.dataset import image_id_for, write_dataset
 from overnight.synth.ranges import CellTypeSpec, CytometryRanges, FieldParams
 
 __all__ = [

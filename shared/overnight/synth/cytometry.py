@@ -2,22 +2,18 @@
 
 :func:`draw_field` draws one field of view from :class:`~overnight.synth.ranges.CytometryRanges`
 (cells in channel 0, plasmonic nanoparticles in channel 1, camera noise) together with the
-truth: instance labels, the cell table and every particle. :func:`write_dataset` writes fields
-as TIFFs plus the truth in the pipeline's output format. Everything is seeded by a
-``numpy.random.Generator``: the same seed gives the same bytes.
+truth: instance labels, the cell table and every particle
+(:func:`overnight.synth.dataset.write_dataset` writes them to disk). Everything is drawn from
+one ``numpy.random.Generator``: the same seed gives the same field.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import tifffile
-from tqdm import tqdm
 
 from overnight.errors import ConfigError
 from overnight.synth.cells import CellLayout, crop_layout, layout_cells, touching_ids
@@ -37,9 +33,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_RANGES = CytometryRanges()
 CHANNEL_NAMES = ("cell", "pnp")
 CELL_COLUMNS = ("cell_id", "y", "x", "area_px", "cell_type", "pnp_count")
-#: Acquisition time of field 0 in the generated file names; field i is 2 min later per index.
-_FIRST_ACQUISITION = datetime(2026, 11, 25, 9, 30)
-_SAMPLES = ("S01", "S02", "S03", "S04")
 
 
 @dataclass(frozen=True)
@@ -311,75 +304,3 @@ def _border_ids(labels: np.ndarray) -> np.ndarray:
     """Ids of cells cut by the field's edge."""
     edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
     return np.unique(edge[edge > 0])
-
-
-def image_id_for(index: int) -> str:
-    """Name generated field ``index`` (0-based) by the lab convention, without extension.
-
-    >>> image_id_for(6)
-    '20261125_0942_synth_darkfield_S03_field-007'
-    """
-    taken = _FIRST_ACQUISITION + timedelta(minutes=2 * index)
-    sample = _SAMPLES[index % len(_SAMPLES)]
-    return f"{taken:%Y%m%d_%H%M}_synth_darkfield_{sample}_field-{index + 1:03d}"
-
-
-def write_field(field: SyntheticField, out_dir: Path, image_id: str) -> Path:
-    """Write ``images/<image_id>.tif`` and ``truth/<image_id>/`` under ``out_dir``; image path."""
-    image_path = out_dir / "images" / f"{image_id}.tif"
-    truth_dir = out_dir / "truth" / image_id
-    image_path.parent.mkdir(parents=True, exist_ok=True)
-    truth_dir.mkdir(parents=True, exist_ok=True)
-    pixels_per_um = 1.0 / field.params.pixel_size_um
-    tifffile.imwrite(
-        image_path,
-        field.image,
-        imagej=False,
-        photometric="minisblack",
-        resolution=(pixels_per_um, pixels_per_um),
-        resolutionunit="MICROMETER",
-        metadata={
-            "axes": "ZCYX",
-            "channel_names": list(CHANNEL_NAMES),
-            "pixel_size_um": field.params.pixel_size_um,
-            "z_step_um": field.params.z_step_um,
-        },
-    )
-    tifffile.imwrite(
-        truth_dir / "labels.tif", field.labels, compression="zlib", metadata={"axes": "YX"}
-    )
-    field.cells.to_csv(truth_dir / "cells.csv", index=False)
-    field.pnps.to_csv(truth_dir / "pnps.csv", index=False)
-    (truth_dir / "params.json").write_text(field.params.model_dump_json(indent=2) + "\n")
-    return image_path
-
-
-def write_dataset(
-    out_dir: Path,
-    n: int,
-    seed: int,
-    size: int | tuple[int, int] = 512,
-    ranges: CytometryRanges = DEFAULT_RANGES,
-    cell_types: tuple[str, ...] | None = None,
-) -> list[Path]:
-    """Write ``n`` synthetic fields and their ground truth under ``out_dir``.
-
-    Layout: ``images/<image_id>.tif`` (uint16 ``ZCYX``, 5 px/µm) and
-    ``truth/<image_id>/{labels.tif, cells.csv, pnps.csv, params.json}``. Field ``i`` is drawn
-    from its own child of ``SeedSequence(seed)``, so it does not depend on ``n``, and the same
-    seed writes the same bytes.
-
-    Returns
-    -------
-    list of Path
-        The image files, in order.
-    """
-    out_dir = Path(out_dir)
-    children = np.random.SeedSequence(seed).spawn(n)
-    paths = []
-    for index, child in enumerate(tqdm(children, desc="fields", unit="field", disable=n <= 1)):
-        field = draw_field(np.random.default_rng(child), size, ranges, cell_types)
-        image_id = image_id_for(index)
-        paths.append(write_field(field, out_dir, image_id))
-        logger.debug("wrote %s", image_id, extra={"image_id": image_id})
-    return paths
