@@ -1,0 +1,213 @@
+"""``overnight stack``: the whole system as local processes, supervised, stopped cleanly.
+
+Starts, in order: ``redis-server`` from PATH (unless ``OVERNIGHT_REDIS_URL`` is set) with
+append-only persistence in ``<data>/redis``; the ingest API; the watcher (when
+``OVERNIGHT_WATCH_SOURCES`` is set); N segmentation and N pnp-counter workers. A child that
+dies is started again (like ``restart: unless-stopped`` in compose). SIGTERM or Ctrl-C stops
+the workers and the API with SIGTERM (a worker finishes its job first; after ``grace_s`` it is
+killed — its job is re-queued by the others' upkeep on the next start), then Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from overnight.errors import ConfigError
+from overnight.jobs.connection import REDIS_TRANSIENT_ERRORS, connect
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a child may take to stop after SIGTERM before it is killed.
+DEFAULT_GRACE_S = 30.0
+#: A child that dies sooner than this after starting, too often, is not restarted again.
+_MIN_UPTIME_S = 5.0
+_MAX_QUICK_DEATHS = 5
+
+
+@dataclass
+class Child:
+    """One supervised process: its name, command and the running ``Popen``."""
+
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    quick_deaths: int = 0
+    restartable: bool = True
+
+    def start(self, env: dict[str, str]) -> None:
+        """Start (or restart) the process in its own process group."""
+        self.process = subprocess.Popen(self.argv, env=env, start_new_session=True)
+        self.started_at = time.time()
+        logger.info("started %s (pid %d)", self.name, self.process.pid)
+
+    def alive(self) -> bool:
+        """Whether the process is running."""
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class StackConfig:
+    """What to start: workers of each kind, API port, Redis (own or given), data folder."""
+
+    workers: int = 1
+    port: int = 8000
+    host: str = "127.0.0.1"
+    redis_port: int = 6379
+    data_dir: Path = Path("overnight-stack")
+    watch: bool = True
+    grace_s: float = DEFAULT_GRACE_S
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+class Stack:
+    """Starts the children of a :class:`StackConfig`, keeps them running, stops them."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.env = dict(config.env)
+        self.redis: Child | None = None
+        self.children: list[Child] = []
+        self.stopping = threading.Event()
+
+    def start(self) -> None:
+        """Start Redis (if needed) and every service; fill in the token and Redis URL."""
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.env.get("OVERNIGHT_REDIS_URL"):
+            self._start_redis()
+        if not (self.env.get("OVERNIGHT_API_TOKEN") or self.env.get("OVERNIGHT_API_TOKEN_FILE")):
+            token_file = self.config.data_dir / "api-token"
+            if not token_file.exists():
+                token_file.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
+                token_file.chmod(0o600)
+            self.env["OVERNIGHT_API_TOKEN_FILE"] = str(token_file.absolute())
+            logger.info("API token in %s", token_file)
+        cli = overnight_command()
+        self.children.append(
+            Child(
+                "ingest",
+                [
+                    *cli,
+                    "ingest",
+                    "serve",
+                    "--host",
+                    self.config.host,
+                    "--port",
+                    str(self.config.port),
+                ],
+            )
+        )
+        if self.config.watch and self.env.get("OVERNIGHT_WATCH_SOURCES"):
+            self.children.append(Child("watcher", [*cli, "ingest", "watch"]))
+        for kind in ("segmentation", "pnp"):
+            for index in range(self.config.workers):
+                self.children.append(Child(f"{kind}-{index + 1}", [*cli, "worker", kind]))
+        for child in self.children:
+            child.start(self.env)
+
+    def supervise(self, poll_s: float = 0.5) -> None:
+        """Restart children that die, until :meth:`stop` is asked for."""
+        while not self.stopping.wait(poll_s):
+            for child in self.children:
+                if child.alive() or not child.restartable:
+                    continue
+                code = child.process.returncode if child.process else None
+                quick = time.time() - child.started_at < _MIN_UPTIME_S
+                child.quick_deaths = child.quick_deaths + 1 if quick else 0
+                if child.quick_deaths >= _MAX_QUICK_DEATHS:
+                    logger.error("%s keeps dying (exit %s); not restarting it", child.name, code)
+                    child.restartable = False
+                    continue
+                logger.warning("%s exited with %s; restarting", child.name, code)
+                child.start(self.env)
+
+    def stop(self) -> None:
+        """SIGTERM every service, wait up to ``grace_s``, kill what is left, then stop Redis."""
+        self.stopping.set()
+        _terminate(self.children, self.config.grace_s)
+        if self.redis is not None:
+            _terminate([self.redis], self.config.grace_s)
+
+    def _start_redis(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ConfigError("redis-server is not on PATH: install it or set OVERNIGHT_REDIS_URL")
+        folder = self.config.data_dir / "redis"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.redis = Child(
+            "redis",
+            [
+                binary,
+                "--port",
+                str(self.config.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(folder.absolute()),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+            ],
+        )
+        self.redis.start(self.env)
+        url = f"redis://127.0.0.1:{self.config.redis_port}/0"
+        _wait_for_redis(url, self.redis)
+        self.env["OVERNIGHT_REDIS_URL"] = url
+
+
+def overnight_command() -> list[str]:
+    """The ``overnight`` entry point of this Python environment (the venv's, not PATH's)."""
+    script = Path(sys.executable).with_name("overnight")
+    return [str(script)] if script.exists() else ["overnight"]
+
+
+def _wait_for_redis(url: str, child: Child, timeout_s: float = 20.0) -> None:
+    client = connect(url, socket_timeout_s=1.0)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if not child.alive():
+            raise ConfigError(
+                f"redis-server exited at start (port in use?): {' '.join(child.argv)}"
+            )
+        try:
+            client.ping()
+            return
+        except REDIS_TRANSIENT_ERRORS:
+            time.sleep(0.1)
+    raise ConfigError(f"redis-server did not answer on {url} within {timeout_s:.0f} s")
+
+
+def _terminate(children: list[Child], grace_s: float) -> None:
+    running = [c for c in children if c.alive()]
+    for child in running:
+        assert child.process is not None
+        try:
+            os.killpg(child.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+    deadline = time.time() + grace_s
+    for child in running:
+        assert child.process is not None
+        try:
+            child.process.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            logger.warning("%s did not stop within %.0f s; killing it", child.name, grace_s)
+            try:
+                os.killpg(child.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            child.process.wait()
+        logger.info("stopped %s", child.name)

@@ -1,0 +1,273 @@
+"""``overnight ingest``, ``overnight worker`` and ``overnight stack``: the services as commands.
+
+``ingest serve`` runs the REST API (uvicorn), ``ingest watch`` the folder/bucket watcher;
+``worker segmentation`` and ``worker pnp`` drain their queues; ``worker run-image`` analyses
+one image without a queue (one Kubernetes pod per image) and ``worker drain`` takes up to K
+images off the queues and exits; ``stack`` runs all of it as local processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, TypeVar
+
+import click
+
+from overnight.config import CommonSettings, load_settings
+from overnight.errors import InvalidImageError, ObjectNotFoundError, OvernightError
+from overnight.logs import configure_logging
+
+if TYPE_CHECKING:
+    from overnight.jobs.state import DatasetRecord
+    from overnight.storage import ObjectStore
+
+logger = logging.getLogger(__name__)
+
+#: Exit status of ``worker run-image`` for an image that can never be analysed.
+BAD_IMAGE_EXIT_CODE = 3
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def _settings(ctx: click.Context, cls: type[S], **overrides: object) -> S:
+    config_file = ctx.find_root().obj.get("config_file") if ctx.find_root().obj else None
+    try:
+        settings = load_settings(cls, config_file, **overrides)
+    except OvernightError as err:
+        raise click.ClickException(str(err)) from err
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def _stop_event() -> threading.Event:
+    """An event set by SIGTERM or Ctrl-C."""
+    stop = threading.Event()
+
+    def _handle(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handle)
+    signal.signal(signal.SIGINT, _handle)
+    return stop
+
+
+@click.group()
+def ingest() -> None:
+    """The ingest service: REST API and watcher."""
+
+
+@ingest.command()
+@click.option(
+    "--host", default=None, help="Address to listen on (OVERNIGHT_HOST, default 127.0.0.1)."
+)
+@click.option("--port", type=int, default=None, help="Port (OVERNIGHT_PORT, default 8000).")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Run the REST API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from overnight_ingest.app import create_app
+    from overnight_ingest.core.config import IngestSettings
+
+    settings = _settings(ctx, IngestSettings, host=host, port=port)
+    try:
+        app = create_app(settings)
+    except OvernightError as err:
+        raise click.ClickException(str(err)) from err
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+        access_log=settings.log_level == "DEBUG",
+    )
+
+
+@ingest.command()
+@click.option("--once", is_flag=True, help="Scan once (enqueue what is stable) and exit.")
+@click.pass_context
+def watch(ctx: click.Context, once: bool) -> None:
+    """Watch OVERNIGHT_WATCH_SOURCES and enqueue each new image once it is completely written."""
+    from overnight.jobs.connection import check_redis, connect
+    from overnight.jobs.submit import Submitter
+    from overnight.storage import open_store
+    from overnight_ingest.core.config import IngestSettings
+    from overnight_ingest.cron import CronSchedule
+    from overnight_ingest.watcher import Watcher, run_watcher
+
+    settings = _settings(ctx, IngestSettings)
+    try:
+        if not settings.watched_sources():
+            raise click.ClickException("nothing to watch: set OVERNIGHT_WATCH_SOURCES")
+        schedule = CronSchedule.parse(settings.watch_schedule) if settings.watch_schedule else None
+        redis = connect(settings.redis_url)
+        check_redis(redis)
+        submitter = Submitter(redis, open_store(settings.storage_url, settings), settings)
+        watcher = Watcher(
+            submitter,
+            settings.watched_sources(),
+            settings.watched_pipeline(),
+            settings.watch_stable_s,
+        )
+        if once:
+            report = watcher.scan()
+            click.echo(
+                f"enqueued {len(report.enqueued)}, settling {report.waiting}, known {report.known}"
+            )
+            return
+        logger.info(
+            "watching %s every %.0f s%s",
+            ", ".join(settings.watched_sources()),
+            settings.watch_interval_s,
+            f" and at '{settings.watch_schedule}'" if schedule else "",
+        )
+        run_watcher(watcher, settings.watch_interval_s, schedule, _stop_event())
+    except OvernightError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@click.group()
+def worker() -> None:
+    """Queue workers, and one-off analysis of images for Kubernetes pods."""
+
+
+@worker.command()
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+@click.pass_context
+def segmentation(ctx: click.Context, burst: bool) -> None:
+    """Segment and classify cells (queue overnight-segmentation)."""
+    from overnight.jobs.settings import JobSettings
+    from overnight_segmentation import main
+
+    settings = _settings(ctx, JobSettings)
+    try:
+        main(settings, burst=burst)
+    except OvernightError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@worker.command()
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+@click.pass_context
+def pnp(ctx: click.Context, burst: bool) -> None:
+    """Detect and count PNPs, publish the results (queue overnight-pnp)."""
+    from overnight.jobs.settings import JobSettings
+    from overnight_pnp import main
+
+    settings = _settings(ctx, JobSettings)
+    try:
+        main(settings, burst=burst)
+    except OvernightError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@worker.command("run-image")
+@click.option("--dataset-id", required=True, help="Dataset the image belongs to.")
+@click.option("--image-key", required=True, help="Key of the image in the dataset's source.")
+@click.pass_context
+def run_image_command(ctx: click.Context, dataset_id: str, image_key: str) -> None:
+    """Analyse one image (both stages, in this process) and publish its result.
+
+    Exit status: 0 done (or already published), 3 the image cannot be analysed, 1 any other
+    error (worth retrying).
+    """
+    from overnight.jobs.settings import JobSettings
+    from overnight.jobs.stages import StageContext
+    from overnight.jobs.submit import Submitter
+    from overnight.jobs.tasks import run_image
+
+    settings = _settings(ctx, JobSettings)
+    try:
+        context = StageContext(settings)
+        record = _dataset_record(context.store, dataset_id, settings.pipeline)
+        job = Submitter(context.redis, context.store, settings).image_job(record, image_key)
+        run_image(context, job)
+    except InvalidImageError as err:
+        click.echo(f"bad image {image_key}: {err.problem}", err=True)
+        sys.exit(BAD_IMAGE_EXIT_CODE)
+    except OvernightError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(1)
+    click.echo(f"done: results/{dataset_id}/{job.image_id}")
+
+
+def _dataset_record(store: ObjectStore, dataset_id: str, pipeline: str) -> DatasetRecord:
+    """The dataset's record from ``results/<id>/dataset.json``; an upload dataset when absent."""
+    from overnight.jobs.state import DatasetRecord
+    from overnight.jobs.submit import UPLOAD_SOURCE
+    from overnight.storage import validate_id
+
+    validate_id(dataset_id)
+    try:
+        body = store.read_bytes(f"results/{dataset_id}/dataset.json")
+    except ObjectNotFoundError:
+        return DatasetRecord(id=dataset_id, source=UPLOAD_SOURCE, pipeline=pipeline)
+    return DatasetRecord.model_validate(json.loads(body))
+
+
+@worker.command()
+@click.option(
+    "--max-images", type=int, required=True, help="Images to take off the queues before exiting."
+)
+@click.pass_context
+def drain(ctx: click.Context, max_images: int) -> None:
+    """Work both queues until K images went through both stages or the queues are empty."""
+    from overnight.jobs.settings import JobSettings
+    from overnight.jobs.worker import run_worker
+
+    settings = _settings(ctx, JobSettings)
+    try:
+        run_worker(settings, "all", burst=True, max_jobs=2 * max_images)
+    except OvernightError as err:
+        raise click.ClickException(str(err)) from err
+
+
+@click.command()
+@click.option("--workers", type=int, default=1, show_default=True, help="Workers of each kind.")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port of the ingest API.")
+@click.option(
+    "--redis-port",
+    type=int,
+    default=6379,
+    show_default=True,
+    help="Port of the redis-server started here (ignored with OVERNIGHT_REDIS_URL).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("overnight-stack"),
+    show_default=True,
+    help="Redis persistence and the generated API token.",
+)
+@click.pass_context
+def stack(ctx: click.Context, workers: int, port: int, redis_port: int, data_dir: Path) -> None:
+    """Run Redis, the ingest API, the watcher and N workers of each kind; Ctrl-C stops all."""
+    from overnight_ingest.core.config import IngestSettings
+    from overnight_ingest.stack import Stack, StackConfig
+
+    settings = _settings(ctx, IngestSettings)
+    config = StackConfig(
+        workers=workers, port=port, host=settings.host, redis_port=redis_port, data_dir=data_dir
+    )
+    running = Stack(config)
+    stop = _stop_event()
+    try:
+        running.start()
+        click.echo(
+            f"ingest API on http://{settings.host}:{port} (docs at /docs); Ctrl-C stops everything"
+        )
+        watcher = threading.Thread(target=running.supervise, daemon=True)
+        watcher.start()
+        stop.wait()
+    except OvernightError as err:
+        raise click.ClickException(str(err)) from err
+    finally:
+        click.echo("stopping…")
+        running.stop()

@@ -1,0 +1,132 @@
+"""The job functions run by a real RQ worker (in this process) over a real Redis."""
+
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from rq.job import JobStatus as RQStatus
+
+from overnight.jobs.connection import connect
+from overnight.jobs.ids import job_id_for
+from overnight.jobs.queues import fetch_job
+from overnight.jobs.settings import JobSettings
+from overnight.jobs.sources import list_images, open_source
+from overnight.jobs.state import DatasetRecord, JobBook
+from overnight.jobs.status import DatasetState, JobStatus, dataset_state
+from overnight.jobs.submit import Submitter
+from overnight.jobs.worker import run_worker
+from overnight.pipeline.batch import BatchOptions, run_batch
+from overnight.results.artefacts import RESULT_FILES
+from overnight.storage import open_store, read_manifest
+
+
+@pytest.fixture(autouse=True)
+def keep_signal_handlers() -> Iterator[None]:
+    """RQ installs SIGINT/SIGTERM handlers in the worker's process: put pytest's back."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def submit(settings: JobSettings, folder: Path) -> tuple[Submitter, DatasetRecord]:
+    submitter = Submitter(
+        connect(settings.redis_url), open_store(settings.storage_url, settings), settings
+    )
+    record, _ = submitter.register(folder.as_uri(), "cytometry-classical")
+    submitter.enqueue_images(record, list_images(open_source(record.source, settings)))
+    return submitter, record
+
+
+def test_results_are_the_embedded_runs_files_with_one_manifest_each(
+    job_settings: JobSettings, nas: Path, tmp_path: Path
+) -> None:
+    submitter, record = submit(job_settings, nas / "plate1")
+    run_worker(job_settings, "all", burst=True)
+
+    book = JobBook(submitter.redis)
+    assert dataset_state(book.counts(record.id)) is DatasetState.DONE
+    store = open_store(job_settings.storage_url)
+    embedded = tmp_path / "embedded"
+    run_batch(
+        sorted((nas / "plate1").glob("*.tif")),
+        BatchOptions(pipeline="cytometry-classical", out_url=str(embedded)),
+    )
+    for state in book.images(record.id):
+        prefix = f"results/{record.id}/{state.image_id}"
+        manifest = read_manifest(store, prefix)
+        assert manifest is not None
+        assert set(manifest.artefacts) == set(RESULT_FILES)
+        for table in ("cells.csv", "pnps.csv"):
+            assert (
+                store.read_bytes(f"{prefix}/{table}")
+                == (embedded / state.image_id / table).read_bytes()
+            )
+    assert [k.key for k in store.list("work/")] == [], "hand-offs are removed once published"
+    summary = store.read_bytes(f"results/{record.id}/summary.csv").decode()
+    assert len(summary.strip().splitlines()) == 1 + 4
+
+
+def test_bad_images_fail_at_once_with_their_reason(job_settings: JobSettings, nas: Path) -> None:
+    plate = nas / "plate1"
+    good = sorted(plate.glob("*.tif"))
+    (plate / "empty.tif").write_bytes(b"")
+    (plate / "png.tif").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    truncated = good[0].read_bytes()
+    (plate / "truncated.tif").write_bytes(truncated[: len(truncated) // 3])
+    submitter, record = submit(job_settings, plate)
+    run_worker(job_settings, "all", burst=True)
+
+    book = JobBook(submitter.redis)
+    states = {s.image_id: s for s in book.images(record.id)}
+    assert {i for i, s in states.items() if s.status is JobStatus.FAILED} == {
+        "empty",
+        "png",
+        "truncated",
+    }
+    assert all(
+        s.status is JobStatus.DONE
+        for i, s in states.items()
+        if i not in {"empty", "png", "truncated"}
+    )
+    assert "PNG" in states["png"].reason and states["empty"].reason
+    assert dataset_state(book.counts(record.id)) is DatasetState.PARTIAL
+    job = fetch_job(submitter.redis, job_id_for("segmentation", record.id, "png"))
+    assert job is not None and job.retries_left == job_settings.retry_max, (
+        "a bad image is never retried"
+    )
+    assert set(book.enqueue_counts(record.id).values()) == {1}
+
+
+def test_a_duplicate_delivery_changes_nothing(job_settings: JobSettings, nas: Path) -> None:
+    plate = nas / "plate1"
+    for extra in sorted(plate.glob("*.tif"))[1:]:
+        extra.unlink()
+    submitter, record = submit(job_settings, plate)
+    run_worker(job_settings, "all", burst=True)
+    store = open_store(job_settings.storage_url)
+    image_id = JobBook(submitter.redis).images(record.id)[0].image_id
+    first = read_manifest(store, f"results/{record.id}/{image_id}")
+
+    # The same message delivered again (a retry after a lost acknowledgement, say).
+    seg = fetch_job(submitter.redis, job_id_for("segmentation", record.id, image_id))
+    assert seg is not None and seg.get_status() == RQStatus.FINISHED
+    from overnight.jobs.tasks import count_image, segment_image
+
+    assert segment_image(seg.args[0]) == "done"
+    assert count_image(seg.args[0]) == "done"
+    assert read_manifest(store, f"results/{record.id}/{image_id}") == first
+
+
+def test_a_missing_source_file_fails_without_retry(job_settings: JobSettings, nas: Path) -> None:
+    plate = nas / "plate1"
+    submitter, record = submit(job_settings, plate)
+    victim = sorted(plate.glob("*.tif"))[0]
+    shutil.move(victim, nas / victim.name)
+    run_worker(job_settings, "all", burst=True)
+    book = JobBook(submitter.redis)
+    failed = [s for s in book.images(record.id) if s.status is JobStatus.FAILED]
+    assert [s.image_key for s in failed] == [victim.name]
+    assert failed[0].reason
