@@ -9,7 +9,7 @@ import pytest
 
 from overnight.config import load_settings
 from overnight.jobs.settings import JobSettings
-from overnight.synth.cytometry import write_dataset
+from overnight.synth.dataset import write_dataset
 
 # The servers are shared with tests/services: one module in tests/, found through sys.path
 # (pytest imports test folders without putting them on it).
