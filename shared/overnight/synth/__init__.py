@@ -2,11 +2,18 @@
 
 Digital cytometry: :func:`draw_field` (one field in memory) and :func:`write_dataset`
 (TIFFs plus truth in the pipeline's output format), ranges in :class:`CytometryRanges`.
+Skin pharmacokinetics: :mod:`overnight.synth.skin`.
 """
 
-from overnight.synth.cytometry import SyntheticField, draw_field
-from overnight.synth.dataset import image_id_for, write_dataset
-from overnight.synth.ranges import CellTypeSpec, CytometryRanges, FieldParams
+from overnight.synth.cytometry import (
+    CellTypeSpec,
+    CytometryRanges,
+    FieldParams,
+    SyntheticField,
+    draw_field,
+    image_id_for,
+    write_dataset,
+)
 
 __all__ = [
     "CellTypeSpec",

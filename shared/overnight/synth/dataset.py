@@ -24,7 +24,7 @@ import numpy as np
 import tifffile
 from tqdm import tqdm
 
-from overnight.synth.cytometry import CHANNEL_NAMES, DEFAULT_RANGES, SyntheticField, draw_field
+from overnight.synth.field import CHANNEL_NAMES, DEFAULT_RANGES, SyntheticField, draw_field
 from overnight.synth.ranges import CytometryRanges
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ def write_dataset(
         paths.append(write_field(field, out_dir, image_id))
         logger.debug("wrote %s", image_id, extra={"image_id": image_id})
     manifest = {
-        "generator": "overnight.synth.dataset.write_dataset",
+        "generator": "overnight.synth.cytometry.write_dataset",
         "seed": seed,
         "n": n,
         "size": size,
