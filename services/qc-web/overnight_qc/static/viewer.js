@@ -92,7 +92,7 @@
   // -- layers ------------------------------------------------------------------------------
   const toggles = Array.from(document.querySelectorAll("#layer-bar input[data-layer]"));
   function syncLayer(input) {
-    live.querySelectorAll('[data-layer="' + input.dataset.layer + '"]').forEach(function (el) { el.hidden = !input.checked; });
+    live.querySelectorAll('[data-layer="' + input.dataset.layer + '"]').forEach(function (el) { el.toggleAttribute("hidden", !input.checked); });
   }
   toggles.forEach(function (input) { input.addEventListener("change", function () { syncLayer(input); }); syncLayer(input); });
   function flip(name) {
