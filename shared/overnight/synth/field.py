@@ -179,27 +179,8 @@ def draw_field(
     brightness = params.cell_signal_adu * np.exp(
         rng.normal(0.0, ranges.cell_brightness_log_sigma, n_placed)
     )
-    look = ScatterLook(
-        rim_contrast=params.rim_contrast,
-        rim_width_px=params.rim_width_px,
-        rim_inset_px=ranges.rim_inset_px,
-        texture_strength=params.texture_strength,
-        texture_scale_px=params.texture_scale_px,
-        focus_blur_px=params.focus_blur_px,
-        defocus_blur_px_per_slice=params.defocus_blur_px_per_slice,
-    )
     signal = np.empty((params.n_z, 2, *shape_yx), np.float32)  # ZCYX, ADU above the offset
-    scatter = render_scatter(
-        rng,
-        canvas.labels,
-        np.concatenate([[0.0], brightness]),
-        np.concatenate([[params.focus_z], focus_z]),
-        params.n_z,
-        look,
-    )
-    pad = canvas.pad_px
-    signal[:, 0] = scatter[:, pad : pad + shape_yx[0], pad : pad + shape_yx[1]]
-    del scatter
+    signal[:, 0] = _cell_channel(rng, canvas, brightness, focus_z, params, ranges)
     layout, kept = crop_layout(canvas)
     points, owners = _draw_particles(rng, canvas, layout, kept, focus_z, params, ranges)
     amplitudes = params.amplitude_adu * np.exp(
@@ -217,6 +198,36 @@ def draw_field(
     pnps = pnp_table(points, owners, amplitudes)
     cells = _cell_table(layout, focus_z[kept - 1], pnps)
     return SyntheticField(image=image, labels=layout.labels, cells=cells, pnps=pnps, params=params)
+
+
+def _cell_channel(
+    rng: np.random.Generator,
+    canvas: CellLayout,
+    brightness: np.ndarray,
+    focus_z: np.ndarray,
+    params: FieldParams,
+    ranges: CytometryRanges,
+) -> np.ndarray:
+    """Render channel 0 on the padded canvas and cut out the field: ``ZYX`` float32 (ADU)."""
+    look = ScatterLook(
+        rim_contrast=params.rim_contrast,
+        rim_width_px=params.rim_width_px,
+        rim_inset_px=ranges.rim_inset_px,
+        texture_strength=params.texture_strength,
+        texture_scale_px=params.texture_scale_px,
+        focus_blur_px=params.focus_blur_px,
+        defocus_blur_px_per_slice=params.defocus_blur_px_per_slice,
+    )
+    scatter = render_scatter(
+        rng,
+        canvas.labels,
+        np.concatenate([[0.0], brightness]),
+        np.concatenate([[params.focus_z], focus_z]),
+        params.n_z,
+        look,
+    )
+    pad = canvas.pad_px
+    return scatter[:, pad : pad + params.height_px, pad : pad + params.width_px]
 
 
 def _draw_particles(
