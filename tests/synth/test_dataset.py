@@ -8,6 +8,7 @@ import pandas as pd
 import tifffile
 
 from overnight.evaluation import read_field_tables
+from overnight.imaging.reader import read_stack
 from overnight.synth import CytometryRanges, FieldParams, draw_field, image_id_for, write_dataset
 
 
@@ -27,7 +28,10 @@ def test_write_dataset_files_round_trip_and_are_reproducible(tmp_path):
         series = tif.series[0]
         assert series.axes == "ZCYX" and series.dtype == np.uint16
         image = series.asarray()
-        assert tif.pages[0].tags["XResolution"].value == (5, 1)
+        assert tif.is_ome
+    stack = read_stack(paths[0])  # the pipeline's reader finds the calibration
+    assert (stack.pixel_size_um, stack.z_step_um) == (0.2, 0.5)
+    assert stack.channel_names == ("cell", "pnp")
     assert image.ndim == 4 and image.shape[1:] == (2, 256, 256)
     first = draw_field(np.random.default_rng(np.random.SeedSequence(5).spawn(2)[0]), size=256)
     assert np.array_equal(image, first.image)

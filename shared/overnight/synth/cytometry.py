@@ -8,7 +8,7 @@ every range they are drawn from (:mod:`overnight.synth.ranges`).
 
 from __future__ import annotations
 
-from overnight.synth.dataset import image_id_for, write_dataset, write_field
+from overnight.synth.dataset import image_id_for, write_dataset, write_field, write_image
 from overnight.synth.field import (
     CHANNEL_NAMES,
     DEFAULT_RANGES,
@@ -30,4 +30,5 @@ __all__ = [
     "image_id_for",
     "write_dataset",
     "write_field",
+    "write_image",
 ]

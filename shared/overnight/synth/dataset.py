@@ -2,7 +2,8 @@
 
 Layout under ``OUT``::
 
-    images/<image_id>.tif            uint16 ZCYX (channel 0 = cells, 1 = PNPs), 5 px/µm
+    images/<image_id>.tif            OME-TIFF, uint16 ZCYX (channel 0 "cell", 1 "pnp"),
+                                     pixel 0.2 µm, z-step 0.5 µm
     truth/<image_id>/labels.tif      cell instance labels, YX uint32
     truth/<image_id>/cells.csv       cell_id, y, x, area_px, cell_type, pnp_count, ...
     truth/<image_id>/pnps.csv        z, y, x, cell_id, intensity
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -25,13 +27,15 @@ import tifffile
 from tqdm import tqdm
 
 from overnight.synth.field import CHANNEL_NAMES, DEFAULT_RANGES, SyntheticField, draw_field
-from overnight.synth.ranges import CytometryRanges
+from overnight.synth.ranges import CytometryRanges, FieldParams
 
 logger = logging.getLogger(__name__)
 
 #: Acquisition time of field 0 in the generated file names; field i is 2 min later per index.
 _FIRST_ACQUISITION = datetime(2026, 11, 25, 9, 30)
 _SAMPLES = ("S01", "S02", "S03", "S04")
+#: Namespace of the (deterministic) OME UUIDs of generated images.
+_UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/overnight/synth")
 
 
 def image_id_for(index: int) -> str:
@@ -45,27 +49,49 @@ def image_id_for(index: int) -> str:
     return f"{taken:%Y%m%d_%H%M}_synth_darkfield_{sample}_field-{index + 1:03d}"
 
 
-def write_field(field: SyntheticField, out_dir: Path, image_id: str) -> Path:
-    """Write ``images/<image_id>.tif`` and ``truth/<image_id>/`` under ``out_dir``; image path."""
+def write_image(path: Path, image: np.ndarray, params: FieldParams, file_uuid: uuid.UUID) -> None:
+    """Write a ``ZCYX`` field as OME-TIFF with pixel size, z-step and channel names.
+
+    The OME UUID is given, not random, so the same field gives the same bytes. The
+    ``XResolution`` tag also holds the pixel size (pixels per cm), for readers without OME.
+    """
+    pixels_per_cm = 1e4 / params.pixel_size_um
+    tifffile.imwrite(
+        path,
+        image,
+        ome=True,
+        photometric="minisblack",
+        resolution=(pixels_per_cm, pixels_per_cm),
+        resolutionunit="CENTIMETER",
+        metadata={
+            "axes": "ZCYX",
+            "PhysicalSizeX": params.pixel_size_um,
+            "PhysicalSizeXUnit": "µm",
+            "PhysicalSizeY": params.pixel_size_um,
+            "PhysicalSizeYUnit": "µm",
+            "PhysicalSizeZ": params.z_step_um,
+            "PhysicalSizeZUnit": "µm",
+            "Channel": {"Name": list(CHANNEL_NAMES)},
+            "UUID": f"urn:uuid:{file_uuid}",
+        },
+    )
+
+
+def write_field(
+    field: SyntheticField, out_dir: Path, image_id: str, file_uuid: uuid.UUID | None = None
+) -> Path:
+    """Write ``images/<image_id>.tif`` and ``truth/<image_id>/`` under ``out_dir``; image path.
+
+    ``file_uuid`` names the image file in its OME metadata (default: derived from
+    ``image_id``).
+    """
     image_path = out_dir / "images" / f"{image_id}.tif"
     truth_dir = out_dir / "truth" / image_id
     image_path.parent.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
-    pixels_per_um = 1.0 / field.params.pixel_size_um
-    tifffile.imwrite(
-        image_path,
-        field.image,
-        imagej=False,
-        photometric="minisblack",
-        resolution=(pixels_per_um, pixels_per_um),
-        resolutionunit="MICROMETER",
-        metadata={
-            "axes": "ZCYX",
-            "channel_names": list(CHANNEL_NAMES),
-            "pixel_size_um": field.params.pixel_size_um,
-            "z_step_um": field.params.z_step_um,
-        },
-    )
+    if file_uuid is None:
+        file_uuid = uuid.uuid5(_UUID_NAMESPACE, image_id)
+    write_image(image_path, field.image, field.params, file_uuid)
     tifffile.imwrite(
         truth_dir / "labels.tif", field.labels, compression="zlib", metadata={"axes": "YX"}
     )
@@ -100,7 +126,8 @@ def write_dataset(
     for index, child in enumerate(tqdm(children, desc="fields", unit="field", disable=n <= 1)):
         field = draw_field(np.random.default_rng(child), size, ranges, cell_types)
         image_id = image_id_for(index)
-        paths.append(write_field(field, out_dir, image_id))
+        file_uuid = uuid.uuid5(_UUID_NAMESPACE, f"{seed}/{size}/{image_id}")
+        paths.append(write_field(field, out_dir, image_id, file_uuid))
         logger.debug("wrote %s", image_id, extra={"image_id": image_id})
     manifest = {
         "generator": "overnight.synth.cytometry.write_dataset",
