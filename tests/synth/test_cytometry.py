@@ -206,3 +206,12 @@ def test_cell_types_and_sizes_are_configuration():
 def test_non_square_fields_work():
     field = draw_field(np.random.default_rng(4), size=(256, 384))
     assert field.image.shape[2:] == (256, 384) and field.labels.shape == (256, 384)
+
+
+@pytest.mark.slow
+def test_a_2048_field_works():
+    field = draw_field(np.random.default_rng(2), size=2048)
+    assert field.image.shape[2:] == (2048, 2048) and field.image.dtype == np.uint16
+    assert 8 * 16 * 0.8 <= len(field.cells) <= 30 * 16
+    iy, ix = np.rint(field.pnps["y"]).astype(int), np.rint(field.pnps["x"]).astype(int)
+    assert (field.labels[iy, ix] == field.pnps["cell_id"]).all()
