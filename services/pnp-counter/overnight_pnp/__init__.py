@@ -5,16 +5,3 @@ the segmentation worker, detects and counts PNPs per cell, and publishes the tab
 image and the manifest. All the work is in :mod:`overnight.jobs`; this package only names the
 worker kind.
 """
-
-from __future__ import annotations
-
-from overnight.jobs.settings import JobSettings
-from overnight.jobs.worker import run_worker
-
-#: Worker kind: the queue(s) this service drains.
-KIND = "pnp"
-
-
-def main(settings: JobSettings, *, burst: bool = False) -> int:
-    """Run a pnp-counter worker until stopped (SIGTERM finishes the job in hand first)."""
-    return run_worker(settings, KIND, burst=burst)

@@ -144,7 +144,7 @@ def worker() -> None:
 def segmentation(ctx: click.Context, burst: bool) -> None:
     """Segment and classify cells (queue overnight-segmentation)."""
     from overnight.jobs.settings import JobSettings
-    from overnight_segmentation import main
+    from overnight_segmentation.worker import main
 
     settings = _settings(ctx, JobSettings)
     try:
@@ -159,7 +159,7 @@ def segmentation(ctx: click.Context, burst: bool) -> None:
 def pnp(ctx: click.Context, burst: bool) -> None:
     """Detect and count PNPs, publish the results (queue overnight-pnp)."""
     from overnight.jobs.settings import JobSettings
-    from overnight_pnp import main
+    from overnight_pnp.worker import main
 
     settings = _settings(ctx, JobSettings)
     try:

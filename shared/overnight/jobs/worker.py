@@ -31,7 +31,7 @@ from overnight.jobs.queues import STAGE_QUEUES, WORKER_STAGES, stage_queue
 from overnight.jobs.settings import JobSettings
 from overnight.jobs.stages import StageContext
 from overnight.jobs.tasks import use_context
-from overnight.jobs.upkeep import Upkeep
+from overnight.jobs.upkeep import Upkeep, requeue_abandoned
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,11 @@ class OvernightWorker(SimpleWorker):
         with _JobHeartbeat(self, job, execution):
             self.perform_job(job, queue, execution)
         self.set_state(WorkerStatus.IDLE)
+
+    def clean_registries(self) -> None:
+        """Re-queue abandoned jobs first: RQ's own clean-up would fail them (or spend a retry)."""
+        requeue_abandoned(self.connection)
+        super().clean_registries()
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         """Remember that a stop was asked for (the run loop must not restart), then stop."""
