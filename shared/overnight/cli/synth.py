@@ -81,7 +81,7 @@ def cytometry(
 
     from overnight.config import read_config_file
     from overnight.errors import ConfigError
-    from overnight.synth.dataset import write_dataset
+    from overnight.synth.cytometry import write_dataset
     from overnight.synth.ranges import CytometryRanges
 
     try:
