@@ -193,3 +193,15 @@ def test_read_field_tables_reports_missing_files_and_columns(dataset, tmp_path):
     (folder / "pnps.csv").unlink()
     with pytest.raises(ObjectNotFoundError, match="pnps.csv"):
         read_field_tables(folder)
+
+
+def test_label_ids_need_not_be_consecutive_and_missing_rows_count_as_zero(caplog):
+    truth = field(square_labels((0, 10, 0, 10), (10, 20, 0, 10)), counts=[5, 7])
+    labels = np.zeros((20, 30), np.uint16)
+    labels[0:10, 0:10] = 40
+    labels[10:20, 0:10] = 900
+    pred = FieldTruth(labels, truth.cells.iloc[:0], truth.pnps)  # no cell rows at all
+    score = score_field(truth, pred)
+    assert score.cell_tp == 2 and score.count_mae == 6.0  # |0 - 5| and |0 - 7|
+    assert score.cells["pred_cell_id"].tolist() == [40, 900]
+    assert "predicted cells [ 40 900] are in labels.tif but not in cells.csv" in caplog.text
