@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a listing is served before it is refreshed in the background.
 DEFAULT_TTL_S = 5.0
+#: A listing is refreshed at most every this many times its own duration, so listing a
+#: huge dataset (seconds on a slow disk) never takes more than ~1/10 of the service's time.
+LISTING_DUTY_FACTOR = 10.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Layout:
 class _Cached:
     listing: DatasetListing
     listed_at: float
+    list_s: float = 0.0
     index: DatasetIndex | None = None
     refreshing: bool = False
 
@@ -66,7 +70,7 @@ class Catalog:
         self.ttl_s = ttl_s
         self._lock = threading.RLock()
         self._datasets: dict[str, _Cached] = {}
-        self._ids: tuple[float, tuple[str, ...]] | None = None
+        self._ids: tuple[float, float, tuple[str, ...]] | None = None  # listed at, took, ids
         self._ids_refreshing = False
         self._build_locks: dict[str, threading.Lock] = {}
 
@@ -77,7 +81,7 @@ class Catalog:
         objects = self.store.list(f"{prefix}/" if prefix else "")
         return split_dataset(dataset_id, prefix, objects)
 
-    def _list_root(self) -> tuple[str, ...]:
+    def _list_root(self, start: float) -> tuple[str, ...]:
         """List every dataset at once; also refreshes each dataset's cached listing."""
         if self.layout.single_id is not None:
             return (self.layout.single_id,)
@@ -93,16 +97,18 @@ class Catalog:
                 continue
             ids.append(dataset_id)
             listing = split_dataset(dataset_id, join_key(root, dataset_id), objects)
-            self._store_listing(dataset_id, listing, now)
+            self._store_listing(dataset_id, listing, now, now - start)
         return tuple(ids)
 
-    def _store_listing(self, dataset_id: str, listing: DatasetListing, listed_at: float) -> None:
+    def _store_listing(
+        self, dataset_id: str, listing: DatasetListing, listed_at: float, list_s: float = 0.0
+    ) -> None:
         with self._lock:
             cached = self._datasets.get(dataset_id)
             if cached is None:
-                self._datasets[dataset_id] = _Cached(listing, listed_at)
+                self._datasets[dataset_id] = _Cached(listing, listed_at, list_s)
             else:
-                cached.listing, cached.listed_at = listing, listed_at
+                cached.listing, cached.listed_at, cached.list_s = listing, listed_at, list_s
 
     def _in_background(self, work: Callable[[], object], done: Callable[[], None]) -> None:
         def run() -> None:
@@ -117,20 +123,24 @@ class Catalog:
 
     def dataset_ids(self) -> tuple[str, ...]:
         """Ids of every dataset, from a listing at most ``ttl_s`` old (or being refreshed)."""
+        if self.ttl_s == 0:
+            return self._refresh_ids()
         with self._lock:
             cached = self._ids
-            stale = cached is None or time.monotonic() - cached[0] >= self.ttl_s
-            if cached is not None and stale and self.ttl_s > 0 and not self._ids_refreshing:
-                self._ids_refreshing = True
-                self._in_background(self._refresh_ids, self._ids_refreshed)
-            if cached is not None and (not stale or self.ttl_s > 0):
-                return cached[1]
+            if cached is not None:
+                max_age_s = max(self.ttl_s, LISTING_DUTY_FACTOR * cached[1])
+                stale = time.monotonic() - cached[0] >= max_age_s
+                if stale and not self._ids_refreshing:
+                    self._ids_refreshing = True
+                    self._in_background(self._refresh_ids, self._ids_refreshed)
+                return cached[2]
         return self._refresh_ids()
 
     def _refresh_ids(self) -> tuple[str, ...]:
-        ids = self._list_root()
+        start = time.monotonic()
+        ids = self._list_root(start)
         with self._lock:
-            self._ids = (time.monotonic(), ids)
+            self._ids = (time.monotonic(), time.monotonic() - start, ids)
         return ids
 
     def _ids_refreshed(self) -> None:
@@ -148,25 +158,29 @@ class Catalog:
             When the dataset holds no object at all.
         """
         self.layout.prefix_of(dataset_id)  # validates the id before anything is cached under it
+        if self.ttl_s == 0:
+            return self._refresh_listing(dataset_id)
         with self._lock:
             cached = self._datasets.get(dataset_id)
             if cached is not None:
-                stale = time.monotonic() - cached.listed_at >= self.ttl_s
-                if stale and self.ttl_s > 0 and not cached.refreshing:
+                max_age_s = max(self.ttl_s, LISTING_DUTY_FACTOR * cached.list_s)
+                stale = time.monotonic() - cached.listed_at >= max_age_s
+                if stale and not cached.refreshing:
                     cached.refreshing = True
                     self._in_background(
                         lambda: self._refresh_listing(dataset_id),
                         lambda: self._listing_refreshed(dataset_id),
                     )
-                if not stale or self.ttl_s > 0:
-                    return cached.listing
+                return cached.listing
         return self._refresh_listing(dataset_id)
 
     def _refresh_listing(self, dataset_id: str) -> DatasetListing:
+        start = time.monotonic()
         listing = self._list_dataset(dataset_id)
         if not listing.images and not listing.dataset_files:
             raise ObjectNotFoundError(f"no dataset {dataset_id!r} in {self.store.url}")
-        self._store_listing(dataset_id, listing, time.monotonic())
+        now = time.monotonic()
+        self._store_listing(dataset_id, listing, now, now - start)
         return listing
 
     def _listing_refreshed(self, dataset_id: str) -> None:

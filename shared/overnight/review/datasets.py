@@ -141,9 +141,11 @@ def summarise_dataset(
 ) -> DatasetSummary:
     """Owner, date and pipeline from ``dataset.json``, else from the images' results."""
     meta = record.metadata if record else {}
-    owner = str(meta.get("user") or _most_common(index, "user"))
-    date = (record.created_at if record else "") or _earliest_date(index)
-    pipeline = (record.pipeline if record else "") or _most_common_pipeline(index)
+    owner = str(meta.get("user") or index.memo("owner", lambda: _most_common(index, "user")))
+    date = (record.created_at if record else "") or index.memo("date", lambda: _earliest_date(index))
+    pipeline = (record.pipeline if record else "") or index.memo(
+        "pipeline", lambda: _most_common_pipeline(index)
+    )
     return DatasetSummary(index.dataset_id, owner, date, pipeline, progress, index.verdict_counts())
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 
@@ -24,6 +24,8 @@ from overnight.storage.base import ObjectStore
 from overnight.storage.publish import Manifest
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Metadata keys shown first, in this order; other keys follow in the order first seen.
 KNOWN_METADATA = ("date", "time", "user", "instrument", "sample")
@@ -74,22 +76,38 @@ class DatasetIndex:
     type_names: tuple[str, ...]
     listing_signature: str = ""
     by_id: dict[str, ImageRow] = field(default_factory=dict, compare=False, repr=False)
+    _memo: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.by_id:
             object.__setattr__(self, "by_id", {row.image_id: row for row in self.rows})
 
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()`` once per index (an index never changes; a new verdict makes a new one).
+
+        Used for what every page view would otherwise recompute over all rows: sort orders,
+        distinct metadata values, the dataset's owner and date.
+        """
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return cast(T, self._memo[key])
+
     def verdict_counts(self) -> dict[str, int]:
         """How many images are accepted, rejected, flagged and unreviewed."""
-        counts = Counter(row.verdict_name for row in self.rows)
-        return {name: counts.get(name, 0) for name in (*(v.value for v in Verdict), "unreviewed")}
+
+        def compute() -> dict[str, int]:
+            counts = Counter(row.verdict_name for row in self.rows)
+            names = (*(v.value for v in Verdict), "unreviewed")
+            return {name: counts.get(name, 0) for name in names}
+
+        return dict(self.memo("verdict_counts", compute))
 
     def with_verdict(self, image_id: str, verdict: VerdictFile) -> DatasetIndex:
         """A copy where ``image_id`` carries ``verdict`` (after a reviewer saved one)."""
         rows = tuple(
             replace(row, verdict=verdict) if row.image_id == image_id else row for row in self.rows
         )
-        return replace(self, rows=rows, by_id={})
+        return replace(self, rows=rows, by_id={}, _memo={})
 
 
 def _stringify(value: Any) -> str:

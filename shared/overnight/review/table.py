@@ -107,14 +107,33 @@ def sort_key(column: str) -> Callable[[ImageRow], tuple[object, ...]]:
     return key
 
 
+def _ordered(index: DatasetIndex, column: str, descending: bool) -> tuple[ImageRow, ...]:
+    """Every row sorted by ``column`` (missing values last, ties by image id), memoised."""
+
+    def compute() -> tuple[ImageRow, ...]:
+        by_id = index.memo(("order", "image_id"), lambda: _by_image_id(index))
+        if column == "image_id":
+            return tuple(reversed(by_id)) if descending else by_id
+        key = sort_key(column)
+        keyed = [(key(row), row) for row in by_id]
+        present = [pair for pair in keyed if pair[0][0] == 0]
+        missing = [row for k, row in keyed if k[0] != 0]
+        present.sort(key=lambda pair: pair[0], reverse=descending)  # stable: ties keep id order
+        return tuple(row for _, row in present) + tuple(missing)
+
+    return index.memo(("order", column, descending), compute)
+
+
+def _by_image_id(index: DatasetIndex) -> tuple[ImageRow, ...]:
+    return tuple(sorted(index.rows, key=lambda row: natural_key(row.image_id)))
+
+
 def sorted_rows(index: DatasetIndex, query: ImageQuery) -> list[ImageRow]:
     """Every row matching ``query``, sorted as it asks (ties by image id)."""
-    rows = [row for row in index.rows if row_matches(query, row)]
-    key = sort_key(query.sort)
-    present = [r for r in rows if key(r)[0] == 0]
-    missing = [r for r in rows if key(r)[0] != 0]
-    present.sort(key=key, reverse=query.descending)
-    return present + missing
+    ordered = _ordered(index, query.sort, query.descending)
+    if not query.filters and not query.text and query.verdict == "all":
+        return list(ordered)
+    return [row for row in ordered if row_matches(query, row)]
 
 
 def page_of(rows: list[ImageRow], page: int, page_size: int) -> ImagePage:
@@ -152,5 +171,9 @@ def neighbours(
 
 def distinct_values(index: DatasetIndex, column: str, limit: int = 200) -> tuple[str, ...]:
     """Up to ``limit`` distinct values of a metadata field, naturally sorted."""
-    values = {row.metadata.get(column, "") for row in index.rows} - {""}
-    return tuple(sorted(values, key=natural_key)[:limit])
+
+    def compute() -> tuple[str, ...]:
+        values = {row.metadata.get(column, "") for row in index.rows} - {""}
+        return tuple(sorted(values, key=natural_key)[:limit])
+
+    return index.memo(("distinct", column, limit), compute)
