@@ -164,6 +164,9 @@ def test_dockerfile_is_multi_stage_non_root_and_runs_the_contract(service: str) 
     assert has_port == has_healthcheck, "a HEALTHCHECK exactly where there is a port"
     if has_healthcheck:
         assert "/healthz" in next(line for line in last_stage if line.startswith("HEALTHCHECK"))
+    if service in {"segmentation", "pnp-counter"}:  # they run the models (and the image Jobs)
+        assert "COPY models/ /opt/overnight/models/" in last_stage
+        assert "ENV OVERNIGHT_MODELS_DIR=/opt/overnight/models" in last_stage
 
 
 def test_dockerignore_keeps_secrets_and_the_venv_out() -> None:

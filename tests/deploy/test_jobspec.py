@@ -194,3 +194,13 @@ def test_render_job_rejects_bad_settings_and_model_versions() -> None:
         cli, ["dispatch", "render-job", "--dataset", "d", "--image", "i", "--model-version", "x"]
     )
     assert version.exit_code != 0 and "NAME=VERSION" in version.output
+
+
+def test_dispatch_run_says_clearly_when_the_dispatcher_is_missing(monkeypatch) -> None:
+    import overnight.cli.dispatch as dispatch_cli
+
+    monkeypatch.setattr(dispatch_cli, "DISPATCHER_MODULE", "overnight_dispatch_absent.dispatcher")
+    result = CliRunner().invoke(cli, ["dispatch", "run"])
+    assert result.exit_code == 1
+    assert "overnight_dispatch_absent.dispatcher" in result.output
+    assert "not installed" in result.output
