@@ -29,6 +29,10 @@ T = TypeVar("T")
 
 #: Token the API tests use (≥ 16 characters, as the service requires).
 API_TOKEN = "test-token-0123456789abcdef"
+#: Headers of an authorised write.
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+#: Upload cap of the test API (bytes): one 256² test image (~2.6 MB) fits, 4 MB does not.
+UPLOAD_CAP_BYTES = 3_000_000
 
 
 def free_port() -> int:
@@ -240,3 +244,14 @@ def service_env(**settings: str) -> dict[str, str]:
     env.update({f"OVERNIGHT_{name.upper()}": value for name, value in settings.items()})
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def fill_plate(folder: Path, images: list[Path], n: int) -> list[Path]:
+    """``n`` images in ``folder``, copies of ``images`` under distinct names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index in range(n):
+        target = folder / f"field_{index:03d}.tif"
+        shutil.copy(images[index % len(images)], target)
+        written.append(target)
+    return written
