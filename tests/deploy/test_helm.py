@@ -292,3 +292,11 @@ def _comment_block(lines: list[str], number: int) -> str:
     while first > 0 and lines[first - 1].strip().startswith("#"):
         first -= 1
     return lines[first].strip()
+
+
+def test_gpu_resource_name_reaches_workers_and_jobs(monkeypatch) -> None:
+    gpu = {"enabled": True, "count": 2, "resourceName": "amd.com/gpu"}
+    docs = render({**SECRETS, "gpu": gpu})
+    job = _job_from_configmap(docs, monkeypatch)
+    limits = job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["amd.com/gpu"] == "2" and "nvidia.com/gpu" not in limits

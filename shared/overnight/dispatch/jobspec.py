@@ -92,7 +92,9 @@ class JobTemplate(BaseModel):
     resources : Resources
         Requests and limits of the worker container.
     gpu : int
-        ``nvidia.com/gpu`` count in the limits; 0 for CPU-only pods.
+        GPU count in the limits; 0 for CPU-only pods.
+    gpu_resource : str
+        Extended resource name of the GPUs (``nvidia.com/gpu``, ``amd.com/gpu``).
     backoff_limit : int
         Retries of a failed pod (disruptions and exit code 3 excepted, see the module doc).
     active_deadline_s : int
@@ -129,6 +131,7 @@ class JobTemplate(BaseModel):
     namespace: str = "default"
     resources: Resources = Resources()
     gpu: int = Field(0, ge=0)
+    gpu_resource: str = "nvidia.com/gpu"
     backoff_limit: int = Field(3, ge=0)
     active_deadline_s: int = Field(3600, gt=0)
     ttl_s: int = Field(3600, ge=0)
@@ -231,7 +234,7 @@ def _container(spec: JobTemplate, args: list[str]) -> JsonDict:
     if spec.resources.memory_limit:
         limits["memory"] = spec.resources.memory_limit
     if spec.gpu:
-        limits["nvidia.com/gpu"] = str(spec.gpu)
+        limits[spec.gpu_resource] = str(spec.gpu)
     resources: JsonDict = {
         "requests": {"cpu": spec.resources.cpu_request, "memory": spec.resources.memory_request}
     }

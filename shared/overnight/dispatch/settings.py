@@ -46,7 +46,8 @@ class DispatchSettings(CommonSettings):
     job_memory_request: str = "2Gi"
     job_cpu_limit: str | None = "2"
     job_memory_limit: str | None = "4Gi"
-    job_gpu: int = Field(0, ge=0, description="nvidia.com/gpu per Job pod (0: CPU only).")
+    job_gpu: int = Field(0, ge=0, description="GPUs per Job pod (0: CPU only).")
+    job_gpu_resource: str = Field("nvidia.com/gpu", description="Extended resource of the GPUs.")
     job_backoff_limit: int = Field(3, ge=0, description="Retries of a failed pod.")
     job_active_deadline_s: int = Field(3600, gt=0, description="Wall-clock limit of a Job.")
     job_ttl_s: int = Field(3600, ge=0, description="Seconds a finished Job is kept.")
@@ -69,6 +70,7 @@ class DispatchSettings(CommonSettings):
                 memory_limit=self.job_memory_limit or None,
             ),
             gpu=self.job_gpu,
+            gpu_resource=self.job_gpu_resource,
             backoff_limit=self.job_backoff_limit,
             active_deadline_s=self.job_active_deadline_s,
             ttl_s=self.job_ttl_s,
