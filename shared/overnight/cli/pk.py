@@ -106,3 +106,8 @@ def nca_command(
         f"{len(result)} profile(s) -> {out}"
         + (f" ({n_missing} without lambda_z: see the reason column)" if n_missing else "")
     )
+
+
+from overnight.cli.pk_run import run as _run  # noqa: E402
+
+pk.add_command(_run)

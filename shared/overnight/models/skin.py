@@ -1,0 +1,390 @@
+"""The skin-compartment model: a 2D multi-class U-Net on en-face SRS planes, class-balanced.
+
+Each plane of a ``ZCYX`` stack is segmented on its own (2D networks even for 3D data, as the
+lab did: less memory, no assumption about the z spacing). The input is the structure (CH₂)
+channel, optionally with the drug channel (``SkinModelConfig.channel_indices``), normalised
+per stack by percentiles so that bright and dark depths keep their relative brightness, and
+mean-pooled by ``downsample`` (skin structures are 10–200 µm across: at 1 µm/px a 4-level
+U-Net sees a whole corneocyte or fat cell). Class probabilities are interpolated back to the
+full grid before the argmax.
+
+Class balancing (compartments absent from many planes must not be drowned out):
+
+- the loss is a pixel-weighted cross-entropy with :func:`class_weights` (inverse frequency
+  to ``balance_power``, capped) plus a soft Dice term that counts every present class equally;
+- ``class_centred_fraction`` of the training patches are centred on a pixel of a class drawn
+  uniformly among the classes, so a rare compartment is seen as often as a common one.
+
+A model folder holds ``config.json`` (:class:`SkinModelConfig`), ``weights.weights.h5`` and
+``card.json``. :func:`train_skin` (the ``overnight train skin`` command) runs the training
+loop of :mod:`overnight.skin.training`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from scipy import ndimage
+
+from overnight.errors import ModelNotFoundError
+from overnight.models.config import CONFIG_FILE, TrainConfig, UNetConfig
+from overnight.models.loading import WEIGHTS_FILE, resolve_model_dir
+from overnight.models.tiling import predict_tiled
+
+logger = logging.getLogger(__name__)
+
+#: Compartments of IMAGING_MODEL.md §2 in label order (label k = ``COMPARTMENTS[k - 1]``).
+COMPARTMENTS: tuple[str, ...] = (
+    "stratum_corneum",
+    "viable_epidermis",
+    "hair_follicle",
+    "dermis",
+    "adipose",
+)
+#: The shipped model's folder name under ``models/``.
+DEFAULT_MODEL = "skin"
+
+
+class SkinModelConfig(BaseModel):
+    """Every hyper-parameter of the skin-compartment model (saved as ``config.json``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["skin"] = "skin"
+    unet: UNetConfig = UNetConfig(
+        ndim=2, in_channels=1, out_channels=6, n_levels=4, base_filters=16
+    )
+    compartments: tuple[str, ...] = Field(
+        COMPARTMENTS, description="label k is compartments[k-1]; 0 = none"
+    )
+    channel_indices: tuple[int, ...] = Field(
+        (0,), description="stack channels fed to the network, in order"
+    )
+    channel_roles: tuple[str, ...] = Field(
+        ("structure",), description="what each of those channels holds"
+    )
+    pixel_size_um: float = Field(0.5, gt=0, description="pixel size of the training images (µm)")
+    downsample: int = Field(2, ge=1, description="mean-pooling factor before the network (px)")
+    normalise_percentiles: tuple[float, float] = Field(
+        (1.0, 99.8), description="per-stack, per-channel percentiles mapped to 0 and 1"
+    )
+    class_weights: tuple[float, ...] = Field(
+        (), description="loss weight per class (0 = none first), set from the training labels"
+    )
+    balance_power: float = Field(
+        0.5, ge=0, description="weight = (median frequency / frequency) ** this"
+    )
+    max_class_weight: float = Field(
+        10.0, ge=1, description="cap of a class weight relative to the median"
+    )
+    dice_weight: float = Field(0.5, ge=0, description="weight of the soft Dice term of the loss")
+    class_centred_fraction: float = Field(
+        0.6, ge=0, le=1, description="share of patches centred on a uniformly drawn class"
+    )
+    tile_px: int = Field(512, ge=16, description="inference tile side at the network's scale (px)")
+    tile_overlap_px: int = Field(64, ge=0, description="overlap of neighbouring tiles (px)")
+    train: TrainConfig = TrainConfig(
+        epochs=60,
+        steps_per_epoch=30,
+        batch_size=8,
+        patch_yx_px=128,
+        val_patches=24,
+        patience=8,
+        learning_rate=2e-3,
+        time_budget_s=540.0,
+        feature_fraction=0.6,
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SkinModelConfig:
+        if self.unet.ndim != 2 or self.unet.head_activation != "softmax":
+            raise ValueError("the skin model is a 2D U-Net with a softmax head")
+        if self.unet.out_channels != len(self.compartments) + 1:
+            raise ValueError(
+                f"unet.out_channels must be {len(self.compartments) + 1} (none + "
+                f"{len(self.compartments)} compartments), got {self.unet.out_channels}"
+            )
+        if self.unet.in_channels != len(self.channel_indices):
+            raise ValueError(
+                f"unet.in_channels ({self.unet.in_channels}) must equal the number of "
+                f"channel_indices {self.channel_indices}"
+            )
+        if self.class_weights and len(self.class_weights) != self.unet.out_channels:
+            raise ValueError(
+                f"{len(self.class_weights)} class weights for {self.unet.out_channels} classes"
+            )
+        return self
+
+    @property
+    def n_classes(self) -> int:
+        """Classes of the network output (none + compartments)."""
+        return len(self.compartments) + 1
+
+
+def skin_config(channel_indices: tuple[int, ...] = (0,), **updates: Any) -> SkinModelConfig:
+    """A default config reading ``channel_indices`` (``(0,)`` structure, ``(0, 1)`` both)."""
+    roles = {0: "structure", 1: "drug"}
+    unet = UNetConfig(
+        ndim=2,
+        in_channels=len(channel_indices),
+        out_channels=len(COMPARTMENTS) + 1,
+        n_levels=4,
+        base_filters=16,
+    )
+    fields: dict[str, Any] = {
+        "unet": unet,
+        "channel_indices": tuple(channel_indices),
+        "channel_roles": tuple(roles.get(i, f"channel{i}") for i in channel_indices),
+    }
+    return SkinModelConfig(**{**fields, **updates})
+
+
+def class_weights(counts: np.ndarray, power: float = 0.5, max_weight: float = 10.0) -> np.ndarray:
+    """Loss weight per class from pixel counts: rarer classes weigh more, absent ones nothing.
+
+    ``w_c = min((median_f / f_c) ** power, max_weight)`` over the present classes (``f`` their
+    frequencies), then scaled so that the mean weight of a training pixel is 1.
+
+    Parameters
+    ----------
+    counts : ndarray of shape (K,)
+        Pixels of each class in the training labels.
+    power, max_weight : float
+        Strength of the balancing (0 = none, 1 = full inverse frequency) and its cap.
+
+    Returns
+    -------
+    ndarray of float32, shape (K,)
+
+    Examples
+    --------
+    >>> class_weights(np.array([0, 100, 100, 25]), power=1.0).round(3).tolist()
+    [0.0, 0.75, 0.75, 3.0]
+    """
+    counts = np.asarray(counts, dtype=float)
+    present = counts > 0
+    if not present.any():
+        raise ValueError("no labelled pixels: cannot weigh the classes")
+    freq = counts / counts.sum()
+    weights = np.zeros_like(freq)
+    median = np.median(freq[present])
+    weights[present] = np.minimum((median / freq[present]) ** power, max_weight)
+    weights /= float(np.sum(freq * weights))
+    return weights.astype(np.float32)
+
+
+def normalise_stack(stack: np.ndarray, percentiles: tuple[float, float]) -> np.ndarray:
+    """Map each channel of a ``ZCYX`` stack so that its percentiles (over all planes) go to 0, 1.
+
+    Parameters
+    ----------
+    stack : ndarray of shape (Z, C, Y, X)
+    percentiles : (float, float)
+
+    Returns
+    -------
+    ndarray of float32, shape (Z, C, Y, X)
+    """
+    data = np.asarray(stack, dtype=np.float32)
+    out = np.empty_like(data)
+    for c in range(data.shape[1]):
+        sample = data[:, c, ::2, ::2]
+        low, high = np.percentile(sample, percentiles)
+        out[:, c] = (data[:, c] - low) / max(float(high - low), 1e-6)
+    return out
+
+
+def downsample_mean(planes: np.ndarray, factor: int) -> np.ndarray:
+    """Mean-pool the last two axes by ``factor`` (edge-padded up to a multiple of it)."""
+    if factor == 1:
+        return np.asarray(planes, dtype=np.float32)
+    pad = [(0, 0)] * (planes.ndim - 2) + [(0, (-s) % factor) for s in planes.shape[-2:]]
+    padded = np.pad(planes, pad, mode="edge") if any(p[1] for p in pad) else planes
+    y, x = padded.shape[-2] // factor, padded.shape[-1] // factor
+    shaped = padded.reshape(*padded.shape[:-2], y, factor, x, factor)
+    return shaped.mean(axis=(-3, -1), dtype=np.float32)
+
+
+def network_input(stack: np.ndarray, config: SkinModelConfig) -> np.ndarray:
+    """The network's input of a raw ``ZCYX`` stack: ``(Z, Y/d, X/d, C_in)`` float32."""
+    if stack.ndim != 4 or max(config.channel_indices) >= stack.shape[1]:
+        raise ValueError(
+            f"need a ZCYX stack with channels {config.channel_indices}, got shape {stack.shape}"
+        )
+    chosen = normalise_stack(stack[:, list(config.channel_indices)], config.normalise_percentiles)
+    return np.moveaxis(downsample_mean(chosen, config.downsample), 1, -1)
+
+
+def class_balanced_loss(weights: np.ndarray, dice_weight: float) -> Any:
+    """Keras loss: class-weighted cross-entropy + ``dice_weight`` × (1 − mean soft Dice).
+
+    ``y_true`` holds class indices ``(B, Y, X)``, ``y_pred`` softmax output ``(B, Y, X, K)``.
+    The Dice mean runs over the classes present in the batch that have a weight > 0.
+    """
+    import tensorflow as tf
+
+    w = tf.constant(np.asarray(weights, np.float32))
+    n_classes = int(w.shape[0])
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        labels = tf.cast(tf.reshape(y_true, tf.shape(y_pred)[:-1]), tf.int32)
+        onehot = tf.one_hot(labels, n_classes)
+        p = tf.clip_by_value(y_pred, 1e-7, 1.0)
+        pixel_w = tf.gather(w, labels)
+        ce = -tf.reduce_sum(onehot * tf.math.log(p), axis=-1)
+        ce_term = tf.reduce_sum(pixel_w * ce) / (tf.reduce_sum(pixel_w) + 1e-6)
+        inter = tf.reduce_sum(onehot * p, axis=(0, 1, 2))
+        total = tf.reduce_sum(onehot + p, axis=(0, 1, 2))
+        dice = (2.0 * inter + 1.0) / (total + 1.0)
+        counted = tf.cast((tf.reduce_sum(onehot, axis=(0, 1, 2)) > 0) & (w > 0), tf.float32)
+        dice_term = 1.0 - tf.reduce_sum(dice * counted) / tf.maximum(tf.reduce_sum(counted), 1.0)
+        return ce_term + dice_weight * dice_term
+
+    return loss
+
+
+def iou_per_class(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """Intersection over union of each class over all pixels given (NaN where in neither).
+
+    Examples
+    --------
+    >>> iou_per_class(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), 3).round(2).tolist()
+    [1.0, 0.5, 0.5]
+    """
+    t = np.asarray(truth, dtype=np.intp).ravel()
+    p = np.asarray(predicted, dtype=np.intp).ravel()
+    joint = np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(
+        n_classes, n_classes
+    )
+    inter = np.diag(joint).astype(float)
+    union = joint.sum(0) + joint.sum(1) - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / union, np.nan)
+
+
+@dataclass(frozen=True, eq=False)
+class SkinModel:
+    """A loaded skin model: its config, network, compiled predictor and version string."""
+
+    config: SkinModelConfig
+    network: Any
+    predict: Any
+    version: str = "untrained"
+
+
+def from_network(config: SkinModelConfig, network: Any, version: str = "untrained") -> SkinModel:
+    """Wrap a built (or trained) network with its compiled predictor."""
+    from overnight.models.unet import compiled_predictor
+
+    return SkinModel(config, network, compiled_predictor(network), version)
+
+
+def build_skin_model(config: SkinModelConfig) -> SkinModel:
+    """A freshly initialised model of ``config``."""
+    from overnight.models.unet import build_unet
+
+    return from_network(config, build_unet(config.unet, name="skin"))
+
+
+def class_probabilities(model: SkinModel, stack: np.ndarray) -> np.ndarray:
+    """Per-plane class probabilities of a raw ``ZCYX`` stack: ``(Z, K, Y, X)`` float32."""
+    config = model.config
+    inputs = network_input(stack, config)
+    shape_yx = stack.shape[-2:]
+    out = np.empty((stack.shape[0], config.n_classes, *shape_yx), np.float32)
+    for z, plane in enumerate(inputs):
+        (probs,) = predict_tiled(
+            model.predict,
+            plane,
+            config.tile_px,
+            config.tile_overlap_px,
+            config.unet.size_multiple_px,
+        )
+        out[z] = upsample_probabilities(np.moveaxis(probs, -1, 0), config.downsample, shape_yx)
+    return out
+
+
+def upsample_probabilities(probs: np.ndarray, factor: int, shape_yx: tuple[int, ...]) -> np.ndarray:
+    """Bilinear ``(K, y, x)`` → ``(K, Y, X)``; pooled pixel i is centred at ``d·i + (d − 1)/2``."""
+    if factor == 1:
+        return probs[:, : shape_yx[0], : shape_yx[1]]
+    coords = [(np.arange(n, dtype=np.float32) - (factor - 1) / 2) / factor for n in shape_yx]
+    grid = np.meshgrid(*coords, indexing="ij")
+    return np.stack(
+        [ndimage.map_coordinates(p, grid, order=1, mode="nearest") for p in probs]
+    ).astype(np.float32)
+
+
+def segment_stack(model: SkinModel, stack: np.ndarray) -> np.ndarray:
+    """Compartment labels of every plane of a raw ``ZCYX`` stack: ``ZYX`` uint8, 0 = none."""
+    return np.argmax(class_probabilities(model, stack), axis=1).astype(np.uint8)
+
+
+def save_skin_model(model: SkinModel, model_dir: Path) -> Path:
+    """Write ``config.json`` and the weights into ``model_dir``; returns the folder."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / CONFIG_FILE).write_text(model.config.model_dump_json(indent=2) + "\n")
+    model.network.save_weights(model_dir / WEIGHTS_FILE)
+    return model_dir
+
+
+def load_skin_model(reference: str | Path | None = None) -> SkinModel:
+    """Load a skin model: the shipped one (``None``), a folder, a name or an object-store URI.
+
+    Raises
+    ------
+    ModelNotFoundError
+        When the folder has no valid skin ``config.json`` or no weights.
+    """
+    from overnight.models.loading import model_version
+    from overnight.models.unet import build_unet
+
+    model_dir = resolve_model_dir(str(reference) if reference else DEFAULT_MODEL, "skin")
+    try:
+        config = SkinModelConfig.model_validate(json.loads((model_dir / CONFIG_FILE).read_text()))
+    except (ValidationError, json.JSONDecodeError) as err:
+        raise ModelNotFoundError(f"{model_dir}: not a skin model config: {err}") from err
+    weights = model_dir / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelNotFoundError(
+            f"{model_dir}: no {WEIGHTS_FILE}; train it with `overnight train skin`"
+        )
+    network = build_unet(config.unet, name="skin")
+    network.load_weights(weights)
+    return from_network(config, network, model_version(model_dir))
+
+
+def train_skin(
+    data: Path | None, out: Path, epochs: int | None = None, seed: int = 0, **options: Any
+) -> Path:
+    """Train the skin model into ``out`` (``config.json``, weights, ``card.json``).
+
+    Parameters
+    ----------
+    data : Path, optional
+        A folder in the synthetic layout (``images/*.tif`` ZCYX + ``truth/<id>/labels.tif``);
+        ``None`` (or a folder without ``images/``) draws synthetic series with the generator.
+    out : Path
+        Model folder to write.
+    epochs : int, optional
+        Most epochs (default: the config's); training also stops at its time budget.
+    seed : int
+        Seed of the synthetic data, the patch sampling and the initial weights.
+    **options
+        ``config`` (a :class:`SkinModelConfig`), ``n_series``, ``n_val_series``, ``size``
+        (synthetic planes, px), ``time_budget_s``, ``steps_per_epoch``, ``channel_indices``.
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
+    from overnight.skin.training import fit_skin  # data sampling and the loop, loaded lazily
+
+    return fit_skin(data, Path(out), epochs=epochs, seed=seed, **options)
