@@ -208,3 +208,6 @@ def qc_image_step(
         stack.image_id,
         params.max_side_px,
     )
+
+
+import overnight.steps.learned  # noqa: E402,F401  (learned steps; TensorFlow loads only in their setup)

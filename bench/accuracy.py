@@ -1,0 +1,222 @@
+"""``make bench-accuracy``: the learned and the classical pipeline on fresh hold-out images.
+
+Draws a hold-out set with a seed the training never used (24 fields of 512² px across the
+whole imaging model, SNR 4–20), runs both pipelines on the same images, scores them with
+:mod:`overnight.evaluation.cytometry`, and writes ``bench/results/accuracy.json`` and ``.md``
+(metrics, count error by SNR and by true count against √n, timings). With ``--dsb-data DIR``
+it also scores the nuclei model and classical Otsu + watershed on the model's validation images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+RESULTS = Path(__file__).parent / "results"
+HOLDOUT_SEED = 777_2026
+PIPELINES = ("cytometry", "cytometry-classical")
+TARGETS = {
+    "cell_f1": 0.99,
+    "mean_iou": 0.90,
+    "type_accuracy": 0.99,
+    "count_mae": 1.0,
+    "pnp_f1": 0.95,
+}
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (np.floating, np.integer)):
+        return _clean(value.item())
+    return value
+
+
+def _table(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: _clean(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def run_pipeline(name: str, paths: list[Path], out: Path) -> dict[str, Any]:
+    """Run pipeline ``name`` over ``paths`` into ``out``; wall time and mean step timings."""
+    from overnight.pipeline.batch import BatchOptions, run_batch
+
+    start = time.perf_counter()
+    outcomes = run_batch(
+        paths, BatchOptions(pipeline=name, out_url=str(out), force=True), workers=1
+    )
+    seconds = time.perf_counter() - start
+    failed = [o for o in outcomes if o.status == "failed"]
+    steps: dict[str, list[float]] = {}
+    for outcome in outcomes:
+        for step, s in outcome.step_timings_s.items():
+            steps.setdefault(step, []).append(s)
+    return {
+        "seconds": round(seconds, 1),
+        "failed": [f"{o.image_id}: {o.reason}" for o in failed],
+        "mean_step_s": {k: round(float(np.mean(v)), 3) for k, v in steps.items()},
+    }
+
+
+def score(truth: Path, results: Path) -> dict[str, Any]:
+    """Metrics of one pipeline's results, with count-error tables."""
+    from overnight.evaluation import count_error_table, score_dataset
+
+    ds = score_dataset(truth, results)
+    summary = {k: _clean(v) for k, v in ds.summary().items()}
+    matched = ds.cells[ds.cells["matched"].astype(bool)]
+    summary["count_bias"] = _clean(float((matched["pred_count"] - matched["true_count"]).mean()))
+    summary["count_within_sqrt_n"] = _clean(
+        float((matched["abs_error"] <= np.sqrt(matched["true_count"]).clip(lower=1.0)).mean())
+    )
+    return {
+        "metrics": summary,
+        "count_error_by_snr": _table(count_error_table(ds, "snr")),
+        "count_error_by_true_count": _table(count_error_table(ds, "true_count")),
+    }
+
+
+def score_nuclei(dsb_dir: Path) -> dict[str, Any]:
+    """AP@0.5 and F1 of the nuclei model and of Otsu + watershed on its validation images."""
+    from overnight.evaluation.matching import match_labels
+    from overnight.models.cells import CellModel
+    from overnight.models.cells_training import SegmentationScore
+    from overnight.models.datasets import read_dataset
+    from overnight.models.loading import resolve_model_dir
+    from overnight.steps.cells import cell_foreground, split_touching_cells
+
+    model_dir = resolve_model_dir("nuclei-dsb2018", "cells")
+    card = json.loads((model_dir / "card.json").read_text())
+    model = CellModel.load(model_dir)
+    fields = read_dataset(dsb_dir, [dsb_dir / "images" / name for name in card["val_images"]])
+    tallies = {"model": [0, 0, 0], "classical": [0, 0, 0]}
+    for field in fields:
+        channel = field.image[:, 0].astype(np.float32)
+        predictions = {
+            "model": model.segment(channel).labels,
+            "classical": split_touching_cells(cell_foreground(channel[0], 1.0, 15), 4),
+        }
+        n_true = int(np.unique(field.labels[field.labels > 0]).size)
+        for key, labels in predictions.items():
+            tp = len(match_labels(field.labels, labels).true_ids)
+            n_pred = int(np.unique(labels[labels > 0]).size)
+            tallies[key][0] += tp
+            tallies[key][1] += n_pred - tp
+            tallies[key][2] += n_true - tp
+    out: dict[str, Any] = {"n_images": len(fields), "target_ap50": 0.86}
+    for key, (tp, fp, fn) in tallies.items():
+        s = SegmentationScore(tp, fp, fn, 0.0, 0)
+        out[key] = {"ap50": round(s.ap50, 4), "f1": round(s.f1, 4), "tp": tp, "fp": fp, "fn": fn}
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as a markdown page."""
+    lines = [
+        "# Accuracy on fresh hold-out images",
+        "",
+        f"{report['n_fields']} fields of {report['size_px']}² px, seed {report['seed']} "
+        "(never used in training), SNR 4–20. Reproduce: `make bench-accuracy` "
+        "(`python -m bench.accuracy --dsb-data ../shared/data/dsb2018-fluo` adds the nuclei "
+        "model).",
+        "",
+        "| metric | target | learned (`cytometry`) | classical (`cytometry-classical`) |",
+        "| --- | --- | --- | --- |",
+    ]
+    learned, classical = (report["pipelines"][p]["metrics"] for p in PIPELINES)
+    for key, target in TARGETS.items():
+        sign = "≤" if key == "count_mae" else "≥"
+        lines.append(f"| {key} | {sign} {target} | {learned[key]:.4f} | {classical[key]:.4f} |")
+    for key in ("count_bias", "count_within_sqrt_n"):
+        lines.append(f"| {key} | | {learned[key]:.4f} | {classical[key]:.4f} |")
+    for table, title in (
+        ("count_error_by_snr", "SNR"),
+        ("count_error_by_true_count", "true PNPs per cell"),
+    ):
+        lines += [
+            "",
+            f"## Per-cell count error by {title}",
+            "",
+            "| bin | cells | MAE learned | MAE classical | mean √n |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        rows_c = {r["bin"]: r for r in report["pipelines"]["cytometry-classical"][table]}
+        for row in report["pipelines"]["cytometry"][table]:
+            other = rows_c.get(row["bin"], {})
+            fmt = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
+            lines.append(
+                f"| {row['bin']} | {row['n_cells']} | {fmt(row['mae'])} | "
+                f"{fmt(other.get('mae'))} | "
+                f"{fmt(row['mean_sqrt_true_count'])} |"
+            )
+    lines += ["", "## Run time (this machine, shared CPU)", ""]
+    for name in PIPELINES:
+        run = report["pipelines"][name]["run"]
+        lines.append(
+            f"- `{name}`: {run['seconds']} s for {report['n_fields']} fields; "
+            f"mean step s: {run['mean_step_s']}"
+        )
+    if "nuclei" in report:
+        n = report["nuclei"]
+        lines += [
+            "",
+            f"## Real nuclei (DSB2018 fluorescence, {n['n_images']} validation images)",
+            "",
+            "| method | AP@0.5 | F1 |",
+            "| --- | --- | --- |",
+            f"| nuclei-dsb2018 model | {n['model']['ap50']} | {n['model']['f1']} |",
+            f"| Otsu + watershed | {n['classical']['ap50']} | {n['classical']['f1']} |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--fields", type=int, default=24)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=HOLDOUT_SEED)
+    parser.add_argument(
+        "--dsb-data", type=Path, default=None, help="images/ + masks/ of the nuclei model"
+    )
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="keep hold-out data and results here"
+    )
+    args = parser.parse_args()
+
+    from overnight.logs import configure_logging
+    from overnight.synth.cytometry import write_dataset
+
+    configure_logging("WARNING", "text")
+    with tempfile.TemporaryDirectory(prefix="overnight-accuracy-") as scratch:
+        root = args.keep or Path(scratch)
+        paths = write_dataset(root / "holdout", args.fields, args.seed, args.size)
+        report: dict[str, Any] = {
+            "n_fields": args.fields,
+            "size_px": args.size,
+            "seed": args.seed,
+            "pipelines": {},
+        }
+        for name in PIPELINES:
+            run = run_pipeline(name, paths, root / "results" / name)
+            report["pipelines"][name] = {
+                "run": run,
+                **score(root / "holdout", root / "results" / name),
+            }
+    if args.dsb_data is not None:
+        report["nuclei"] = score_nuclei(args.dsb_data)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "accuracy.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "accuracy.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

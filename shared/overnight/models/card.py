@@ -1,0 +1,68 @@
+"""The model card: what a saved model is, how it was trained and how well it did (``card.json``)."""
+
+from __future__ import annotations
+
+import platform
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CARD_FILE = "card.json"
+_LIBRARIES = (
+    "overnight",
+    "tensorflow",
+    "tensorflow-cpu",
+    "keras",
+    "numpy",
+    "scikit-image",
+    "scipy",
+)
+
+
+class ModelCard(BaseModel):
+    """Documentation saved beside the weights of every trained model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    kind: str = Field(description="cells or pnp")
+    architecture: str
+    parameters: int = Field(description="trainable weights")
+    hyper_parameters: dict[str, Any] = Field(description="the model's config.json")
+    channel_roles: dict[str, str] = Field(description="what each input channel holds")
+    pixel_size_um: float | None
+    training_data: str = Field(description="folder the model was trained on")
+    training_data_sha256: str
+    n_train_images: int
+    n_val_images: int
+    val_images: tuple[str, ...] = Field(description="image ids kept aside for validation")
+    epochs_run: int
+    training_seconds: float
+    metrics: dict[str, float] = Field(description="validation metrics")
+    flops_per_field: float | None = Field(
+        None, description="forward-pass FLOP on the reference field"
+    )
+    created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    libraries: dict[str, str] = Field(default_factory=lambda: library_versions())
+    machine: str = Field(default_factory=lambda: f"{platform.machine()} {platform.system()}")
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries a model depends on."""
+    found = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def save_card(card: ModelCard, model_dir: Path) -> Path:
+    """Write ``card.json`` in ``model_dir``."""
+    path = model_dir / CARD_FILE
+    path.write_text(card.model_dump_json(indent=2) + "\n")
+    return path

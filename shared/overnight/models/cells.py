@@ -1,0 +1,132 @@
+"""The learned cell model: per-pixel background / interior / boundary → instance labels → types.
+
+A 2D U-Net reads the focus-aware projection of the cell channel (normalised by percentiles)
+and predicts three class probabilities. Interiors above ``marker_threshold`` seed a watershed
+that grows them over the foreground, so touching cells, which the network separates by a
+boundary band, become separate instances. A softmax-regression classifier on per-cell shape
+and pooled network features gives each cell a type from the configured label set.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage import morphology, segmentation
+
+from overnight.models.celltypes import TypeClassifier, cell_features
+from overnight.models.config import CellModelConfig
+from overnight.steps.cells import focus_projection, normalise_intensity, relabel_sequential
+
+logger = logging.getLogger(__name__)
+
+BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
+
+
+def cell_input(volume: np.ndarray, config: CellModelConfig) -> np.ndarray:
+    """Network input from a ``ZYX`` cell channel: normalised focus projection, ``YX`` float32."""
+    image = focus_projection(volume) if volume.ndim == 3 else np.asarray(volume, np.float32)
+    return normalise_intensity(image, *config.normalise_percentiles)
+
+
+def cell_classes(labels: np.ndarray, boundary_px: int) -> np.ndarray:
+    """Per-pixel training classes (``YX`` uint8): 0 background, 1 interior, 2 boundary.
+
+    The boundary is the band of ``boundary_px`` px inside each mask edge, including the edge a
+    cell shares with a touching neighbour.
+
+    Examples
+    --------
+    >>> labels = np.zeros((7, 7), np.uint32); labels[1:6, 1:6] = 1
+    >>> cell_classes(labels, 1)[3]
+    array([0, 2, 1, 1, 1, 2, 0], dtype=uint8)
+    """
+    edge = segmentation.find_boundaries(labels, mode="inner")
+    if boundary_px > 1:
+        edge = ndi.binary_dilation(edge, iterations=boundary_px - 1) & (labels > 0)
+    classes = np.where(labels > 0, INTERIOR, BACKGROUND).astype(np.uint8)
+    classes[edge] = BOUNDARY
+    return classes
+
+
+def instance_labels(probabilities: np.ndarray, config: CellModelConfig) -> np.ndarray:
+    """Instance labels (``YX`` uint32) from probabilities ``(Y, X, 3)`` by seeded watershed."""
+    foreground = ndi.binary_fill_holes(
+        1.0 - probabilities[..., BACKGROUND] > config.foreground_threshold
+    )
+    interior = probabilities[..., INTERIOR]
+    seeds = morphology.remove_small_objects(
+        ndi.label(interior > config.marker_threshold)[0], max_size=config.min_marker_px - 1
+    )
+    labels = segmentation.watershed(-interior, seeds, mask=foreground)
+    sizes = np.bincount(labels.ravel())
+    small = np.flatnonzero(sizes < config.min_cell_px)
+    labels[np.isin(labels, small[small > 0])] = 0
+    return relabel_sequential(labels)
+
+
+@dataclass(frozen=True)
+class CellPrediction:
+    """The cell model's output for one field: ``YX`` probabilities, features, instance labels."""
+
+    probabilities: np.ndarray
+    features: np.ndarray
+    labels: np.ndarray
+
+
+class CellModel:
+    """A trained cell model: network, post-processing and type classifier. Load once, reuse."""
+
+    def __init__(
+        self, config: CellModelConfig, network: object, classifier: TypeClassifier | None
+    ) -> None:
+        from overnight.models.unet import compiled_predictor
+
+        self.config = config
+        self.network = network
+        self.classifier = classifier
+        self._predict = compiled_predictor(network, with_features=True)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls, model_dir: Path) -> CellModel:
+        """The cell model saved in ``model_dir`` (config, weights, classifier)."""
+        from overnight.models.loading import load_network
+
+        config, network = load_network(model_dir, CellModelConfig)
+        return cls(config, network, TypeClassifier.load(model_dir))  # type: ignore[arg-type]
+
+    def probabilities(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities ``(Y, X, 3)`` and features ``(Y, X, F)`` of a normalised ``YX`` image."""
+        from overnight.models.tiling import predict_tiled
+
+        probs, features = predict_tiled(
+            self._predict,
+            image[..., None],
+            self.config.tile_px,
+            self.config.tile_overlap_px,
+            self.config.unet.size_multiple_px,
+        )
+        return probs, features
+
+    def segment(self, volume: np.ndarray) -> CellPrediction:
+        """Segment the cells of a ``ZYX`` (or ``YX``) cell channel."""
+        probs, features = self.probabilities(cell_input(volume, self.config))
+        return CellPrediction(probs, features, instance_labels(probs, self.config))
+
+    def classify(
+        self, labels: np.ndarray, features: np.ndarray, pixel_size_um: float
+    ) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
+        """Cell ids, type names and confidences for the cells of ``labels``.
+
+        Without a classifier (a model trained on data with no types) every cell gets the
+        first configured type, or ``""``, with confidence NaN.
+        """
+        ids, rows = cell_features(labels, features, pixel_size_um)
+        if self.classifier is None:
+            name = self.config.cell_types[0] if self.config.cell_types else ""
+            return ids, (name,) * len(ids), np.full(len(ids), np.nan)
+        names, confidence = self.classifier.predict(rows)
+        return ids, names, confidence

@@ -1,0 +1,205 @@
+"""Training the cell model from annotated images (output format or ``images/`` + ``masks/``)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from overnight.evaluation.matching import match_labels
+from overnight.models.card import ModelCard, save_card
+from overnight.models.cells import CellModel, cell_classes, cell_input, instance_labels
+from overnight.models.celltypes import cell_features, fit_classifier
+from overnight.models.config import CellModelConfig, save_config
+from overnight.models.datasets import (
+    TrainingField,
+    annotated_images,
+    dataset_hash,
+    read_dataset,
+    split_paths,
+)
+from overnight.models.loading import WEIGHTS_FILE
+from overnight.models.training import Augmentation, TrainingPairs, fit
+from overnight.models.unet import build_unet, count_flops
+
+logger = logging.getLogger(__name__)
+
+#: The reference field of the speed figures: 512² px (the cell model reads one projection).
+REFERENCE_FIELD_YX = (512, 512)
+
+
+def _channel(field: TrainingField, index: int) -> np.ndarray:
+    """``ZYX`` channel ``index`` of a field (the last one when it has fewer channels)."""
+    return field.image[:, min(index, field.image.shape[1] - 1)].astype(np.float32)
+
+
+def cell_pairs(fields: list[TrainingField], config: CellModelConfig) -> TrainingPairs:
+    """Network inputs, class targets and cell pixels (every 5th) of ``fields``."""
+    inputs = [cell_input(_channel(f, config.channel_index), config) for f in fields]
+    targets = [cell_classes(f.labels, config.boundary_px) for f in fields]
+    features = [np.argwhere(f.labels > 0)[::5] for f in fields]
+    return TrainingPairs(inputs, targets, features)
+
+
+@dataclass(frozen=True)
+class SegmentationScore:
+    """Instance segmentation against truth: matches at IoU ≥ 0.5 and type accuracy."""
+
+    tp: int
+    fp: int
+    fn: int
+    iou_sum: float
+    type_correct: int
+
+    @property
+    def f1(self) -> float:
+        """F1 at IoU 0.5."""
+        return 2 * self.tp / max(2 * self.tp + self.fp + self.fn, 1)
+
+    @property
+    def ap50(self) -> float:
+        """TP / (TP + FP + FN) at IoU 0.5 (the DSB2018 / StarDist 'AP')."""
+        return self.tp / max(self.tp + self.fp + self.fn, 1)
+
+
+def score_segmentation(
+    model: CellModel, fields: list[TrainingField], pixel_size_um: float
+) -> SegmentationScore:
+    """Segment ``fields`` with ``model`` and score labels (and types where known)."""
+    tp = fp = fn = type_correct = 0
+    iou_sum = 0.0
+    for field in fields:
+        prediction = model.segment(_channel(field, model.config.channel_index))
+        matches = match_labels(field.labels, prediction.labels)
+        n_true = int(np.unique(field.labels[field.labels > 0]).size)
+        n_pred = int(prediction.labels.max())
+        tp += len(matches.true_ids)
+        fp += n_pred - len(matches.true_ids)
+        fn += n_true - len(matches.true_ids)
+        iou_sum += float(matches.iou.sum())
+        if field.cells is not None and "cell_type" in field.cells and model.classifier is not None:
+            ids, names, _ = model.classify(
+                prediction.labels, prediction.features, field.pixel_size_um or pixel_size_um
+            )
+            predicted = dict(zip(ids.tolist(), names, strict=True))
+            truth = dict(
+                zip(field.cells["cell_id"].tolist(), field.cells["cell_type"].tolist(), strict=True)
+            )
+            type_correct += sum(
+                predicted.get(int(p)) == truth.get(int(t))
+                for t, p in zip(matches.true_ids, matches.pred_ids, strict=True)
+            )
+    return SegmentationScore(tp, fp, fn, iou_sum, type_correct)
+
+
+def _fit_types(model: CellModel, fields: list[TrainingField], pixel_size_um: float) -> None:
+    """Fit the type classifier on the true cells of ``fields`` (features from the network)."""
+    names = model.config.cell_types
+    rows, classes = [], []
+    for field in fields:
+        if field.cells is None or "cell_type" not in field.cells:
+            continue
+        probs, features = model.probabilities(
+            cell_input(_channel(field, model.config.channel_index), model.config)
+        )
+        ids, x = cell_features(field.labels, features, field.pixel_size_um or pixel_size_um)
+        type_of = dict(
+            zip(field.cells["cell_id"].tolist(), field.cells["cell_type"].tolist(), strict=True)
+        )
+        for cell_id, row in zip(ids.tolist(), x, strict=True):
+            if type_of.get(cell_id) in names:
+                rows.append(row)
+                classes.append(names.index(type_of[cell_id]))
+    if len(set(classes)) < 2:
+        logger.info("no cell types in the training data: the model gives none")
+        return
+    model.classifier = fit_classifier(np.array(rows), np.array(classes), names)
+
+
+def train_cells(
+    data_dir: Path,
+    out_dir: Path,
+    config: CellModelConfig,
+    epochs: int | None = None,
+    max_images: int | None = None,
+    verbose: int = 2,
+    initial_weights: Path | None = None,
+) -> ModelCard:
+    """Train a cell model (from ``initial_weights`` if given), save it and score it.
+
+    Writes ``config.json``, the weights, ``classifier.json`` (when the data has types) and
+    ``card.json`` (validation metrics included) into ``out_dir``.
+    """
+    import keras
+
+    paths = annotated_images(data_dir)[:max_images]
+    train_paths, val_paths = split_paths(paths, config.train.val_fraction, config.train.seed)
+    train_fields, val_fields = (
+        read_dataset(data_dir, train_paths),
+        read_dataset(data_dir, val_paths),
+    )
+    logger.info(
+        "cell model: %d training and %d validation images", len(train_fields), len(val_fields)
+    )
+    network = build_unet(config.unet, name="cells")
+    if initial_weights is not None:  # resume, or fine-tune another model of the same architecture
+        network.load_weights(initial_weights)
+    weights = np.asarray(config.class_weights, np.float32)
+    result = fit(
+        network,
+        cell_pairs(train_fields, config),
+        cell_pairs(val_fields, config),
+        config.train,
+        keras.losses.SparseCategoricalCrossentropy(),
+        out_dir,
+        Augmentation(),
+        weight_fn=lambda y: weights[y],
+        epochs=epochs,
+        verbose=verbose,
+    )
+    save_config(config, out_dir)
+    network.save_weights(out_dir / WEIGHTS_FILE)
+    model = CellModel(config, network, None)
+    pixel_size_um = config.pixel_size_um or 1.0
+    if config.cell_types:
+        _fit_types(model, train_fields, pixel_size_um)
+    if model.classifier is not None:
+        model.classifier.save(out_dir)
+    score = score_segmentation(model, val_fields, pixel_size_um)
+    metrics = {
+        "val_f1_iou50": score.f1,
+        "val_ap_iou50": score.ap50,
+        "val_mean_iou_matched": score.iou_sum / max(score.tp, 1),
+        "best_val_loss": result.best_val_loss,
+    }
+    if model.classifier is not None:
+        metrics["val_type_accuracy"] = score.type_correct / max(score.tp, 1)
+    card = ModelCard(
+        name=out_dir.name,
+        kind="cells",
+        architecture=f"2D U-Net, {config.unet.n_levels} levels, "
+        f"{config.unet.base_filters} base filters, "
+        f"softmax over {list(config.classes)}; seeded watershed; softmax-regression cell types",
+        parameters=int(network.count_params()),
+        hyper_parameters=config.model_dump(mode="json"),
+        channel_roles={
+            "0": f"{config.channel_role}: focus-aware projection, percentile-normalised"
+        },
+        pixel_size_um=config.pixel_size_um,
+        training_data=str(data_dir),
+        training_data_sha256=dataset_hash(paths),
+        n_train_images=len(train_paths),
+        n_val_images=len(val_paths),
+        val_images=tuple(p.name for p in val_paths),
+        epochs_run=result.epochs_run,
+        training_seconds=round(result.seconds, 1),
+        metrics={k: round(float(v), 4) for k, v in metrics.items()},
+        flops_per_field=count_flops(config.unet, REFERENCE_FIELD_YX),
+    )
+    save_card(card, out_dir)
+    return card
+
+
+__all__ = ["cell_pairs", "instance_labels", "score_segmentation", "train_cells"]

@@ -1,0 +1,160 @@
+"""Frozen configurations of the learned models, saved as ``config.json`` beside the weights.
+
+Every hyper-parameter of a model is a documented field here (the StarDist/CSBDeep pattern):
+the config rebuilds the network before the weights are loaded, and the same values drive
+training, inference and post-processing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from overnight.errors import ModelNotFoundError
+
+CONFIG_FILE = "config.json"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class UNetConfig(_Frozen):
+    """A U-Net: ``n_levels`` resolutions, two 3×3(×3) convolutions per level, skip connections.
+
+    3D networks pool only in ``YX`` (stacks have 5–12 slices), so any number of slices works;
+    ``YX`` sizes must be multiples of ``2 ** (n_levels - 1)`` (tiling pads to that).
+    """
+
+    ndim: Literal[2, 3] = Field(2, description="2 for YX images, 3 for ZYX volumes")
+    in_channels: int = Field(1, ge=1, description="input channels (last axis)")
+    out_channels: int = Field(3, ge=1, description="output channels (last axis)")
+    n_levels: int = Field(3, ge=1, le=5, description="resolutions, including the full one")
+    base_filters: int = Field(16, ge=2, description="filters at full resolution; doubled per level")
+    head_activation: Literal["softmax", "linear", "softplus"] = Field(
+        "softmax", description="softmax: class probabilities; softplus: a non-negative density"
+    )
+
+    @property
+    def size_multiple_px(self) -> int:
+        """``YX`` sizes the network accepts are multiples of this (px)."""
+        return int(2 ** (self.n_levels - 1))
+
+
+class TrainConfig(_Frozen):
+    """How a model is trained (patches, optimiser, stopping)."""
+
+    epochs: int = Field(30, ge=1, description="upper bound; early stopping usually ends sooner")
+    steps_per_epoch: int = Field(
+        60, ge=1, description="batches per epoch (patches are drawn at random)"
+    )
+    batch_size: int = Field(8, ge=1)
+    learning_rate: float = Field(2e-3, gt=0)
+    patience: int = Field(
+        5, ge=1, description="epochs without a better validation loss before stopping"
+    )
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="images kept aside for validation")
+    val_patches: int = Field(48, ge=1, description="fixed validation patches")
+    patch_yx_px: int = Field(256, ge=16, description="patch side (px)")
+    patch_z_slices: int = Field(0, ge=0, description="3D patch depth (slices); 0 = 2D")
+    feature_fraction: float = Field(
+        0.8, ge=0, le=1, description="share of patches centred on a feature (cell or particle)"
+    )
+    time_budget_s: float = Field(
+        900.0, gt=0, description="training stops after the epoch that passes this"
+    )
+    seed: int = 0
+
+
+class CellModelConfig(_Frozen):
+    """The cell model: background / interior / boundary per pixel, then seeded watershed.
+
+    ``boundary_px`` is the width of the boundary class inside each mask edge; touching cells
+    are separated by it, and the watershed gives the boundary back to the cells.
+    """
+
+    kind: Literal["cells"] = "cells"
+    unet: UNetConfig = UNetConfig(ndim=2, in_channels=1, out_channels=3, base_filters=16)
+    classes: tuple[str, ...] = ("background", "interior", "boundary")
+    class_weights: tuple[float, ...] = Field(
+        (1.0, 1.0, 3.0), description="loss weight per class (boundaries are rare)"
+    )
+    boundary_px: int = Field(2, ge=1, description="boundary class width inside each mask edge (px)")
+    channel_role: str = Field("cell", description="which channel of the stack the model reads")
+    channel_index: int = Field(0, ge=0, description="that channel's index in the training images")
+    pixel_size_um: float | None = Field(0.2, description="pixel size of the training images (µm)")
+    normalise_percentiles: tuple[float, float] = (1.0, 99.8)
+    foreground_threshold: float = Field(0.5, description="1 − p(background) above this is a cell")
+    marker_threshold: float = Field(0.6, description="p(interior) above this seeds a cell")
+    min_marker_px: int = Field(20, description="smaller seeds are dropped (px²)")
+    min_cell_px: int = Field(60, description="smaller cells are dropped (px²)")
+    cell_types: tuple[str, ...] = Field(
+        ("lymphocyte", "monocyte"), description="type labels, in classifier order; () = no types"
+    )
+    tile_px: int = Field(512, description="inference tile side (px)")
+    tile_overlap_px: int = Field(96, description="overlap of neighbouring tiles (px)")
+    train: TrainConfig = TrainConfig(time_budget_s=600.0)
+
+
+class PnpModelConfig(_Frozen):
+    """The particle model: a 3D U-Net regressing a density whose integral counts particles.
+
+    The target is a sum of 3D Gaussians (σ ``density_sigma_*``) each integrating to
+    ``density_scale``; a spot's multiplicity is its region's integral / ``density_scale``.
+    Inputs are background-subtracted and divided by the field's single-particle amplitude.
+    """
+
+    kind: Literal["pnp"] = "pnp"
+    unet: UNetConfig = UNetConfig(
+        ndim=3, in_channels=1, out_channels=1, base_filters=8, head_activation="linear"
+    )
+    channel_role: str = Field("pnp", description="which channel of the stack the model reads")
+    channel_index: int = Field(1, ge=0, description="that channel's index in the training images")
+    min_z_slices: int = Field(8, ge=1, description="thinner stacks are zero-padded in z to this")
+    pixel_size_um: float | None = Field(0.2, description="pixel size of the training images (µm)")
+    density_sigma_xy_px: float = Field(1.0, gt=0, description="target blob σ in x, y (px)")
+    density_sigma_z_slices: float = Field(1.0, gt=0, description="target blob σ in z (slices)")
+    density_scale: float = Field(100.0, gt=0, description="integral of one particle's blob")
+    peak_threshold: float = Field(
+        0.35, description="density maxima below this fraction of one particle's peak are ignored"
+    )
+    min_integral: float = Field(
+        0.5, description="spots holding fewer particles than this are dropped"
+    )
+    peak_footprint_px: int = Field(3, description="side of the maximum filter in y, x (px)")
+    tile_px: int = Field(256, description="inference tile side (px)")
+    tile_overlap_px: int = Field(48, description="overlap of neighbouring tiles (px)")
+    train: TrainConfig = TrainConfig(
+        patch_yx_px=64,
+        patch_z_slices=8,
+        batch_size=8,
+        steps_per_epoch=80,
+        learning_rate=2e-3,
+        time_budget_s=900.0,
+    )
+
+
+ModelConfig = Annotated[CellModelConfig | PnpModelConfig, Field(discriminator="kind")]
+_ADAPTER: TypeAdapter[CellModelConfig | PnpModelConfig] = TypeAdapter(ModelConfig)
+
+
+def save_config(config: CellModelConfig | PnpModelConfig, model_dir: Path) -> Path:
+    """Write ``model_dir/config.json``; returns its path."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    path = model_dir / CONFIG_FILE
+    path.write_text(config.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def load_config(model_dir: Path) -> CellModelConfig | PnpModelConfig:
+    """The config saved in ``model_dir``; :class:`ModelNotFoundError` when absent or invalid."""
+    path = model_dir / CONFIG_FILE
+    if not path.is_file():
+        raise ModelNotFoundError(f"{model_dir}: no {CONFIG_FILE}; is this a model directory?")
+    try:
+        return _ADAPTER.validate_python(json.loads(path.read_text()))
+    except (ValidationError, json.JSONDecodeError) as err:
+        raise ModelNotFoundError(f"{path}: not a valid model config: {err}") from err

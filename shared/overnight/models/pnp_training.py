@@ -1,0 +1,165 @@
+"""Training the particle model from fields in the output format (``pnps.csv`` per image)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from overnight.errors import NoImagesError
+from overnight.evaluation.matching import match_points
+from overnight.models.card import ModelCard, save_card
+from overnight.models.config import PnpModelConfig, save_config
+from overnight.models.datasets import (
+    TrainingField,
+    annotated_images,
+    dataset_hash,
+    read_dataset,
+    split_paths,
+)
+from overnight.models.loading import WEIGHTS_FILE
+from overnight.models.pnp import PnpModel, density_target, pnp_input, pnp_scale
+from overnight.models.training import Augmentation, TrainingPairs, fit
+from overnight.models.unet import build_unet, count_flops
+from overnight.steps.counting import assign_particles
+
+logger = logging.getLogger(__name__)
+
+#: The reference field of the speed figures: 12 slices of 512² px.
+REFERENCE_FIELD_ZYX = (12, 512, 512)
+#: Input intensity augmentation: small, since brightness encodes multiplicity.
+PNP_AUGMENTATION = Augmentation(scale=(0.9, 1.1), offset=(-0.02, 0.02), noise_sd=(0.0, 0.05))
+
+
+def pnp_pairs(fields: list[TrainingField], config: PnpModelConfig) -> TrainingPairs:
+    """Normalised PNP channels, density targets and particle voxels of ``fields``."""
+    inputs, targets, features = [], [], []
+    for field in fields:
+        if field.pnps is None:
+            raise NoImagesError(
+                f"{field.image_id}: no pnps.csv; the particle model needs one per image"
+            )
+        volume = field.image[:, config.channel_index].astype(np.float32)
+        inputs.append(pnp_input(volume, pnp_scale(volume)))
+        targets.append(density_target(volume.shape, field.pnps, config))
+        points = (
+            np.rint(field.pnps[["z", "y", "x"]].to_numpy(float)).astype(np.int64).reshape(-1, 3)
+        )
+        features.append(points)
+    return TrainingPairs(inputs, targets, features)
+
+
+@dataclass(frozen=True)
+class DetectionScore:
+    """Particles matched within 2 px / 2 slices, and per-cell count errors on true cells."""
+
+    tp: int
+    n_true: int
+    n_pred: int
+    count_abs_error_sum: float
+    n_cells: int
+
+    @property
+    def f1(self) -> float:
+        """Detection F1."""
+        return 2 * self.tp / max(self.n_true + self.n_pred, 1)
+
+    @property
+    def count_mae(self) -> float:
+        """Mean absolute error of the particle count per (true) cell."""
+        return self.count_abs_error_sum / max(self.n_cells, 1)
+
+
+def score_detection(
+    model: PnpModel, fields: list[TrainingField], margin_px: float = 2.0
+) -> DetectionScore:
+    """Detect particles in ``fields``, match them to truth, count them on the true cells."""
+    tp = n_true = n_pred = n_cells = 0
+    error = 0.0
+    for field in fields:
+        assert field.pnps is not None
+        spots = model.detect(field.image[:, model.config.channel_index].astype(np.float32))
+        truth = field.pnps[["z", "y", "x"]].to_numpy(float)
+        found = np.column_stack([spots.z, spots.y, spots.x])
+        tp += len(match_points(truth, found)[0])
+        n_true += len(truth)
+        n_pred += len(found)
+        counts = assign_particles(field.labels, spots, margin_px)
+        true_counts = np.bincount(
+            field.pnps["cell_id"].to_numpy(np.int64), minlength=int(field.labels.max()) + 1
+        )
+        error += float(np.abs(counts.counts - true_counts[counts.cell_ids]).sum())
+        n_cells += len(counts.cell_ids)
+    return DetectionScore(tp, n_true, n_pred, error, n_cells)
+
+
+def train_pnp(
+    data_dir: Path,
+    out_dir: Path,
+    config: PnpModelConfig,
+    epochs: int | None = None,
+    max_images: int | None = None,
+    verbose: int = 2,
+    initial_weights: Path | None = None,
+) -> ModelCard:
+    """Train a particle model (from ``initial_weights`` if given), save it and score it.
+
+    Writes ``config.json``, the weights and ``card.json`` (validation metrics included).
+    """
+    import keras
+
+    paths = annotated_images(data_dir)[:max_images]
+    train_paths, val_paths = split_paths(paths, config.train.val_fraction, config.train.seed)
+    train_fields, val_fields = (
+        read_dataset(data_dir, train_paths),
+        read_dataset(data_dir, val_paths),
+    )
+    logger.info(
+        "particle model: %d training and %d validation images", len(train_fields), len(val_fields)
+    )
+    network = build_unet(config.unet, name="pnp")
+    if initial_weights is not None:  # resume, or fine-tune another model of the same architecture
+        network.load_weights(initial_weights)
+    result = fit(
+        network,
+        pnp_pairs(train_fields, config),
+        pnp_pairs(val_fields, config),
+        config.train,
+        keras.losses.MeanSquaredError(),
+        out_dir,
+        PNP_AUGMENTATION,
+        epochs=epochs,
+        verbose=verbose,
+    )
+    save_config(config, out_dir)
+    network.save_weights(out_dir / WEIGHTS_FILE)
+    score = score_detection(PnpModel(config, network), val_fields)
+    metrics = {
+        "val_detection_f1": score.f1,
+        "val_count_mae_per_cell": score.count_mae,
+        "best_val_loss": result.best_val_loss,
+    }
+    card = ModelCard(
+        name=out_dir.name,
+        kind="pnp",
+        architecture=f"3D U-Net, {config.unet.n_levels} levels (pooling in YX only), "
+        f"{config.unet.base_filters} base filters, density regression; watershed basins, "
+        "multiplicity = basin integral",
+        parameters=int(network.count_params()),
+        hyper_parameters=config.model_dump(mode="json"),
+        channel_roles={"0": f"{config.channel_role}: minus background, / typical single-spot peak"},
+        pixel_size_um=config.pixel_size_um,
+        training_data=str(data_dir),
+        training_data_sha256=dataset_hash(paths),
+        n_train_images=len(train_paths),
+        n_val_images=len(val_paths),
+        val_images=tuple(p.name for p in val_paths),
+        epochs_run=result.epochs_run,
+        training_seconds=round(result.seconds, 1),
+        metrics={k: round(float(v), 4) for k, v in metrics.items()},
+        flops_per_field=count_flops(config.unet, REFERENCE_FIELD_ZYX),
+    )
+    save_card(card, out_dir)
+    return card

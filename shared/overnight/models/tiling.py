@@ -1,0 +1,123 @@
+"""Tiled inference in ``YX`` with overlapping tiles and linear blending, in bounded memory.
+
+Each tile sees ``overlap_px / 4`` px of context beyond the part of it that counts; inside the
+overlap the two tiles' predictions are blended by linear ramps that sum to one. Away from the
+image edge, pixels nearer than a quarter of the overlap to a tile edge get weight zero, so a
+result differs from untiled inference only where the network's receptive field reaches past
+that context (small, see ``tests/models/test_tiling.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+Predictor = Callable[[np.ndarray], Any]
+
+
+def tile_starts(size_px: int, tile_px: int, overlap_px: int, multiple: int) -> list[int]:
+    """Start offsets (px) of tiles covering ``size_px``; starts are multiples of ``multiple``.
+
+    Examples
+    --------
+    >>> tile_starts(1000, 512, 128, 4)
+    [0, 384, 488]
+    >>> tile_starts(300, 512, 128, 4)
+    [0]
+    """
+    if size_px <= tile_px:
+        return [0]
+    stride = max(multiple, (tile_px - overlap_px) // multiple * multiple)
+    starts = list(range(0, size_px - tile_px, stride))
+    starts.append(size_px - tile_px)
+    return starts
+
+
+def blend_weights(length: int, start: int, size_px: int, overlap_px: int) -> np.ndarray:
+    """1D weights of a tile ``[start, start + length)`` in an axis of ``size_px`` (px).
+
+    Zero for the first and last ``overlap_px / 4`` px, then a linear ramp to 1 over
+    ``overlap_px / 2`` px; no ramp where the tile touches the image edge.
+    """
+    w = np.ones(length, np.float32)
+    quarter = overlap_px / 4.0
+    ramp = np.clip((np.arange(length) + 0.5 - quarter) / max(overlap_px / 2.0, 1e-6), 0.0, 1.0)
+    if start > 0:
+        w = np.minimum(w, ramp)
+    if start + length < size_px:
+        w = np.minimum(w, ramp[::-1])
+    return w.astype(np.float32)
+
+
+def _windows(
+    shape_yx: tuple[int, int], tile_px: int, overlap_px: int, multiple: int
+) -> Iterator[tuple[int, int]]:
+    for y0 in tile_starts(shape_yx[0], tile_px, overlap_px, multiple):
+        for x0 in tile_starts(shape_yx[1], tile_px, overlap_px, multiple):
+            yield y0, x0
+
+
+def pad_to_multiple(array: np.ndarray, multiple: int, yx_axes: tuple[int, int]) -> np.ndarray:
+    """Zero-pad the ``YX`` axes of ``array`` at their end up to a multiple of ``multiple``."""
+    pad = [(0, 0)] * array.ndim
+    for axis in yx_axes:
+        pad[axis] = (0, (-array.shape[axis]) % multiple)
+    return np.pad(array, pad) if any(p[1] for p in pad) else array
+
+
+def predict_tiled(
+    predict: Predictor,
+    image: np.ndarray,
+    tile_px: int,
+    overlap_px: int,
+    multiple: int,
+) -> tuple[np.ndarray, ...]:
+    """Run ``predict`` over ``image`` tile by tile and blend the outputs.
+
+    Parameters
+    ----------
+    predict : callable
+        Maps a batch ``(1, [Z,] Y, X, C)`` to one array or a tuple of arrays
+        ``(1, [Z,] Y, X, C_out)``.
+    image : ndarray of shape ([Z,] Y, X, C)
+        Channels last; ``Y`` and ``X`` of any size.
+    tile_px, overlap_px : int
+        Tile side and overlap of neighbours (px).
+    multiple : int
+        The network's ``YX`` size multiple; tiles start on it and are padded to it.
+
+    Returns
+    -------
+    tuple of ndarray, each of shape ([Z,] Y, X, C_out)
+        Blended outputs, float32.
+    """
+    yx_axes = (image.ndim - 3, image.ndim - 2)
+    size = (image.shape[yx_axes[0]], image.shape[yx_axes[1]])
+    tile_px = max(multiple, tile_px // multiple * multiple)
+    outputs: list[np.ndarray] = []
+    norm = np.zeros(size, np.float32)
+    for y0, x0 in _windows(size, tile_px, overlap_px, multiple):
+        index = [slice(None)] * image.ndim
+        index[yx_axes[0]] = slice(y0, y0 + tile_px)
+        index[yx_axes[1]] = slice(x0, x0 + tile_px)
+        tile = image[tuple(index)]
+        th, tw = tile.shape[yx_axes[0]], tile.shape[yx_axes[1]]
+        result = predict(
+            pad_to_multiple(np.ascontiguousarray(tile, np.float32), multiple, yx_axes)[None]
+        )
+        results = result if isinstance(result, tuple) else (result,)
+        wy = blend_weights(th, y0, size[0], overlap_px)
+        wx = blend_weights(tw, x0, size[1], overlap_px)
+        weight = wy[:, None] * wx[None, :]
+        if not outputs:
+            outputs = [np.zeros((*image.shape[:-1], r.shape[-1]), np.float32) for r in results]
+        for out, r in zip(outputs, results, strict=True):
+            crop = r[0][..., :th, :tw, :]
+            target = out[..., y0 : y0 + th, x0 : x0 + tw, :]
+            target += crop * weight[..., None]
+        norm[y0 : y0 + th, x0 : x0 + tw] += weight
+    for out in outputs:
+        out /= np.maximum(norm, 1e-12)[..., None]
+    return tuple(outputs)

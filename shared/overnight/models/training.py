@@ -1,0 +1,221 @@
+"""Training loop shared by the models: random patches, augmentation, early stopping, checkpoints.
+
+Patches are cut at random from whole training images held in memory; ``feature_fraction``
+of them are centred on a feature (a cell pixel, a particle) so that patches with features
+are not a minority. Augmentation: flips and 90° rotations in ``YX``, intensity scaling and
+offset, Gaussian noise. Validation uses a fixed set of patches from images kept aside.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from overnight.models.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.weights.h5"
+
+
+@dataclass(frozen=True)
+class TrainingPairs:
+    """Images and their targets, with feature positions for centred sampling.
+
+    ``inputs[i]`` and ``targets[i]`` are ``YX`` or ``ZYX`` arrays of the same shape;
+    ``features[i]`` is ``(N, ndim)`` integer positions (may be empty).
+    """
+
+    inputs: list[np.ndarray]
+    targets: list[np.ndarray]
+    features: list[np.ndarray]
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Ranges of the intensity augmentation (the geometric one is always on)."""
+
+    scale: tuple[float, float] = (0.8, 1.25)
+    offset: tuple[float, float] = (-0.05, 0.05)
+    noise_sd: tuple[float, float] = (0.0, 0.03)
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """How a training run went."""
+
+    epochs_run: int
+    best_val_loss: float
+    seconds: float
+    history: dict[str, list[float]]
+
+
+def _crop(array: np.ndarray, starts: tuple[int, ...], sizes: tuple[int, ...]) -> np.ndarray:
+    """A window of ``array`` (zero-padded where it runs past the edges)."""
+    pads = []
+    index = []
+    for start, size, length in zip(starts, sizes, array.shape, strict=True):
+        lo, hi = max(start, 0), min(start + size, length)
+        index.append(slice(lo, hi))
+        pads.append((lo - start, start + size - hi))
+    window = array[tuple(index)]
+    return np.pad(window, pads) if any(p != (0, 0) for p in pads) else window
+
+
+def sample_patch(
+    rng: np.random.Generator, pairs: TrainingPairs, config: TrainConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """One (input, target) patch of ``config``'s size, not yet augmented."""
+    i = int(rng.integers(len(pairs.inputs)))
+    image, target, features = pairs.inputs[i], pairs.targets[i], pairs.features[i]
+    ndim = image.ndim
+    sizes = (
+        (config.patch_yx_px,) * 2
+        if ndim == 2
+        else (config.patch_z_slices, config.patch_yx_px, config.patch_yx_px)
+    )
+    if len(features) and rng.random() < config.feature_fraction:
+        centre = features[int(rng.integers(len(features)))] + rng.integers(
+            -sizes[-1] // 4, sizes[-1] // 4 + 1, ndim
+        )
+    else:
+        centre = np.array([int(rng.integers(s)) for s in image.shape])
+    starts = tuple(int(c) - s // 2 for c, s in zip(centre, sizes, strict=True))
+    if ndim == 3:  # keep whole slices in z where the stack allows: shift rather than pad
+        z0 = int(
+            np.clip(starts[0], min(0, image.shape[0] - sizes[0]), max(0, image.shape[0] - sizes[0]))
+        )
+        if image.shape[0] < sizes[0]:
+            z0 = -int(rng.integers(0, sizes[0] - image.shape[0] + 1))
+        starts = (z0, *starts[1:])
+    return _crop(image, starts, sizes), _crop(target, starts, sizes)
+
+
+def augment(
+    rng: np.random.Generator, image: np.ndarray, target: np.ndarray, intensity: Augmentation
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random flip, 90° rotation (``YX``), intensity scale/offset and noise (input only)."""
+    k = int(rng.integers(4))
+    image, target = np.rot90(image, k, axes=(-2, -1)), np.rot90(target, k, axes=(-2, -1))
+    if rng.random() < 0.5:
+        image, target = image[..., ::-1], target[..., ::-1]
+    if image.ndim == 3 and rng.random() < 0.5:
+        image, target = image[::-1], target[::-1]
+    scale = rng.uniform(*intensity.scale)
+    offset = rng.uniform(*intensity.offset)
+    noise = rng.uniform(*intensity.noise_sd)
+    image = image * scale + offset + rng.normal(0.0, noise, image.shape)
+    return image.astype(np.float32), np.ascontiguousarray(target)
+
+
+WeightFn = Callable[[np.ndarray], np.ndarray]
+
+
+def batches(
+    pairs: TrainingPairs,
+    config: TrainConfig,
+    rng: np.random.Generator,
+    intensity: Augmentation,
+    weight_fn: WeightFn | None = None,
+) -> Iterator[tuple[np.ndarray, ...]]:
+    """Endless augmented batches ``(x[..., None], y[, sample_weight])``."""
+    while True:
+        patches = [
+            augment(rng, *sample_patch(rng, pairs, config), intensity)
+            for _ in range(config.batch_size)
+        ]
+        x = np.stack([p[0] for p in patches])[..., None]
+        y = np.stack([p[1] for p in patches])
+        yield (x, y, weight_fn(y)) if weight_fn else (x, y)
+
+
+def fixed_patches(
+    pairs: TrainingPairs, config: TrainConfig, weight_fn: WeightFn | None = None
+) -> tuple[np.ndarray, ...]:
+    """The validation patches: ``val_patches`` drawn once with a fixed seed, not augmented."""
+    rng = np.random.default_rng(config.seed + 7919)
+    patches = [sample_patch(rng, pairs, config) for _ in range(config.val_patches)]
+    x = np.stack([p[0] for p in patches])[..., None].astype(np.float32)
+    y = np.stack([p[1] for p in patches])
+    return (x, y, weight_fn(y)) if weight_fn else (x, y)
+
+
+def _time_budget_callback(start: float, budget_s: float) -> object:
+    import keras
+
+    class TimeBudget(keras.callbacks.Callback):  # type: ignore[misc]
+        """Stop training after the epoch that exceeds the time budget."""
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            if time.perf_counter() - start > budget_s:
+                logger.info("time budget of %.0f s reached after epoch %d", budget_s, epoch + 1)
+                self.model.stop_training = True
+
+    return TimeBudget()
+
+
+def fit(
+    network: object,
+    train: TrainingPairs,
+    val: TrainingPairs,
+    config: TrainConfig,
+    loss: object,
+    out_dir: Path,
+    intensity: Augmentation = Augmentation(),
+    weight_fn: WeightFn | None = None,
+    epochs: int | None = None,
+    verbose: int = 2,
+) -> FitResult:
+    """Train ``network`` on patches of ``train``; best weights (by validation loss) restored.
+
+    A checkpoint of the best weights is kept in ``out_dir/checkpoint.weights.h5`` while
+    training runs, so an interrupted run loses at most an epoch.
+    """
+    import keras
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+    network.compile(  # type: ignore[attr-defined]
+        optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, jit_compile=False
+    )
+    rng = np.random.default_rng(config.seed)
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            patience=config.patience, restore_best_weights=True, verbose=verbose
+        ),
+        keras.callbacks.ModelCheckpoint(
+            out_dir / CHECKPOINT_FILE, save_best_only=True, save_weights_only=True, verbose=0
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            factor=0.5, patience=max(2, config.patience // 2), verbose=verbose
+        ),
+    ]
+    start = time.perf_counter()
+    callbacks.append(_time_budget_callback(start, config.time_budget_s))
+    with warnings.catch_warnings():  # Keras warns that a generator is not shuffled: it is random
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+        history = network.fit(  # type: ignore[attr-defined]
+            batches(train, config, rng, intensity, weight_fn),
+            steps_per_epoch=config.steps_per_epoch,
+            epochs=epochs or config.epochs,
+            validation_data=fixed_patches(val, config, weight_fn),
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    seconds = time.perf_counter() - start
+    record = {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    checkpoint = out_dir / CHECKPOINT_FILE
+    if checkpoint.is_file():  # the best epoch's weights, whichever callback ended the run
+        network.load_weights(checkpoint)  # type: ignore[attr-defined]
+        checkpoint.unlink()
+    val_loss = record.get("val_loss", [float("nan")])
+    logger.info(
+        "trained %d epochs in %.0f s; best val loss %.4f", len(val_loss), seconds, min(val_loss)
+    )
+    return FitResult(len(val_loss), float(min(val_loss)), seconds, record)

@@ -1,0 +1,117 @@
+"""U-Net builders (2D ``YX`` and 3D ``ZYX``) and a compiled prediction function.
+
+The networks are fully convolutional (any spatial size that is a multiple of
+``UNetConfig.size_multiple_px`` in ``YX``), channels last. The layer named ``features``
+is the last decoder feature map (``base_filters`` channels at full resolution); the cell
+model pools it per cell for its type classifier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from overnight.models.config import UNetConfig
+
+FEATURES_LAYER = "features"
+
+
+def _conv_block(x: Any, filters: int, ndim: int, name: str) -> Any:
+    conv = layers.Conv2D if ndim == 2 else layers.Conv3D
+    for i in (1, 2):
+        x = conv(filters, 3, padding="same", activation="relu", name=f"{name}_conv{i}")(x)
+    return x
+
+
+def build_unet(config: UNetConfig, name: str = "unet") -> keras.Model:
+    """A U-Net as described by ``config``; input ``(batch, [Z,] Y, X, in_channels)``.
+
+    Examples
+    --------
+    >>> model = build_unet(UNetConfig(ndim=2, in_channels=1, out_channels=3, base_filters=4))
+    >>> model.output_shape
+    (None, None, None, 3)
+    """
+    ndim = config.ndim
+    spatial = (None,) * ndim
+    inputs = keras.Input(shape=(*spatial, config.in_channels), name="image")
+    pool_size = (2, 2) if ndim == 2 else (1, 2, 2)
+    pool = layers.MaxPooling2D if ndim == 2 else layers.MaxPooling3D
+    up = layers.UpSampling2D if ndim == 2 else layers.UpSampling3D
+    skips = []
+    x = inputs
+    for level in range(config.n_levels - 1):
+        x = _conv_block(x, config.base_filters * 2**level, ndim, f"down{level}")
+        skips.append(x)
+        x = pool(pool_size, name=f"pool{level}")(x)
+    x = _conv_block(x, config.base_filters * 2 ** (config.n_levels - 1), ndim, "bottom")
+    for level in reversed(range(config.n_levels - 1)):
+        x = up(pool_size, name=f"up{level}")(x)
+        x = layers.Concatenate(name=f"skip{level}")([x, skips[level]])
+        x = _conv_block(x, config.base_filters * 2**level, ndim, f"dec{level}")
+    x = layers.Identity(name=FEATURES_LAYER)(x)
+    conv = layers.Conv2D if ndim == 2 else layers.Conv3D
+    outputs = conv(config.out_channels, 1, activation=config.head_activation, name="head")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def count_flops(config: UNetConfig, spatial_shape: tuple[int, ...]) -> float:
+    """Multiply-adds × 2 of one forward pass on ``spatial_shape`` (``[Z,] Y, X``), in FLOP.
+
+    Counts the convolutions only (pooling, up-sampling and activations are negligible).
+    """
+    kernel = 3**config.ndim
+    total = 0.0
+    voxels = float(np.prod(spatial_shape))
+    c_in = config.in_channels
+    for level in range(config.n_levels - 1):
+        f = config.base_filters * 2**level
+        total += voxels * kernel * (c_in * f + f * f)
+        c_in = f
+        voxels /= 4
+    f_bottom = config.base_filters * 2 ** (config.n_levels - 1)
+    total += voxels * kernel * (c_in * f_bottom + f_bottom * f_bottom)
+    c_in = f_bottom
+    for level in reversed(range(config.n_levels - 1)):
+        voxels *= 4
+        f = config.base_filters * 2**level
+        total += voxels * kernel * ((c_in + f) * f + f * f)
+        c_in = f
+    total += voxels * c_in * config.out_channels
+    return 2.0 * total
+
+
+def compiled_predictor(
+    model: keras.Model, with_features: bool = False
+) -> Callable[[np.ndarray], Any]:
+    """A ``tf.function`` running ``model`` on one batch (no ``model.predict`` overhead, no XLA).
+
+    With ``with_features`` it returns ``(output, features)`` as numpy arrays.
+    """
+    if with_features:
+        target = keras.Model(
+            model.inputs, [model.outputs[0], model.get_layer(FEATURES_LAYER).output]
+        )
+    else:
+        target = model
+    ndim = len(model.inputs[0].shape) - 2
+    signature = [
+        tf.TensorSpec(shape=(None, *(None,) * ndim, model.inputs[0].shape[-1]), dtype=tf.float32)
+    ]
+
+    @tf.function(input_signature=signature, autograph=False, jit_compile=False)
+    def run(batch: tf.Tensor) -> Any:
+        return target(batch, training=False)
+
+    def predict(batch: np.ndarray) -> Any:
+        result = run(tf.convert_to_tensor(batch, dtype=tf.float32))
+        if isinstance(result, (list, tuple)):
+            return tuple(np.asarray(r) for r in result)
+        return np.asarray(result)
+
+    return predict

@@ -1,0 +1,70 @@
+"""Train each model a few steps on a tiny synthetic set, save, reload, predict the same."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from overnight.models.card import CARD_FILE
+from overnight.models.cells import CellModel
+from overnight.models.config import CellModelConfig, PnpModelConfig, load_config
+from overnight.models.datasets import read_dataset
+from overnight.models.loading import WEIGHTS_FILE, resolve_model_dir
+from overnight.models.pnp import PnpModel
+from overnight.models.pnp_training import train_pnp
+
+
+@pytest.fixture()
+def cell_model_dir(tiny_cell_model_dir: Path) -> Path:
+    return tiny_cell_model_dir
+
+
+def test_cell_model_is_saved_with_config_card_and_types(cell_model_dir: Path) -> None:
+    assert isinstance(load_config(cell_model_dir), CellModelConfig)
+    assert (cell_model_dir / WEIGHTS_FILE).is_file()
+    card = json.loads((cell_model_dir / CARD_FILE).read_text())
+    assert card["kind"] == "cells" and len(card["training_data_sha256"]) == 64
+    assert {"val_f1_iou50", "val_mean_iou_matched"} <= set(card["metrics"])
+    assert card["libraries"]["keras"]
+    assert CellModel.load(cell_model_dir).classifier is not None
+
+
+def test_reloaded_cell_model_predicts_the_same(cell_model_dir: Path, tiny_dataset: Path) -> None:
+    field = read_dataset(tiny_dataset)[0]
+    volume = field.image[:, 0].astype(np.float32)
+    first, second = (
+        CellModel.load(cell_model_dir),
+        CellModel.load(resolve_model_dir(str(cell_model_dir), "cells")),
+    )
+    a, b = first.segment(volume), second.segment(volume)
+    np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    ids, names, confidence = first.classify(a.labels, a.features, 0.2)
+    assert len(ids) == len(names) == len(confidence) == a.labels.max()
+    assert set(names) <= {"lymphocyte", "monocyte"}
+
+
+def test_particle_model_trains_saves_and_reloads(
+    tiny_dataset: Path, tmp_path: Path, tiny_pnp_config: PnpModelConfig
+) -> None:
+    card = train_pnp(tiny_dataset, tmp_path, tiny_pnp_config, verbose=0)
+    assert card.kind == "pnp" and card.flops_per_field and card.flops_per_field > 0
+    assert json.loads((tmp_path / CARD_FILE).read_text())["metrics"].keys() >= {"val_detection_f1"}
+    field = read_dataset(tiny_dataset)[0]
+    volume = field.image[:, 1].astype(np.float32)
+    model = PnpModel.load(tmp_path)
+    np.testing.assert_allclose(
+        PnpModel.load(tmp_path).density(volume), model.density(volume), atol=1e-6
+    )
+    spots = model.detect(volume)
+    assert len(spots.z) == len(spots.multiplicity)
+
+
+def test_a_missing_model_is_reported_by_name(tmp_path: Path) -> None:
+    from overnight.errors import ModelNotFoundError
+
+    with pytest.raises(ModelNotFoundError, match="no config.json"):
+        resolve_model_dir(str(tmp_path), "cells")

@@ -1,0 +1,61 @@
+"""The U-Net builders: shapes from config, FLOP count, compiled predictor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from overnight.models.config import UNetConfig
+from overnight.models.unet import build_unet, compiled_predictor, count_flops
+
+
+@pytest.mark.parametrize(
+    ("config", "shape", "out"),
+    [
+        (
+            UNetConfig(ndim=2, in_channels=1, out_channels=3, base_filters=4),
+            (1, 32, 48, 1),
+            (1, 32, 48, 3),
+        ),
+        (
+            UNetConfig(
+                ndim=3, in_channels=1, out_channels=1, base_filters=2, head_activation="linear"
+            ),
+            (1, 5, 32, 16, 1),
+            (1, 5, 32, 16, 1),
+        ),
+    ],
+)
+def test_unet_keeps_spatial_shape(
+    config: UNetConfig, shape: tuple[int, ...], out: tuple[int, ...]
+) -> None:
+    model = build_unet(config)
+    predict = compiled_predictor(model)
+    result = predict(np.random.default_rng(0).random(shape, dtype=np.float32))
+    assert result.shape == out
+
+
+def test_softmax_head_sums_to_one() -> None:
+    model = build_unet(UNetConfig(ndim=2, base_filters=4))
+    probs = compiled_predictor(model)(
+        np.random.default_rng(1).random((1, 16, 16, 1), dtype=np.float32)
+    )
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, atol=1e-5)
+
+
+def test_predictor_with_features_gives_last_decoder_map() -> None:
+    model = build_unet(UNetConfig(ndim=2, base_filters=4))
+    probs, features = compiled_predictor(model, with_features=True)(
+        np.zeros((1, 16, 16, 1), np.float32)
+    )
+    assert probs.shape == (1, 16, 16, 3) and features.shape == (1, 16, 16, 4)
+
+
+def test_flops_match_the_documented_reference() -> None:
+    # TOOLING.md: 2D U-Net 512², 3 levels, 16 filters ≈ 18 GFLOP (convolutions dominate).
+    flops_2d = count_flops(UNetConfig(ndim=2, base_filters=16), (512, 512))
+    assert 12e9 < flops_2d < 22e9
+    # The 3D U-Net pools in YX only, so each level has a quarter (not an eighth) of the voxels:
+    # level sums 1 + 1/4 + 1/16 against 1 + 1/8 + 1/64 of a fully pooled one.
+    flops_3d = count_flops(UNetConfig(ndim=3, base_filters=8, out_channels=1), (32, 256, 256))
+    assert 80e9 < flops_3d < 100e9
