@@ -35,8 +35,14 @@ SAMPLES = [f"S{i:02d}" for i in range(1, 13)]
 DRUGS = ["none", "rux", "tofa", "bari"]
 USERS = ["ana", "bo", "chen", "dara"]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def one_real_result(work: Path) -> Path:
@@ -58,22 +64,35 @@ def synthesise(template: Path, root: Path, n: int) -> float:
     names = [name for name in manifest["artefacts"] if name != "result.json"]
     dataset = root / "results" / DATASET
     for i in range(n):
-        image_id = f"20261125_{i // 60 % 24:02d}{i % 60:02d}_{USERS[i % 4]}_darkfield_{SAMPLES[i % 12]}_field-{i:05d}"
+        clock = f"{i // 60 % 24:02d}{i % 60:02d}"
+        image_id = f"20261125_{clock}_{USERS[i % 4]}_darkfield_{SAMPLES[i % 12]}_field-{i:05d}"
         folder = dataset / image_id
         folder.mkdir(parents=True)
         for name in names:
             os.link(template / name, folder / name)
-        meta = {**record["metadata"], "user": USERS[i % 4], "sample": SAMPLES[i % 12],
-                "drug": DRUGS[(i // 12) % 4], "field": f"{i:05d}", "time": f"{i // 60 % 24:02d}:{i % 60:02d}:00"}
+        meta = {
+            **record["metadata"],
+            "user": USERS[i % 4],
+            "sample": SAMPLES[i % 12],
+            "drug": DRUGS[(i // 12) % 4],
+            "field": f"{i:05d}",
+            "time": f"{i // 60 % 24:02d}:{i % 60:02d}:00",
+        }
         body = json.dumps({**record, "image_id": image_id, "metadata": meta}, indent=2).encode()
         (folder / "result.json").write_bytes(body)
         prefix = f"results/{DATASET}/{image_id}"
         artefacts = {
-            name: {**entry, "key": f"{prefix}/{name}"} for name, entry in manifest["artefacts"].items()
+            name: {**entry, "key": f"{prefix}/{name}"}
+            for name, entry in manifest["artefacts"].items()
         }
-        artefacts["result.json"] = {"key": f"{prefix}/result.json", "size": len(body),
-                                    "sha256": hashlib.sha256(body).hexdigest()}
-        (folder / "manifest.json").write_text(json.dumps({**manifest, "prefix": prefix, "artefacts": artefacts}))
+        artefacts["result.json"] = {
+            "key": f"{prefix}/result.json",
+            "size": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+        }
+        (folder / "manifest.json").write_text(
+            json.dumps({**manifest, "prefix": prefix, "artefacts": artefacts})
+        )
     return time.perf_counter() - start
 
 
@@ -97,9 +116,12 @@ def server_ms(url: str) -> tuple[float, float]:
 def median_ms(urls: list[str]) -> dict[str, float]:
     timings = [server_ms(url) for url in urls]
     server = [t[0] for t in timings]
-    return {"median_server_ms": round(statistics.median(server), 1),
-            "max_server_ms": round(max(server), 1),
-            "median_wall_ms": round(statistics.median(t[1] for t in timings), 1), "n": len(timings)}
+    return {
+        "median_server_ms": round(statistics.median(server), 1),
+        "max_server_ms": round(max(server), 1),
+        "median_wall_ms": round(statistics.median(t[1] for t in timings), 1),
+        "n": len(timings),
+    }
 
 
 def browser_load_ms(urls: list[str]) -> dict[str, float] | None:
@@ -118,8 +140,11 @@ def browser_load_ms(urls: list[str]) -> dict[str, float] | None:
             loads.append(timing["loadEventEnd"] - timing["startTime"])
             responses.append(timing["responseEnd"] - timing["startTime"])
         browser.close()
-    return {"median_load_ms": round(statistics.median(loads), 1),
-            "median_response_end_ms": round(statistics.median(responses), 1), "n": len(loads)}
+    return {
+        "median_load_ms": round(statistics.median(loads), 1),
+        "median_response_end_ms": round(statistics.median(responses), 1),
+        "n": len(loads),
+    }
 
 
 def main() -> int:
@@ -141,7 +166,9 @@ def main() -> int:
         settings = QcSettings(storage_url=str(root), api_token="bench", log_level="WARNING")
         app = create_app(settings)
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
         threading.Thread(target=server.run, daemon=True).start()
         while not server.started:
             time.sleep(0.05)
@@ -150,7 +177,9 @@ def main() -> int:
 
         cold = server_ms(base)  # lists 10,000 folders and reads their result.json
         dataset = median_ms([base] * args.repeats)
-        filtered = median_ms([f"{base}?f.sample=S03&f.drug=rux&sort=n_cells&desc=1&page=2"] * args.repeats)
+        filtered = median_ms(
+            [f"{base}?f.sample=S03&f.drug=rux&sort=n_cells&desc=1&page=2"] * args.repeats
+        )
         image_cold = median_ms([f"{base}/images/{i}" for i in ids[100 : 100 + args.repeats]])
         image_warm = median_ms([f"{base}/images/{ids[100]}"] * args.repeats)
         stats_cold = server_ms(f"{base}/stats")
@@ -162,7 +191,11 @@ def main() -> int:
         report = {
             "benchmark": "qc_web",
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "system": platform.platform(),
+            },
             "n_images": args.images,
             "field_px": 512,
             "target_server_ms": TARGET_MS,

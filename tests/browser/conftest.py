@@ -23,8 +23,12 @@ import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 #: Seconds the service may take to answer its health check.
 START_TIMEOUT_S = 30.0
@@ -66,7 +70,9 @@ def browser():  # type: ignore[no-untyped-def]
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
         yield browser
         browser.close()
 
@@ -96,12 +102,24 @@ def served(results_dir: Path, tmp_path: Path) -> Iterator[Served]:
     dataset_dir = tmp_path / "run1"
     shutil.copytree(results_dir, dataset_dir)
     port = helpers.free_port()
-    env = {**os.environ, "OVERNIGHT_API_TOKEN": helpers.TOKEN, "OVERNIGHT_QC_LISTING_TTL_S": "0",
-           "OVERNIGHT_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "OVERNIGHT_API_TOKEN": helpers.TOKEN,
+        "OVERNIGHT_QC_LISTING_TTL_S": "0",
+        "OVERNIGHT_LOG_LEVEL": "WARNING",
+    }
     process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("overnight")), "qc-web", "--port", str(port),
-         "--dataset-dir", str(dataset_dir)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            str(Path(sys.executable).with_name("overnight")),
+            "qc-web",
+            "--port",
+            str(port),
+            "--dataset-dir",
+            str(dataset_dir),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     base_url = f"http://127.0.0.1:{port}"
     try:

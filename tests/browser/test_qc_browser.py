@@ -43,7 +43,9 @@ def test_filter_open_reject_reload_and_statistics(page, served) -> None:  # type
     assert page.inner_text("#verdict-badge") == "unreviewed"
     page.fill("#comment", "cells out of focus")
     page.click("button.reject")
-    page.wait_for_url(re.compile(rf"/images/{rux[1]}\?f\.drug=rux"))  # advanced to the next rux image
+    page.wait_for_url(
+        re.compile(rf"/images/{rux[1]}\?f\.drug=rux")
+    )  # advanced to the next rux image
 
     page.goto(f"{served.base_url}/datasets/run1/images/{target}")
     page.reload()
@@ -51,9 +53,15 @@ def test_filter_open_reject_reload_and_statistics(page, served) -> None:  # type
     assert "cells out of focus" in page.inner_text("#verdict-current")
     assert "Ana Lab" in page.inner_text("#verdict-current")
     stored = json.loads((served.dataset_dir / target / "verdict.json").read_text())
-    assert (stored["verdict"], stored["comment"], stored["who"]) == ("rejected", "cells out of focus", "Ana Lab")
+    assert (stored["verdict"], stored["comment"], stored["who"]) == (
+        "rejected",
+        "cells out of focus",
+        "Ana Lab",
+    )
 
-    n_target = json.loads((served.dataset_dir / target / "result.json").read_text())["summary"]["n_cells"]
+    n_target = json.loads((served.dataset_dir / target / "result.json").read_text())["summary"][
+        "n_cells"
+    ]
     page.goto(f"{served.base_url}/datasets/run1/stats")
     assert _all_cells(page) == total_cells - n_target
     assert "1 rejected image left out" in page.inner_text("#stats-scope")
@@ -78,7 +86,9 @@ def test_keyboard_review_and_navigation(page, served) -> None:  # type: ignore[n
     page.wait_for_url(re.compile(rf"/images/{ids[1]}$"))
     page.keyboard.press("f")
     page.wait_for_url(re.compile(rf"/images/{ids[2]}$"))
-    verdicts = {i: json.loads((served.dataset_dir / i / "verdict.json").read_text()) for i in ids[:2]}
+    verdicts = {
+        i: json.loads((served.dataset_dir / i / "verdict.json").read_text()) for i in ids[:2]
+    }
     assert (verdicts[ids[0]]["verdict"], verdicts[ids[0]]["comment"]) == ("accepted", "fine")
     assert verdicts[ids[1]]["verdict"] == "flagged"
     page.goto(f"{served.base_url}/datasets/run1?verdict=unreviewed")

@@ -23,7 +23,9 @@ def _load_helpers() -> None:
     """Make ``qc_helpers`` (beside this file) importable: the suite uses importlib mode."""
     if "qc_helpers" in sys.modules:
         return
-    spec = importlib.util.spec_from_file_location("qc_helpers", Path(__file__).with_name("qc_helpers.py"))
+    spec = importlib.util.spec_from_file_location(
+        "qc_helpers", Path(__file__).with_name("qc_helpers.py")
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["qc_helpers"] = module

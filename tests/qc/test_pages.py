@@ -56,7 +56,7 @@ def test_filter_by_a_metadata_field_keeps_only_matching_images(
 def test_sort_by_cell_count_descending_orders_rows(client: TestClient, dataset_dir: Path) -> None:
     ids = image_ids(dataset_dir)
     page = client.get("/datasets/run1", params={"sort": "n_cells", "desc": "1"}, headers=HTML)
-    positions = {i: page.text.index(f'/datasets/run1/images/{i}?') for i in ids}
+    positions = {i: page.text.index(f"/datasets/run1/images/{i}?") for i in ids}
     shown = sorted(ids, key=positions.__getitem__)
     cells = [_summary(dataset_dir, i)["n_cells"] for i in shown]
     assert cells == sorted(cells, reverse=True)
@@ -87,10 +87,12 @@ def test_image_page_shows_cells_outlines_particles_and_provenance(
 def test_pictures_are_pngs(client: TestClient, dataset_dir: Path) -> None:
     image_id = image_ids(dataset_dir)[1]
     base = f"/datasets/run1/images/{image_id}"
-    for tail in ("/qc.png", "/thumb.png", "/channels/0.png", "/channels/1.png", "/cells.png"):
+    for tail in ("/qc.png", "/channels/0.png", "/channels/1.png", "/cells.png"):
         response = client.get(base + tail)
         assert response.status_code == 200, tail
         assert response.content[:8] == b"\x89PNG\r\n\x1a\n", tail
+    thumb = client.get(base + "/thumb.jpg")
+    assert thumb.headers["content-type"] == "image/jpeg" and thumb.content[:3] == b"\xff\xd8\xff"
     assert client.get(base + "/channels/7.png").status_code == 404
 
 
@@ -110,7 +112,9 @@ def test_channels_fall_back_to_cell_masks_when_the_source_is_gone(
     assert client.get(f"/datasets/run1/images/{image_id}/channels/0.png").status_code == 404
 
 
-def test_downloads_carry_metadata_and_verdict_columns(client: TestClient, dataset_dir: Path) -> None:
+def test_downloads_carry_metadata_and_verdict_columns(
+    client: TestClient, dataset_dir: Path
+) -> None:
     summary = list(csv.DictReader(io.StringIO(client.get("/datasets/run1/summary.csv").text)))
     assert len(summary) == N_IMAGES
     assert {"image_id", "drug", "n_cells", "verdict"} <= set(summary[0])
@@ -126,7 +130,10 @@ def test_statistics_page_and_plots(client: TestClient, dataset_dir: Path) -> Non
     page = client.get("/datasets/run1/stats", headers=HTML)
     assert page.status_code == 200
     total = sum(_summary(dataset_dir, i)["n_cells"] for i in image_ids(dataset_dir))
-    assert f'<tr data-type="all cells"><td>all cells</td><td class="num n-cells">{total}</td>' in page.text
+    assert (
+        f'<tr data-type="all cells"><td>all cells</td><td class="num n-cells">{total}</td>'
+        in page.text
+    )
     for query in ("type=lymphocyte", "type=all+cells"):
         plot = client.get(f"/datasets/run1/stats/histogram.svg?{query}")
         assert plot.status_code == 200 and plot.headers["content-type"] == "image/svg+xml"

@@ -23,8 +23,10 @@ def _verdict_url(image_id: str) -> str:
 
 def _sign_in(client: TestClient, name: str = "Ana Lab") -> None:
     response = client.post(
-        "/login", data={"name": name, "token": TOKEN, "next": "/datasets/run1"},
-        headers=ORIGIN, follow_redirects=False,
+        "/login",
+        data={"name": name, "token": TOKEN, "next": "/datasets/run1"},
+        headers=ORIGIN,
+        follow_redirects=False,
     )
     assert response.status_code == 303 and response.headers["location"] == "/datasets/run1"
     cookie = response.headers["set-cookie"].lower()
@@ -35,15 +37,22 @@ def test_bearer_verdict_is_stored_next_to_the_result_with_history(
     client: TestClient, dataset_dir: Path
 ) -> None:
     image_id = image_ids(dataset_dir)[0]
-    first = client.post(_verdict_url(image_id), data={"verdict": "flagged", "comment": "odd"}, headers=AUTH)
+    first = client.post(
+        _verdict_url(image_id), data={"verdict": "flagged", "comment": "odd"}, headers=AUTH
+    )
     assert first.status_code == 200 and first.json()["who"] == "api"
     second = client.post(
-        _verdict_url(image_id), data={"verdict": "rejected", "comment": "out of focus"},
+        _verdict_url(image_id),
+        data={"verdict": "rejected", "comment": "out of focus"},
         headers={**AUTH, "X-Overnight-Reviewer": "Bo"},
     )
     assert second.status_code == 200
     stored = json.loads((dataset_dir / image_id / "verdict.json").read_text())
-    assert (stored["verdict"], stored["comment"], stored["who"]) == ("rejected", "out of focus", "Bo")
+    assert (stored["verdict"], stored["comment"], stored["who"]) == (
+        "rejected",
+        "out of focus",
+        "Bo",
+    )
     assert [(h["verdict"], h["comment"]) for h in stored["history"]] == [("flagged", "odd")]
     assert client.get(_verdict_url(image_id)).json()["verdict"] == "rejected"
 
@@ -61,7 +70,11 @@ def test_verdicts_survive_a_restart_of_the_service(dataset_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     ("headers", "code"),
-    [({}, 401), ({"Authorization": "Bearer wrong"}, 401), ({"Authorization": f"Basic {TOKEN}"}, 401)],
+    [
+        ({}, 401),
+        ({"Authorization": "Bearer wrong"}, 401),
+        ({"Authorization": f"Basic {TOKEN}"}, 401),
+    ],
 )
 def test_verdict_without_the_token_is_refused(
     client: TestClient, dataset_dir: Path, headers: dict[str, str], code: int
@@ -82,10 +95,13 @@ def test_cookie_verdicts_need_a_same_origin_request(client: TestClient, dataset_
     saved = client.post(
         _verdict_url(image_id) + "?f.drug=rux",
         data={"verdict": "accepted", "comment": "fine", "go": image_ids(dataset_dir)[1]},
-        headers=ORIGIN, follow_redirects=False,
+        headers=ORIGIN,
+        follow_redirects=False,
     )
     assert saved.status_code == 303
-    assert saved.headers["location"] == f"/datasets/run1/images/{image_ids(dataset_dir)[1]}?f.drug=rux"
+    assert (
+        saved.headers["location"] == f"/datasets/run1/images/{image_ids(dataset_dir)[1]}?f.drug=rux"
+    )
     assert json.loads((dataset_dir / image_id / "verdict.json").read_text())["who"] == "Ana Lab"
 
 
@@ -93,11 +109,15 @@ def test_sign_in_refuses_a_wrong_token_and_foreign_redirects(client: TestClient)
     wrong = client.post("/login", data={"name": "Ana", "token": "nope"}, headers=ORIGIN)
     assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
     response = client.post(
-        "/login", data={"name": "Ana", "token": TOKEN, "next": "//evil.example/"},
-        headers=ORIGIN, follow_redirects=False,
+        "/login",
+        data={"name": "Ana", "token": TOKEN, "next": "//evil.example/"},
+        headers=ORIGIN,
+        follow_redirects=False,
     )
     assert response.headers["location"] == "/"
-    cross = client.post("/login", data={"name": "Ana", "token": TOKEN}, headers={"Origin": "http://evil.example"})
+    cross = client.post(
+        "/login", data={"name": "Ana", "token": TOKEN}, headers={"Origin": "http://evil.example"}
+    )
     assert cross.status_code == 403
     assert client.get("/login").status_code == 200
     out = client.post("/logout", follow_redirects=False)
@@ -106,13 +126,20 @@ def test_sign_in_refuses_a_wrong_token_and_foreign_redirects(client: TestClient)
 
 def test_forged_cookie_is_not_a_session(client: TestClient, dataset_dir: Path) -> None:
     client.cookies.set("overnight_qc_session", "QW5h.0000")
-    response = client.post(_verdict_url(image_ids(dataset_dir)[0]), data={"verdict": "accepted"}, headers=ORIGIN)
+    response = client.post(
+        _verdict_url(image_ids(dataset_dir)[0]), data={"verdict": "accepted"}, headers=ORIGIN
+    )
     assert response.status_code == 401
 
 
-def test_invalid_verdicts_and_long_comments_are_refused(client: TestClient, dataset_dir: Path) -> None:
+def test_invalid_verdicts_and_long_comments_are_refused(
+    client: TestClient, dataset_dir: Path
+) -> None:
     image_id = image_ids(dataset_dir)[0]
-    assert client.post(_verdict_url(image_id), data={"verdict": "maybe"}, headers=AUTH).status_code == 422
+    assert (
+        client.post(_verdict_url(image_id), data={"verdict": "maybe"}, headers=AUTH).status_code
+        == 422
+    )
     long = {"verdict": "rejected", "comment": "x" * 5000}
     assert client.post(_verdict_url(image_id), data=long, headers=AUTH).status_code == 422
 
@@ -121,7 +148,9 @@ def test_without_a_token_the_service_is_read_only(dataset_dir: Path) -> None:
     with TestClient(create_app(settings_for(dataset_dir, api_token=None))) as client:
         page = client.get("/datasets/run1", headers={"Accept": "text/html"})
         assert page.status_code == 200 and "read-only" in page.text
-        response = client.post(_verdict_url(image_ids(dataset_dir)[0]), data={"verdict": "accepted"}, headers=AUTH)
+        response = client.post(
+            _verdict_url(image_ids(dataset_dir)[0]), data={"verdict": "accepted"}, headers=AUTH
+        )
         assert response.status_code == 403
 
 
@@ -141,17 +170,24 @@ def test_rejected_images_leave_exports_and_statistics_by_default(
     image_id = image_ids(dataset_dir)[0]
     n_cells = json.loads((dataset_dir / image_id / "result.json").read_text())["summary"]["n_cells"]
     before = client.get("/datasets/run1/stats", headers={"Accept": "text/html"}).text
-    client.post(_verdict_url(image_id), data={"verdict": "rejected", "comment": "blurred"}, headers=AUTH)
+    client.post(
+        _verdict_url(image_id), data={"verdict": "rejected", "comment": "blurred"}, headers=AUTH
+    )
     summary = list(csv.DictReader(io.StringIO(client.get("/datasets/run1/summary.csv").text)))
     assert image_id not in {r["image_id"] for r in summary} and len(summary) == N_IMAGES - 1
-    everything = list(csv.DictReader(io.StringIO(client.get("/datasets/run1/summary.csv?all=1").text)))
+    everything = list(
+        csv.DictReader(io.StringIO(client.get("/datasets/run1/summary.csv?all=1").text))
+    )
     assert {r["image_id"]: r["verdict"] for r in everything}[image_id] == "rejected"
     cells = client.get("/datasets/run1/cells.csv").text
     assert image_id not in cells and image_id in client.get("/datasets/run1/cells.csv?all=1").text
     after = client.get("/datasets/run1/stats", headers={"Accept": "text/html"}).text
     total = _all_cells(before)
     assert _all_cells(after) == total - n_cells
-    assert _all_cells(client.get("/datasets/run1/stats?all=1", headers={"Accept": "text/html"}).text) == total
+    assert (
+        _all_cells(client.get("/datasets/run1/stats?all=1", headers={"Accept": "text/html"}).text)
+        == total
+    )
 
 
 def _all_cells(page: str) -> int:
@@ -160,7 +196,9 @@ def _all_cells(page: str) -> int:
     return int(page[start : page.index("<", start)])
 
 
-def test_verdict_filter_lists_reviewed_and_unreviewed(client: TestClient, dataset_dir: Path) -> None:
+def test_verdict_filter_lists_reviewed_and_unreviewed(
+    client: TestClient, dataset_dir: Path
+) -> None:
     image_id = image_ids(dataset_dir)[3]
     client.post(_verdict_url(image_id), data={"verdict": "flagged"}, headers=AUTH)
     flagged = client.get("/datasets/run1?verdict=flagged", headers={"Accept": "text/html"}).text
@@ -177,7 +215,7 @@ def test_verdict_filter_lists_reviewed_and_unreviewed(client: TestClient, datase
         "/datasets/run1/images/%2e%2e",
         "/datasets/run1/images/a%5Cb/qc.png",
         "/datasets/run1/images/.hidden",
-        "/datasets/run1/images/x%00y/thumb.png",
+        "/datasets/run1/images/x%00y/thumb.jpg",
         "/datasets/other/images/x",
         "/datasets/run1/images/nope",
     ],
@@ -187,6 +225,8 @@ def test_unsafe_or_unknown_ids_never_reach_storage(client: TestClient, path: str
 
 
 def test_unsafe_ids_cannot_be_written(client: TestClient, dataset_dir: Path) -> None:
-    response = client.post("/datasets/run1/images/..%2F..%2Fescape/verdict", data={"verdict": "accepted"}, headers=AUTH)
+    response = client.post(
+        "/datasets/run1/images/..%2F..%2Fescape/verdict", data={"verdict": "accepted"}, headers=AUTH
+    )
     assert response.status_code == 404
     assert not list(dataset_dir.parent.glob("**/escape*"))

@@ -25,18 +25,27 @@ def _row(image_id: str, sample: str, n_cells: float, verdict: str | None = None)
     if verdict:
         from overnight.review.verdicts import VerdictFile
 
-        decision = VerdictFile(image_id=image_id, verdict=Verdict(verdict), comment="", who="x",
-                               when=datetime(2026, 11, 25, tzinfo=UTC))
+        decision = VerdictFile(
+            image_id=image_id,
+            verdict=Verdict(verdict),
+            comment="",
+            who="x",
+            when=datetime(2026, 11, 25, tzinfo=UTC),
+        )
     return ImageRow(image_id, image_id, {"sample": sample}, {"n_cells": n_cells}, verdict=decision)
 
 
 INDEX = DatasetIndex(
-    "ds", "results/ds",
+    "ds",
+    "results/ds",
     rows=(
-        _row("img_1", "S1", 5), _row("img_2", "S2", float("nan")), _row("img_10", "s1", 9, "rejected"),
+        _row("img_1", "S1", 5),
+        _row("img_2", "S2", float("nan")),
+        _row("img_10", "s1", 9, "rejected"),
         _row("img_3", "S10", 1, "accepted"),
     ),
-    metadata_columns=("sample",), type_names=(),
+    metadata_columns=("sample",),
+    type_names=(),
 )
 
 
@@ -55,7 +64,12 @@ def test_natural_order_filters_patterns_and_verdicts() -> None:
 
 def test_numbers_sort_numerically_and_missing_values_last_both_ways() -> None:
     assert _ids(ImageQuery(sort="n_cells")) == ["img_3", "img_1", "img_10", "img_2"]
-    assert _ids(ImageQuery(sort="n_cells", descending=True)) == ["img_10", "img_1", "img_3", "img_2"]
+    assert _ids(ImageQuery(sort="n_cells", descending=True)) == [
+        "img_10",
+        "img_1",
+        "img_3",
+        "img_2",
+    ]
     assert _ids(ImageQuery(sort="sample")) == ["img_1", "img_10", "img_2", "img_3"]
 
 
@@ -88,7 +102,12 @@ def test_histogram_counts_cells_and_poisson_expectation() -> None:
 def test_histograms_per_type_then_all_cells() -> None:
     types = np.array(["b", "a", "a", "c"])
     hists = histograms_by_type(types, np.array([1, 2, 3, 4]), ["a", "b"])
-    assert [(h.cell_type, h.n_cells) for h in hists] == [("a", 2), ("b", 1), ("c", 1), ("all cells", 4)]
+    assert [(h.cell_type, h.n_cells) for h in hists] == [
+        ("a", 2),
+        ("b", 1),
+        ("c", 1),
+        ("all cells", 4),
+    ]
 
 
 def test_group_stats_keep_per_image_means() -> None:
@@ -99,7 +118,8 @@ def test_group_stats_keep_per_image_means() -> None:
     ]
     groups = group_stats(rows, "drug", ["t"])
     assert [(g.group, g.n_images, g.n_cells, g.pnp_means["t"]) for g in groups] == [
-        ("(none)", 1, 0, ()), ("rux", 2, 4, (2.0, 4.0)),
+        ("(none)", 1, 0, ()),
+        ("rux", 2, 4, (2.0, 4.0)),
     ]
 
 
@@ -108,7 +128,12 @@ def test_verdict_file_keeps_history_and_ignores_garbage(tmp_path: Path) -> None:
     when = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
     assert read_verdict(store, "img") is None
     record_verdict(store, "img", "img", VerdictRecord(verdict=Verdict.FLAGGED, who="a", when=when))
-    saved = record_verdict(store, "img", "img", VerdictRecord(verdict=Verdict.ACCEPTED, comment="ok", who="b", when=when))
+    saved = record_verdict(
+        store,
+        "img",
+        "img",
+        VerdictRecord(verdict=Verdict.ACCEPTED, comment="ok", who="b", when=when),
+    )
     assert saved.verdict is Verdict.ACCEPTED and [h.who for h in saved.history] == ["a"]
     assert read_verdict(store, "img") == saved
     store.write_bytes("img/verdict.json", b"{not json")
@@ -121,9 +146,15 @@ def test_index_rebuild_reuses_unchanged_rows(results_dir: Path, tmp_path: Path) 
     catalog = Catalog(store, Layout(single_id="run"), ttl_s=0)
     first = catalog.index("run")
     assert len(first.rows) == N_IMAGES and first.type_names == ("lymphocyte", "monocyte")
-    assert "drug" in first.metadata_columns and first.metadata_columns[:3] == ("date", "time", "user")
+    assert "drug" in first.metadata_columns and first.metadata_columns[:3] == (
+        "date",
+        "time",
+        "user",
+    )
     changed = image_ids(tmp_path / "run")[0]
-    catalog.save_verdict("run", changed, VerdictRecord(verdict=Verdict.REJECTED, who="t", when=datetime.now(UTC)))
+    catalog.save_verdict(
+        "run", changed, VerdictRecord(verdict=Verdict.REJECTED, who="t", when=datetime.now(UTC))
+    )
     (tmp_path / "run" / changed / "verdict.json").touch()
     second = catalog.index("run")
     assert second.by_id[changed].verdict_name == "rejected"

@@ -28,7 +28,8 @@ class FakeIngest(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self.calls.append(("GET", self.path, self.headers.get("Authorization", "")))
         body = {
-            "id": "ds-a", "state": "running",
+            "id": "ds-a",
+            "state": "running",
             "counts": {"queued": 3, "running": 2, "done": N_IMAGES, "failed": 1},
             "failures": [{"image_id": "lost-one", "reason": "worker killed <b>twice</b>"}],
         }
@@ -67,15 +68,25 @@ def store_root(results_dir: Path, tmp_path: Path) -> Path:
     root = tmp_path / "store"
     shutil.copytree(results_dir, root / "results" / "ds-a")
     shutil.copytree(results_dir, root / "results" / "ds-b")
-    record = {"id": "ds-a", "source": "s3://lab/raw/ds-a", "pipeline": "cytometry-classical",
-              "metadata": {"user": "marie"}, "created_at": "2026-11-20T22:00:00Z", "n_images": N_IMAGES + 4}
+    record = {
+        "id": "ds-a",
+        "source": "s3://lab/raw/ds-a",
+        "pipeline": "cytometry-classical",
+        "metadata": {"user": "marie"},
+        "created_at": "2026-11-20T22:00:00Z",
+        "n_images": N_IMAGES + 4,
+    }
     (root / "results" / "ds-a" / "dataset.json").write_text(json.dumps(record))
     (root / "results" / "stray file.txt").write_text("not a dataset")
     return root
 
 
 def _settings(root: Path, **changes: object) -> QcSettings:
-    values: dict[str, object] = {"storage_url": str(root), "api_token": TOKEN, "qc_listing_ttl_s": 0}
+    values: dict[str, object] = {
+        "storage_url": str(root),
+        "api_token": TOKEN,
+        "qc_listing_ttl_s": 0,
+    }
     return QcSettings(**{**values, **changes})  # type: ignore[arg-type]
 
 
@@ -84,10 +95,14 @@ def test_every_dataset_under_results_is_listed_with_owner_and_progress(store_roo
         page = client.get("/", headers=HTML).text
     assert 'href="/datasets/ds-a"' in page and 'href="/datasets/ds-b"' in page
     assert "marie" in page and "2026-11-20T22:00:00Z" in page
-    assert f"{N_IMAGES}/{N_IMAGES + 4} done" in page and "3 queued" in page  # 10 - 6 done - 1 failed
+    assert (
+        f"{N_IMAGES}/{N_IMAGES + 4} done" in page and "3 queued" in page
+    )  # 10 - 6 done - 1 failed
 
 
-def test_progress_and_failures_come_from_the_ingest_api_when_set(store_root: Path, ingest: str) -> None:
+def test_progress_and_failures_come_from_the_ingest_api_when_set(
+    store_root: Path, ingest: str
+) -> None:
     with TestClient(create_app(_settings(store_root, ingest_url=ingest))) as client:
         listing = client.get("/", headers=HTML).text
         page = client.get("/datasets/ds-a", headers=HTML).text
@@ -101,7 +116,10 @@ def test_retry_calls_the_ingest_api_with_the_token(store_root: Path, ingest: str
     with TestClient(create_app(_settings(store_root, ingest_url=ingest))) as client:
         assert client.post("/datasets/ds-a/retry").status_code == 401
         answer = client.post("/datasets/ds-a/retry", headers=AUTH)
-        assert answer.status_code == 200 and answer.json() == {"ok": True, "message": "2 image(s) queued again"}
+        assert answer.status_code == 200 and answer.json() == {
+            "ok": True,
+            "message": "2 image(s) queued again",
+        }
         assert client.post("/datasets/nope/retry", headers=AUTH).status_code == 404
     assert FakeIngest.calls.count(("POST", "/datasets/ds-a/retry", f"Bearer {TOKEN}")) == 1
 
@@ -118,10 +136,14 @@ def test_retry_reports_an_unreachable_ingest_api(store_root: Path) -> None:
 def test_new_results_appear_and_verdicts_land_in_the_right_dataset(store_root: Path) -> None:
     with TestClient(create_app(_settings(store_root))) as client:
         first = image_ids(store_root / "results" / "ds-b")[0]
-        client.post(f"/datasets/ds-b/images/{first}/verdict", data={"verdict": "accepted"}, headers=AUTH)
+        client.post(
+            f"/datasets/ds-b/images/{first}/verdict", data={"verdict": "accepted"}, headers=AUTH
+        )
         assert (store_root / "results" / "ds-b" / first / "verdict.json").exists()
         assert not (store_root / "results" / "ds-a" / first / "verdict.json").exists()
-        shutil.rmtree(store_root / "results" / "ds-b" / image_ids(store_root / "results" / "ds-b")[-1])
+        shutil.rmtree(
+            store_root / "results" / "ds-b" / image_ids(store_root / "results" / "ds-b")[-1]
+        )
         page = client.get("/datasets/ds-b", headers=HTML).text
         assert f"{N_IMAGES - 1} images" in page
 

@@ -14,9 +14,14 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from overnight import __version__
-from overnight.errors import ConfigError, ObjectNotFoundError, OvernightError, StorageError, UnsafeKeyError
+from overnight.errors import (
+    ConfigError,
+    ObjectNotFoundError,
+    OvernightError,
+    StorageError,
+    UnsafeKeyError,
+)
 from overnight.storage.base import ObjectStore
-
 from overnight_qc.api.deps import LoginRequired
 from overnight_qc.api.routes import auth, datasets, images, stats
 from overnight_qc.core.config import QcSettings, get_settings
@@ -57,7 +62,9 @@ def _wants_html(request: Request) -> bool:
 def _error(request: Request, code: int, message: str) -> Response:
     if _wants_html(request):
         return request.app.state.templates.TemplateResponse(
-            request, "error.html", {"code": code, "message": message, "reviewer": None, "read_only": False},
+            request,
+            "error.html",
+            {"code": code, "message": message, "reviewer": None, "read_only": False},
             status_code=code,
         )
     return JSONResponse({"detail": message}, status_code=code)
@@ -71,7 +78,9 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ObjectNotFoundError)
     async def not_found(request: Request, err: ObjectNotFoundError) -> Response:
-        return _error(request, 404, "Not found: no such dataset or image (or it is not complete yet).")
+        return _error(
+            request, 404, "Not found: no such dataset or image (or it is not complete yet)."
+        )
 
     @app.exception_handler(StorageError)
     async def storage_error(request: Request, err: StorageError) -> Response:
@@ -110,7 +119,9 @@ def create_app(settings: QcSettings | None = None, store: ObjectStore | None = N
     settings = settings or get_settings()
     token = settings.api_token.get_secret_value() if settings.api_token else ""
     if not settings.qc_reads_public and not token:
-        raise ConfigError("OVERNIGHT_QC_READS_PUBLIC=false needs OVERNIGHT_API_TOKEN to sign in with")
+        raise ConfigError(
+            "OVERNIGHT_QC_READS_PUBLIC=false needs OVERNIGHT_API_TOKEN to sign in with"
+        )
     if not token:
         logger.warning("OVERNIGHT_API_TOKEN is not set: the QC service is read-only")
     app = FastAPI(title="overnight QC", version=__version__, docs_url=None, redoc_url=None)

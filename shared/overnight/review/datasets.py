@@ -51,8 +51,10 @@ class Failure(BaseModel):
 
 @dataclass(frozen=True)
 class Progress:
-    """Images per state; ``state`` sums it up (``queued``, ``running``, ``done``, ``failed``,
-    ``partial``: finished with failures); ``origin`` says where the numbers came from.
+    """Images per state, and the dataset's state.
+
+    ``state`` is ``queued``, ``running``, ``done``, ``failed`` or ``partial`` (finished with
+    failures); ``origin`` says where the numbers came from (storage or the ingest API).
     """
 
     queued: int
@@ -142,7 +144,9 @@ def summarise_dataset(
     """Owner, date and pipeline from ``dataset.json``, else from the images' results."""
     meta = record.metadata if record else {}
     owner = str(meta.get("user") or index.memo("owner", lambda: _most_common(index, "user")))
-    date = (record.created_at if record else "") or index.memo("date", lambda: _earliest_date(index))
+    date = (record.created_at if record else "") or index.memo(
+        "date", lambda: _earliest_date(index)
+    )
     pipeline = (record.pipeline if record else "") or index.memo(
         "pipeline", lambda: _most_common_pipeline(index)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
@@ -16,7 +17,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from overnight.review.overlay import TYPE_COLOURS  # noqa: E402
 from overnight.review.stats import CountHistogram, GroupStats  # noqa: E402
 
-_STYLE = {
+_STYLE: dict[str, Any] = {
     "font.size": 9,
     "axes.spines.top": False,
     "axes.spines.right": False,
@@ -34,7 +35,7 @@ def _svg(fig: Figure) -> bytes:
 
 def histogram_svg(hist: CountHistogram, colour: str = TYPE_COLOURS[0]) -> bytes:
     """Bars of cells per PNP count with the Poisson expectation of the same mean as a line."""
-    with plt.rc_context(_STYLE):
+    with plt.style.context(_STYLE):
         fig, ax = plt.subplots(figsize=(5.2, 3.0))
         ks = np.arange(len(hist.counts))
         ax.bar(ks, hist.counts, width=0.9, color=colour, alpha=0.85, label="observed")
@@ -59,7 +60,7 @@ def histogram_svg(hist: CountHistogram, colour: str = TYPE_COLOURS[0]) -> bytes:
 
 def groups_svg(groups: Sequence[GroupStats], type_names: Sequence[str], field: str) -> bytes:
     """Box plot with every image as a dot: mean PNPs per cell per image, by group and type."""
-    with plt.rc_context(_STYLE):
+    with plt.style.context(_STYLE):
         width = max(5.2, 0.9 * len(groups) * max(1, len(type_names)) + 1.5)
         fig, ax = plt.subplots(figsize=(min(width, 14.0), 3.4))
         n_types = max(1, len(type_names))

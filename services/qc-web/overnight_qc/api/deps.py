@@ -40,7 +40,9 @@ def get_reviewer(request: Request, state: StateDep) -> Reviewer | None:
 OptionalReviewerDep = Annotated[Reviewer | None, Depends(get_reviewer)]
 
 
-def require_reader(request: Request, state: StateDep, reviewer: OptionalReviewerDep) -> Reviewer | None:
+def require_reader(
+    request: Request, state: StateDep, reviewer: OptionalReviewerDep
+) -> Reviewer | None:
     """Let the request read pages: always when reads are public, else only when signed in."""
     if not state.settings.qc_reads_public and reviewer is None:
         if "text/html" in request.headers.get("accept", "") and request.method == "GET":
@@ -63,7 +65,8 @@ def require_writer(request: Request, state: StateDep, reviewer: OptionalReviewer
     """
     if state.token is None:
         raise HTTPException(
-            status.HTTP_403_FORBIDDEN, "read-only: OVERNIGHT_API_TOKEN is not set for the QC service"
+            status.HTTP_403_FORBIDDEN,
+            "read-only: OVERNIGHT_API_TOKEN is not set for the QC service",
         )
     if reviewer is None:
         raise HTTPException(

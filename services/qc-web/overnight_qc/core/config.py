@@ -31,14 +31,18 @@ class QcSettings(CommonSettings):
         description="Show this one output folder (an embedded run) instead of every "
         "dataset under results/ of the storage URL.",
     )
-    qc_results_root: str = Field("results", description="Key prefix holding one folder per dataset.")
+    qc_results_root: str = Field(
+        "results", description="Key prefix holding one folder per dataset."
+    )
     qc_listing_ttl_s: float = Field(
         DEFAULT_TTL_S,
         ge=0,
         description="Seconds a storage listing is trusted before it is refreshed in the "
         "background (0: list on every request).",
     )
-    qc_page_size: int = Field(DEFAULT_PAGE_SIZE, ge=10, le=500, description="Images per table page.")
+    qc_page_size: int = Field(
+        DEFAULT_PAGE_SIZE, ge=10, le=500, description="Images per table page."
+    )
     qc_ingest_timeout_s: float = Field(3.0, gt=0, description="Timeout of calls to the ingest API.")
 
 

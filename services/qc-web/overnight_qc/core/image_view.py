@@ -9,13 +9,27 @@ from pathlib import Path
 from typing import Any
 
 from overnight.review.index import ImageRow
-from overnight.review.overlay import CellOutline, cell_outlines, read_labels, read_table, type_colours
+from overnight.review.overlay import (
+    CellOutline,
+    cell_outlines,
+    read_labels,
+    read_table,
+    type_colours,
+)
 from overnight.storage.base import ObjectStore
-
 from overnight_qc.core.sources import local_source
 
 #: Columns of ``cells.csv`` shown in the per-cell table, in this order, when present.
-CELL_COLUMNS = ("cell_id", "cell_type", "type_confidence", "diameter_um", "area_px", "pnp_count", "y", "x")
+CELL_COLUMNS = (
+    "cell_id",
+    "cell_type",
+    "type_confidence",
+    "diameter_um",
+    "area_px",
+    "pnp_count",
+    "y",
+    "x",
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +74,9 @@ def _display(value: Any) -> Any:
     return value
 
 
-def build_view(store: ObjectStore, row: ImageRow, type_names: tuple[str, ...], scratch: Path) -> ImageView:
+def build_view(
+    store: ObjectStore, row: ImageRow, type_names: tuple[str, ...], scratch: Path
+) -> ImageView:
     """Read ``result.json``, ``cells.csv``, ``pnps.csv`` and ``labels.tif`` of ``row``."""
     record = json.loads(store.read_bytes(f"{row.prefix}/result.json"))
     cells = read_table(store.read_bytes(f"{row.prefix}/cells.csv"))
@@ -68,7 +84,9 @@ def build_view(store: ObjectStore, row: ImageRow, type_names: tuple[str, ...], s
     labels = read_labels(store.read_bytes(f"{row.prefix}/labels.tif"))
     known_types = tuple(dict.fromkeys([*type_names, *map(str, cells.get("cell_type", []))]))
     colours = type_colours(known_types)
-    types_by_id = {int(c): str(t) for c, t in zip(cells["cell_id"], cells["cell_type"], strict=True)}
+    types_by_id = {
+        int(c): str(t) for c, t in zip(cells["cell_id"], cells["cell_type"], strict=True)
+    }
     columns = tuple(c for c in CELL_COLUMNS if c in cells.columns)
     multiplicity = pnps["multiplicity"] if "multiplicity" in pnps else [1] * len(pnps)
     markers = tuple(
@@ -78,9 +96,11 @@ def build_view(store: ObjectStore, row: ImageRow, type_names: tuple[str, ...], s
     shape = record.get("shape_zcyx") or [1, 1, *labels.shape]
     source = local_source(store, str(record.get("source", "")), scratch)
     names = channel_labels(record)
-    channels = tuple(
-        (c, f"{names.get(c, 'channel')} (ch {c})") for c in range(int(shape[1]))
-    ) if source is not None else ()
+    channels = (
+        tuple((c, f"{names.get(c, 'channel')} (ch {c})") for c in range(int(shape[1])))
+        if source is not None
+        else ()
+    )
     return ImageView(
         row=row,
         record=record,
@@ -88,7 +108,8 @@ def build_view(store: ObjectStore, row: ImageRow, type_names: tuple[str, ...], s
         width_px=int(labels.shape[1]),
         cell_columns=columns,
         cells=tuple(
-            {c: _display(v) for c, v in rec.items()} for rec in cells[list(columns)].to_dict("records")
+            {c: _display(v) for c, v in rec.items()}
+            for rec in cells[list(columns)].to_dict("records")
         ),
         outlines=tuple(cell_outlines(labels, types_by_id, colours)),
         markers=markers,

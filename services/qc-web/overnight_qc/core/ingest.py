@@ -38,7 +38,9 @@ def _dataset_url(base_url: str, dataset_id: str, tail: str = "") -> str:
 
 def fetch_status(base_url: str, dataset_id: str, timeout_s: float) -> IngestStatus | None:
     """The dataset's progress from the ingest API; None (logged) when it cannot be had."""
-    request = urllib.request.Request(_dataset_url(base_url, dataset_id), headers={"Accept": "application/json"})
+    request = urllib.request.Request(
+        _dataset_url(base_url, dataset_id), headers={"Accept": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
             body = json.loads(response.read())
@@ -73,7 +75,9 @@ def request_retry(base_url: str, dataset_id: str, token: str, timeout_s: float) 
     except urllib.error.HTTPError as err:
         detail = err.read().decode("utf-8", "replace")
         logger.warning("ingest API refused retry of %s: %s %s", dataset_id, err.code, detail)
-        return RetryOutcome(False, f"ingest API answered {err.code}: {_describe(detail) or err.reason}")
+        return RetryOutcome(
+            False, f"ingest API answered {err.code}: {_describe(detail) or err.reason}"
+        )
     except (urllib.error.URLError, TimeoutError, OSError) as err:
         logger.warning("ingest API unreachable for retry of %s: %s", dataset_id, err)
         return RetryOutcome(False, f"ingest API unreachable: {err}")

@@ -47,7 +47,9 @@ def token_matches(given: str, token: str) -> bool:
 
 
 def _mac(token: str, name: str) -> str:
-    return hmac.new(token.encode("utf-8"), f"qc-session:{name}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(
+        token.encode("utf-8"), f"qc-session:{name}".encode(), hashlib.sha256
+    ).hexdigest()
 
 
 def session_value(token: str, name: str) -> str:
@@ -80,9 +82,9 @@ def reviewer_of(request: Request, token: str | None) -> Reviewer | None:
         return Reviewer(name, "bearer")
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        name = name_from_session(cookie, token)
-        if name is not None:
-            return Reviewer(name, "cookie")
+        signed_in = name_from_session(cookie, token)
+        if signed_in is not None:
+            return Reviewer(signed_in, "cookie")
     return None
 
 
@@ -100,5 +102,5 @@ def is_same_origin(request: Request) -> bool:
         if not referer:
             return False
         parts = urlsplit(referer)
-        origin = f"{parts.scheme}://{parts.netloc}"
+        return f"{parts.scheme}://{parts.netloc}".lower() == own_origin(request)
     return origin.lower() == own_origin(request)

@@ -22,9 +22,8 @@ from overnight.review.datasets import (
 )
 from overnight.review.exports import cell_counts
 from overnight.review.index import DatasetIndex, ImageRow
-from overnight.review.overlay import labels_png, projection_png, read_labels, thumbnail_png
+from overnight.review.overlay import labels_png, projection_png, read_labels, thumbnail_jpeg
 from overnight.storage import ObjectStore, open_store
-
 from overnight_qc.core.cache import LruCache
 from overnight_qc.core.config import QcSettings
 from overnight_qc.core.image_view import ImageView, build_view
@@ -87,14 +86,20 @@ class QcState:
         failures = tuple(read_failures(self.store, listing, index))
         progress = storage_progress(index, list(failures), record.n_images if record else None)
         if with_ingest and self.settings.ingest_url:
-            status = fetch_status(self.settings.ingest_url, dataset_id, self.settings.qc_ingest_timeout_s)
+            status = fetch_status(
+                self.settings.ingest_url, dataset_id, self.settings.qc_ingest_timeout_s
+            )
             if status is not None:
                 progress = status.progress
                 known = {f.image_id for f in failures}
                 failures += tuple(
-                    f for f in status.failures if f.image_id not in known and f.image_id not in index.by_id
+                    f
+                    for f in status.failures
+                    if f.image_id not in known and f.image_id not in index.by_id
                 )
-        return DatasetState(index, record, failures, progress, summarise_dataset(index, record, progress))
+        return DatasetState(
+            index, record, failures, progress, summarise_dataset(index, record, progress)
+        )
 
     # -- images ------------------------------------------------------------------------------
 
@@ -105,9 +110,11 @@ class QcState:
         return self.views.get(key, lambda: build_view(self.store, row, type_names, self.scratch))
 
     def thumbnail(self, row: ImageRow) -> bytes:
-        """A small PNG of the image's QC picture."""
+        """A small JPEG of the image's QC picture."""
         key = ("thumb", row.prefix, row.signature[:2])
-        return self.pictures.get(key, lambda: thumbnail_png(self.store.read_bytes(f"{row.prefix}/qc.png")))
+        return self.pictures.get(
+            key, lambda: thumbnail_jpeg(self.store.read_bytes(f"{row.prefix}/qc.png"))
+        )
 
     def projection(self, view: ImageView, channel: int) -> bytes | None:
         """PNG of one channel's maximum projection, or None when the source is unreadable."""
@@ -140,4 +147,6 @@ class QcState:
 
     def cell_counts(self, row: ImageRow) -> tuple[np.ndarray, np.ndarray]:
         """(cell type, PNP count) per cell of one image, cached until its files change."""
-        return self.counts.get((row.prefix, row.signature[:2]), lambda: cell_counts(self.store, row))
+        return self.counts.get(
+            (row.prefix, row.signature[:2]), lambda: cell_counts(self.store, row)
+        )

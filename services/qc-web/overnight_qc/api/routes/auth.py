@@ -6,7 +6,13 @@ from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from overnight_qc.api.deps import OptionalReviewerDep, StateDep
-from overnight_qc.core.security import SESSION_COOKIE, clean_name, is_same_origin, session_value, token_matches
+from overnight_qc.core.security import (
+    SESSION_COOKIE,
+    clean_name,
+    is_same_origin,
+    session_value,
+    token_matches,
+)
 
 router = APIRouter()
 
@@ -21,11 +27,18 @@ def _safe_next(target: str) -> str:
     return "/"
 
 
-def _form(request: Request, state: StateDep, error: str = "", next_url: str = "/", code: int = 200) -> Response:
+def _form(
+    request: Request, state: StateDep, error: str = "", next_url: str = "/", code: int = 200
+) -> Response:
     return request.app.state.templates.TemplateResponse(
         request,
         "login.html",
-        {"error": error, "next_url": _safe_next(next_url), "reviewer": None, "read_only": state.token is None},
+        {
+            "error": error,
+            "next_url": _safe_next(next_url),
+            "reviewer": None,
+            "read_only": state.token is None,
+        },
         status_code=code,
     )
 
@@ -46,14 +59,26 @@ def login_submit(
 ) -> Response:
     """Check the token; on success set the session cookie and go back where the user was."""
     if not is_same_origin(request):
-        return _form(request, state, "Cross-site sign-in refused.", next_url, status.HTTP_403_FORBIDDEN)
+        return _form(
+            request, state, "Cross-site sign-in refused.", next_url, status.HTTP_403_FORBIDDEN
+        )
     if state.token is None:
-        return _form(request, state, "This service is read-only: OVERNIGHT_API_TOKEN is not set.",
-                     next_url, status.HTTP_403_FORBIDDEN)
+        return _form(
+            request,
+            state,
+            "This service is read-only: OVERNIGHT_API_TOKEN is not set.",
+            next_url,
+            status.HTTP_403_FORBIDDEN,
+        )
     reviewer = clean_name(name)
     if reviewer is None:
-        return _form(request, state, "Give your name (letters, digits, spaces, . @ _ -).",
-                     next_url, status.HTTP_400_BAD_REQUEST)
+        return _form(
+            request,
+            state,
+            "Give your name (letters, digits, spaces, . @ _ -).",
+            next_url,
+            status.HTTP_400_BAD_REQUEST,
+        )
     if not token_matches(token.strip(), state.token):
         return _form(request, state, "Wrong token.", next_url, status.HTTP_401_UNAUTHORIZED)
     response = RedirectResponse(_safe_next(next_url), status_code=status.HTTP_303_SEE_OTHER)

@@ -15,7 +15,6 @@ from fastapi.responses import (
 
 from overnight.review.exports import cell_table_chunks, summary_csv
 from overnight.review.table import distinct_values, query_images
-
 from overnight_qc.api.deps import ReaderDep, StateDep, WriterDep
 from overnight_qc.api.query import context_params, include_rejected, parse_query
 from overnight_qc.core.ingest import request_retry
@@ -70,7 +69,9 @@ def _kept_rows(state: StateDep, dataset_id: str, request: Request) -> tuple:
 
 
 @router.get("/datasets/{dataset_id}/summary.csv", name="summary_csv")
-def summary_download(request: Request, dataset_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
+def summary_download(
+    request: Request, dataset_id: str, state: StateDep, reviewer: ReaderDep
+) -> Response:
     """One row per image (rejected ones left out unless ``?all=1``), with verdicts."""
     index, rows = _kept_rows(state, dataset_id, request)
     return Response(
@@ -81,7 +82,9 @@ def summary_download(request: Request, dataset_id: str, state: StateDep, reviewe
 
 
 @router.get("/datasets/{dataset_id}/cells.csv", name="cells_csv")
-def cells_download(request: Request, dataset_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
+def cells_download(
+    request: Request, dataset_id: str, state: StateDep, reviewer: ReaderDep
+) -> Response:
     """One row per cell of every kept image, with the image's metadata and verdict."""
     index, rows = _kept_rows(state, dataset_id, request)
     return StreamingResponse(
@@ -101,7 +104,10 @@ def retry_failed(
         outcome_ok, message = False, "no ingest API configured (OVERNIGHT_INGEST_URL)"
     else:
         outcome = request_retry(
-            state.settings.ingest_url, dataset_id, state.token or "", state.settings.qc_ingest_timeout_s
+            state.settings.ingest_url,
+            dataset_id,
+            state.token or "",
+            state.settings.qc_ingest_timeout_s,
         )
         outcome_ok, message = outcome.ok, outcome.message
     if "application/json" in request.headers.get("accept", ""):
@@ -116,4 +122,3 @@ def retry_failed(
 def healthz(state: StateDep) -> dict[str, str]:
     """Liveness: the service answers (storage is not contacted)."""
     return {"status": "ok"}
-

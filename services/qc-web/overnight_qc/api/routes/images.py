@@ -12,7 +12,6 @@ from pydantic import ValidationError
 
 from overnight.review.table import neighbours
 from overnight.review.verdicts import MAX_COMMENT_CHARS, Verdict, VerdictRecord, now_utc
-
 from overnight_qc.api.deps import ReaderDep, StateDep, WriterDep
 from overnight_qc.api.query import context_params, parse_query
 from overnight_qc.core.image_view import provenance_steps
@@ -23,10 +22,10 @@ router = APIRouter(prefix="/datasets/{dataset_id}/images/{image_id}")
 PICTURE_MAX_AGE_S = 3600
 
 
-def _png(data: bytes, etag: str) -> Response:
+def _picture(data: bytes, etag: str, media_type: str = "image/png") -> Response:
     return Response(
         data,
-        media_type="image/png",
+        media_type=media_type,
         headers={"Cache-Control": f"private, max-age={PICTURE_MAX_AGE_S}", "ETag": f'"{etag}"'},
     )
 
@@ -65,14 +64,14 @@ def image_page(
 def qc_png(dataset_id: str, image_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
     """The QC picture as the pipeline published it."""
     row = state.catalog.row(dataset_id, image_id)
-    return _png(state.store.read_bytes(f"{row.prefix}/qc.png"), row.signature[1])
+    return _picture(state.store.read_bytes(f"{row.prefix}/qc.png"), row.signature[1])
 
 
-@router.get("/thumb.png", name="thumb_png")
-def thumb_png(dataset_id: str, image_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
+@router.get("/thumb.jpg", name="thumb_jpg")
+def thumb_jpg(dataset_id: str, image_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
     """A small copy of the QC picture for the table."""
     row = state.catalog.row(dataset_id, image_id)
-    return _png(state.thumbnail(row), f"t{row.signature[1]}")
+    return _picture(state.thumbnail(row), f"t{row.signature[1]}", "image/jpeg")
 
 
 @router.get("/channels/{channel}.png", name="channel_png")
@@ -87,18 +86,20 @@ def channel_png(
     data = state.projection(view, channel)
     if data is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "source image not readable")
-    return _png(data, f"c{channel}{row.signature[1]}")
+    return _picture(data, f"c{channel}{row.signature[1]}")
 
 
 @router.get("/cells.png", name="cells_png")
 def cells_png(dataset_id: str, image_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
     """Cells filled by type colour: the background when the source image is unreachable."""
     row = state.catalog.row(dataset_id, image_id)
-    return _png(state.cells_picture(state.view(dataset_id, row)), f"l{row.signature[1]}")
+    return _picture(state.cells_picture(state.view(dataset_id, row)), f"l{row.signature[1]}")
 
 
 @router.get("/cells.csv", name="image_cells_csv")
-def image_cells_csv(dataset_id: str, image_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
+def image_cells_csv(
+    dataset_id: str, image_id: str, state: StateDep, reviewer: ReaderDep
+) -> Response:
     """The image's ``cells.csv`` as published."""
     row = state.catalog.row(dataset_id, image_id)
     table = pd.read_csv(io.BytesIO(state.store.read_bytes(f"{row.prefix}/cells.csv")))
@@ -139,7 +140,9 @@ def post_verdict(
             verdict=Verdict(verdict), comment=comment.strip(), who=reviewer.name, when=now_utc()
         )
     except (ValueError, ValidationError) as err:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid verdict: {err}") from err
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"invalid verdict: {err}"
+        ) from err
     saved = state.catalog.save_verdict(dataset_id, image_id, decision)
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse(saved.model_dump(mode="json"))

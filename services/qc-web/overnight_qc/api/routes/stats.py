@@ -10,7 +10,6 @@ from overnight.review.index import DatasetIndex, ImageRow
 from overnight.review.overlay import type_colours
 from overnight.review.plots import groups_svg, histogram_svg
 from overnight.review.stats import ALL_CELLS, CountHistogram, group_stats, histograms_by_type
-
 from overnight_qc.api.deps import ReaderDep, StateDep
 from overnight_qc.api.query import include_rejected
 from overnight_qc.core.state import QcState
@@ -68,7 +67,9 @@ def _svg(data: bytes) -> Response:
 
 
 @router.get("/histogram.svg", name="histogram_svg")
-def histogram_plot(request: Request, dataset_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
+def histogram_plot(
+    request: Request, dataset_id: str, state: StateDep, reviewer: ReaderDep
+) -> Response:
     """The histogram of one cell type (``?type=``; ``all cells`` for every cell)."""
     index, rows = _rows(state, dataset_id, request)
     wanted = request.query_params.get("type", ALL_CELLS)
@@ -80,7 +81,9 @@ def histogram_plot(request: Request, dataset_id: str, state: StateDep, reviewer:
 
 
 @router.get("/groups.svg", name="groups_svg")
-def groups_plot(request: Request, dataset_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
+def groups_plot(
+    request: Request, dataset_id: str, state: StateDep, reviewer: ReaderDep
+) -> Response:
     """Mean PNPs per cell per image, grouped by a metadata field (``?by=``)."""
     index, rows = _rows(state, dataset_id, request)
     field = _group_field(index, request)
