@@ -66,3 +66,9 @@ def test_config_command_lists_settings():
     result = CliRunner().invoke(cli, ["config", "--markdown"])
     assert result.exit_code == 0, result.output
     assert "`OVERNIGHT_STORAGE_URL`" in result.output and "`OVERNIGHT_API_TOKEN`" in result.output
+
+
+def test_empty_variables_count_as_unset(monkeypatch):
+    # docker-compose passes unset optional variables as empty strings
+    monkeypatch.setenv("OVERNIGHT_REDIS_URL", "")
+    assert load_settings(CommonSettings).redis_url == "redis://127.0.0.1:6379/0"

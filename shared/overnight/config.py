@@ -76,7 +76,9 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
 class CommonSettings(BaseSettings):
     """Settings every entry point shares."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, env_ignore_empty=True
+    )
     config_section: ClassVar[str | None] = None
 
     storage_url: str = Field(
