@@ -95,11 +95,14 @@ def results_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _helpers().make_results(tmp_path_factory.getbasetemp() / "qc-results")
 
 
-@pytest.fixture
-def served(results_dir: Path, tmp_path: Path) -> Iterator[Served]:
-    """``overnight qc-web --dataset-dir`` on a free port over a private copy of the results."""
+@pytest.fixture(scope="module")
+def served(results_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """``overnight qc-web --dataset-dir`` on a free port over a private copy of the results.
+
+    One server per test module (start-up costs seconds); tests review different images.
+    """
     helpers = _helpers()
-    dataset_dir = tmp_path / "run1"
+    dataset_dir = tmp_path_factory.mktemp("served") / "run1"
     shutil.copytree(results_dir, dataset_dir)
     port = helpers.free_port()
     env = {
