@@ -9,8 +9,10 @@ job is still waiting or running is recognised and does nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from redis import Redis
+from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
@@ -34,6 +36,9 @@ STAGE_TASKS = {
     "segmentation": "overnight.jobs.tasks.segment_image",
     "counting": "overnight.jobs.tasks.count_image",
 }
+#: Key prefix of the per-job lock held while enqueueing, and how long it may be held (ms).
+LOCK_PREFIX = "overnight:enqueueing:"
+ENQUEUE_LOCK_MS = 10_000
 #: RQ states in which a job will still run (or is running): enqueueing it again is a duplicate.
 _PENDING = {RQStatus.QUEUED, RQStatus.STARTED, RQStatus.SCHEDULED, RQStatus.DEFERRED}
 
@@ -52,38 +57,59 @@ def fetch_job(redis: Redis, job_id: str) -> Job | None:
 
 
 def enqueue_stage(
-    redis: Redis, stage: str, image: ImageJob, settings: JobSettings, *, again: bool = False
-) -> Job:
+    redis: Redis,
+    stage: str,
+    image: ImageJob,
+    settings: JobSettings,
+    *,
+    again: bool = False,
+    with_enqueue: Callable[[Pipeline], object] | None = None,
+) -> Job | None:
     """Put ``stage`` of ``image`` on its queue unless that job is already waiting or running.
 
-    ``again=True`` (a retry of a failed image) replaces a finished or failed job of the same id.
+    Returns the job enqueued now, or None when it was pending already (or another caller is
+    enqueueing it at this very moment: a short lock per job id makes the check-then-enqueue
+    atomic across processes). ``again=True`` (a retry of a failed image) replaces a finished
+    or failed job of the same id. ``with_enqueue`` adds commands to the transaction that
+    enqueues (e.g. a counter), so they happen if and only if the job is put on the queue.
     Transient errors are retried ``settings.retry_max`` times with a growing delay.
     """
     job_id = job_id_for(stage, image.dataset_id, image.image_id)
-    existing = fetch_job(redis, job_id)
-    if existing is not None:
-        status = existing.get_status(refresh=False)
-        if status in _PENDING or (status == RQStatus.FINISHED and not again):
-            logger.info(
-                "job %s is %s already; not enqueued again", job_id, status, extra={"job_id": job_id}
+    lock = f"{LOCK_PREFIX}{job_id}"
+    if not redis.set(lock, "1", nx=True, px=ENQUEUE_LOCK_MS):
+        return None
+    try:
+        existing = fetch_job(redis, job_id)
+        if existing is not None:
+            status = existing.get_status(refresh=False)
+            if status in _PENDING or (status == RQStatus.FINISHED and not again):
+                logger.info("job %s is %s already", job_id, status, extra={"job_id": job_id})
+                return None
+            existing.delete()
+        with redis.pipeline() as pipe:
+            job = stage_queue(redis, stage).enqueue_call(
+                STAGE_TASKS[stage],
+                args=(image.to_json(),),
+                job_id=job_id,
+                timeout=settings.job_timeout_s,
+                result_ttl=settings.result_ttl_s,
+                failure_ttl=settings.result_ttl_s,
+                retry=_retry(settings),
+                description=f"{stage} {image.dataset_id}/{image.image_id}",
+                pipeline=pipe,
             )
-            return existing
-        existing.delete()
-    retry = (
-        Retry(max=settings.retry_max, interval=settings.retry_intervals_s())
-        if settings.retry_max
-        else None
-    )
-    return stage_queue(redis, stage).enqueue(
-        STAGE_TASKS[stage],
-        image.to_json(),
-        job_id=job_id,
-        job_timeout=settings.job_timeout_s,
-        result_ttl=settings.result_ttl_s,
-        failure_ttl=settings.result_ttl_s,
-        retry=retry,
-        description=f"{stage} {image.dataset_id}/{image.image_id}",
-    )
+            if with_enqueue is not None:
+                with_enqueue(pipe)
+            pipe.execute()
+        return job
+    finally:
+        redis.delete(lock)
+
+
+def _retry(settings: JobSettings) -> Retry | None:
+    if not settings.retry_max:
+        return None
+    return Retry(max=settings.retry_max, interval=settings.retry_intervals_s())
 
 
 def queue_depths(redis: Redis) -> dict[str, int]:

@@ -22,6 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from redis import Redis
+from redis.client import Pipeline
 
 from overnight.jobs.status import JobStatus, StatusCounts, count_statuses
 
@@ -111,14 +112,20 @@ class JobBook:
     def claim_image(self, dataset_id: str, image_id: str, image_key: str, job_id: str) -> bool:
         """Record the image as queued unless known already; True means: enqueue it now."""
         state = ImageState(image_id=image_id, image_key=image_key, job_id=job_id)
-        claimed = bool(
+        return bool(
             self.redis.hsetnx(
                 _key("dataset", dataset_id, "images"), image_id, state.model_dump_json()
             )
         )
-        if claimed:
-            self.redis.hincrby(_key("dataset", dataset_id, "enqueues"), image_id, 1)
-        return claimed
+
+    def count_enqueue(self, dataset_id: str, image_id: str, pipe: Pipeline | None = None) -> None:
+        """Record that the image's first stage was put on the queue (once, unless retried).
+
+        Pass the pipeline that enqueues the job, so that both happen or neither does.
+        """
+        (pipe if pipe is not None else self.redis).hincrby(
+            _key("dataset", dataset_id, "enqueues"), image_id, 1
+        )
 
     def record_done_image(
         self, dataset_id: str, image_id: str, image_key: str, job_id: str
@@ -134,7 +141,7 @@ class JobBook:
         )
 
     def requeue_image(self, dataset_id: str, image_id: str) -> None:
-        """Put a failed image back to ``queued`` (a deliberate retry), counting the enqueue."""
+        """Put a failed image back to ``queued`` (a deliberate retry)."""
         current = self.image(dataset_id, image_id)
         if current is None:
             return
@@ -142,7 +149,6 @@ class JobBook:
             update={"status": JobStatus.QUEUED, "reason": "", "updated_at": time.time()}
         )
         self.redis.hset(_key("dataset", dataset_id, "images"), image_id, state.model_dump_json())
-        self.redis.hincrby(_key("dataset", dataset_id, "enqueues"), image_id, 1)
 
     def set_status(
         self, dataset_id: str, image_id: str, status: JobStatus, reason: str = ""

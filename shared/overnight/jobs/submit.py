@@ -5,17 +5,17 @@ done and never queued; otherwise the first caller to create its state entry in R
 (``HSETNX``, see :class:`~overnight.jobs.state.JobBook`) enqueues it and every later caller —
 a second submission, a re-scan, a restarted watcher, a touched file — finds the entry and does
 nothing. An entry left ``queued`` without a job (a caller killed between the two steps) is
-re-enqueued by the next scan once older than :data:`ORPHAN_GRACE_S`.
+enqueued by the next caller; :func:`~overnight.jobs.queues.enqueue_stage` makes sure that a
+job id is put on the queue by one caller only, even when several race.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from redis import Redis
@@ -34,8 +34,6 @@ logger = logging.getLogger(__name__)
 
 #: Source value of datasets filled by uploads.
 UPLOAD_SOURCE = "upload"
-#: A queued image without a job for longer than this (s) was orphaned by a crash: re-enqueue.
-ORPHAN_GRACE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -99,11 +97,13 @@ class Submitter:
         ):
             self.book.record_done_image(record.id, image.image_id, key, job_id)
             return False
-        if not self.book.claim_image(record.id, image.image_id, key, job_id):
-            self._repair_orphan(image)
+        if not self.book.claim_image(record.id, image.image_id, key, job_id) and not self._orphaned(
+            image
+        ):
             return False
-        enqueue_stage(self.redis, "segmentation", image, self.settings)
-        return True
+        count = partial(self.book.count_enqueue, record.id, image.image_id)
+        job = enqueue_stage(self.redis, "segmentation", image, self.settings, with_enqueue=count)
+        return job is not None
 
     def retry_failed(self, record: DatasetRecord) -> list[str]:
         """Re-enqueue every failed image of ``record``; return their ids."""
@@ -112,14 +112,12 @@ class Submitter:
             if state.status != JobStatus.FAILED:
                 continue
             self.book.requeue_image(record.id, state.image_id)
+            image = self.image_job(record, state.image_key)
+            count = partial(self.book.count_enqueue, record.id, state.image_id)
             enqueue_stage(
-                self.redis,
-                "segmentation",
-                self.image_job(record, state.image_key),
-                self.settings,
-                again=True,
+                self.redis, "segmentation", image, self.settings, again=True, with_enqueue=count
             )
-            retried.append(state.image_id)
+            retried.append(state.image_id)  # enqueued now, or its job is pending already
         return retried
 
     def image_job(self, record: DatasetRecord, key: str) -> ImageJob:
@@ -132,17 +130,15 @@ class Submitter:
             pipeline=record.pipeline,
         )
 
-    def _repair_orphan(self, image: ImageJob) -> None:
+    def _orphaned(self, image: ImageJob) -> bool:
+        """Whether a known image is ``queued`` without a job (its claimer died first)."""
         state = self.book.image(image.dataset_id, image.image_id)
-        if (
-            state is None
-            or state.status != JobStatus.QUEUED
-            or time.time() - state.updated_at < ORPHAN_GRACE_S
-        ):
-            return
-        if fetch_job(self.redis, state.job_id) is None:
-            logger.warning("image %s was claimed but never enqueued; enqueueing it", image.image_id)
-            enqueue_stage(self.redis, "segmentation", image, self.settings)
+        if state is None or state.status != JobStatus.QUEUED:
+            return False
+        if fetch_job(self.redis, state.job_id) is not None:
+            return False
+        logger.warning("image %s was claimed but not enqueued; enqueueing it", image.image_id)
+        return True
 
 
 @lru_cache(maxsize=32)
