@@ -92,7 +92,9 @@ def test_keyboard_review_and_navigation(page, served) -> None:  # type: ignore[n
     assert (verdicts[ids[0]]["verdict"], verdicts[ids[0]]["comment"]) == ("accepted", "fine")
     assert verdicts[ids[1]]["verdict"] == "flagged"
     page.goto(f"{served.base_url}/datasets/run1?verdict=unreviewed")
-    unreviewed = [i for i in served.image_ids() if not (served.dataset_dir / i / "verdict.json").exists()]
+    unreviewed = [
+        i for i in served.image_ids() if not (served.dataset_dir / i / "verdict.json").exists()
+    ]
     assert page.locator("#images tbody tr a.strong").all_inner_texts() == unreviewed
 
 
