@@ -11,8 +11,9 @@ import tifffile
 
 from overnight.synth.skin import write_skin_dataset
 
-#: The tiny series of the end-to-end tests: 128² px, 4 depths, 6 timepoints, clear drug signal.
-TINY_SERIES = {"seed": 11, "size": 128, "n_depths": 4, "n_timepoints": 6, "drug_snr": 20.0}
+#: The small series of the end-to-end tests: 256² px (the model's smallest field; at 128² a
+#: follicle fills half the plane and the network lacks context), 4 depths, 6 timepoints.
+TINY_SERIES = {"seed": 11, "size": 256, "n_depths": 4, "n_timepoints": 6, "drug_snr": 20.0}
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +26,12 @@ def tiny_series(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _write_stack(
-    path: Path, n_z: int = 2, n_c: int = 2, size: int = 16, value: int = 100, sidecar: dict | None = None
+    path: Path,
+    n_z: int = 2,
+    n_c: int = 2,
+    size: int = 16,
+    value: int = 100,
+    sidecar: dict | None = None,
 ) -> Path:
     """A small uint16 ``ZCYX`` stack (plane z filled with ``value + z``) and optional sidecar."""
     data = np.zeros((n_z, n_c, size, size), np.uint16)

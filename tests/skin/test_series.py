@@ -63,18 +63,28 @@ def test_one_file_per_depth_is_stacked_by_depth(tmp_path: Path, write_stack) -> 
 
 
 def test_tczyx_file_with_times_in_a_sidecar(tmp_path: Path, write_stack) -> None:
-    data = np.arange(3 * 2 * 2, dtype=np.uint16).reshape(3, 2, 2, 1, 1) * np.ones((1, 1, 1, 8, 8), np.uint16)
+    data = np.arange(3 * 2 * 2, dtype=np.uint16).reshape(3, 2, 2, 1, 1) * np.ones(
+        (1, 1, 1, 8, 8), np.uint16
+    )
     path = tmp_path / "series.tif"
     tifffile.imwrite(path, data, metadata={"axes": "TZCYX"})
-    (tmp_path / "series.json").write_text(json.dumps({"times_min": [0, 20, 45], "depths_um": [0, 30]}))
+    (tmp_path / "series.json").write_text(
+        json.dumps({"times_min": [0, 20, 45], "depths_um": [0, 30]})
+    )
     series = find_series(path)
     assert [tp.time_min for tp in series.timepoints] == [0.0, 20.0, 45.0]
-    assert [tp.image_id for tp in series.timepoints] == ["series_t000", "series_t001", "series_t002"]
+    assert [tp.image_id for tp in series.timepoints] == [
+        "series_t000",
+        "series_t001",
+        "series_t002",
+    ]
     assert series.timepoints[2].depths_um == (0.0, 30.0)
     assert read_timepoint(series.timepoints[2])[1, 1, 0, 0] == data[2, 1, 1, 0, 0]
 
 
-def test_tczyx_without_times_falls_back_to_the_index_with_a_warning(tmp_path: Path, write_stack) -> None:
+def test_tczyx_without_times_falls_back_to_the_index_with_a_warning(
+    tmp_path: Path, write_stack
+) -> None:
     path = tmp_path / "series.tif"
     tifffile.imwrite(path, np.ones((2, 1, 2, 8, 8), np.uint16), metadata={"axes": "TZCYX"})
     series = find_series(path)
@@ -90,7 +100,9 @@ def test_bad_files_are_reported_and_the_rest_kept(tmp_path: Path, write_stack) -
     assert [tp.time_min for tp in series.timepoints] == [0.0]
     reasons = {Path(p.source).name: p.reason for p in series.problems}
     assert set(reasons) == {f"{BASE}_t-10min.tif", "no_time_here.tif"}
-    assert "not a TIFF" in reasons[f"{BASE}_t-10min.tif"] or "TIFF" in reasons[f"{BASE}_t-10min.tif"]
+    assert (
+        "not a TIFF" in reasons[f"{BASE}_t-10min.tif"] or "TIFF" in reasons[f"{BASE}_t-10min.tif"]
+    )
     assert "no time" in reasons["no_time_here.tif"]
 
 

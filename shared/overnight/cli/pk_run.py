@@ -32,7 +32,11 @@ logger = logging.getLogger(__name__)
 def _labels_tif(labels: np.ndarray, depths_um: tuple[float, ...]) -> bytes:
     buffer = io.BytesIO()
     tifffile.imwrite(
-        buffer, labels, compression="zlib", metadata={"axes": "ZYX", "depths_um": list(depths_um)}
+        buffer,
+        labels,
+        photometric="minisblack",  # 3 or 4 planes would otherwise be taken for RGB(A)
+        compression="zlib",
+        metadata={"axes": "ZYX", "depths_um": list(depths_um)},
     )
     return buffer.getvalue()
 
@@ -49,6 +53,7 @@ def _result_record(
         "metadata": {"time_min": tp.time_min, "n_depths": len(tp.depths_um)},
         "summary": {f"px_{name}": n for name, n in pixels.items()},
         "depths_um": list(tp.depths_um),
+        "pixel_size_um": tp.pixel_size_um,
         "sources": list(tp.sources),
         "compartments": list(compartments),
         "model": model,
@@ -59,6 +64,16 @@ def _result_record(
         ),
         "seconds": round(result.seconds, 3),
     }
+
+
+def _pixel_size_warnings(series: SkinSeries, model_pixel_um: float) -> list[str]:
+    """Timepoints whose stated pixel size is far (> 25 %) from the model's training pixels."""
+    return [
+        f"{tp.image_id}: pixel size {tp.pixel_size_um} µm, the model was trained at "
+        f"{model_pixel_um} µm; compartments may be less accurate"
+        for tp in series.timepoints
+        if tp.pixel_size_um and abs(tp.pixel_size_um / model_pixel_um - 1) > 0.25
+    ]
 
 
 class _Publisher:
@@ -98,6 +113,7 @@ class _Publisher:
                 tp.depths_um,
                 self.compartments,
                 title,
+                tp.pixel_size_um,
             ),
             "result.json": json.dumps(record, indent=2).encode(),
         }
@@ -111,11 +127,12 @@ def _write_dataset(
     result: SeriesResult,
     params: SkinPkParams,
     model_version: str,
+    pixel_um: float,
 ) -> None:
     from overnight.skin import plots
 
     pk = result.analysis
-    unit = params.unit if params.calibration != 1.0 or params.unit else None
+    unit = params.unit or ("calibrated units" if params.calibration != 1.0 else None)
     files = {
         "profiles.csv": pk.profiles.to_csv(index=False).encode(),
         "nca.csv": pk.nca.to_csv(index=False).encode(),
@@ -146,7 +163,7 @@ def _write_dataset(
             }
             for tp in series.timepoints
         ],
-        "warnings": [*series.warnings, *pk.warnings],
+        "warnings": [*series.warnings, *pk.warnings, *_pixel_size_warnings(series, pixel_um)],
         "failures": failures,
     }
     files["series.json"] = json.dumps(record, indent=2).encode()
@@ -234,6 +251,8 @@ def run(
         click.echo(
             f"{len(series.timepoints)} timepoint(s) in {input_path}; model {skin_model.version}"
         )
+        for warning in _pixel_size_warnings(series, skin_model.config.pixel_size_um):
+            click.echo(f"warning: {warning}", err=True)
         result = analyse_series(
             series,
             skin_model,
@@ -243,7 +262,9 @@ def run(
             calibration=params.calibration,
             auc_method=params.auc_method,  # type: ignore[arg-type]  # checked by pydantic
         )
-        _write_dataset(store, series, result, params, skin_model.version)
+        _write_dataset(
+            store, series, result, params, skin_model.version, skin_model.config.pixel_size_um
+        )
     except OvernightError as err:
         raise click.ClickException(str(err)) from err
     for problem in series.problems:

@@ -62,6 +62,7 @@ def overlay_png(
     depths_um: Sequence[float],
     compartments: Sequence[str],
     title: str,
+    pixel_size_um: float | None = None,
 ) -> bytes:
     """Planes of one timepoint with their compartments: grey structure, tinted classes, outlines.
 
@@ -77,12 +78,15 @@ def overlay_png(
         Names of labels 1..K.
     title : str
         Figure title (image id, time).
+    pixel_size_um : float, optional
+        Pixel size (µm): draws a 50 µm scale bar in the first panel.
     """
     n_z = structure.shape[0]
     step = max(1, int(np.ceil(max(structure.shape[1:]) / OVERLAY_PANEL_PX)))
     n_cols = min(n_z, 4)
     n_rows = int(np.ceil(n_z / n_cols))
-    fig = Figure(figsize=(3.2 * n_cols, 3.2 * n_rows + 0.9))
+    height = 3.1 * n_rows + 0.9
+    fig = Figure(figsize=(2.8 * n_cols, height))
     lut = np.array(
         [(0.0, 0.0, 0.0)] + [to_rgb(compartment_colour(n, i)) for i, n in enumerate(compartments)]
     )
@@ -97,6 +101,11 @@ def overlay_png(
         tinted[edges] = lut[lab][edges]
         ax.imshow(tinted, interpolation="nearest")
         ax.set_title(f"depth {depths_um[z]:.1f} µm", fontsize=9)
+        if z == 0 and pixel_size_um:
+            bar_px = 50.0 / (pixel_size_um * step)
+            y, x0 = grey.shape[0] * 0.93, grey.shape[1] * 0.05
+            ax.plot([x0, x0 + bar_px], [y, y], color="white", lw=3)
+            ax.text(x0, y - grey.shape[0] * 0.03, "50 µm", color="white", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     handles = [
@@ -107,7 +116,9 @@ def overlay_png(
         handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=9, frameon=False
     )
     fig.suptitle(title, fontsize=11)
-    fig.subplots_adjust(bottom=0.9 / (3.2 * n_rows + 0.9), top=1 - 0.5 / (3.2 * n_rows + 0.9))
+    fig.subplots_adjust(
+        left=0.01, right=0.99, bottom=0.5 / height, top=1 - 0.45 / height, wspace=0.04, hspace=0.14
+    )
     return _png(fig)
 
 
@@ -259,7 +270,9 @@ _NCA_DISPLAY: tuple[tuple[str, str], ...] = (
 def _fmt(value: object) -> str:
     if not isinstance(value, int | float) or not np.isfinite(value):
         return "–"
-    return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.3e}"
+    if abs(value) >= 1e6 or (0 < abs(value) < 1e-3):
+        return f"{value:.3e}"
+    return f"{value:.4g}" if abs(value) >= 100 else f"{value:.3g}"
 
 
 def nca_table_png(
@@ -280,24 +293,25 @@ def nca_table_png(
         for _, row in nca.iterrows()
         if isinstance(row["reason"], str) and row["reason"]
     ]
-    fig = Figure(figsize=(13, 0.9 + 0.38 * (len(cells) + 2) + 0.25 * len(reasons)))
-    ax = fig.add_subplot()
+    n_rows = max(len(cells), 1) + 1
+    height = 0.32 * (n_rows + 1)
+    fig = Figure(figsize=(13, height))
+    ax = fig.add_axes((0, 0, 1, 1 - 0.3 / height))
     ax.axis("off")
     table = ax.table(
         cellText=cells or [["–"] * len(headers)],
         colLabels=headers,
-        loc="upper center",
+        bbox=(0, 0, 1, 1),
         cellLoc="center",
+        colWidths=[2.0] + [1.0] * (len(headers) - 1),
     )
     table.auto_set_font_size(False)
     table.set_fontsize(9)
-    table.scale(1, 1.6)
     for (r, _), cell in table.get_celld().items():
         if r == 0:
-            cell.set_height(cell.get_height() * 1.6)
             cell.set_facecolor("#e8e8e8")
     method = "linear-up/log-down" if auc_method == "linlog" else "linear"
-    ax.set_title(f"{title} ({method} trapezoids; λz by adjusted R²)", fontsize=11)
-    if reasons:
-        fig.text(0.01, 0.01, "Empty fields: " + "; ".join(reasons), fontsize=8, wrap=True)
+    fig.suptitle(f"{title} ({method} trapezoids; λz by adjusted R²)", fontsize=11, y=1.0)
+    for k, reason in enumerate(reasons):  # below the table; savefig's tight box takes them in
+        fig.text(0.0, -(0.25 + 0.22 * k) / height, f"– {reason}", fontsize=8)
     return _png(fig)

@@ -68,12 +68,15 @@ class Timepoint:
         Depth of each plane below the surface (µm), increasing.
     planes : tuple of PlaneSource
         One per depth, same order.
+    pixel_size_um : float, optional
+        Pixel size stated by the sidecar or the file (µm); ``None`` when neither says.
     """
 
     image_id: str
     time_min: float
     depths_um: tuple[float, ...]
     planes: tuple[PlaneSource, ...]
+    pixel_size_um: float | None = None
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -104,6 +107,7 @@ class _FilePlanes:
     time_min: float
     depths_um: tuple[float, ...]
     planes: tuple[PlaneSource, ...]
+    pixel_size_um: float | None
 
 
 def _own_sidecar(path: Path) -> dict[str, object]:
@@ -172,6 +176,8 @@ def _file_planes(path: Path) -> tuple[list[_FilePlanes], list[str]]:
     warnings = list(meta.warnings)
     depths, warning = _depths(n_z, sidecar, fields, info.calibration.z_step_um, path.name)
     warnings += [warning] if warning else []
+    stated = sidecar.get("pixel_size_um")
+    pixel_um = float(stated) if isinstance(stated, int | float) else info.calibration.pixel_size_um
     n_t = info.file_shape[info.file_axes.index("T")] if "T" in info.file_axes else 1
     if n_t == 1:
         time = sidecar.get("time_min")
@@ -182,7 +188,7 @@ def _file_planes(path: Path) -> tuple[list[_FilePlanes], list[str]]:
                 f"{image_id}.json with time_min"
             )
         planes = tuple(PlaneSource(path, z) for z in range(n_z))
-        return [_FilePlanes(image_id, time_min, depths, planes)], warnings
+        return [_FilePlanes(image_id, time_min, depths, planes, pixel_um)], warnings
     times = _number_list(sidecar.get("times_min"), "times_min", n_t) or _ome_times_min(path, n_t)
     if times is None:
         times = tuple(float(t) for t in range(n_t))
@@ -193,6 +199,7 @@ def _file_planes(path: Path) -> tuple[list[_FilePlanes], list[str]]:
             times[t],
             depths,
             tuple(PlaneSource(path, z, t) for z in range(n_z)),
+            pixel_um,
         )
         for t in range(n_t)
     ], warnings
@@ -215,7 +222,8 @@ def _merge_time(parts: list[_FilePlanes], warnings: list[str]) -> Timepoint:
             kept[depth] = plane
     first = min(parts, key=lambda part: part.depths_um[0])
     image_id = first.image_id if len(parts) == 1 else _DEPTH_TOKEN.sub("", first.image_id)
-    return Timepoint(image_id, parts[0].time_min, tuple(kept), tuple(kept.values()))
+    pixel_um = next((part.pixel_size_um for part in parts if part.pixel_size_um), None)
+    return Timepoint(image_id, parts[0].time_min, tuple(kept), tuple(kept.values()), pixel_um)
 
 
 def find_series(source: Path) -> SkinSeries:
@@ -266,7 +274,13 @@ def find_series(source: Path) -> SkinSeries:
     ids = [tp.image_id for tp in timepoints]
     if len(set(ids)) != len(ids):
         timepoints = tuple(
-            Timepoint(f"{tp.image_id}_t-{tp.time_min:g}min", tp.time_min, tp.depths_um, tp.planes)
+            Timepoint(
+                f"{tp.image_id}_t-{tp.time_min:g}min",
+                tp.time_min,
+                tp.depths_um,
+                tp.planes,
+                tp.pixel_size_um,
+            )
             for tp in timepoints
         )
     return SkinSeries(timepoints, tuple(warnings), tuple(problems))
