@@ -111,7 +111,9 @@ def test_class_centred_patches_reach_rare_classes() -> None:
 
 
 def test_train_save_reload_predicts_the_same(tmp_path: Path) -> None:
-    out = train_skin(None, tmp_path / "skin", seed=3, config=TINY, n_series=1, n_val_series=1, size=64)
+    out = train_skin(
+        None, tmp_path / "skin", seed=3, config=TINY, n_series=1, n_val_series=1, size=64
+    )
     card = json.loads((out / "card.json").read_text())
     assert card["kind"] == "skin" and card["epochs_run"] == 1
     assert "val_mean_iou_compartments" in card["metrics"]
@@ -120,7 +122,9 @@ def test_train_save_reload_predicts_the_same(tmp_path: Path) -> None:
     first = load_skin_model(out)
     stack = np.random.default_rng(1).integers(100, 2000, (2, 2, 48, 48)).astype(np.uint16)
     again = load_skin_model(save_skin_model(first, tmp_path / "copy"))
-    assert np.allclose(class_probabilities(first, stack), class_probabilities(again, stack), atol=1e-6)
+    assert np.allclose(
+        class_probabilities(first, stack), class_probabilities(again, stack), atol=1e-6
+    )
     assert first.version.startswith("skin@") and again.version.startswith("copy@")
 
 
