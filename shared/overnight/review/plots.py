@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,11 @@ _STYLE: dict[str, Any] = {
 }
 
 
+#: pyplot and its style context are global state: one plot is drawn at a time (the QC service
+#: serves requests from several threads).
+_PLOT_LOCK = threading.Lock()
+
+
 def _svg(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="svg", bbox_inches="tight")
@@ -35,7 +41,7 @@ def _svg(fig: Figure) -> bytes:
 
 def histogram_svg(hist: CountHistogram, colour: str = TYPE_COLOURS[0]) -> bytes:
     """Bars of cells per PNP count with the Poisson expectation of the same mean as a line."""
-    with plt.style.context(_STYLE):
+    with _PLOT_LOCK, plt.style.context(_STYLE):
         fig, ax = plt.subplots(figsize=(5.2, 3.0))
         ks = np.arange(len(hist.counts))
         ax.bar(ks, hist.counts, width=0.9, color=colour, alpha=0.85, label="observed")
@@ -60,7 +66,7 @@ def histogram_svg(hist: CountHistogram, colour: str = TYPE_COLOURS[0]) -> bytes:
 
 def groups_svg(groups: Sequence[GroupStats], type_names: Sequence[str], field: str) -> bytes:
     """Box plot with every image as a dot: mean PNPs per cell per image, by group and type."""
-    with plt.style.context(_STYLE):
+    with _PLOT_LOCK, plt.style.context(_STYLE):
         width = max(5.2, 0.9 * len(groups) * max(1, len(type_names)) + 1.5)
         fig, ax = plt.subplots(figsize=(min(width, 14.0), 3.4))
         n_types = max(1, len(type_names))

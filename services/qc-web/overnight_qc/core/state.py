@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from overnight_qc.core.sources import read_source, scratch_dir
 
 logger = logging.getLogger(__name__)
 
+#: After the ingest API failed to answer, progress comes from storage for this long (s).
+INGEST_RETRY_AFTER_S = 15.0
 _UNSAFE_ID_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -69,6 +72,7 @@ class QcState:
         self.views: LruCache[ImageView] = LruCache(64)
         self.pictures: LruCache[bytes] = LruCache(512)
         self.counts: LruCache[tuple[np.ndarray, np.ndarray]] = LruCache(20000)
+        self._ingest_down_until = 0.0
 
     @property
     def token(self) -> str | None:
@@ -85,11 +89,13 @@ class QcState:
         record = read_dataset_record(self.store, listing)
         failures = tuple(read_failures(self.store, listing, index))
         progress = storage_progress(index, list(failures), record.n_images if record else None)
-        if with_ingest and self.settings.ingest_url:
+        if with_ingest and self.settings.ingest_url and time.monotonic() >= self._ingest_down_until:
             status = fetch_status(
                 self.settings.ingest_url, dataset_id, self.settings.qc_ingest_timeout_s
             )
-            if status is not None:
+            if status is None:  # do not wait for a dead API on every dataset of every page
+                self._ingest_down_until = time.monotonic() + INGEST_RETRY_AFTER_S
+            else:
                 progress = status.progress
                 known = {f.image_id for f in failures}
                 failures += tuple(
