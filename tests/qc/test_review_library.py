@@ -16,15 +16,19 @@ from overnight.review.catalog import Catalog, Layout
 from overnight.review.index import DatasetIndex, ImageRow
 from overnight.review.stats import count_histogram, group_stats, histograms_by_type
 from overnight.review.table import ImageQuery, neighbours, page_of, query_images
-from overnight.review.verdicts import Verdict, VerdictRecord, read_verdict, record_verdict
+from overnight.review.verdicts import (
+    Verdict,
+    VerdictFile,
+    VerdictRecord,
+    read_verdict,
+    record_verdict,
+)
 from overnight.storage import LocalStore
 
 
 def _row(image_id: str, sample: str, n_cells: float, verdict: str | None = None) -> ImageRow:
     decision = None
     if verdict:
-        from overnight.review.verdicts import VerdictFile
-
         decision = VerdictFile(
             image_id=image_id,
             verdict=Verdict(verdict),

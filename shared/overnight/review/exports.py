@@ -91,6 +91,21 @@ def _csv_field(text: str) -> str:
 
 
 def cell_counts(store: ObjectStore, row: ImageRow) -> tuple[np.ndarray, np.ndarray]:
-    """(cell type per cell, PNP count per cell) of one image, as arrays."""
-    cells = read_cells(store, row)
-    return cells["cell_type"].astype(str).to_numpy(), cells["pnp_count"].to_numpy(dtype=np.int64)
+    """(cell type per cell, PNP count per cell) of one image, as arrays.
+
+    Parsed with the ``csv`` module, not pandas: for a table of tens of rows that is ~10x
+    faster, which matters when statistics read 10,000 of them.
+    """
+    text = store.read_bytes(f"{row.prefix}/cells.csv").decode("utf-8")
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    try:
+        type_at, count_at = header.index("cell_type"), header.index("pnp_count")
+    except ValueError:
+        return np.array([], dtype=str), np.array([], dtype=np.int64)
+    types, counts = [], []
+    for record in reader:
+        if len(record) > max(type_at, count_at):
+            types.append(record[type_at])
+            counts.append(int(float(record[count_at])))
+    return np.array(types, dtype=str), np.array(counts, dtype=np.int64)
