@@ -11,7 +11,7 @@ Draws hold-out series with seeds the training never used (the model ranges: 4–
 
 Writes ``bench/results/accuracy_skin.json`` and ``accuracy_skin.md``.
 
-    python -m bench.accuracy_skin [--n-series 6] [--size 256] [--model DIR]
+    python -m bench.accuracy_skin [--n-series 6] [--sizes 256 512] [--model DIR]
 """
 
 from __future__ import annotations
@@ -106,8 +106,9 @@ def markdown(report: dict[str, Any]) -> str:
         "# Skin PK accuracy on synthetic hold-out series",
         "",
         f"Model `{report['model']}`; {report['n_series']} series (seeds {report['seeds']}), "
-        f"{report['size_px']}² px planes, {report['n_stacks']} timepoint stacks, "
-        f"{report['n_planes']} planes. Reproduce: `{report['command']}`.",
+        f"planes of {' and '.join(f'{s}²' for s in report['sizes_px'])} px (alternating), "
+        f"{report['n_stacks']} timepoint stacks, {report['n_planes']} planes. "
+        f"Reproduce: `{report['command']}`.",
         "",
         "## Compartment IoU (all planes pooled; target mean ≥ 0.85)",
         "",
@@ -127,8 +128,8 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for name, s in report["pk_by_compartment"].items():
         lines.append(
-            f"| {name} | {s['tmax_ok']}/{s['n']} | {s['cmax_ok']}/{s['n']} "
-            f"| {s['auc_last_ok']}/{s['n']} | {100 * s['median_abs_cmax_error']:.1f} % "
+            f"| {name} | {s['tmax_ok']:.0f}/{s['n']:.0f} | {s['cmax_ok']:.0f}/{s['n']:.0f} "
+            f"| {s['auc_last_ok']:.0f}/{s['n']:.0f} | {100 * s['median_abs_cmax_error']:.1f} % "
             f"| {100 * s['median_abs_auc_last_error']:.1f} % |"
         )
     total = report["pk_total"]
@@ -146,7 +147,13 @@ def markdown(report: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-series", type=int, default=6)
-    parser.add_argument("--size", type=int, default=256, help="plane side (px)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[256, 512],
+        help="plane sides (px), used in turn by the series",
+    )
     parser.add_argument(
         "--model", default=None, help="model folder [default: the shipped skin model]"
     )
@@ -154,19 +161,23 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
+    import tifffile
+
     from overnight.models.skin import load_skin_model
     from overnight.synth.skin import write_skin_dataset
 
     model = load_skin_model(args.model)
     n = model.config.n_classes
     confusion = np.zeros((n, n), np.int64)
-    tables, times, seeds, n_stacks = [], [], [], 0
+    tables, times, seeds, n_stacks, n_planes = [], [], [], 0, 0
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="skin-holdout-") as scratch:
         for i in range(args.n_series):
             seed = args.seed + i
             folder = Path(scratch) / f"series{i}"
-            paths = write_skin_dataset(folder, seed, size=args.size, sample=f"holdout{i}")
+            size = args.sizes[i % len(args.sizes)]
+            paths = write_skin_dataset(folder, seed, size=size, sample=f"holdout{i}")
+            n_planes += sum(tifffile.imread(p).shape[0] for p in paths)
             part, table, seconds = score_series(folder, model)
             confusion += part
             tables.append(table.assign(seed=seed))
@@ -174,7 +185,7 @@ def main() -> None:
             seeds.append(seed)
             n_stacks += len(paths)
             print(
-                f"series {i} (seed {seed}): {len(paths)} stacks, IoU "
+                f"series {i} (seed {seed}, {size}² px): {len(paths)} stacks, IoU "
                 f"{np.nanmean(iou_from_confusion(part)[1:]):.3f}"
             )
     iou = iou_from_confusion(confusion)
@@ -189,7 +200,8 @@ def main() -> None:
     )
     names = ("none", *model.config.compartments)
     command = (
-        f"python -m bench.accuracy_skin --n-series {args.n_series} --size {args.size} "
+        f"python -m bench.accuracy_skin --n-series {args.n_series} "
+        f"--sizes {' '.join(map(str, args.sizes))} "
         f"--seed {args.seed}"
     )
     report = {
@@ -197,9 +209,9 @@ def main() -> None:
         "command": command,
         "n_series": args.n_series,
         "seeds": seeds,
-        "size_px": args.size,
+        "sizes_px": args.sizes,
         "n_stacks": n_stacks,
-        "n_planes": int(confusion.sum() // (args.size * args.size)),
+        "n_planes": n_planes,
         "iou": {name: _clean(v) for name, v in zip(names, iou, strict=True) if name != "none"},
         "mean_iou": _clean(np.nanmean(iou[1:])),
         "targets": TARGETS,

@@ -260,7 +260,7 @@ def run(
             stored_labels=publisher.stored_labels,
             background_adu=params.background_adu,
             calibration=params.calibration,
-            auc_method=params.auc_method,  # type: ignore[arg-type]  # checked by pydantic
+            auc_method=params.auc_method,
         )
         _write_dataset(
             store, series, result, params, skin_model.version, skin_model.config.pixel_size_um

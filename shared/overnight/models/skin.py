@@ -57,8 +57,9 @@ class SkinModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["skin"] = "skin"
-    unet: UNetConfig = UNetConfig(
-        ndim=2, in_channels=1, out_channels=6, n_levels=4, base_filters=16
+    # model_validate: pydantic fills the defaults (mypy without the pydantic plugin would not)
+    unet: UNetConfig = UNetConfig.model_validate(
+        {"ndim": 2, "in_channels": 1, "out_channels": 6, "n_levels": 4, "base_filters": 16}
     )
     compartments: tuple[str, ...] = Field(
         COMPARTMENTS, description="label k is compartments[k-1]; 0 = none"
@@ -89,16 +90,18 @@ class SkinModelConfig(BaseModel):
     )
     tile_px: int = Field(512, ge=16, description="inference tile side at the network's scale (px)")
     tile_overlap_px: int = Field(64, ge=0, description="overlap of neighbouring tiles (px)")
-    train: TrainConfig = TrainConfig(
-        epochs=60,
-        steps_per_epoch=30,
-        batch_size=8,
-        patch_yx_px=128,
-        val_patches=24,
-        patience=8,
-        learning_rate=2e-3,
-        time_budget_s=540.0,
-        feature_fraction=0.6,
+    train: TrainConfig = TrainConfig.model_validate(
+        {
+            "epochs": 60,
+            "steps_per_epoch": 30,
+            "batch_size": 8,
+            "patch_yx_px": 128,
+            "val_patches": 24,
+            "patience": 8,
+            "learning_rate": 2e-3,
+            "time_budget_s": 540.0,
+            "feature_fraction": 0.6,  # unused here: class_centred_fraction steers the patches
+        }
     )
 
     @model_validator(mode="after")
@@ -130,19 +133,14 @@ class SkinModelConfig(BaseModel):
 def skin_config(channel_indices: tuple[int, ...] = (0,), **updates: Any) -> SkinModelConfig:
     """A default config reading ``channel_indices`` (``(0,)`` structure, ``(0, 1)`` both)."""
     roles = {0: "structure", 1: "drug"}
-    unet = UNetConfig(
-        ndim=2,
-        in_channels=len(channel_indices),
-        out_channels=len(COMPARTMENTS) + 1,
-        n_levels=4,
-        base_filters=16,
-    )
+    unet = SkinModelConfig.model_validate({}).unet
+    unet = unet.model_copy(update={"in_channels": len(channel_indices)})
     fields: dict[str, Any] = {
         "unet": unet,
         "channel_indices": tuple(channel_indices),
         "channel_roles": tuple(roles.get(i, f"channel{i}") for i in channel_indices),
     }
-    return SkinModelConfig(**{**fields, **updates})
+    return SkinModelConfig.model_validate({**fields, **updates})
 
 
 def class_weights(counts: np.ndarray, power: float = 0.5, max_weight: float = 10.0) -> np.ndarray:

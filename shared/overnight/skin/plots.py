@@ -25,6 +25,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.transforms import Bbox
 from scipy import ndimage
 
 from overnight.analysis.profiles import pk_profiles
@@ -301,7 +302,7 @@ def nca_table_png(
     table = ax.table(
         cellText=cells or [["–"] * len(headers)],
         colLabels=headers,
-        bbox=(0, 0, 1, 1),
+        bbox=Bbox.from_bounds(0, 0, 1, 1),
         cellLoc="center",
         colWidths=[2.0] + [1.0] * (len(headers) - 1),
     )

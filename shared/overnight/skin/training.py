@@ -227,7 +227,7 @@ def _callbacks(config: SkinModelConfig, start: float) -> list[Any]:
 
     budget_s = config.train.time_budget_s
 
-    class TimeBudget(keras.callbacks.Callback):  # type: ignore[misc]
+    class TimeBudget(keras.callbacks.Callback):
         """Stop after the epoch that passes the time budget."""
 
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
@@ -245,7 +245,9 @@ def _callbacks(config: SkinModelConfig, start: float) -> list[Any]:
 
 def _configure(epochs: int | None, options: dict[str, Any]) -> SkinModelConfig:
     config = options.pop("config", None) or skin_config(tuple(options.pop("channel_indices", (0,))))
-    updates = {k: options.pop(k) for k in ("time_budget_s", "steps_per_epoch") if k in options}
+    updates: dict[str, Any] = {
+        k: options.pop(k) for k in ("time_budget_s", "steps_per_epoch") if k in options
+    }
     if epochs is not None:
         updates["epochs"] = epochs
     return config.model_copy(update={"train": config.train.model_copy(update=updates)})
