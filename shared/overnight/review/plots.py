@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from overnight.review.overlay import TYPE_COLOURS  # noqa: E402
 from overnight.review.stats import CountHistogram, GroupStats  # noqa: E402
@@ -59,6 +60,7 @@ def histogram_svg(hist: CountHistogram, colour: str = TYPE_COLOURS[0]) -> bytes:
         ax.set_title(f"{hist.cell_type}: {hist.n_cells} cells, VMR {vmr}")
         ax.set_xlabel("PNPs per cell (count)")
         ax.set_ylabel("cells (count)")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(frameon=False, fontsize=8)
         ax.margins(x=0.01)
         return _svg(fig)
