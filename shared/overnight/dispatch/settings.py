@@ -22,6 +22,10 @@ DEFAULT_JOB_IMAGE = "overnight/segmentation:0.1.0"
 class DispatchSettings(CommonSettings):
     """What ``overnight dispatch`` needs: queue limits and the per-image Job template."""
 
+    # An empty OVERNIGHT_JOB_*_LIMIT (as the chart renders "no limit") means None here,
+    # so empty values are not ignored as they are for the other services.
+    model_config = {**CommonSettings.model_config, "env_ignore_empty": False}
+
     config_section: ClassVar[str | None] = "dispatch"
 
     max_active_jobs: int = Field(
