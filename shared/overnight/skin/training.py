@@ -294,6 +294,7 @@ def fit_skin(
         validation_data=fixed_patches(val, config, seed),
         callbacks=_callbacks(config, start),
         verbose=2,
+        shuffle=False,  # patches are drawn at random already
     )
     seconds = time.perf_counter() - start
     trained = from_network(config, model.network)
