@@ -137,6 +137,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"| **all** | **{total['tmax_ok']}/{total['n']}** | **{total['cmax_ok']}/{total['n']}** "
         f"| **{total['auc_last_ok']}/{total['n']}** | | |",
         "",
+        f"Worst cases: Tmax {report['worst']['tmax_samples_off']} sample(s) off, Cmax "
+        f"{100 * report['worst']['cmax_rel_error']:.1f} %, AUC_last "
+        f"{100 * report['worst']['auc_last_rel_error']:.1f} %.",
+        "",
         "Median time per timepoint stack (read, segment, measure): "
         f"{report['median_s_per_stack']:.2f} s.",
         "",
@@ -220,6 +224,10 @@ def main() -> None:
         },
         "pk_total": {c: int(pk[c].sum()) for c in ("tmax_ok", "cmax_ok", "auc_last_ok")}
         | {"n": len(pk)},
+        "worst": {
+            c: _clean(pk[c].abs().max())
+            for c in ("tmax_samples_off", "cmax_rel_error", "auc_last_rel_error")
+        },
         "pk_rows": [{k: _clean(v) for k, v in row.items()} for row in pk.to_dict(orient="records")],
         "median_s_per_stack": float(np.median(times)),
         "wall_s": round(time.perf_counter() - start, 1),
