@@ -107,19 +107,27 @@ class LocalStore:
         start = self._path(folder) if folder else self.root
         real_root = self._real_root()
         found: list[ObjectInfo] = []
-        for dirpath, _dirnames, filenames in os.walk(start):
-            for name in filenames:
-                if name.startswith(TEMP_PREFIX):
+        pending = [start]
+        while pending:  # os.scandir walk: only symlinks need resolving (fast on big folders)
+            try:
+                entries = list(os.scandir(pending.pop()))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(Path(entry.path))
                     continue
-                path = Path(dirpath) / name
+                if entry.name.startswith(TEMP_PREFIX) or entry.is_dir():  # dir: a symlink to one
+                    continue
+                path = Path(entry.path)
                 key = path.relative_to(self.root).as_posix()
                 if not key.startswith(prefix):
                     continue
-                if not path.resolve().is_relative_to(real_root):
+                if entry.is_symlink() and not path.resolve().is_relative_to(real_root):
                     logger.warning("skipping %s: a symlink out of the store root", path)
                     continue
                 try:
-                    found.append(_info(key, path.stat()))
+                    found.append(_info(key, entry.stat()))
                 except FileNotFoundError:  # deleted while listing
                     continue
         yield from sorted(found, key=lambda info: info.key)
