@@ -30,7 +30,6 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from scipy import ndimage
 
 from overnight.errors import ModelNotFoundError
 from overnight.models.config import CONFIG_FILE, TrainConfig, UNetConfig
@@ -308,15 +307,26 @@ def class_probabilities(model: SkinModel, stack: np.ndarray) -> np.ndarray:
     return out
 
 
+def _linear_axis(array: np.ndarray, axis: int, n_out: int, factor: int) -> np.ndarray:
+    """Linear interpolation along ``axis`` onto ``n_out`` points of a grid ``factor`` finer."""
+    position = (np.arange(n_out, dtype=np.float32) - (factor - 1) / 2) / factor
+    position = np.clip(position, 0, array.shape[axis] - 1)
+    lower = np.minimum(position.astype(np.intp), array.shape[axis] - 1)
+    upper = np.minimum(lower + 1, array.shape[axis] - 1)
+    weight = (position - lower).reshape([-1 if a == axis else 1 for a in range(array.ndim)])
+    low, high = np.take(array, lower, axis=axis), np.take(array, upper, axis=axis)
+    return low + (high - low) * weight
+
+
 def upsample_probabilities(probs: np.ndarray, factor: int, shape_yx: tuple[int, ...]) -> np.ndarray:
-    """Bilinear ``(K, y, x)`` → ``(K, Y, X)``; pooled pixel i is centred at ``d·i + (d − 1)/2``."""
+    """Bilinear ``(K, y, x)`` → ``(K, Y, X)``; pooled pixel i is centred at ``d·i + (d − 1)/2``.
+
+    Beyond the outermost pooled centres the edge values are kept (no extrapolation).
+    """
     if factor == 1:
         return probs[:, : shape_yx[0], : shape_yx[1]]
-    coords = [(np.arange(n, dtype=np.float32) - (factor - 1) / 2) / factor for n in shape_yx]
-    grid = np.meshgrid(*coords, indexing="ij")
-    return np.stack(
-        [ndimage.map_coordinates(p, grid, order=1, mode="nearest") for p in probs]
-    ).astype(np.float32)
+    rows = _linear_axis(np.asarray(probs, np.float32), 1, shape_yx[0], factor)
+    return _linear_axis(rows, 2, shape_yx[1], factor).astype(np.float32, copy=False)
 
 
 def segment_stack(model: SkinModel, stack: np.ndarray) -> np.ndarray:
