@@ -9,6 +9,7 @@ job is still waiting or running is recognised and does nothing.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from redis import Redis
@@ -19,6 +20,7 @@ from rq.job import Job
 from rq.job import JobStatus as RQStatus
 from rq.serializers import JSONSerializer
 
+from overnight.errors import TransientError
 from overnight.jobs.ids import job_id_for
 from overnight.jobs.payload import ImageJob
 from overnight.jobs.settings import JobSettings
@@ -38,7 +40,8 @@ STAGE_TASKS = {
 }
 #: Key prefix of the per-job lock held while enqueueing, and how long it may be held (ms).
 LOCK_PREFIX = "overnight:enqueueing:"
-ENQUEUE_LOCK_MS = 10_000
+ENQUEUE_LOCK_MS = 5_000
+LOCK_POLL_S = 0.02
 #: RQ states in which a job will still run (or is running): enqueueing it again is a duplicate.
 _PENDING = {RQStatus.QUEUED, RQStatus.STARTED, RQStatus.SCHEDULED, RQStatus.DEFERRED}
 
@@ -67,17 +70,21 @@ def enqueue_stage(
 ) -> Job | None:
     """Put ``stage`` of ``image`` on its queue unless that job is already waiting or running.
 
-    Returns the job enqueued now, or None when it was pending already (or another caller is
-    enqueueing it at this very moment: a short lock per job id makes the check-then-enqueue
-    atomic across processes). ``again=True`` (a retry of a failed image) replaces a finished
+    Returns the job enqueued now, or None when it was pending already. A short lock per job id
+    makes the check-then-enqueue atomic across processes; a caller that finds it held waits
+    for it (a holder that died lets it expire after :data:`ENQUEUE_LOCK_MS`) and checks again.
+    ``again=True`` (a retry of a failed image) replaces a finished
     or failed job of the same id. ``with_enqueue`` adds commands to the transaction that
     enqueues (e.g. a counter), so they happen if and only if the job is put on the queue.
     Transient errors are retried ``settings.retry_max`` times with a growing delay.
     """
     job_id = job_id_for(stage, image.dataset_id, image.image_id)
     lock = f"{LOCK_PREFIX}{job_id}"
-    if not redis.set(lock, "1", nx=True, px=ENQUEUE_LOCK_MS):
-        return None
+    deadline = time.monotonic() + 2 * ENQUEUE_LOCK_MS / 1000
+    while not redis.set(lock, "1", nx=True, px=ENQUEUE_LOCK_MS):
+        if time.monotonic() > deadline:
+            raise TransientError(f"could not take the enqueue lock of job {job_id}; try again")
+        time.sleep(LOCK_POLL_S)
     try:
         existing = fetch_job(redis, job_id)
         if existing is not None:
