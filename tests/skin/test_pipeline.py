@@ -12,9 +12,9 @@ import tifffile
 
 from overnight.analysis.nca import NCA_COLUMNS
 from overnight.analysis.profiles import PROFILE_COLUMNS, nca_for_profiles
-from overnight.errors import InvalidImageError
+from overnight.errors import ConfigError, InvalidImageError
 from overnight.models.skin import SkinModel, skin_config
-from overnight.skin.pipeline import analyse_series, analyse_timepoint, pk_analysis
+from overnight.skin.pipeline import analyse_series, analyse_timepoint, load_pk_params, pk_analysis
 from overnight.skin.series import PlaneSource, SkinSeries, Timepoint, find_series
 
 #: A model stand-in for runs that are given the labels: only its compartment names are used.
@@ -145,3 +145,19 @@ def test_stored_labels_of_the_wrong_shape_are_refused(tiny_series: Path) -> None
         analyse_timepoint(timepoint, NAMES_ONLY, np.zeros((1, 5, 5), np.uint8))
     labels = _truth_labels(tiny_series)(timepoint)
     assert math.isfinite(analyse_timepoint(timepoint, NAMES_ONLY, labels).drug_level_adu)
+
+
+def test_pipeline_file_parameters(tmp_path: Path) -> None:
+    builtin = load_pk_params()
+    assert (builtin.model, builtin.auc_method, builtin.calibration) == (None, "linlog", 1.0)
+    custom = tmp_path / "pk.yaml"
+    custom.write_text(
+        "name: skin-pk\nsteps:\n"
+        "  - step: drug_profiles\n    params: {calibration: 0.02, unit: mM}\n"
+        "  - step: nca\n    params: {auc_method: linear}\n"
+    )
+    params = load_pk_params(custom)
+    assert (params.calibration, params.unit, params.auc_method) == (0.02, "mM", "linear")
+    custom.write_text("name: skin-pk\nsteps:\n  - step: nca\n    params: {auc_methd: linear}\n")
+    with pytest.raises(ConfigError, match="auc_methd"):
+        load_pk_params(custom)

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from overnight.errors import ModelNotFoundError
 from overnight.models.config import CONFIG_FILE, TrainConfig, UNetConfig
-from overnight.models.loading import WEIGHTS_FILE, resolve_model_dir
+from overnight.models.loading import WEIGHTS_FILE, models_root, resolve_model_dir
 from overnight.models.tiling import predict_tiled
 
 logger = logging.getLogger(__name__)
@@ -353,7 +353,10 @@ def load_skin_model(reference: str | Path | None = None) -> SkinModel:
     from overnight.models.loading import model_version
     from overnight.models.unet import build_unet
 
-    model_dir = resolve_model_dir(str(reference) if reference else DEFAULT_MODEL, "skin")
+    # the shipped model by absolute path, so that a folder named "skin" in the working
+    # directory cannot stand in for it
+    shipped = models_root() / DEFAULT_MODEL
+    model_dir = resolve_model_dir(str(reference) if reference else str(shipped), "skin")
     try:
         config = SkinModelConfig.model_validate(json.loads((model_dir / CONFIG_FILE).read_text()))
     except (ValidationError, json.JSONDecodeError) as err:

@@ -47,7 +47,9 @@ class SkinPkParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: str = Field("skin", description="compartment model: folder, name or URI")
+    model: str | None = Field(
+        None, description="compartment model: folder, name or URI; None = shipped"
+    )
     background_adu: float | None = Field(None, description="drug detector level; None = pre-dose")
     calibration: float = Field(1.0, gt=0, description="concentration per ADU")
     unit: str | None = Field(None, description="concentration unit after calibration")
