@@ -83,6 +83,11 @@ def test_config_checks_its_shapes() -> None:
         SkinModelConfig(channel_indices=(0, 1))
     both = skin_config((0, 1))
     assert both.unet.in_channels == 2 and both.channel_roles == ("structure", "drug")
+    two = build_skin_model(TINY.model_copy(update={"unet": both.unet, "channel_indices": (0, 1)}))
+    stack = np.random.default_rng(2).integers(100, 900, (3, 2, 32, 32)).astype(np.uint16)
+    assert segment_stack(two, stack).shape == (3, 32, 32)
+    with pytest.raises(ValueError, match="channels"):
+        segment_stack(two, stack[:, :1])
 
 
 def test_segment_stack_keeps_odd_shapes() -> None:

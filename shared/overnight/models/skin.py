@@ -130,7 +130,13 @@ class SkinModelConfig(BaseModel):
 
 
 def skin_config(channel_indices: tuple[int, ...] = (0,), **updates: Any) -> SkinModelConfig:
-    """A default config reading ``channel_indices`` (``(0,)`` structure, ``(0, 1)`` both)."""
+    """A default config reading ``channel_indices`` (``(0,)`` structure, ``(0, 1)`` both).
+
+    The structure channel alone is the default: the drug channel is empty before the drug
+    arrives and changes over time, so a model that leans on it segments pre-dose and
+    post-dose stacks differently. ``(0, 1)`` is there for drugs whose uptake itself outlines
+    the compartments.
+    """
     roles = {0: "structure", 1: "drug"}
     unet = SkinModelConfig.model_validate({}).unet
     unet = unet.model_copy(update={"in_channels": len(channel_indices)})
