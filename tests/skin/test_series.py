@@ -125,3 +125,15 @@ def test_dataset_folder_reads_its_images_subfolder(tiny_series: Path) -> None:
 def test_empty_folder_is_an_error(tmp_path: Path, write_stack) -> None:
     with pytest.raises(NoImagesError):
         find_series(tmp_path)
+
+
+def test_convention_sidecar_time(tmp_path: Path, write_stack) -> None:
+    path = write_stack(tmp_path / "stack.tif")
+    path.with_name("stack.tif.json").write_text('{"time_min": 12.5}')
+    write_stack(tmp_path / "other.tif")
+    (tmp_path / "other.meta.json").write_text('{"timepoint": "1h"}')
+    series = find_series(tmp_path)
+    assert [(tp.image_id, tp.time_min) for tp in series.timepoints] == [
+        ("stack", 12.5),
+        ("other", 60.0),
+    ]

@@ -10,8 +10,8 @@ Where time and depth come from, first match wins:
 
 - time (min after dosing): a sidecar's ``time_min`` (``<image_id>.json``, as
   :mod:`overnight.synth.skin` writes it, or the convention's ``<file>.json`` /
-  ``<image_id>.meta.json``); the name's ``timepoint-``/``t-`` field (``t-035min``,
-  ``timepoint-1.5h``); for a T axis a sidecar's ``times_min`` list or the OME
+  ``<image_id>.meta.json``); the ``timepoint``/``t`` field of the name or of those sidecars
+  (``t-035min``, ``timepoint-1.5h``); for a T axis a sidecar's ``times_min`` list or the OME
   ``Plane/@DeltaT`` (s); else the T index, with a warning;
 - depth (µm below the surface) of plane z: a sidecar's ``depths_um`` list; else the name's
   ``depth-``/``z-`` field plus ``z · z-step`` (z-step from OME/ImageJ); else ``z · z-step``;
@@ -36,7 +36,13 @@ import tifffile
 
 from overnight.errors import InvalidImageError, MetadataError, NoImagesError
 from overnight.imaging import find_images, image_id_from_name, read_info, read_stack
-from overnight.metadata import depth_um, metadata_for, timepoint_min
+from overnight.metadata import (
+    TIME_UNITS_MIN,
+    depth_um,
+    metadata_for,
+    numeric_field,
+    timepoint_min,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +145,13 @@ def _ome_times_min(path: Path, n_t: int) -> tuple[float, ...] | None:
         xml = tif.ome_metadata
     if not xml:
         return None
+    try:
+        elements = list(ElementTree.fromstring(xml).iter())
+    except ElementTree.ParseError:
+        logger.warning("%s: OME metadata is not valid XML; times not read from it", path.name)
+        return None
     times: dict[int, float] = {}
-    for element in ElementTree.fromstring(xml).iter():
+    for element in elements:
         if element.tag.endswith("Plane") and "DeltaT" in element.attrib:
             unit = element.attrib.get("DeltaTUnit", "s")
             scale = {"s": 1 / 60, "ms": 1 / 60000, "min": 1.0, "h": 60.0}.get(unit)
@@ -181,6 +192,8 @@ def _file_planes(path: Path) -> tuple[list[_FilePlanes], list[str]]:
     n_t = info.file_shape[info.file_axes.index("T")] if "T" in info.file_axes else 1
     if n_t == 1:
         time = sidecar.get("time_min")
+        if not isinstance(time, int | float) and "time_min" in fields:  # a convention sidecar
+            time = numeric_field(fields, "time_min", TIME_UNITS_MIN)
         time_min = float(time) if isinstance(time, int | float) else timepoint_min(fields)
         if time_min is None:
             raise MetadataError(
