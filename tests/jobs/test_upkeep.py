@@ -15,7 +15,7 @@ from overnight.jobs.queues import fetch_job, stage_queue
 from overnight.jobs.settings import JobSettings
 from overnight.jobs.stages import StageContext
 from overnight.jobs.state import JobBook
-from overnight.jobs.upkeep import release_due_retries, requeue_abandoned
+from overnight.jobs.upkeep import release_due_retries, requeue_abandoned, requeue_stranded
 from overnight.jobs.worker import build_worker
 
 Start = Callable[[list[str], dict[str, str]], ServiceProcess]
@@ -106,3 +106,20 @@ def test_retries_are_released_when_their_backoff_is_over(job_settings: JobSettin
     registry.schedule(job, datetime.now(UTC))
     assert release_due_retries(redis, now=time.time() + 1) == ["later"]
     assert queue.job_ids == ["later"] and registry.count == 0
+
+
+def test_a_job_taken_but_never_started_is_requeued_after_the_grace(
+    job_settings: JobSettings,
+) -> None:
+    redis = connect(job_settings.redis_url)
+    queue = stage_queue(redis, "segmentation")
+    queue.enqueue("time.sleep", 0, job_id="stranded")
+    # What a single-queue worker does as it takes a job: the id moves to the intermediate list.
+    assert Queue.lmove(redis, queue.key, timeout=None) is not None
+    assert queue.count == 0
+    now = time.time()
+    assert requeue_stranded(redis, grace_s=2, now=now) == [], "first sighting starts the grace"
+    assert requeue_stranded(redis, grace_s=2, now=now + 1) == []
+    assert requeue_stranded(redis, grace_s=2, now=now + 3) == ["stranded"]
+    assert queue.job_ids == ["stranded"] and redis.llen(f"{queue.key}:intermediate") == 0
+    assert requeue_stranded(redis, grace_s=2, now=now + 10) == []

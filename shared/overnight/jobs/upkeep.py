@@ -1,14 +1,17 @@
-"""Queue upkeep every worker runs in a thread: re-queue abandoned jobs, release retries.
+"""Queue upkeep every worker runs in a thread: re-queue abandoned and stranded jobs, retries.
 
 RQ keeps each running job in the queue's ``StartedJobRegistry`` with an expiry score that the
 worker's heartbeat pushes forward (:class:`~overnight.jobs.worker.OvernightWorker` beats every
 ``lease_s / 3`` while a job runs, so a long job is never declared dead). When a worker is
 killed its beats stop, the entry expires ``lease_s`` later, and :func:`requeue_abandoned` puts
 the job back at the front of its queue — without spending one of its retries, since a killed
-worker says nothing about the image. :func:`release_due_retries` moves retries whose backoff
-has passed from the ``ScheduledJobRegistry`` back to their queue (RQ's scheduler process does
-the same; doing it here needs no extra process). Both are safe to run in every worker at once:
-each entry is claimed by exactly one caller (``ZREM`` returns 1 once).
+worker says nothing about the image. :func:`requeue_stranded` does the same for a job a worker
+took off the queue but never started (killed, or Redis gone, in between: RQ leaves its id in
+``<queue>:intermediate`` and only looks at it every ten minutes). :func:`release_due_retries`
+moves retries whose backoff has passed from the ``ScheduledJobRegistry`` back to their queue
+(RQ's scheduler process does the same; doing it here needs no extra process). All are safe to
+run in every worker at once: each entry is claimed by exactly one caller (``ZREM``/``LREM``
+return 1 once).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from overnight.jobs.queues import STAGE_QUEUES, fetch_job, stage_queue
 from overnight.jobs.state import JobBook
 
 logger = logging.getLogger(__name__)
+
+#: Key prefix recording when a job id was first seen stranded in an intermediate queue.
+STRANDED_PREFIX = "overnight:stranded:"
 
 
 def requeue_abandoned(redis: Redis, now: float | None = None) -> list[str]:
@@ -57,6 +63,44 @@ def requeue_abandoned(redis: Redis, now: float | None = None) -> list[str]:
     return requeued
 
 
+def requeue_stranded(redis: Redis, grace_s: float, now: float | None = None) -> list[str]:
+    """Re-queue jobs a worker popped but never started (it died, or Redis went away, between).
+
+    RQ moves a job id from the queue to ``<queue>:intermediate`` as a worker takes it, and
+    only then registers it as started. A job id still there, not started, ``grace_s`` after
+    this function first saw it, was stranded: it goes back to the front of its queue.
+    """
+    now = time.time() if now is None else now
+    requeued = []
+    for stage in STAGE_QUEUES:
+        queue = stage_queue(redis, stage)
+        intermediate = f"{queue.key}:intermediate"
+        started = {
+            e.decode().split(":", 1)[0]
+            for e in cast(list[bytes], redis.zrange(StartedJobRegistry(queue=queue).key, 0, -1))
+        }
+        for raw in cast(list[bytes], redis.lrange(intermediate, 0, -1)):
+            job_id = raw.decode()
+            seen_key = f"{STRANDED_PREFIX}{job_id}"
+            if job_id in started:
+                continue
+            redis.set(seen_key, repr(now), nx=True, ex=3600)
+            first_seen = float(cast(bytes, redis.get(seen_key) or repr(now).encode()))
+            if now - first_seen < grace_s or not redis.lrem(intermediate, 1, job_id):
+                continue
+            redis.delete(seen_key)
+            job = fetch_job(redis, job_id)
+            if job is None or job.get_status() not in (RQStatus.QUEUED, RQStatus.STARTED):
+                continue
+            queue.enqueue_job(job, at_front=True)
+            JobBook(redis).record_requeue(job_id, first_seen, time.time())
+            logger.warning(
+                "job %s was taken but never started; re-queued", job_id, extra={"job_id": job_id}
+            )
+            requeued.append(job_id)
+    return requeued
+
+
 def release_due_retries(redis: Redis, now: float | None = None) -> list[str]:
     """Move retries whose backoff is over from the scheduled registry to their queue."""
     now = time.time() if now is None else now
@@ -75,12 +119,13 @@ def release_due_retries(redis: Redis, now: float | None = None) -> list[str]:
 
 
 class Upkeep(threading.Thread):
-    """A daemon thread running :func:`requeue_abandoned` and :func:`release_due_retries`."""
+    """A daemon thread running the functions above every ``interval_s``."""
 
-    def __init__(self, redis: Redis, interval_s: float) -> None:
+    def __init__(self, redis: Redis, interval_s: float, stranded_grace_s: float) -> None:
         super().__init__(name="overnight-upkeep", daemon=True)
         self.redis = redis
         self.interval_s = interval_s
+        self.stranded_grace_s = stranded_grace_s
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -88,6 +133,7 @@ class Upkeep(threading.Thread):
         while not self.stopped.wait(self.interval_s):
             try:
                 requeue_abandoned(self.redis)
+                requeue_stranded(self.redis, grace_s=self.stranded_grace_s)
                 release_due_retries(self.redis)
             except REDIS_TRANSIENT_ERRORS as err:
                 logger.warning("queue upkeep skipped: Redis unavailable (%s)", err)

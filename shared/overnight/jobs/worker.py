@@ -131,7 +131,9 @@ def run_worker(
     use_context(context)
     check_redis(context.redis)
     context.warm(settings.pipeline)
-    upkeep = Upkeep(context.redis, interval_s=max(0.5, settings.lease_s / 4))
+    upkeep = Upkeep(
+        context.redis, interval_s=max(0.5, settings.lease_s / 4), stranded_grace_s=settings.lease_s
+    )
     upkeep.start()
     runs = 0
     try:
