@@ -50,6 +50,7 @@ bench: install  ## Speed and memory benchmarks, JSON under bench/results/
 
 bench-accuracy: install  ## Accuracy on fresh hold-out images, tables under bench/results/
 	$(BIN)/python -m bench.accuracy
+	$(BIN)/python -m bench.accuracy_skin
 
 bench-cluster: install  ## Discrete-event simulation of the Kubernetes scale-out
 	$(BIN)/python -m bench.cluster

@@ -335,7 +335,11 @@ def _write_timepoint(series: SkinSeries, index: int, out_dir: Path, image_id: st
     truth_dir = out_dir / "truth" / image_id
     truth_dir.mkdir(parents=True, exist_ok=True)
     tifffile.imwrite(
-        truth_dir / "labels.tif", series.labels(index), compression="zlib", metadata={"axes": "ZYX"}
+        truth_dir / "labels.tif",
+        series.labels(index),
+        compression="zlib",
+        photometric="minisblack",
+        metadata={"axes": "ZYX"},
     )
     return image_path
 
