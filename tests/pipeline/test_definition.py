@@ -3,7 +3,7 @@
 import pytest
 
 from overnight.errors import ConfigError, StepError
-from overnight.pipeline.definition import builtin_pipelines, load_pipeline
+from overnight.pipeline.definition import builtin_pipelines, is_series_pipeline, load_pipeline
 
 
 def test_builtin_pipelines_load_and_describe():
@@ -45,3 +45,8 @@ def test_unknown_pipeline_lists_the_builtins():
 def test_override_of_absent_step_is_refused():
     with pytest.raises(ConfigError, match="not in the pipeline"):
         load_pipeline("cytometry-classical", {"nope": {}})
+
+
+def test_series_pipelines_are_told_apart():
+    assert is_series_pipeline("skin-pk")
+    assert not is_series_pipeline("cytometry-classical")

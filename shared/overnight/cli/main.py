@@ -7,11 +7,15 @@ optional dependency of one command does not break the others.
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 import click
 
 from overnight import __version__
+
+# TensorFlow's C++ start-up chatter is noise to a user; our own logging says what matters.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 #: subcommand name -> "module:attribute" of its click command.
 SUBCOMMANDS: dict[str, str] = {

@@ -14,6 +14,7 @@ from overnight.errors import OvernightError
 from overnight.imaging import require_images
 from overnight.logs import configure_logging
 from overnight.pipeline.batch import BatchOptions, ImageOutcome, default_workers, run_batch
+from overnight.pipeline.definition import is_series_pipeline
 from overnight.storage import open_store
 from overnight.storage.publish import write_dataset_file
 
@@ -67,6 +68,12 @@ def run(
         workers=workers,
     )
     configure_logging("WARNING" if quiet else settings.log_level, settings.log_format)
+    if is_series_pipeline(settings.pipeline):
+        from overnight.cli.pk_run import run as pk_run
+
+        click.echo(f"{settings.pipeline} analyses time series: running `overnight pk run`")
+        ctx.invoke(pk_run, input_path=input_dir, out=out, force=force)
+        return
     try:
         paths = require_images(input_dir)
         _check_writable(out)

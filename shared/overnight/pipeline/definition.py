@@ -121,6 +121,19 @@ def _read_pipeline_text(name_or_path: str | Path) -> tuple[str, str]:
     return path.read_text(encoding="utf-8"), str(path)
 
 
+def is_series_pipeline(name_or_path: str | Path) -> bool:
+    """Whether a pipeline works on a time series (``inputs: [series]``) rather than per image.
+
+    Series pipelines (``skin-pk``) are run by ``overnight pk run``, not the per-image runner.
+    """
+    text, _ = _read_pipeline_text(name_or_path)
+    try:
+        inputs = (yaml.safe_load(text) or {}).get("inputs", ())
+    except yaml.YAMLError:
+        return False
+    return list(inputs) == ["series"]
+
+
 def load_pipeline(
     name_or_path: str | Path, overrides: dict[str, dict[str, Any]] | None = None
 ) -> Pipeline:
