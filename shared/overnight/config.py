@@ -100,7 +100,9 @@ class CommonSettings(BaseSettings):
     api_token: SecretStr | None = Field(
         None, description="Bearer token for writes to the ingest API and QC verdicts."
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Least severe log records shown."
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="'json' gives one structured record per line (for services)."
     )
@@ -148,8 +150,11 @@ def load_settings(cls: type[S], config_file: Path | None = None, **overrides: An
 
 def settings_table(cls: type[CommonSettings]) -> list[tuple[str, str, str]]:
     """(environment variable, default, description) rows, for docs and ``--help``."""
-    rows = []
+    rows = [(CONFIG_ENV_VAR, "", "YAML/JSON config file with any of these settings (or --config).")]
     for name, field in cls.model_fields.items():
-        default = "" if field.default is None else str(field.default)
+        value = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+        default = "" if value is None else json.dumps(value) if isinstance(value, dict) else str(value)
+        if isinstance(value, SecretStr):
+            default = "(secret)"
         rows.append((f"{ENV_PREFIX}{name.upper()}", default, field.description or ""))
     return rows
