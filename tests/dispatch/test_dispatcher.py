@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import kubernetes_validate
 from apiserver_standin import ApiServerStandIn
 from rq.job import JobStatus as RQStatus
 
 from conftest import RunningDispatcher
-from fixtures_redis import RedisServer, wait_for
+from fixtures_redis import RedisServer, ServiceProcess, service_env, wait_for
 from overnight.dispatch.jobspec import job_name
 from overnight.dispatch.settings import DispatchSettings
 from overnight.jobs.ids import job_id_for
@@ -253,3 +255,60 @@ def test_images_per_pod_creates_drain_jobs(
         kubernetes_validate.validate(body, K8S_VERSION, strict=True)
         args = body["spec"]["template"]["spec"]["containers"][0]["args"]
         assert args == ["worker", "drain", "--max-images", "3"]
+
+
+def write_kubeconfig(folder: Path, server_url: str) -> Path:
+    """A kubeconfig that points the official client at the stand-in."""
+    path = folder / "kubeconfig"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "standin", "cluster": {"server": server_url}}],
+        "users": [{"name": "dispatcher", "user": {"token": "not-checked"}}],
+        "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": "dispatcher"}}],
+        "current-context": "standin",
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_a_killed_dispatcher_process_loses_and_doubles_nothing(
+    standin: ApiServerStandIn,
+    redis_server: RedisServer,
+    store_url: str,
+    enqueue: Enqueue,
+    services: Callable[[list[str], dict[str, str]], ServiceProcess],
+    tmp_path: Path,
+) -> None:
+    record = enqueue(8)
+    names = names_of(record, 8)
+    book = JobBook(redis_server.client())
+    intake = Intake(redis_server.client())
+    env = service_env(
+        redis_url=redis_server.url,
+        storage_url=store_url,
+        max_active_jobs="3",
+        job_labels=json.dumps({"app.kubernetes.io/instance": "test-release"}),
+    )
+    env["KUBECONFIG"] = str(write_kubeconfig(tmp_path, standin.url))
+    env.pop("KUBERNETES_SERVICE_HOST", None)  # not in a pod: use the kubeconfig
+
+    first = services(["dispatch", "run"], env)
+    live = wait_for(lambda: alive(standin, 3), 30, f"three Jobs: {first.output()[-2000:]}")
+    standin.complete(live[0])
+    wait_for(lambda: status_of(book, record, live[0]) == JobStatus.DONE, 10, "the first end")
+    wait_for(lambda: len(standin.created) == 4, 10, "a fourth Job")
+    first.kill()  # SIGKILL, mid-run
+    live = standin.unfinished()
+    standin.complete(live[0])  # ends while no dispatcher runs
+    standin.fail(live[1], "PodFailurePolicy", "Container worker failed with exit code 3")
+
+    second = services(["dispatch", "run"], env)
+    while intake.in_flight() or intake.queued():
+        wait_for(lambda: standin.unfinished() or not intake.in_flight(), 30, "Jobs or the end")
+        for name in standin.unfinished():
+            standin.complete(name)
+    assert second.terminate() == 0, second.output()[-2000:]
+    assert dict(standin.created) == {name: 1 for name in names}
+    counts = book.counts(record.id)
+    assert (counts.done, counts.failed, counts.queued, counts.running) == (7, 1, 0, 0)

@@ -90,7 +90,11 @@ class KubeJobs:
     def create(self, body: JsonDict) -> bool:
         """Create the Job ``body``; False when a Job of that name exists already (409)."""
         try:
-            self._call("create", lambda: self.api.create_namespaced_job(self.namespace, body))
+            # The client serialises a dict body as it is (its stubs only name V1Job).
+            self._call(
+                "create",
+                lambda: self.api.create_namespaced_job(self.namespace, body),  # type: ignore[arg-type]
+            )
         except ApiException as err:
             if err.status == 409:
                 return False
@@ -146,7 +150,8 @@ class KubeJobs:
         :data:`RETRY_ERRORS` (resume from the last resourceVersion seen) and an expired
         resourceVersion raises :class:`WatchExpired` (re-list).
         """
-        response = self._call(
+        # With _preload_content=False the client returns the raw urllib3 response.
+        response: Any = self._call(
             "watch",
             lambda: self.api.list_namespaced_job(
                 self.namespace,
