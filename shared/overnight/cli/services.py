@@ -168,6 +168,21 @@ def pnp(ctx: click.Context, burst: bool) -> None:
         raise click.ClickException(str(err)) from err
 
 
+@worker.command("all")
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+@click.pass_context
+def all_stages(ctx: click.Context, burst: bool) -> None:
+    """Both stages in one process, from both queues (a small machine, or one CPU per worker)."""
+    from overnight.jobs.settings import JobSettings
+    from overnight.jobs.worker import run_worker
+
+    settings = _settings(ctx, JobSettings)
+    try:
+        run_worker(settings, "all", burst=burst)
+    except OvernightError as err:
+        raise click.ClickException(str(err)) from err
+
+
 @worker.command("run-image")
 @click.option("--dataset-id", required=True, help="Dataset the image belongs to.")
 @click.option("--image-key", required=True, help="Key of the image in the dataset's source.")
