@@ -23,7 +23,7 @@ from overnight.errors import (
 )
 from overnight.storage.base import ObjectStore
 from overnight_qc.api.deps import LoginRequired
-from overnight_qc.api.routes import auth, datasets, images, stats
+from overnight_qc.api.routes import auth, datasets, images, pk, stats
 from overnight_qc.core.config import QcSettings, get_settings
 from overnight_qc.core.state import QcState
 from overnight_qc.core.templating import make_templates
@@ -127,9 +127,10 @@ def create_app(settings: QcSettings | None = None, store: ObjectStore | None = N
     app = FastAPI(title="overnight QC", version=__version__, docs_url=None, redoc_url=None)
     app.state.qc = QcState(settings, store)
     app.state.templates = make_templates()
+    app.state.templates.env.globals["pk_path_of"] = pk.pk_path_of
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (datasets, images, stats, auth):
+    for module in (datasets, images, stats, pk, auth):
         app.include_router(module.router)
     _install_handlers(app)
     return app

@@ -1,0 +1,126 @@
+"""The PK page of a skin pharmacokinetics dataset: NCA table, plots, signals, timepoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from overnight.errors import StorageError
+from overnight.review.listing import DatasetListing
+from overnight.review.overlay import thumbnail_jpeg
+from overnight.review.pk import (
+    NCA_VALUES,
+    PkDataset,
+    is_pk_dataset,
+    overlay_key,
+    plot_key,
+    read_pk_dataset,
+    table_key,
+)
+from overnight_qc.api.deps import ReaderDep, StateDep
+from overnight_qc.core.state import QcState
+
+router = APIRouter(prefix="/datasets/{dataset_id}/pk")
+
+#: Browsers may keep pictures this long (s); the ETag changes when the file does.
+PICTURE_MAX_AGE_S = 3600
+
+#: NCA columns as the table heads them, and the decimals each is shown with.
+NCA_HEADS: dict[str, tuple[str, int]] = {
+    "cmax": ("Cmax", 2),
+    "tmax": ("tmax", 1),
+    "clast": ("Clast", 2),
+    "tlast": ("tlast", 1),
+    "auc_last": ("AUClast", 0),
+    "auc_inf_obs": ("AUCinf,obs", 0),
+    "lambda_z": ("λz", 5),
+    "half_life": ("t½", 1),
+    "r2_adj": ("R²adj", 3),
+    "n_points_lambda_z": ("n λz", 0),
+}
+
+
+def _read(state: QcState, dataset_id: str) -> tuple[DatasetListing, PkDataset]:
+    listing = state.catalog.listing(dataset_id)  # validates the id; 404 for an unknown one
+    files = {image_id: set(f.files) for image_id, f in listing.images.items()}
+    return listing, read_pk_dataset(state.store, dataset_id, listing.prefix, files)
+
+
+def _picture(data: bytes, etag: str, media_type: str = "image/png") -> Response:
+    return Response(
+        data,
+        media_type=media_type,
+        headers={"Cache-Control": f"private, max-age={PICTURE_MAX_AGE_S}", "ETag": f'"{etag}"'},
+    )
+
+
+@jinja2.pass_context
+def pk_path_of(context: Any, dataset_id: str) -> str | None:
+    """The PK page's path when ``dataset_id`` is a skin-PK dataset, else None (templates)."""
+    request: Request = context["request"]
+    state: QcState = request.app.state.qc
+    try:
+        prefix = state.catalog.listing(dataset_id).prefix
+        if not is_pk_dataset(state.store, prefix):
+            return None
+    except StorageError:  # no link rather than a broken dataset page
+        return None
+    return str(request.app.url_path_for("pk", dataset_id=dataset_id))
+
+
+@router.get("", response_class=HTMLResponse, name="pk")
+def pk_page(request: Request, dataset_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
+    """NCA per compartment with units, the depth × time heatmap and other plots, timepoints."""
+    _, pk = _read(state, dataset_id)
+    context = {
+        "dataset_id": dataset_id,
+        "pk": pk,
+        "columns": [(c, *NCA_HEADS[c], pk.units.of(c)) for c in NCA_VALUES],
+        "reviewer": reviewer,
+        "read_only": state.token is None,
+    }
+    return request.app.state.templates.TemplateResponse(request, "pk.html", context)
+
+
+@router.get("/plots/{name}", name="pk_plot")
+def pk_plot(dataset_id: str, name: str, state: StateDep, reviewer: ReaderDep) -> Response:
+    """One plot of ``<dataset>/pk/``, only when the listing of that folder holds it."""
+    prefix = state.catalog.listing(dataset_id).prefix
+    key, info = plot_key(state.store, prefix, name)
+    return _picture(state.store.read_bytes(key), info.etag or f"{info.size}-{info.mtime}")
+
+
+@router.get("/tables/{name}", name="pk_table")
+def pk_table(dataset_id: str, name: str, state: StateDep, reviewer: ReaderDep) -> Response:
+    """``nca.csv``, ``nca_depth.csv`` or ``profiles.csv`` as a download."""
+    prefix = state.catalog.listing(dataset_id).prefix
+    return Response(
+        state.store.read_bytes(table_key(prefix, name)),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{dataset_id}-{name}"'},
+    )
+
+
+@router.get("/timepoints/{image_id}/overlay.png", name="pk_overlay")
+def pk_overlay(dataset_id: str, image_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
+    """A timepoint's compartment overlay as the pipeline published it."""
+    listing, pk = _read(state, dataset_id)
+    key = overlay_key(pk, listing.prefix, image_id)
+    info = listing.images[image_id].files["overlay.png"]
+    return _picture(state.store.read_bytes(key), info.etag or f"{info.size}-{info.mtime}")
+
+
+@router.get("/timepoints/{image_id}/thumb.jpg", name="pk_thumb")
+def pk_thumb(dataset_id: str, image_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
+    """A small JPEG of a timepoint's overlay, for the timepoint strip."""
+    listing, pk = _read(state, dataset_id)
+    key = overlay_key(pk, listing.prefix, image_id)
+    info = listing.images[image_id].files["overlay.png"]
+    tag = info.etag or f"{info.size}-{info.mtime}"
+    data = state.pictures.get(
+        ("pk-thumb", key, tag), lambda: thumbnail_jpeg(state.store.read_bytes(key), 320)
+    )
+    return _picture(data, f"t{tag}", "image/jpeg")

@@ -1,0 +1,320 @@
+"""A skin pharmacokinetics dataset as the QC PK page shows it.
+
+``overnight pk run IN --out OUT`` writes, beside one ``<image_id>/`` folder per timepoint
+(``labels.tif``, ``overlay.png``, ``result.json``), the dataset files read here:
+``series.json`` (timepoints, model, parameters, warnings, failures), ``nca.csv`` (one row per
+compartment), ``profiles.csv`` (time, depth, compartment, signal, n_px) and plots under
+``pk/``. A dataset is a PK dataset when it holds ``series.json`` or ``nca.csv``.
+
+Everything is read through :mod:`overnight.storage`; keys are built from validated ids and
+plot names are served only when a listing of ``<dataset>/pk/`` holds them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from overnight.errors import ObjectNotFoundError, UnsafeKeyError
+from overnight.review.listing import child_key
+from overnight.storage.base import ObjectInfo, ObjectStore
+from overnight.storage.keys import validate_id
+
+logger = logging.getLogger(__name__)
+
+SERIES = "series.json"
+NCA = "nca.csv"
+PROFILES = "profiles.csv"
+#: Dataset-level tables a reader may download (nothing else at the dataset's top level).
+PK_TABLES = ("nca.csv", "nca_depth.csv", "profiles.csv")
+PLOT_FOLDER = "pk"
+OVERLAY = "overlay.png"
+#: The plot shown first, largest: drug signal over depth and time.
+HEATMAP = "depth_time_heatmap.png"
+#: Time unit of every PK table (``time_min`` of the timepoints).
+TIME_UNIT = "min"
+
+
+@dataclass(frozen=True)
+class PkUnits:
+    """Units of the NCA columns: concentration ``c`` (ADU above background unless calibrated)."""
+
+    c: str
+    t: str = TIME_UNIT
+
+    def of(self, column: str) -> str:
+        """The unit of an NCA column (``""`` for dimensionless ones)."""
+        return {
+            "cmax": self.c,
+            "clast": self.c,
+            "tmax": self.t,
+            "tlast": self.t,
+            "auc_last": f"{self.c}·{self.t}",
+            "auc_inf_obs": f"{self.c}·{self.t}",
+            "lambda_z": f"1/{self.t}",
+            "half_life": self.t,
+        }.get(column, "")
+
+
+@dataclass(frozen=True)
+class NcaRow:
+    """NCA parameters of one compartment (NaN where ``reason`` says why they are missing)."""
+
+    compartment: str
+    cmax: float
+    tmax: float
+    clast: float
+    tlast: float
+    auc_last: float
+    auc_inf_obs: float
+    lambda_z: float
+    half_life: float
+    r2_adj: float
+    n_points_lambda_z: float
+    reason: str
+
+
+#: NCA value columns in table order, after the compartment.
+NCA_VALUES = (
+    "cmax",
+    "tmax",
+    "clast",
+    "tlast",
+    "auc_last",
+    "auc_inf_obs",
+    "lambda_z",
+    "half_life",
+    "r2_adj",
+    "n_points_lambda_z",
+)
+
+
+@dataclass(frozen=True)
+class PkTimepoint:
+    """One timepoint of the series: its image folder, time (min), depths (µm), overlay."""
+
+    image_id: str
+    time_min: float
+    depths_um: tuple[float, ...]
+    analysed: bool
+    has_overlay: bool
+
+
+@dataclass(frozen=True)
+class SignalTable:
+    """Mean drug signal per compartment (rows) and time (columns, min), over every depth.
+
+    Each cell is the pixel-weighted mean of the depth planes' signals; NaN where the
+    compartment was not seen at that time.
+    """
+
+    times_min: tuple[float, ...]
+    compartments: tuple[str, ...]
+    values: tuple[tuple[float, ...], ...]
+
+
+@dataclass(frozen=True)
+class PkDataset:
+    """What the PK page shows of one dataset."""
+
+    dataset_id: str
+    model: str
+    auc_method: str
+    background_adu: float
+    units: PkUnits
+    timepoints: tuple[PkTimepoint, ...]
+    nca: tuple[NcaRow, ...]
+    signal: SignalTable
+    plots: tuple[str, ...]
+    tables: tuple[str, ...]
+    warnings: tuple[str, ...]
+    failures: tuple[str, ...]
+
+
+def is_pk_dataset(store: ObjectStore, prefix: str) -> bool:
+    """Whether the dataset at ``prefix`` (``""``: the store's root) is a skin-PK dataset."""
+    return any(store.exists(child_key(prefix, name)) for name in (SERIES, NCA))
+
+
+def list_plots(store: ObjectStore, prefix: str) -> dict[str, ObjectInfo]:
+    """The PNG plots directly under ``<prefix>/pk/``, by file name (valid names only)."""
+    base = child_key(prefix, PLOT_FOLDER) + "/"
+    plots = {}
+    for info in store.list(base):
+        name = info.key[len(base) :]
+        if "/" in name or not name.endswith(".png"):
+            continue
+        try:
+            plots[validate_id(name)] = info
+        except UnsafeKeyError:  # an odd name in the folder is skipped, never served
+            logger.warning("skipping plot %s%s: not a valid name", base, name)
+    return plots
+
+
+def plot_key(store: ObjectStore, prefix: str, name: str) -> tuple[str, ObjectInfo]:
+    """Key and listing entry of plot ``name``, only if the ``pk/`` listing holds it.
+
+    Raises
+    ------
+    UnsafeKeyError
+        When ``name`` is not a valid file name (``..``, ``/``, control characters).
+    ObjectNotFoundError
+        When no such plot is listed.
+    """
+    validate_id(name)
+    info = list_plots(store, prefix).get(name)
+    if info is None:
+        raise ObjectNotFoundError(f"no plot {name!r} under {child_key(prefix, PLOT_FOLDER)}/")
+    return info.key, info
+
+
+def table_key(prefix: str, name: str) -> str:
+    """Key of one downloadable PK table; :class:`ObjectNotFoundError` for any other name."""
+    if name not in PK_TABLES:
+        raise ObjectNotFoundError(f"no PK table {name!r}")
+    return child_key(prefix, name)
+
+
+def overlay_key(dataset: PkDataset, prefix: str, image_id: str) -> str:
+    """Key of a timepoint's ``overlay.png``; the image must be a timepoint that has one."""
+    validate_id(image_id)
+    for tp in dataset.timepoints:
+        if tp.image_id == image_id and tp.has_overlay:
+            return child_key(child_key(prefix, image_id), OVERLAY)
+    raise ObjectNotFoundError(f"no overlay for timepoint {image_id!r}")
+
+
+def _float(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return number
+
+
+def parse_nca(data: bytes) -> tuple[NcaRow, ...]:
+    """The rows of ``nca.csv`` (compartment + :data:`NCA_VALUES` + reason)."""
+    table = pd.read_csv(io.BytesIO(data), keep_default_na=True)
+    rows = []
+    for record in table.to_dict(orient="records"):
+        reason = record.get("reason")
+        rows.append(
+            NcaRow(
+                compartment=str(record.get("compartment", "")),
+                reason="" if reason is None or pd.isna(reason) else str(reason),
+                **{column: _float(record.get(column)) for column in NCA_VALUES},
+            )
+        )
+    return tuple(rows)
+
+
+def signal_table(data: bytes) -> SignalTable:
+    """Pixel-weighted mean signal per compartment and time from ``profiles.csv``.
+
+    Columns ``time`` (min), ``depth`` (µm), ``compartment``, ``signal``, ``n_px``; rows with
+    no pixels or no signal are left out of the means.
+    """
+    table = pd.read_csv(io.BytesIO(data))
+    seen = table[(table["n_px"] > 0) & table["signal"].notna()]
+    times = tuple(float(t) for t in sorted(table["time"].unique()))
+    compartments = tuple(dict.fromkeys(str(c) for c in table["compartment"]))
+    weighted = seen.assign(mass=seen["signal"] * seen["n_px"])
+    sums = weighted.groupby(["compartment", "time"])[["mass", "n_px"]].sum()
+    means = (sums["mass"] / sums["n_px"]).to_dict()
+    values = tuple(tuple(float(means.get((c, t), math.nan)) for t in times) for c in compartments)
+    return SignalTable(times, compartments, values)
+
+
+def _timepoints(
+    series: dict[str, Any], image_files: dict[str, set[str]]
+) -> tuple[PkTimepoint, ...]:
+    timepoints = []
+    for entry in series.get("timepoints") or []:
+        image_id = str(entry.get("image_id", ""))
+        try:
+            validate_id(image_id)
+        except UnsafeKeyError:  # a malformed entry is not shown (and never becomes a key)
+            logger.warning("skipping timepoint with invalid id %r", image_id)
+            continue
+        timepoints.append(
+            PkTimepoint(
+                image_id=image_id,
+                time_min=_float(entry.get("time_min")),
+                depths_um=tuple(_float(d) for d in entry.get("depths_um") or ()),
+                analysed=bool(entry.get("analysed", False)),
+                has_overlay=OVERLAY in image_files.get(image_id, set()),
+            )
+        )
+    return tuple(sorted(timepoints, key=lambda tp: tp.time_min))
+
+
+def _failure_text(entry: Any) -> str:
+    if not isinstance(entry, dict):
+        return str(entry)
+    where = entry.get("image_id") or entry.get("source") or "?"
+    return f"{where}: {entry.get('error') or entry.get('reason') or 'failed'}"
+
+
+def _read_optional(store: ObjectStore, key: str) -> bytes | None:
+    try:
+        return store.read_bytes(key)
+    except ObjectNotFoundError:
+        return None
+
+
+def read_pk_dataset(
+    store: ObjectStore, dataset_id: str, prefix: str, image_files: dict[str, set[str]]
+) -> PkDataset:
+    """Read a PK dataset's series, NCA table, signal table and plot list.
+
+    Parameters
+    ----------
+    store : ObjectStore
+        The store holding the dataset.
+    dataset_id : str
+        The (validated) dataset id, for display.
+    prefix : str
+        The dataset's key prefix (``""`` for a store that is one output folder).
+    image_files : dict of str to set of str
+        File names per image folder, from a listing (tells which timepoints have overlays).
+
+    Raises
+    ------
+    ObjectNotFoundError
+        When the dataset has neither ``series.json`` nor ``nca.csv``.
+    """
+    series_bytes = _read_optional(store, child_key(prefix, SERIES))
+    nca_bytes = _read_optional(store, child_key(prefix, NCA))
+    if series_bytes is None and nca_bytes is None:
+        raise ObjectNotFoundError(f"dataset {dataset_id!r} is not a skin-PK dataset")
+    try:
+        series = json.loads(series_bytes) if series_bytes else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        logger.warning("ignoring unreadable series.json of %s: %s", dataset_id, err)
+        series = {}
+    series = series if isinstance(series, dict) else {}
+    params = series.get("parameters") or {}
+    calibrated = _float(params.get("calibration", 1.0)) != 1.0
+    unit = params.get("unit") or ("calibrated units" if calibrated else "ADU")
+    profiles = _read_optional(store, child_key(prefix, PROFILES))
+    tables = tuple(name for name in PK_TABLES if store.exists(child_key(prefix, name)))
+    return PkDataset(
+        dataset_id=dataset_id,
+        model=str(series.get("model") or ""),
+        auc_method=str(params.get("auc_method") or ""),
+        background_adu=_float(series.get("background_adu")),
+        units=PkUnits(c=str(unit)),
+        timepoints=_timepoints(series, image_files),
+        nca=parse_nca(nca_bytes) if nca_bytes else (),
+        signal=signal_table(profiles) if profiles else SignalTable((), (), ()),
+        plots=tuple(sorted(list_plots(store, prefix), key=lambda n: (n != HEATMAP, n))),
+        tables=tables,
+        warnings=tuple(str(w) for w in series.get("warnings") or ()),
+        failures=tuple(_failure_text(f) for f in series.get("failures") or ()),
+    )
