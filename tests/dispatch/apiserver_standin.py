@@ -321,6 +321,9 @@ def _finished(job: JsonDict) -> bool:
 def _handler_for(server: ApiServerStandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # TCP_NODELAY, as Go's net/http (the real API server) sets it: without it the
+        # header and body writes of one response meet the client's delayed ACK (~40 ms).
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             """Quiet: the tests read the counters instead."""
