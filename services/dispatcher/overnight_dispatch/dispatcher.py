@@ -261,7 +261,7 @@ class Dispatcher:
             first = self.intake.first_queued()
             if first is None:
                 break
-            drain = self.intake.new_drain(first.dataset_id)
+            drain = self.intake.new_drain(first)
             drain = drain.model_copy(update={"name": self._drain_body(drain)["metadata"]["name"]})
             self.intake.save_drain(drain)
             self._create_drain(drain)
@@ -273,7 +273,7 @@ class Dispatcher:
             self.template,
             drain.dataset_id,
             drain.batch_id,
-            self.settings.job_labels.get("pipeline", "any"),
+            drain.pipeline,
             {},
             self.settings.images_per_pod,
         )

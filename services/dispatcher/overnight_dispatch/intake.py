@@ -77,6 +77,7 @@ class DrainClaim(BaseModel):
     name: str
     token: str
     dataset_id: str
+    pipeline: str
     batch_id: str
     claimed_at: float = Field(default_factory=time.time)
 
@@ -180,10 +181,16 @@ class Intake:
                 return ImageJob.from_json(job.args[0])
         return None
 
-    def new_drain(self, dataset_id: str) -> DrainClaim:
-        """Record a drain Job about to be created (name set by the caller's ``name_of``)."""
+    def new_drain(self, first: ImageJob) -> DrainClaim:
+        """A new drain claim named after the oldest queued image (the caller sets ``name``)."""
         batch = int(self.redis.incr(BATCHES_KEY))
-        return DrainClaim(name="", token=new_token(), dataset_id=dataset_id, batch_id=f"b{batch}")
+        return DrainClaim(
+            name="",
+            token=new_token(),
+            dataset_id=first.dataset_id,
+            pipeline=first.pipeline,
+            batch_id=f"b{batch}",
+        )
 
     def save_drain(self, drain: DrainClaim) -> None:
         """Write a drain claim (before its Job is created)."""
