@@ -8,6 +8,7 @@ markup, so every header shows whether units are escaped.
 from __future__ import annotations
 
 import csv
+import math
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from qc_helpers import settings_for  # loaded by tests/qc/conftest.py
 
+from overnight.review.pk import in_tissue_order, parse_nca, signal_table
 from overnight_qc.app import create_app
 
 #: A concentration unit with markup: it must show as text, never as an element.
@@ -98,7 +100,7 @@ def test_page_shows_nca_with_units_and_plots(pk_client: TestClient, pk_results: 
             assert row["reason"] in page
     assert 'id="pk-heatmap"' in page
     for name in sorted(p.name for p in (pk_results / "pk").glob("*.png")):
-        assert f'src="/datasets/out/pk/plots/{name}"' in page
+        assert f'"/datasets/out/pk/plots/{name}"' in page  # shown, or linked (NCA table)
     assert page.count('class="card timepoint') == 4
 
 
@@ -193,3 +195,30 @@ def test_dataset_page_links_to_pk_only_for_pk_datasets(results_dir: Path, tmp_pa
         pk_page = client.get("/datasets/run1/pk", headers=HTML).text
     assert '<td class="num cmax">1.50</td>' in pk_page
     assert '<td class="num tmax">–</td>' in pk_page  # missing columns show as dashes
+
+
+def test_signal_table_weights_depths_by_pixels_and_skips_empty_planes() -> None:
+    profiles = (
+        b"time,depth,compartment,signal,n_px\n"
+        b"0.0,0.0,dermis,10.0,100\n"
+        b"0.0,20.0,dermis,40.0,300\n"
+        b"0.0,40.0,dermis,,0\n"
+        b"30.0,0.0,dermis,5.0,10\n"
+        b"0.0,0.0,adipose,,0\n"
+        b"30.0,0.0,adipose,2.0,50\n"
+    )
+    table = signal_table(profiles)
+    assert table.times_min == (0.0, 30.0)
+    assert table.compartments == ("dermis", "adipose")
+    assert table.values[0] == (pytest.approx((10 * 100 + 40 * 300) / 400), 5.0)
+    assert math.isnan(table.values[1][0]) and table.values[1][1] == 2.0
+
+
+def test_nca_rows_follow_tissue_order_then_name() -> None:
+    rows = parse_nca(
+        b"compartment,cmax,tmax,reason\nadipose,1,0,\ndermis,2,0,\nzeta,3,0,no fit\nalpha,4,0,\n"
+    )
+    ordered = in_tissue_order(rows, ("dermis", "adipose"))
+    assert [r.compartment for r in ordered] == ["dermis", "adipose", "alpha", "zeta"]
+    assert ordered[3].reason == "no fit" and ordered[0].reason == ""
+    assert math.isnan(ordered[0].lambda_z)

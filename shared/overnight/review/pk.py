@@ -231,6 +231,15 @@ def signal_table(data: bytes) -> SignalTable:
     return SignalTable(times, compartments, values)
 
 
+def in_tissue_order(rows: tuple[NcaRow, ...], order: tuple[str, ...]) -> tuple[NcaRow, ...]:
+    """NCA rows in the order of ``order`` (outside in, as ``profiles.csv`` lists them).
+
+    ``nca.csv`` is sorted by name; compartments missing from ``order`` come last, by name.
+    """
+    rank = {name: n for n, name in enumerate(order)}
+    return tuple(sorted(rows, key=lambda r: (rank.get(r.compartment, len(rank)), r.compartment)))
+
+
 def _timepoints(
     series: dict[str, Any], image_files: dict[str, set[str]]
 ) -> tuple[PkTimepoint, ...]:
@@ -303,6 +312,8 @@ def read_pk_dataset(
     calibrated = _float(params.get("calibration", 1.0)) != 1.0
     unit = params.get("unit") or ("calibrated units" if calibrated else "ADU")
     profiles = _read_optional(store, child_key(prefix, PROFILES))
+    signal = signal_table(profiles) if profiles else SignalTable((), (), ())
+    nca = parse_nca(nca_bytes) if nca_bytes else ()
     tables = tuple(name for name in PK_TABLES if store.exists(child_key(prefix, name)))
     return PkDataset(
         dataset_id=dataset_id,
@@ -311,8 +322,8 @@ def read_pk_dataset(
         background_adu=_float(series.get("background_adu")),
         units=PkUnits(c=str(unit)),
         timepoints=_timepoints(series, image_files),
-        nca=parse_nca(nca_bytes) if nca_bytes else (),
-        signal=signal_table(profiles) if profiles else SignalTable((), (), ()),
+        nca=in_tissue_order(nca, signal.compartments),
+        signal=signal,
         plots=tuple(sorted(list_plots(store, prefix), key=lambda n: (n != HEATMAP, n))),
         tables=tables,
         warnings=tuple(str(w) for w in series.get("warnings") or ()),

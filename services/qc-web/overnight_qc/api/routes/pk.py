@@ -12,6 +12,7 @@ from overnight.errors import StorageError
 from overnight.review.listing import DatasetListing
 from overnight.review.overlay import thumbnail_jpeg
 from overnight.review.pk import (
+    HEATMAP,
     NCA_VALUES,
     PkDataset,
     is_pk_dataset,
@@ -41,6 +42,15 @@ NCA_HEADS: dict[str, tuple[str, int]] = {
     "r2_adj": ("R²adj", 3),
     "n_points_lambda_z": ("n λz", 0),
 }
+
+
+#: Captions of the plots ``pk run`` writes; other plots show under their file name.
+PLOT_CAPTIONS = {
+    "concentration_time.png": "Drug signal over time per compartment, pooled over depth (▼ Cmax).",
+    "depth_profiles.png": "Drug signal over time per compartment, one line per depth.",
+}
+#: The NCA table as a picture (for slides): linked, not shown, since the page has the table.
+NCA_TABLE_PLOT = "nca_table.png"
 
 
 def _read(state: QcState, dataset_id: str) -> tuple[DatasetListing, PkDataset]:
@@ -75,9 +85,17 @@ def pk_path_of(context: Any, dataset_id: str) -> str | None:
 def pk_page(request: Request, dataset_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
     """NCA per compartment with units, the depth × time heatmap and other plots, timepoints."""
     _, pk = _read(state, dataset_id)
+    figures = [
+        (name, PLOT_CAPTIONS.get(name, name))
+        for name in pk.plots
+        if name not in (HEATMAP, NCA_TABLE_PLOT)
+    ]
     context = {
         "dataset_id": dataset_id,
         "pk": pk,
+        "heatmap": HEATMAP if HEATMAP in pk.plots else None,
+        "nca_table_plot": NCA_TABLE_PLOT if NCA_TABLE_PLOT in pk.plots else None,
+        "figures": figures,
         "columns": [(c, *NCA_HEADS[c], pk.units.of(c)) for c in NCA_VALUES],
         "reviewer": reviewer,
         "read_only": state.token is None,
