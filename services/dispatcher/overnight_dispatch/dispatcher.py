@@ -86,6 +86,7 @@ class Dispatcher:
         self._listed: tuple[set[str], float] | None = None
         self._lock = threading.Lock()
         self.rounds = 0  # filler rounds done (for tests and debugging)
+        self.tracker_error: BaseException | None = None
         self.tracker = JobTracker(
             jobs,
             label_selector(settings),
@@ -102,7 +103,7 @@ class Dispatcher:
         """Reconcile with the cluster, then fill and track until :attr:`stop` is set."""
         version = self.tracker.sync()  # first list: ends recorded, claims reconciled below
         tracker = threading.Thread(
-            target=self.tracker.run, args=(version,), name="job-tracker", daemon=True
+            target=self._track, args=(version,), name="job-tracker", daemon=True
         )
         tracker.start()
         try:
@@ -116,6 +117,18 @@ class Dispatcher:
             self.stop.set()
             self.jobs.interrupt_watches()
             tracker.join(timeout=5)
+        if self.tracker_error is not None:
+            raise RuntimeError("the Job tracker stopped") from self.tracker_error
+
+    def _track(self, version: str) -> None:
+        """Run the tracker; if it dies, stop the filler too (the Deployment restarts us)."""
+        try:
+            self.tracker.run(version)
+        except Exception as err:  # noqa: BLE001 - the thread's edge: stop the whole process
+            logger.exception("the Job tracker failed; stopping the dispatcher")
+            self.tracker_error = err
+            self.stop.set()
+            self.wake.set()
 
     def fill(self) -> int:
         """Create Jobs while there is room and work; return how many were created or found."""
