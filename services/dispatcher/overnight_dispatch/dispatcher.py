@@ -29,8 +29,10 @@ from types import FrameType
 from redis import Redis
 from rq.job import JobStatus as RQStatus
 
-from overnight.dispatch.jobspec import LABEL_DOMAIN, build_drain_job, build_job
+from overnight.dispatch.jobspec import LABEL_DOMAIN, build_drain_job, build_job, job_name
 from overnight.dispatch.settings import DispatchSettings
+from overnight.errors import TransientError
+from overnight.jobs.connection import check_redis, connect
 from overnight.jobs.ids import job_id_for
 from overnight.jobs.state import JobBook
 from overnight.jobs.status import JobStatus
@@ -118,7 +120,7 @@ class Dispatcher:
             self.jobs.interrupt_watches()
             tracker.join(timeout=5)
         if self.tracker_error is not None:
-            raise RuntimeError("the Job tracker stopped") from self.tracker_error
+            raise self.tracker_error
 
     def _track(self, version: str) -> None:
         """Run the tracker; if it dies, stop the filler too (the Deployment restarts us)."""
@@ -181,7 +183,7 @@ class Dispatcher:
             logger.info("Job %s is left from an earlier attempt; replacing it", name)
             self.jobs.delete(name)
             self.stop.wait(self.jobs.backoff.first_s)
-        raise RuntimeError(f"Job {name} could not be replaced after {REPLACE_TRIES} tries")
+        raise TransientError(f"Job {name} could not be replaced after {REPLACE_TRIES} tries")
 
     def on_event(self, kind: str, job: JsonDict) -> None:
         """Record what a listed or watched Job says about its image (or its drain batch)."""
@@ -328,16 +330,12 @@ class Dispatcher:
 
 def job_name_of(claim: Claim) -> str:
     """The name of the Job of ``claim`` (deterministic from dataset and image)."""
-    from overnight.dispatch.jobspec import job_name
-
     assert claim.image is not None
     return job_name(claim.image.dataset_id, claim.image.image_id)
 
 
 def run_dispatcher(settings: DispatchSettings) -> None:
     """``overnight dispatch run``: dispatch until SIGTERM or SIGINT (see the module doc)."""
-    from overnight.jobs.connection import check_redis, connect
-
     configure_logging(settings.log_level, settings.log_format)
     redis = connect(settings.redis_url)
     check_redis(redis)
