@@ -133,7 +133,7 @@ def assert_nothing_lost_or_doubled(
     assert sorted(r.split(",")[0] for r in rows) == sorted(done)
 
 
-def test_a_24_image_dataset_over_rest_is_analysed_completely(
+def test_24_images_over_rest_and_an_upload_are_analysed_completely(
     stack: LocalStack,
     nas: Path,
     synth_images: list[Path],
@@ -142,17 +142,30 @@ def test_a_24_image_dataset_over_rest_is_analysed_completely(
 ) -> None:
     images = fill_plate(nas / "plate1", synth_images, 24)
     dataset_id = stack.submit((nas / "plate1").as_uri())
+    assert stack.api is not None
+    uploads = stack.api.post(
+        "/datasets", json={"pipeline": "cytometry-classical"}, headers=AUTH
+    ).json()["id"]
+    with synth_images[1].open("rb") as image:
+        upload = stack.api.post(
+            f"/datasets/{uploads}/images", files={"file": ("up_1.tif", image)}, headers=AUTH
+        )
+    assert upload.status_code == 201, upload.text
+
     status = stack.wait_finished(dataset_id, 240)
     assert status["state"] == "done" and status["counts"]["done"] == 24 and status["failures"] == []
+    assert stack.wait_finished(uploads, 60)["state"] == "done"
+    job = stack.api.get(f"/jobs/{upload.json()['job_id']}").json()
+    assert job["status"] == "done" and job["queue_status"] == "finished"
+    assert (tmp_path / "store" / "results" / uploads / "up_1" / "manifest.json").exists()
     done = {p.stem for p in images}
     assert_nothing_lost_or_doubled(
         open_store((tmp_path / "store").as_uri()), redis_server.url, dataset_id, done
     )
-    assert stack.api is not None
     listed = {d["id"]: d for d in stack.api.get("/datasets").json()}
     assert listed[dataset_id]["state"] == "done"
     metrics = stack.api.get("/metrics").text
-    assert 'overnight_images{status="done"} 24.0' in metrics
+    assert 'overnight_images{status="done"} 25.0' in metrics
     assert 'overnight_job_duration_seconds_count{stage="counting"}' in metrics
 
 
@@ -314,22 +327,3 @@ def test_a_bucket_prefix_is_analysed_into_the_bucket(
     }
     assert {f"out/results/{dataset_id}/field_{i}/manifest.json" for i in range(3)} <= names
     assert f"out/results/{dataset_id}/summary.csv" in names
-
-
-def test_an_uploaded_image_is_analysed(
-    stack: LocalStack, synth_images: list[Path], tmp_path: Path
-) -> None:
-    assert stack.api is not None
-    dataset_id = stack.api.post(
-        "/datasets", json={"pipeline": "cytometry-classical"}, headers=AUTH
-    ).json()["id"]
-    with synth_images[1].open("rb") as image:
-        answer = stack.api.post(
-            f"/datasets/{dataset_id}/images", files={"file": ("up_1.tif", image)}, headers=AUTH
-        )
-    assert answer.status_code == 201, answer.text
-    status = stack.wait_finished(dataset_id, 120)
-    assert status["state"] == "done"
-    job = stack.api.get(f"/jobs/{answer.json()['job_id']}").json()
-    assert job["status"] == "done" and job["queue_status"] == "finished"
-    assert (tmp_path / "store" / "results" / dataset_id / "up_1" / "manifest.json").exists()
