@@ -94,6 +94,7 @@ class Fault:
     verb: str | None
     times: int
     retry_after_s: int | None
+    after_store: bool = False  # a create is stored, then answered with the error
 
 
 class ApiServerStandIn:
@@ -147,10 +148,15 @@ class ApiServerStandIn:
         verb: str | None = None,
         times: int = 1,
         retry_after_s: int | None = None,
+        after_store: bool = False,
     ) -> None:
-        """Answer the next ``times`` calls of ``verb`` (create, get, list, watch, delete)."""
+        """Answer the next ``times`` calls of ``verb`` (create, get, list, watch, delete).
+
+        ``after_store``: a create is carried out before the error is answered (a response
+        lost on its way back, e.g. a 500 from a proxy after etcd wrote the Job).
+        """
         with self._changed:
-            self._faults.append(Fault(status, verb, times, retry_after_s))
+            self._faults.append(Fault(status, verb, times, retry_after_s, after_store))
 
     def drop_watches(self) -> None:
         """Cut every open watch stream mid-stream (no terminating chunk)."""
@@ -336,6 +342,10 @@ def _handler_for(server: ApiServerStandIn) -> type[BaseHTTPRequestHandler]:
                 return None
             return match["ns"], match["name"], parse_qs(parts.query)
 
+        def _route_namespace(self) -> str:
+            match = _PATH.match(urlsplit(self.path).path)
+            return match["ns"] if match else "default"
+
         def _send(self, code: int, body: JsonDict, headers: dict[str, str] | None = None) -> None:
             data = json.dumps(body).encode()
             self.send_response(code)
@@ -346,11 +356,13 @@ def _handler_for(server: ApiServerStandIn) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def _fault(self, verb: str) -> bool:
+        def _fault(self, verb: str, body: JsonDict | None = None) -> bool:
             server.requests[verb] += 1
             fault = server.take_fault(verb)
             if fault is None:
                 return False
+            if fault.after_store and body is not None:
+                server.create(self._route_namespace(), body)
             headers = {"Retry-After": str(fault.retry_after_s)} if fault.retry_after_s else {}
             self._send(fault.status, status_object(fault.status, "injected fault"), headers)
             return True
@@ -359,7 +371,7 @@ def _handler_for(server: ApiServerStandIn) -> type[BaseHTTPRequestHandler]:
             route = self._route()
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
-            if route is None or self._fault("create"):
+            if route is None or self._fault("create", body):
                 return
             self._send(*server.create(route[0], body))
 

@@ -147,6 +147,7 @@ def test_throttling_and_server_errors_are_backed_off_and_retried(
 ) -> None:
     standin.inject(500, verb="list", times=2)
     standin.inject(429, verb="create", retry_after_s=1)
+    standin.inject(500, verb="create", after_store=True)  # stored, but the answer is lost
     standin.inject(503, verb="watch")
     record = enqueue(2)
     names = names_of(record, 2)
@@ -154,9 +155,10 @@ def test_throttling_and_server_errors_are_backed_off_and_retried(
     runner = run_dispatcher(make_settings(), sleeps)
     wait_for(lambda: len(standin.unfinished()) == 2, 10, "both Jobs created")
     runner.stop()
-    assert dict(standin.faults_served) == {500: 2, 429: 1, 503: 1}
+    assert dict(standin.faults_served) == {500: 3, 429: 1, 503: 1}
     assert 1.0 in sleeps  # Retry-After honoured
     assert dict(standin.created) == {name: 1 for name in names}
+    assert sum(standin.conflicts.values()) == 1  # the retried create found its own Job
 
 
 def test_a_dropped_watch_is_resumed_and_410_gone_lists_again(
