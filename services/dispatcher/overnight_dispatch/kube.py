@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.watch.watch import iter_resp_lines
 
-from overnight.errors import TransientError
+from overnight.errors import ConfigError, TransientError
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,12 @@ def load_batch_api() -> client.BatchV1Api:
     try:
         config.load_incluster_config()
     except ConfigException:
-        config.load_kube_config()
+        try:
+            config.load_kube_config()
+        except ConfigException as err:
+            raise ConfigError(
+                f"no Kubernetes API server: not in a pod, and no usable kubeconfig ({err})"
+            ) from err
     return client.BatchV1Api()
 
 
