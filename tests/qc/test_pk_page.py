@@ -222,3 +222,16 @@ def test_nca_rows_follow_tissue_order_then_name() -> None:
     assert [r.compartment for r in ordered] == ["dermis", "adipose", "alpha", "zeta"]
     assert ordered[3].reason == "no fit" and ordered[0].reason == ""
     assert math.isnan(ordered[0].lambda_z)
+
+
+def test_an_unreadable_profile_table_is_reported_not_a_server_error(
+    pk_results: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "out"
+    shutil.copytree(pk_results, folder)
+    (folder / "profiles.csv").write_text("when,where\n1,2\n")
+    with _client_over(folder) as client:
+        response = client.get("/datasets/out/pk", headers=HTML)
+    assert response.status_code == 200
+    assert "profiles.csv is unreadable and left out" in response.text
+    assert 'id="nca-table"' in response.text and 'id="signal-table"' not in response.text

@@ -16,8 +16,9 @@ import io
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -27,6 +28,7 @@ from overnight.storage.base import ObjectInfo, ObjectStore
 from overnight.storage.keys import validate_id
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SERIES = "series.json"
 NCA = "nca.csv"
@@ -181,10 +183,10 @@ def table_key(prefix: str, name: str) -> str:
     return child_key(prefix, name)
 
 
-def overlay_key(dataset: PkDataset, prefix: str, image_id: str) -> str:
+def overlay_key(timepoints: tuple[PkTimepoint, ...], prefix: str, image_id: str) -> str:
     """Key of a timepoint's ``overlay.png``; the image must be a timepoint that has one."""
     validate_id(image_id)
-    for tp in dataset.timepoints:
+    for tp in timepoints:
         if tp.image_id == image_id and tp.has_overlay:
             return child_key(child_key(prefix, image_id), OVERLAY)
     raise ObjectNotFoundError(f"no overlay for timepoint {image_id!r}")
@@ -277,6 +279,37 @@ def _read_optional(store: ObjectStore, key: str) -> bytes | None:
         return None
 
 
+def _parsed(
+    parse: Callable[[bytes], T], data: bytes | None, name: str, problems: list[str]
+) -> T | None:
+    """``parse(data)``, or None (and a note in ``problems``) when absent or unreadable."""
+    if not data:
+        return None
+    try:
+        return parse(data)
+    except (KeyError, ValueError, pd.errors.ParserError) as err:  # shown, not a 500
+        logger.warning("ignoring unreadable %s: %s", name, err)
+        problems.append(f"{name} is unreadable and left out: {err}")
+        return None
+
+
+def _parse_series(data: bytes | None, dataset_id: str) -> dict[str, Any]:
+    try:
+        series = json.loads(data) if data else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        logger.warning("ignoring unreadable series.json of %s: %s", dataset_id, err)
+        series = {}
+    return series if isinstance(series, dict) else {}
+
+
+def read_timepoints(
+    store: ObjectStore, dataset_id: str, prefix: str, image_files: dict[str, set[str]]
+) -> tuple[PkTimepoint, ...]:
+    """The timepoints ``series.json`` lists (only that file is read), in time order."""
+    series = _parse_series(_read_optional(store, child_key(prefix, SERIES)), dataset_id)
+    return _timepoints(series, image_files)
+
+
 def read_pk_dataset(
     store: ObjectStore, dataset_id: str, prefix: str, image_files: dict[str, set[str]]
 ) -> PkDataset:
@@ -302,18 +335,15 @@ def read_pk_dataset(
     nca_bytes = _read_optional(store, child_key(prefix, NCA))
     if series_bytes is None and nca_bytes is None:
         raise ObjectNotFoundError(f"dataset {dataset_id!r} is not a skin-PK dataset")
-    try:
-        series = json.loads(series_bytes) if series_bytes else {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        logger.warning("ignoring unreadable series.json of %s: %s", dataset_id, err)
-        series = {}
-    series = series if isinstance(series, dict) else {}
-    params = series.get("parameters") or {}
+    series = _parse_series(series_bytes, dataset_id)
+    found = series.get("parameters")
+    params: dict[str, Any] = found if isinstance(found, dict) else {}
     calibrated = _float(params.get("calibration", 1.0)) != 1.0
     unit = params.get("unit") or ("calibrated units" if calibrated else "ADU")
     profiles = _read_optional(store, child_key(prefix, PROFILES))
-    signal = signal_table(profiles) if profiles else SignalTable((), (), ())
-    nca = parse_nca(nca_bytes) if nca_bytes else ()
+    problems: list[str] = []
+    signal = _parsed(signal_table, profiles, PROFILES, problems) or SignalTable((), (), ())
+    nca = _parsed(parse_nca, nca_bytes, NCA, problems) or ()
     tables = tuple(name for name in PK_TABLES if store.exists(child_key(prefix, name)))
     return PkDataset(
         dataset_id=dataset_id,
@@ -326,6 +356,6 @@ def read_pk_dataset(
         signal=signal,
         plots=tuple(sorted(list_plots(store, prefix), key=lambda n: (n != HEATMAP, n))),
         tables=tables,
-        warnings=tuple(str(w) for w in series.get("warnings") or ()),
+        warnings=(*problems, *(str(w) for w in series.get("warnings") or ())),
         failures=tuple(_failure_text(f) for f in series.get("failures") or ()),
     )

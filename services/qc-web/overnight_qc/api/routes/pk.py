@@ -14,11 +14,12 @@ from overnight.review.overlay import thumbnail_jpeg
 from overnight.review.pk import (
     HEATMAP,
     NCA_VALUES,
-    PkDataset,
+    OVERLAY,
     is_pk_dataset,
     overlay_key,
     plot_key,
     read_pk_dataset,
+    read_timepoints,
     table_key,
 )
 from overnight_qc.api.deps import ReaderDep, StateDep
@@ -53,10 +54,17 @@ PLOT_CAPTIONS = {
 NCA_TABLE_PLOT = "nca_table.png"
 
 
-def _read(state: QcState, dataset_id: str) -> tuple[DatasetListing, PkDataset]:
+def _files(listing: DatasetListing) -> dict[str, set[str]]:
+    return {image_id: set(f.files) for image_id, f in listing.images.items()}
+
+
+def _overlay(state: QcState, dataset_id: str, image_id: str) -> tuple[str, str]:
+    """Key and tag of a timepoint's overlay (404 unless ``series.json`` lists a timepoint)."""
     listing = state.catalog.listing(dataset_id)  # validates the id; 404 for an unknown one
-    files = {image_id: set(f.files) for image_id, f in listing.images.items()}
-    return listing, read_pk_dataset(state.store, dataset_id, listing.prefix, files)
+    timepoints = read_timepoints(state.store, dataset_id, listing.prefix, _files(listing))
+    key = overlay_key(timepoints, listing.prefix, image_id)
+    info = listing.images[image_id].files[OVERLAY]
+    return key, info.etag or f"{info.size}-{info.mtime}"
 
 
 def _picture(data: bytes, etag: str, media_type: str = "image/png") -> Response:
@@ -84,7 +92,8 @@ def pk_path_of(context: Any, dataset_id: str) -> str | None:
 @router.get("", response_class=HTMLResponse, name="pk")
 def pk_page(request: Request, dataset_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
     """NCA per compartment with units, the depth × time heatmap and other plots, timepoints."""
-    _, pk = _read(state, dataset_id)
+    listing = state.catalog.listing(dataset_id)  # validates the id; 404 for an unknown one
+    pk = read_pk_dataset(state.store, dataset_id, listing.prefix, _files(listing))
     figures = [
         (name, PLOT_CAPTIONS.get(name, name))
         for name in pk.plots
@@ -125,19 +134,14 @@ def pk_table(dataset_id: str, name: str, state: StateDep, reviewer: ReaderDep) -
 @router.get("/timepoints/{image_id}/overlay.png", name="pk_overlay")
 def pk_overlay(dataset_id: str, image_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
     """A timepoint's compartment overlay as the pipeline published it."""
-    listing, pk = _read(state, dataset_id)
-    key = overlay_key(pk, listing.prefix, image_id)
-    info = listing.images[image_id].files["overlay.png"]
-    return _picture(state.store.read_bytes(key), info.etag or f"{info.size}-{info.mtime}")
+    key, tag = _overlay(state, dataset_id, image_id)
+    return _picture(state.store.read_bytes(key), tag)
 
 
 @router.get("/timepoints/{image_id}/thumb.jpg", name="pk_thumb")
 def pk_thumb(dataset_id: str, image_id: str, state: StateDep, reviewer: ReaderDep) -> Response:
     """A small JPEG of a timepoint's overlay, for the timepoint strip."""
-    listing, pk = _read(state, dataset_id)
-    key = overlay_key(pk, listing.prefix, image_id)
-    info = listing.images[image_id].files["overlay.png"]
-    tag = info.etag or f"{info.size}-{info.mtime}"
+    key, tag = _overlay(state, dataset_id, image_id)
     data = state.pictures.get(
         ("pk-thumb", key, tag), lambda: thumbnail_jpeg(state.store.read_bytes(key), 320)
     )
