@@ -11,7 +11,7 @@ import yaml
 from overnight.config import load_settings
 from overnight.dispatch.jobspec import build_drain_job, build_job
 from overnight.dispatch.settings import DispatchSettings
-from overnight.errors import ConfigError
+from overnight.errors import ConfigError, OvernightError
 
 DISPATCHER_MODULE = "overnight_dispatch.dispatcher"
 
@@ -43,7 +43,10 @@ def run(ctx: click.Context) -> None:
                 "(pip install -e .) or use the dispatcher container image"
             ) from err
         raise
-    module.run_dispatcher(_settings(ctx))
+    try:
+        module.run_dispatcher(_settings(ctx))
+    except OvernightError as err:  # unreachable Redis, no kubeconfig, bad settings
+        raise click.ClickException(str(err)) from err
 
 
 @dispatch.command("render-job")
