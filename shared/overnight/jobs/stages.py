@@ -29,6 +29,7 @@ from overnight.jobs.payload import ImageJob
 from overnight.jobs.settings import JobSettings
 from overnight.jobs.sources import local_copy, open_source
 from overnight.jobs.state import JobBook
+from overnight.jobs.status import JobStatus, count_statuses
 from overnight.metadata import metadata_for
 
 # Private helpers of the embedded run, shared so both write identical results (see report).
@@ -181,13 +182,20 @@ def publish(
     )
 
 
-def finish_dataset(ctx: StageContext, dataset_id: str) -> bool:
+def finish_dataset(
+    ctx: StageContext,
+    dataset_id: str,
+    finishing: str | None = None,
+    final_status: JobStatus = JobStatus.DONE,
+) -> bool:
     """Write ``results/<id>/summary.csv`` when no image of the dataset waits or runs any more.
 
-    Returns whether the dataset was finished. Two workers finishing the last images at once
-    both write the same summary (each write is atomic).
+    ``finishing`` names an image about to be marked ``final_status``: it counts as such, so the
+    summary is written *before* the last status change and a reader who sees the dataset
+    ``done`` finds it. Returns whether the dataset was finished (and the summary written).
     """
-    counts = ctx.book.counts(dataset_id)
+    states = ctx.book.images(dataset_id)
+    counts = count_statuses(final_status if s.image_id == finishing else s.status for s in states)
     if not counts.finished:
         return False
     rows = write_summary(ctx.store, f"results/{dataset_id}")

@@ -116,15 +116,25 @@ def run_image(ctx: StageContext, job: ImageJob) -> JobStatus:
 
 
 def _done(ctx: StageContext, job: ImageJob) -> str:
-    ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.DONE)
     ctx.store.delete(job.handoff_key)
-    finish_dataset(ctx, job.dataset_id)
+    _finalise(ctx, job, JobStatus.DONE)
     return "done"
 
 
 def _fail(ctx: StageContext, job: ImageJob, reason: str) -> None:
-    ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.FAILED, reason)
-    finish_dataset(ctx, job.dataset_id)
+    _finalise(ctx, job, JobStatus.FAILED, reason)
+
+
+def _finalise(ctx: StageContext, job: ImageJob, status: JobStatus, reason: str = "") -> None:
+    """Mark the image final; the summary is written first if it is the dataset's last image.
+
+    When the last two images finish at once neither sees the other final beforehand, so the
+    check runs again after the status change: the later of the two then writes the summary.
+    """
+    written = finish_dataset(ctx, job.dataset_id, finishing=job.image_id, final_status=status)
+    ctx.book.set_status(job.dataset_id, job.image_id, status, reason)
+    if not written:
+        finish_dataset(ctx, job.dataset_id)
 
 
 def _retries_left() -> int:
