@@ -235,3 +235,10 @@ def test_an_unreadable_profile_table_is_reported_not_a_server_error(
     assert response.status_code == 200
     assert "profiles.csv is unreadable and left out" in response.text
     assert 'id="nca-table"' in response.text and 'id="signal-table"' not in response.text
+
+
+def test_pk_results_list_like_any_dataset_and_link_to_the_pk_page(pk_client: TestClient) -> None:
+    assert pk_client.get("/").status_code == 200
+    page = pk_client.get("/datasets/out")
+    assert page.status_code == 200
+    assert "/datasets/out/pk" in page.text

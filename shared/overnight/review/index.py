@@ -163,18 +163,24 @@ def read_row(store: ObjectStore, files: ImageFiles, listing: DatasetListing) -> 
     except (ValidationError, json.JSONDecodeError) as err:
         logger.warning("ignoring %s: unreadable manifest or result (%s)", files.prefix, err)
         return None
-    pipeline = record.get("pipeline") or {}
     return ImageRow(
         image_id=files.image_id,
         prefix=files.prefix,
         metadata={str(k): _stringify(v) for k, v in (record.get("metadata") or {}).items()},
         summary=_numbers(record.get("summary") or {}),
-        pipeline=f"{pipeline.get('name', '')} {pipeline.get('version', '')}".strip(),
+        pipeline=_pipeline_label(record.get("pipeline")),
         finished_at=str(record.get("finished_at", "")),
         n_warnings=len(record.get("warnings") or []),
         verdict=verdict,
         signature=files.signature(),
     )
+
+
+def _pipeline_label(pipeline: object) -> str:
+    """``"cytometry 1"`` from a pipeline record: a ``{name, version}`` mapping or a bare name."""
+    if isinstance(pipeline, dict):
+        return f"{pipeline.get('name', '')} {pipeline.get('version', '')}".strip()
+    return str(pipeline or "")
 
 
 def metadata_columns(rows: tuple[ImageRow, ...]) -> tuple[str, ...]:
