@@ -39,6 +39,7 @@ class ModelCard(BaseModel):
     n_train_images: int
     n_val_images: int
     val_images: tuple[str, ...] = Field(description="image ids kept aside for validation")
+    initial_weights: str | None = Field(None, description="weights training started from, if any")
     epochs_run: int
     training_seconds: float
     metrics: dict[str, float] = Field(description="validation metrics")

@@ -1,9 +1,9 @@
 """The learned cell model: per-pixel background / interior / boundary → instance labels → types.
 
 A 2D U-Net reads the focus-aware projection of the cell channel (normalised by percentiles)
-and predicts three class probabilities. Interiors above ``marker_threshold`` seed a watershed
-that grows them over the foreground, so touching cells, which the network separates by a
-boundary band, become separate instances. A softmax-regression classifier on per-cell shape
+and predicts three class probabilities. The distance transform of the interiors seeds a
+watershed that grows them over the foreground, so touching cells, which the network separates
+by a boundary band, become separate instances. A softmax-regression classifier on per-cell shape
 and pooled network features gives each cell a type from the configured label set.
 """
 
@@ -53,15 +53,25 @@ def cell_classes(labels: np.ndarray, boundary_px: int) -> np.ndarray:
 
 
 def instance_labels(probabilities: np.ndarray, config: CellModelConfig) -> np.ndarray:
-    """Instance labels (``YX`` uint32) from probabilities ``(Y, X, 3)`` by seeded watershed."""
+    """Instance labels (``YX`` uint32) from probabilities ``(Y, X, 3)`` by seeded watershed.
+
+    Interiors (``p(interior) > marker_threshold``) are the network's cells without their
+    boundary band. Where the band between two touching cells is faint, their interiors still
+    join at a narrow neck, so seeds are the maxima of the interiors' distance transform
+    (smoothed by ``seed_smooth_px``) that stand ``seed_h_px`` above their surroundings, and
+    the watershed of the distance grows them over the foreground.
+    """
     foreground = ndi.binary_fill_holes(
         1.0 - probabilities[..., BACKGROUND] > config.foreground_threshold
     )
-    interior = probabilities[..., INTERIOR]
-    seeds = morphology.remove_small_objects(
-        ndi.label(interior > config.marker_threshold)[0], max_size=config.min_marker_px - 1
+    interior = morphology.remove_small_objects(
+        probabilities[..., INTERIOR] > config.marker_threshold, max_size=config.min_marker_px - 1
     )
-    labels = segmentation.watershed(-interior, seeds, mask=foreground)
+    distance = ndi.distance_transform_edt(interior)
+    if config.seed_smooth_px > 0:
+        distance = ndi.gaussian_filter(distance, config.seed_smooth_px)
+    seeds = ndi.label(morphology.h_maxima(distance, config.seed_h_px) & interior)[0]
+    labels = segmentation.watershed(-distance, seeds, mask=foreground)
     sizes = np.bincount(labels.ravel())
     small = np.flatnonzero(sizes < config.min_cell_px)
     labels[np.isin(labels, small[small > 0])] = 0

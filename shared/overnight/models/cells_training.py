@@ -94,24 +94,32 @@ def score_segmentation(
     return SegmentationScore(tp, fp, fn, iou_sum, type_correct)
 
 
-def _fit_types(model: CellModel, fields: list[TrainingField], pixel_size_um: float) -> None:
-    """Fit the type classifier on the true cells of ``fields`` (features from the network)."""
+def fit_types(model: CellModel, fields: list[TrainingField], pixel_size_um: float) -> None:
+    """Fit the type classifier on the cells the model segments in ``fields``.
+
+    Features come from the predicted cells matched (IoU ≥ 0.5) to true ones, which take the
+    true cell's type, so the classifier learns from the shapes it will see at inference.
+    """
     names = model.config.cell_types
     rows, classes = [], []
     for field in fields:
         if field.cells is None or "cell_type" not in field.cells:
             continue
-        probs, features = model.probabilities(
-            cell_input(_channel(field, model.config.channel_index), model.config)
+        prediction = model.segment(_channel(field, model.config.channel_index))
+        matches = match_labels(field.labels, prediction.labels)
+        ids, x = cell_features(
+            prediction.labels, prediction.features, field.pixel_size_um or pixel_size_um
         )
-        ids, x = cell_features(field.labels, features, field.pixel_size_um or pixel_size_um)
+        row_of = dict(zip(ids.tolist(), x, strict=True))
         type_of = dict(
             zip(field.cells["cell_id"].tolist(), field.cells["cell_type"].tolist(), strict=True)
         )
-        for cell_id, row in zip(ids.tolist(), x, strict=True):
-            if type_of.get(cell_id) in names:
-                rows.append(row)
-                classes.append(names.index(type_of[cell_id]))
+        for true_id, pred_id in zip(
+            matches.true_ids.tolist(), matches.pred_ids.tolist(), strict=True
+        ):
+            if type_of.get(true_id) in names:
+                rows.append(row_of[pred_id])
+                classes.append(names.index(type_of[true_id]))
     if len(set(classes)) < 2:
         logger.info("no cell types in the training data: the model gives none")
         return
@@ -164,7 +172,7 @@ def train_cells(
     model = CellModel(config, network, None)
     pixel_size_um = config.pixel_size_um or 1.0
     if config.cell_types:
-        _fit_types(model, train_fields, pixel_size_um)
+        fit_types(model, train_fields, pixel_size_um)
     if model.classifier is not None:
         model.classifier.save(out_dir)
     score = score_segmentation(model, val_fields, pixel_size_um)
@@ -193,6 +201,7 @@ def train_cells(
         n_train_images=len(train_paths),
         n_val_images=len(val_paths),
         val_images=tuple(p.name for p in val_paths),
+        initial_weights=str(initial_weights) if initial_weights else None,
         epochs_run=result.epochs_run,
         training_seconds=round(result.seconds, 1),
         metrics={k: round(float(v), 4) for k, v in metrics.items()},

@@ -88,8 +88,12 @@ class CellModelConfig(_Frozen):
     pixel_size_um: float | None = Field(0.2, description="pixel size of the training images (µm)")
     normalise_percentiles: tuple[float, float] = (1.0, 99.8)
     foreground_threshold: float = Field(0.5, description="1 − p(background) above this is a cell")
-    marker_threshold: float = Field(0.6, description="p(interior) above this seeds a cell")
-    min_marker_px: int = Field(20, description="smaller seeds are dropped (px²)")
+    marker_threshold: float = Field(0.5, description="p(interior) above this is a cell's interior")
+    min_marker_px: int = Field(20, description="smaller interior regions are dropped (px²)")
+    seed_h_px: float = Field(
+        1.0, gt=0, description="seeds: distance-transform maxima this high above their saddle (px)"
+    )
+    seed_smooth_px: float = Field(1.0, ge=0, description="Gaussian σ on the distance map (px)")
     min_cell_px: int = Field(60, description="smaller cells are dropped (px²)")
     cell_types: tuple[str, ...] = Field(
         ("lymphocyte", "monocyte"), description="type labels, in classifier order; () = no types"
@@ -118,6 +122,9 @@ class PnpModelConfig(_Frozen):
     density_sigma_xy_px: float = Field(1.0, gt=0, description="target blob σ in x, y (px)")
     density_sigma_z_slices: float = Field(1.0, gt=0, description="target blob σ in z (slices)")
     density_scale: float = Field(100.0, gt=0, description="integral of one particle's blob")
+    density_gain: float = Field(
+        1.0, gt=0, description="calibration of the density, fitted after training (unbiased counts)"
+    )
     peak_threshold: float = Field(
         0.35, description="density maxima below this fraction of one particle's peak are ignored"
     )

@@ -186,7 +186,7 @@ class PnpModel:
     def detect(self, volume: np.ndarray) -> Spots:
         """Particles of a ``ZYX`` PNP channel (ADU)."""
         scale = pnp_scale(volume)
-        density = self.density(pnp_input(volume, scale))
+        density = self.density(pnp_input(volume, scale)) * np.float32(self.config.density_gain)
         return extract_spots(
             density, np.asarray(volume, np.float32) - scale.background_adu, self.config
         )

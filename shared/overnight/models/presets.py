@@ -17,6 +17,7 @@ def nuclei_config() -> CellModelConfig:
         min_marker_px=4,
         min_cell_px=12,
         marker_threshold=0.5,
+        seed_h_px=0.5,
         class_weights=(1.0, 1.0, 2.0),
         train=TrainConfig(
             epochs=40,
