@@ -35,11 +35,18 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
+def _answers(client: httpx.Client, path: str) -> bool:
+    try:
+        return client.get(path).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def test_stack_runs_everything_and_stops_cleanly(
     tmp_path: Path, nas: Path, synth_images: list[Path]
 ) -> None:
     fill_plate(nas / "plate1", synth_images, 4)
-    port, redis_port = free_port(), free_port()
+    port, redis_port, qc_port = free_port(), free_port(), free_port()
     env = service_env(
         storage_url=(tmp_path / "store").as_uri(),
         nas_root=str(nas),
@@ -58,6 +65,8 @@ def test_stack_runs_everything_and_stops_cleanly(
             str(port),
             "--redis-port",
             str(redis_port),
+            "--qc-port",
+            str(qc_port),
             "--data-dir",
             str(tmp_path / "stack"),
         ),
@@ -87,8 +96,10 @@ def test_stack_runs_everything_and_stops_cleanly(
             == 201
         )
         assert (tmp_path / "stack" / "redis" / "appendonlydir").is_dir()
+        qc = httpx.Client(base_url=f"http://127.0.0.1:{qc_port}", timeout=10)
+        wait_for(lambda: _answers(qc, "/healthz"), 60, "the QC web")
         processes = children_of(stack.pid)
-        assert len(processes) >= 5  # redis, API, watcher, 2 workers (and their helpers)
+        assert len(processes) >= 6  # redis, API, watcher, QC web, 2 workers
     finally:
         os.kill(stack.pid, signal.SIGTERM)
         code = stack.wait(timeout=90)

@@ -2,7 +2,8 @@
 
 Starts, in order: ``redis-server`` from PATH (unless ``OVERNIGHT_REDIS_URL`` is set) with
 append-only persistence in ``<data>/redis``; the ingest API; the watcher (when
-``OVERNIGHT_WATCH_SOURCES`` is set); N segmentation and N pnp-counter workers. A child that
+``OVERNIGHT_WATCH_SOURCES`` is set); the QC web (when installed, unless its port is 0); N
+segmentation and N pnp-counter workers. A child that
 dies is started again (like ``restart: unless-stopped`` in compose). SIGTERM or Ctrl-C stops
 the workers and the API with SIGTERM (a worker finishes its job first; after ``grace_s`` it is
 killed — its job is re-queued by the others' upkeep on the next start), then Redis.
@@ -10,6 +11,7 @@ killed — its job is re-queued by the others' upkeep on the next start), then R
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import secrets
@@ -64,6 +66,7 @@ class StackConfig:
     port: int = 8000
     host: str = "127.0.0.1"
     redis_port: int = 6379
+    qc_port: int = 8080
     data_dir: Path = Path("overnight-stack")
     watch: bool = True
     grace_s: float = DEFAULT_GRACE_S
@@ -90,7 +93,7 @@ class Stack:
             if not token_file.exists():
                 token_file.write_text(secrets.token_urlsafe(24) + "\n", encoding="utf-8")
                 token_file.chmod(0o600)
-            self.env["OVERNIGHT_API_TOKEN_FILE"] = str(token_file.absolute())
+            self.env["OVERNIGHT_API_TOKEN"] = token_file.read_text(encoding="utf-8").strip()
             logger.info("API token in %s", token_file)
         cli = overnight_command()
         self.children.append(
@@ -109,6 +112,10 @@ class Stack:
         )
         if self.config.watch and self.env.get("OVERNIGHT_WATCH_SOURCES"):
             self.children.append(Child("watcher", [*cli, "ingest", "watch"]))
+        if self.config.qc_port and importlib.util.find_spec("overnight.cli.qcweb") is not None:
+            self.env.setdefault("OVERNIGHT_INGEST_URL", f"http://127.0.0.1:{self.config.port}")
+            qc = [*cli, "qc-web", "--host", self.config.host, "--port", str(self.config.qc_port)]
+            self.children.append(Child("qc-web", qc))
         for kind in ("segmentation", "pnp"):
             for index in range(self.config.workers):
                 self.children.append(Child(f"{kind}-{index + 1}", [*cli, "worker", kind]))

@@ -261,15 +261,25 @@ def drain(ctx: click.Context, max_images: int) -> None:
     show_default=True,
     help="Redis persistence and the generated API token.",
 )
+@click.option(
+    "--qc-port", type=int, default=8080, show_default=True, help="QC web port; 0: do not start it."
+)
 @click.pass_context
-def stack(ctx: click.Context, workers: int, port: int, redis_port: int, data_dir: Path) -> None:
+def stack(
+    ctx: click.Context, workers: int, port: int, redis_port: int, data_dir: Path, qc_port: int
+) -> None:
     """Run Redis, the ingest API, the watcher and N workers of each kind; Ctrl-C stops all."""
     from overnight_ingest.core.config import IngestSettings
     from overnight_ingest.stack import Stack, StackConfig
 
     settings = _settings(ctx, IngestSettings)
     config = StackConfig(
-        workers=workers, port=port, host=settings.host, redis_port=redis_port, data_dir=data_dir
+        workers=workers,
+        port=port,
+        host=settings.host,
+        redis_port=redis_port,
+        qc_port=qc_port,
+        data_dir=data_dir,
     )
     running = Stack(config)
     stop = _stop_event()
