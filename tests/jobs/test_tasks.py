@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from rq.job import JobStatus as RQStatus
 
+from fixtures_redis import free_port
 from overnight.jobs.connection import connect
 from overnight.jobs.ids import job_id_for
 from overnight.jobs.queues import fetch_job
@@ -130,3 +132,32 @@ def test_a_missing_source_file_fails_without_retry(job_settings: JobSettings, na
     failed = [s for s in book.images(record.id) if s.status is JobStatus.FAILED]
     assert [s.image_key for s in failed] == [victim.name]
     assert failed[0].reason
+
+
+def test_transient_errors_are_retried_then_fail_with_their_reason(
+    job_settings: JobSettings,
+) -> None:
+    # The images live in a bucket whose S3 endpoint is down: every read is a TransientError.
+    settings = job_settings.model_copy(
+        update={
+            "retry_max": 1,
+            "s3_endpoint": f"127.0.0.1:{free_port()}",
+            "s3_secure": False,
+            "s3_access_key": SecretStr("k"),
+            "s3_secret_key": SecretStr("s"),
+        }
+    )
+    redis = connect(settings.redis_url)
+    submitter = Submitter(redis, open_store(settings.storage_url, settings), settings)
+    record, _ = submitter.register("s3://lab-raw/plate1", "cytometry-classical")
+    assert submitter.enqueue_image(record, "field_1.tif")
+    run_worker(settings, "all", burst=True)
+
+    state = JobBook(redis).image(record.id, "field_1")
+    assert state is not None and state.status is JobStatus.FAILED
+    assert state.reason.startswith("gave up after retries: TransientError")
+    job = fetch_job(redis, job_id_for("segmentation", record.id, "field_1"))
+    assert job is not None and job.get_status() == RQStatus.FAILED and job.retries_left == 0
+    assert JobBook(redis).enqueue_counts(record.id) == {"field_1": 1}, (
+        "a retry is not a new enqueue"
+    )
