@@ -33,10 +33,10 @@ from overnight.jobs.status import JobStatus, count_statuses
 from overnight.metadata import metadata_for
 
 # Private helpers of the embedded run, shared so both write identical results (see report).
-from overnight.pipeline.batch import _channel_roles, _manifest_info, _type_names, write_summary
+from overnight.pipeline.batch import write_summary
 from overnight.pipeline.definition import load_pipeline
 from overnight.pipeline.runner import PipelineRun, PreparedPipeline
-from overnight.results.artefacts import result_artefacts, result_record
+from overnight.results.artefacts import manifest_info, result_artefacts, result_record
 from overnight.storage import Manifest, ObjectStore, is_complete, open_store, publish_result
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def opened_image(ctx: StageContext, job: ImageJob) -> Iterator[LoadedImage]:
     source = ctx.source(job.source_url)
     with local_copy(source, job.image_key) as path:
         resolved = metadata_for(path, root=_dataset_root(source, path))
-        roles = _channel_roles(pipeline)
+        roles = pipeline.channel_roles
         stack = read_stack(
             path, image_id=job.image_id, channels_required=len(roles), channel_roles=roles
         )
@@ -175,10 +175,10 @@ def publish(
         facts.metadata,
         list(facts.warnings),
         facts.read_s,
-        _type_names(prepared.pipeline),
+        prepared.pipeline.cell_type_names,
     )
     return publish_result(
-        ctx.store, job.result_prefix, result_artefacts(run, record), _manifest_info(record)
+        ctx.store, job.result_prefix, result_artefacts(run, record), manifest_info(record)
     )
 
 

@@ -21,7 +21,7 @@ from overnight.imaging import ReadLimits, image_id_from_name, read_stack
 from overnight.metadata import metadata_for
 from overnight.pipeline.definition import Pipeline, load_pipeline
 from overnight.pipeline.runner import PreparedPipeline
-from overnight.results.artefacts import result_artefacts, result_record
+from overnight.results.artefacts import manifest_info, result_artefacts, result_record
 from overnight.results.summary import summary_table
 from overnight.storage import ObjectStore, is_complete, open_store, publish_result, read_manifest
 from overnight.storage.publish import write_dataset_file
@@ -66,8 +66,8 @@ class ImageAnalyser:
         self.pipeline = pipeline or load_pipeline(options.pipeline, options.step_overrides)
         self.prepared = PreparedPipeline(self.pipeline)
         self.store: ObjectStore = open_store(options.out_url)
-        self.type_names = _type_names(self.pipeline)
-        self.channel_roles = _channel_roles(self.pipeline)
+        self.type_names = self.pipeline.cell_type_names
+        self.channel_roles = self.pipeline.channel_roles
 
     def analyse(self, path: Path) -> ImageOutcome:
         """Analyse the image at ``path`` and publish its result under ``<image_id>/``."""
@@ -98,7 +98,7 @@ class ImageAnalyser:
                 self.type_names,
             )
             artefacts = result_artefacts(run, record)
-            info = _manifest_info(record)
+            info = manifest_info(record)
             publish_result(self.store, image_id, artefacts, info, replace=self.options.force)
         except InvalidImageError as err:
             logger.warning("image failed: %s", err, extra={"image_id": image_id})
@@ -123,29 +123,6 @@ class ImageAnalyser:
             bytes_read=path.stat().st_size,
             step_timings_s=dict(record["timings_s"]),
         )
-
-
-def _manifest_info(record: dict[str, Any]) -> dict[str, Any]:
-    keys = ("image_id", "source", "pipeline", "versions", "finished_at")
-    return {k: record[k] for k in keys}
-
-
-def _type_names(pipeline: Pipeline) -> tuple[str, ...]:
-    for bound in pipeline.steps:
-        types = getattr(bound.params, "types", None)
-        if types:
-            return tuple(t.name for t in types)
-    return ()
-
-
-def _channel_roles(pipeline: Pipeline) -> tuple[str, ...]:
-    """Role names in channel order (e.g. ``("cell", "pnp")``), from the channel step."""
-    for bound in pipeline.steps:
-        channels = getattr(bound.params, "channels", None)
-        if isinstance(channels, dict) and channels:
-            by_index = {index: role for role, index in channels.items()}
-            return tuple(by_index.get(i, f"channel {i}") for i in range(max(by_index) + 1))
-    return ("image",)
 
 
 # One analyser per worker process, built by the pool initializer so models load once.

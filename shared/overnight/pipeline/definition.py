@@ -86,6 +86,25 @@ class Pipeline(BaseModel):
             seen.update(dict.fromkeys(bound.stages))
         return tuple(seen)
 
+    @property
+    def channel_roles(self) -> tuple[str, ...]:
+        """Channel roles in channel order (e.g. ``("cell", "pnp")``), from the channel step."""
+        for bound in self.steps:
+            channels = getattr(bound.params, "channels", None)
+            if isinstance(channels, dict) and channels:
+                by_index = {index: role for role, index in channels.items()}
+                return tuple(by_index.get(i, f"channel {i}") for i in range(max(by_index) + 1))
+        return ("image",)
+
+    @property
+    def cell_type_names(self) -> tuple[str, ...]:
+        """The configured cell types, in order, from the first step that has ``types``."""
+        for bound in self.steps:
+            types = getattr(bound.params, "types", None)
+            if types:
+                return tuple(getattr(t, "name", t) for t in types)
+        return ()
+
     def describe(self) -> dict[str, Any]:
         """Step names, versions and parameters, for provenance (``result.json``)."""
         return {

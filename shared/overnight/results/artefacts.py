@@ -73,6 +73,11 @@ def result_record(
     }
 
 
+def manifest_info(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The provenance a result's ``manifest.json`` repeats from ``result.json``."""
+    return {k: record[k] for k in ("image_id", "source", "pipeline", "versions", "finished_at")}
+
+
 def result_artefacts(run: PipelineRun, record: Mapping[str, Any]) -> dict[str, bytes]:
     """File name → bytes for one image, in the output format."""
     return {
