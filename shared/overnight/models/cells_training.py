@@ -94,36 +94,48 @@ def score_segmentation(
     return SegmentationScore(tp, fp, fn, iou_sum, type_correct)
 
 
+def _typed_rows(
+    labels: np.ndarray, features: np.ndarray, pairs: list[tuple[int, str]], pixel_size_um: float
+) -> list[tuple[np.ndarray, str]]:
+    """Feature rows of the cells ``pairs`` names (cell id in ``labels``, type name)."""
+    ids, x = cell_features(labels, features, pixel_size_um)
+    row_of = dict(zip(ids.tolist(), x, strict=True))
+    return [(row_of[i], name) for i, name in pairs if i in row_of]
+
+
 def fit_types(model: CellModel, fields: list[TrainingField], pixel_size_um: float) -> None:
     """Fit the type classifier on the cells the model segments in ``fields``.
 
     Features come from the predicted cells matched (IoU ≥ 0.5) to true ones, which take the
-    true cell's type, so the classifier learns from the shapes it will see at inference.
+    true cell's type, so the classifier learns from the shapes it will see at inference. A
+    model that matches too few cells (barely trained) learns from the true masks instead.
     """
     names = model.config.cell_types
-    rows, classes = [], []
+    predicted: list[tuple[np.ndarray, str]] = []
+    true: list[tuple[np.ndarray, str]] = []
     for field in fields:
         if field.cells is None or "cell_type" not in field.cells:
             continue
-        prediction = model.segment(_channel(field, model.config.channel_index))
-        matches = match_labels(field.labels, prediction.labels)
-        ids, x = cell_features(
-            prediction.labels, prediction.features, field.pixel_size_um or pixel_size_um
-        )
-        row_of = dict(zip(ids.tolist(), x, strict=True))
+        size_um = field.pixel_size_um or pixel_size_um
         type_of = dict(
             zip(field.cells["cell_id"].tolist(), field.cells["cell_type"].tolist(), strict=True)
         )
-        for true_id, pred_id in zip(
-            matches.true_ids.tolist(), matches.pred_ids.tolist(), strict=True
-        ):
-            if type_of.get(true_id) in names:
-                rows.append(row_of[pred_id])
-                classes.append(names.index(type_of[true_id]))
-    if len(set(classes)) < 2:
-        logger.info("no cell types in the training data: the model gives none")
-        return
-    model.classifier = fit_classifier(np.array(rows), np.array(classes), names)
+        prediction = model.segment(_channel(field, model.config.channel_index))
+        matches = match_labels(field.labels, prediction.labels)
+        pairs = [
+            (p, type_of[t])
+            for t, p in zip(matches.true_ids.tolist(), matches.pred_ids.tolist(), strict=True)
+            if type_of.get(t) in names
+        ]
+        predicted += _typed_rows(prediction.labels, prediction.features, pairs, size_um)
+        own = [(i, n) for i, n in type_of.items() if n in names]
+        true += _typed_rows(field.labels, prediction.features, own, size_um)
+    for rows in (predicted, true):
+        if len({name for _, name in rows}) == len(names) > 1:
+            x = np.array([r for r, _ in rows])
+            model.classifier = fit_classifier(x, np.array([names.index(n) for _, n in rows]), names)
+            return
+    logger.info("too few typed cells in the training data: the model gives no types")
 
 
 def train_cells(

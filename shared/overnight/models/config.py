@@ -132,7 +132,7 @@ class PnpModelConfig(_Frozen):
         0.5, description="spots holding fewer particles than this are dropped"
     )
     peak_footprint_px: int = Field(3, description="side of the maximum filter in y, x (px)")
-    tile_px: int = Field(256, description="inference tile side (px)")
+    tile_px: int = Field(512, description="inference tile side (px)")
     tile_overlap_px: int = Field(48, description="overlap of neighbouring tiles (px)")
     train: TrainConfig = TrainConfig(
         patch_yx_px=64,
