@@ -1,4 +1,4 @@
-"""Suite-wide rules. Fixtures live in each test folder's own conftest.py.
+"""Suite-wide rules and the S3 server fixture; other fixtures live in each folder's conftest.py.
 
 In CI (``CI`` set) a skipped test is a failure: a needed server or browser that is missing
 must never silently turn its tests off.
@@ -6,7 +6,9 @@ must never silently turn its tests off.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,3 +21,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped in CI, which must run every test: {reason}"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """``host:port`` of an S3-compatible server on 127.0.0.1 for the whole session.
+
+    moto's standalone server (MinIO cannot be installed here), spoken to over real HTTP by
+    the real ``minio`` SDK; credentials are ``testing``/``testing``.
+    """
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        try:
+            yield f"{host}:{port}"
+        finally:
+            server.stop()

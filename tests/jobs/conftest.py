@@ -14,7 +14,7 @@ from overnight.synth.dataset import write_dataset
 # The servers are shared with tests/services: one module in tests/, found through sys.path
 # (pytest imports test folders without putting them on it).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fixtures_redis import RedisServer, redis_server, s3_endpoint, services  # noqa: E402, F401
+from fixtures_redis import RedisServer, redis_server, services  # noqa: E402, F401
 
 #: Side of the synthetic test images (px): small, so a job takes a fraction of a second.
 IMAGE_SIZE = 256

@@ -6,7 +6,6 @@ HTTP by the real ``minio`` SDK; each test gets a fresh bucket.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,25 +17,6 @@ from minio.deleteobjects import DeleteObject
 from overnight.storage import LocalStore, ObjectStore, S3Store
 
 BACKENDS = ["local", "s3"]
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    """``host:port`` of a moto S3 server running for the whole session."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AWS_ACCESS_KEY_ID", "testing")
-        mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        try:
-            yield f"{host}:{port}"
-        finally:
-            server.stop()
 
 
 def make_client(endpoint: str) -> Minio:
