@@ -2,7 +2,7 @@
 
 - :class:`RedisServer`: a ``redis-server`` on a free port of 127.0.0.1, optionally with
   append-only persistence (for the restart scenario); stopped with SHUTDOWN.
-- :func:`s3_endpoint`: moto's S3 server on 127.0.0.1, spoken to by the ``minio`` SDK.
+- the S3 server (``s3_endpoint``) is in ``tests/conftest.py``, shared by the whole suite.
 - :class:`ServiceProcess`: an ``overnight`` subcommand (worker, API, watcher) as a real
   subprocess in its own process group, so SIGKILL takes down everything it started.
 - :func:`wait_for`: poll a condition until a deadline (never a fixed sleep).

@@ -20,7 +20,6 @@ from fixtures_redis import (  # noqa: E402, F401
     UPLOAD_CAP_BYTES,
     RedisServer,
     redis_server,
-    s3_endpoint,
     services,
 )
 from overnight_ingest.app import create_app  # noqa: E402
