@@ -174,7 +174,55 @@ def markdown(report: dict[str, Any]) -> str:
             f"| nuclei-dsb2018 model | {n['model']['ap50']} | {n['model']['f1']} |",
             f"| Otsu + watershed | {n['classical']['ap50']} | {n['classical']['f1']} |",
         ]
+    if "speed" in report:
+        sp = report["speed"]
+        lines += [
+            "",
+            "## Inference per field (512², 12 Z, 2 C; `python -m bench.models_speed`)",
+            "",
+            f"- networks: cells {sp['cell_network_s']} s ({sp['cell_network_gflop']} GFLOP), "
+            f"PNP {sp['pnp_network_s']} s ({sp['pnp_network_gflop']} GFLOP) on "
+            f"{sp['cpu_cores']} CPU cores",
+            f"- with post-processing: cells {sp['cell_model_with_postprocessing_s']} s, PNP "
+            f"{sp['pnp_model_with_postprocessing_s']} s, total {sp['models_total_s']} s "
+            f"(target ≤ {sp['target_s']} s)",
+        ]
+    if "models" in report:
+        lines += [
+            "",
+            "## Shipped models (from their card.json)",
+            "",
+            "| model | epochs | training s | validation metrics |",
+            "| --- | --- | --- | --- |",
+        ]
+        for name, card in report["models"].items():
+            lines.append(
+                f"| {name} | {card['epochs_run']} | {card['training_seconds']} | "
+                f"{card['metrics']} |"
+            )
     return "\n".join(lines) + "\n"
+
+
+def attach_models(report: dict[str, Any]) -> None:
+    """Add the shipped models' cards and the latest speed figures to ``report``."""
+    from overnight.models.loading import models_root
+
+    report["models"] = {}
+    for name in ("cells", "pnp", "nuclei-dsb2018"):
+        path = models_root() / name / "card.json"
+        if path.is_file():
+            card = json.loads(path.read_text())
+            keys = (
+                "epochs_run",
+                "training_seconds",
+                "metrics",
+                "initial_weights",
+                "flops_per_field",
+            )
+            report["models"][name] = {k: card.get(k) for k in keys}
+    speed = RESULTS / "models_speed.json"
+    if speed.is_file():
+        report["speed"] = json.loads(speed.read_text())
 
 
 def main() -> int:
@@ -188,7 +236,20 @@ def main() -> int:
     parser.add_argument(
         "--keep", type=Path, default=None, help="keep hold-out data and results here"
     )
+    parser.add_argument(
+        "--nuclei-only",
+        action="store_true",
+        help="only (re)score the nuclei model into accuracy.json",
+    )
     args = parser.parse_args()
+    if args.nuclei_only:
+        report = json.loads((RESULTS / "accuracy.json").read_text())
+        report["nuclei"] = score_nuclei(args.dsb_data)
+        attach_models(report)
+        (RESULTS / "accuracy.json").write_text(json.dumps(report, indent=2) + "\n")
+        (RESULTS / "accuracy.md").write_text(markdown(report))
+        print(markdown(report))
+        return 0
 
     from overnight.logs import configure_logging
     from overnight.synth.cytometry import write_dataset
@@ -211,6 +272,7 @@ def main() -> int:
             }
     if args.dsb_data is not None:
         report["nuclei"] = score_nuclei(args.dsb_data)
+    attach_models(report)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "accuracy.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / "accuracy.md").write_text(markdown(report))
