@@ -65,7 +65,7 @@ _config_option = click.option(
 )
 
 
-def _with_steps(config, steps: int | None):  # type: ignore[no-untyped-def]
+def _with_steps(config, steps: int | None):
     if steps is None:
         return config
     return config.model_copy(
@@ -73,7 +73,7 @@ def _with_steps(config, steps: int | None):  # type: ignore[no-untyped-def]
     )
 
 
-def _cell_config(data_dir: Path, config_path: Path | None):  # type: ignore[no-untyped-def]
+def _cell_config(data_dir: Path, config_path: Path | None):
     from overnight.models.config import CellModelConfig
     from overnight.models.datasets import dataset_layout
     from overnight.models.presets import nuclei_config
@@ -89,7 +89,7 @@ def _weights(init_dir: Path | None) -> Path | None:
     return None if init_dir is None else init_dir / WEIGHTS_FILE
 
 
-def _report(card) -> None:  # type: ignore[no-untyped-def]
+def _report(card) -> None:
     metrics = ", ".join(f"{k}={v}" for k, v in card.metrics.items())
     click.echo(f"{card.name}: {card.epochs_run} epochs, {card.training_seconds:.0f} s; {metrics}")
 

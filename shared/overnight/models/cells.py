@@ -98,7 +98,7 @@ class CellModel:
         self.config = config
         self.network = network
         self.classifier = classifier
-        self._predict = compiled_predictor(network, with_features=True)  # type: ignore[arg-type]
+        self._predict = compiled_predictor(network, with_features=True)
 
     @classmethod
     def load(cls, model_dir: Path) -> CellModel:
@@ -106,7 +106,7 @@ class CellModel:
         from overnight.models.loading import load_network
 
         config, network = load_network(model_dir, CellModelConfig)
-        return cls(config, network, TypeClassifier.load(model_dir))  # type: ignore[arg-type]
+        return cls(config, network, TypeClassifier.load(model_dir))
 
     def probabilities(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities ``(Y, X, 3)`` and features ``(Y, X, F)`` of a normalised ``YX`` image."""

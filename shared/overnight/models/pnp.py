@@ -154,7 +154,7 @@ class PnpModel:
 
         self.config = config
         self.network = network
-        self._predict = compiled_predictor(network)  # type: ignore[arg-type]
+        self._predict = compiled_predictor(network)
 
     @classmethod
     def load(cls, model_dir: Path) -> PnpModel:
@@ -162,7 +162,7 @@ class PnpModel:
         from overnight.models.loading import load_network
 
         config, network = load_network(model_dir, PnpModelConfig)
-        return cls(config, network)  # type: ignore[arg-type]
+        return cls(config, network)
 
     def density(self, normalised: np.ndarray) -> np.ndarray:
         """Density (``ZYX``) of a normalised ``ZYX`` PNP channel, tiled in ``YX``.

@@ -149,7 +149,7 @@ def fixed_patches(
 def _time_budget_callback(start: float, budget_s: float) -> object:
     import keras
 
-    class TimeBudget(keras.callbacks.Callback):  # type: ignore[misc]
+    class TimeBudget(keras.callbacks.Callback):
         """Stop training after the epoch that exceeds the time budget."""
 
         def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
