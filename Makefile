@@ -56,7 +56,7 @@ bench-cluster: install  ## Discrete-event simulation of the Kubernetes scale-out
 	$(BIN)/python -m bench.cluster
 
 train: install  ## Retrain the shipped models from the synthetic generator (under an hour, 2 cores)
-	$(BIN)/overnight train all --out models
+	$(BIN)/overnight train all --out models $(if $(wildcard ../shared/data/dsb2018-fluo),--nuclei-data ../shared/data/dsb2018-fluo)
 
 clean:  ## Remove generated demo data and results (keeps .venv)
 	rm -rf demo-data $(OUT) .pytest_cache

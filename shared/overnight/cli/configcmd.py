@@ -21,7 +21,7 @@ SETTINGS_CLASSES = {
 def _load(target: str) -> type[CommonSettings] | None:
     module_name, attr = target.split(":")
     try:
-        return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+        return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError):
         return None
 

@@ -178,11 +178,18 @@ def train_pnp_command(
 
 
 @train.command("skin")
-@_data_option
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Series written by `overnight synth skin` or a lab's annotated series "
+    "[default: draw synthetic series].",
+)
 @_out_option
 @_epochs_option
-def train_skin_command(data_dir: Path, out_dir: Path, epochs: int | None) -> None:
-    """Train the skin-compartment model (provided by overnight.models.skin)."""
+def train_skin_command(data_dir: Path | None, out_dir: Path, epochs: int | None) -> None:
+    """Train the skin-compartment U-Net (synthetic series unless --data is given)."""
     try:
         skin = importlib.import_module("overnight.models.skin")
     except ModuleNotFoundError as err:
@@ -249,6 +256,9 @@ def train_all_command(
                 write_dataset(folder, n_fields, seed, ALL_FIELD_PX)
             _report(train_cells(folder, out_dir / "cells", CellModelConfig(), epochs=epochs))
             _report(train_pnp(folder, out_dir / "pnp", PnpModelConfig(), epochs=epochs))
+            from overnight.models.skin import train_skin
+
+            train_skin(None, out_dir / "skin", epochs=epochs)
             if nuclei_data is not None:
                 _report(
                     train_cells(
