@@ -153,7 +153,9 @@ def settings_table(cls: type[CommonSettings]) -> list[tuple[str, str, str]]:
     rows = [(CONFIG_ENV_VAR, "", "YAML/JSON config file with any of these settings (or --config).")]
     for name, field in cls.model_fields.items():
         value = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
-        default = "" if value is None else json.dumps(value) if isinstance(value, dict) else str(value)
+        default = (
+            "" if value is None else json.dumps(value) if isinstance(value, dict) else str(value)
+        )
         if isinstance(value, SecretStr):
             default = "(secret)"
         rows.append((f"{ENV_PREFIX}{name.upper()}", default, field.description or ""))

@@ -104,8 +104,14 @@ def test_rerun_skips_complete_results_and_force_redoes_them(classical_results, s
     assert code == 0 and "6 skipped" in stdout
     assert manifest.stat().st_mtime_ns == before
     code, stdout, _ = run_cli(
-        str(small_dataset / "images"), "--out", str(classical_results), "--pipeline", PIPELINE,
-        "--workers", "1", "--force",
+        str(small_dataset / "images"),
+        "--out",
+        str(classical_results),
+        "--pipeline",
+        PIPELINE,
+        "--workers",
+        "1",
+        "--force",
     )
     assert code == 0 and "6 done" in stdout
     assert manifest.stat().st_mtime_ns != before

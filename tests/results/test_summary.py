@@ -29,7 +29,11 @@ def test_poisson_counts_have_vmr_near_one_and_clumped_counts_more():
 
 def test_image_summary_per_type():
     cells = pd.DataFrame(
-        {"cell_id": [1, 2, 3], "cell_type": ["lymphocyte", "monocyte", "monocyte"], "pnp_count": [5, 10, 20]}
+        {
+            "cell_id": [1, 2, 3],
+            "cell_type": ["lymphocyte", "monocyte", "monocyte"],
+            "pnp_count": [5, 10, 20],
+        }
     )
     pnps = pd.DataFrame({"cell_id": [1, 0, 2], "multiplicity": [5, 1, 30]})
     row = image_summary(cells, pnps, ("lymphocyte", "monocyte"))
