@@ -35,7 +35,7 @@ class PreparedPipeline:
             start = time.perf_counter()
             state = bound.spec.setup(bound.params) if bound.spec.setup else None
             if bound.spec.setup:
-                logger.info(
+                logger.debug(
                     "set up step %s in %.2f s", bound.spec.name, time.perf_counter() - start
                 )
             self._states.append(state)
