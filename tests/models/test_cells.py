@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from overnight.models.cells import BOUNDARY, INTERIOR, cell_classes, instance_labels
+from overnight.models.cells import (
+    BOUNDARY,
+    DIHEDRAL,
+    INTERIOR,
+    CellModel,
+    cell_classes,
+    dihedral,
+    instance_labels,
+    undo_dihedral,
+)
 from overnight.models.celltypes import TypeClassifier, cell_features, fit_classifier
-from overnight.models.config import CellModelConfig
+from overnight.models.config import CellModelConfig, UNetConfig
 
 
 def _two_touching_cells() -> np.ndarray:
@@ -40,6 +49,63 @@ def test_empty_probabilities_give_no_cells() -> None:
     probs = np.zeros((32, 32, 3), np.float32)
     probs[..., 0] = 1.0
     assert instance_labels(probs, CellModelConfig()).max() == 0
+
+
+def test_undo_dihedral_inverts_each_of_the_eight_transforms() -> None:
+    image = np.arange(6 * 10 * 2, dtype=np.float32).reshape(6, 10, 2)
+    seen = set()
+    for rotations, flip in DIHEDRAL:
+        moved = dihedral(image, rotations, flip)
+        seen.add(moved.tobytes())
+        np.testing.assert_array_equal(undo_dihedral(moved, rotations, flip), image)
+    assert len(seen) == 8  # eight distinct transforms
+
+
+def _tiny_cell_model(tta: bool) -> CellModel:
+    import keras
+
+    from overnight.models.unet import build_unet
+
+    keras.utils.set_random_seed(0)
+    unet = UNetConfig(ndim=2, in_channels=1, out_channels=3, n_levels=2, base_filters=4)
+    config = CellModelConfig(unet=unet, tta=tta, tile_px=64, tile_overlap_px=16)
+    return CellModel(config, build_unet(unet), None)
+
+
+def test_tta_averages_into_an_equivariant_prediction() -> None:
+    image = np.random.default_rng(0).uniform(0, 1, (24, 40)).astype(np.float32)
+    plain_model = _tiny_cell_model(tta=False)
+    model = CellModel(
+        plain_model.config.model_copy(update={"tta": True}), plain_model.network, None
+    )
+    probs, features = model.probabilities(image)
+    plain, plain_features = plain_model.probabilities(image)
+    assert probs.shape == plain.shape == (24, 40, 3)
+    assert features.shape == plain_features.shape
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, atol=1e-5)
+    # The group mean commutes with every transform of the input; an untrained network alone
+    # does not, so a wrong inverse transform (or none) fails here.
+    for rotations, flip in DIHEDRAL[1:]:
+        moved = dihedral(image, rotations, flip)
+        expected = dihedral(probs, rotations, flip)
+        np.testing.assert_allclose(model.probabilities(moved)[0], expected, atol=1e-5)
+    rotated = dihedral(image, 1, False)
+    assert np.abs(plain_model.probabilities(rotated)[0] - dihedral(plain, 1, False)).max() > 1e-4
+
+
+def test_tta_of_a_symmetric_image_is_symmetric_and_off_by_default() -> None:
+    yy, xx = np.mgrid[:32, :32] - 15.5
+    image = np.exp(-(yy**2 + xx**2) / 50.0).astype(np.float32)  # symmetric under all 8
+    plain_model = _tiny_cell_model(tta=False)
+    assert not CellModelConfig().tta
+    model = CellModel(
+        plain_model.config.model_copy(update={"tta": True}), plain_model.network, None
+    )
+    probs = model.probabilities(image)[0]
+    for rotations, flip in DIHEDRAL:
+        np.testing.assert_allclose(dihedral(probs, rotations, flip), probs, atol=1e-5)
+    plain = plain_model.probabilities(image)[0]
+    np.testing.assert_allclose(plain, plain_model._tiled(image)[0])
 
 
 def test_classifier_learns_size_and_round_trips(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -78,6 +78,24 @@ def instance_labels(probabilities: np.ndarray, config: CellModelConfig) -> np.nd
     return relabel_sequential(labels)
 
 
+DIHEDRAL: tuple[tuple[int, bool], ...] = tuple(
+    (k, flip) for k in range(4) for flip in (False, True)
+)
+"""The 8 elements of the square's symmetry group: (90° rotations, flip of ``X`` afterwards)."""
+
+
+def dihedral(image: np.ndarray, rotations: int, flip: bool) -> np.ndarray:
+    """``image`` (``YX…``) rotated by ``rotations`` × 90° in ``YX``, then flipped in ``X``."""
+    out = np.rot90(image, rotations, axes=(0, 1))
+    return np.ascontiguousarray(out[:, ::-1] if flip else out)
+
+
+def undo_dihedral(image: np.ndarray, rotations: int, flip: bool) -> np.ndarray:
+    """The inverse of :func:`dihedral`: back to the original orientation (``YX…``)."""
+    out = image[:, ::-1] if flip else image
+    return np.ascontiguousarray(np.rot90(out, -rotations, axes=(0, 1)))
+
+
 @dataclass(frozen=True)
 class CellPrediction:
     """The cell model's output for one field: ``YX`` probabilities, features, instance labels."""
@@ -109,7 +127,22 @@ class CellModel:
         return cls(config, network, TypeClassifier.load(model_dir))
 
     def probabilities(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities ``(Y, X, 3)`` and features ``(Y, X, F)`` of a normalised ``YX`` image."""
+        """Probabilities ``(Y, X, 3)`` and features ``(Y, X, F)`` of a normalised ``YX`` image.
+
+        With ``config.tta`` both are the means over the 8 flips and 90° rotations of the image,
+        each mapped back to the image's orientation (8× the inference time).
+        """
+        if not self.config.tta:
+            return self._tiled(image)
+        probs_sum, features_sum = self._tiled(image)  # the identity, DIHEDRAL[0]
+        for rotations, flip in DIHEDRAL[1:]:
+            probs, features = self._tiled(dihedral(image, rotations, flip))
+            probs_sum += undo_dihedral(probs, rotations, flip)
+            features_sum += undo_dihedral(features, rotations, flip)
+        return probs_sum / len(DIHEDRAL), features_sum / len(DIHEDRAL)
+
+    def _tiled(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Tiled network outputs ``(Y, X, 3)`` and ``(Y, X, F)`` of one ``YX`` image."""
         from overnight.models.tiling import predict_tiled
 
         probs, features = predict_tiled(

@@ -100,6 +100,11 @@ class CellModelConfig(_Frozen):
     )
     tile_px: int = Field(512, description="inference tile side (px)")
     tile_overlap_px: int = Field(96, description="overlap of neighbouring tiles (px)")
+    tta: bool = Field(
+        False,
+        description="test-time augmentation: average the network's outputs over the 8 flips "
+        "and 90° rotations of the image (8× slower inference)",
+    )
     train: TrainConfig = TrainConfig(time_budget_s=600.0)
 
 
