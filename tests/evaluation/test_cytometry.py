@@ -113,6 +113,15 @@ def test_pnp_f1_counts_one_to_one_matches_within_tolerance():
     assert score.pnp_f1 == pytest.approx(0.5)
 
 
+def test_a_spot_of_multiplicity_two_stands_for_two_particles():
+    truth = field(square_labels(), pnps=[(2, 5, 5), (2, 5, 6)])
+    pred = field(square_labels(), pnps=[(2, 5, 5.5)])
+    assert score_field(truth, pred).pnp_tp == 1
+    pred.pnps["multiplicity"] = [2]
+    score = score_field(truth, pred)
+    assert (score.pnp_tp, score.pnp_fp, score.pnp_fn) == (2, 0, 0)
+
+
 def test_empty_truth_and_prediction_score_one():
     nothing = empty_prediction((8, 8))
     score = score_field(nothing, nothing)

@@ -61,6 +61,37 @@ def test_particle_model_trains_saves_and_reloads(
     )
     spots = model.detect(volume)
     assert len(spots.z) == len(spots.multiplicity)
+    # two training steps find too few basins to fit a multiplicity model: integrals count
+    assert model.multiplicity is None and not (tmp_path / "multiplicity.json").exists()
+
+
+def test_zero_epochs_keeps_the_weights_and_refits_the_calibration(
+    tiny_dataset: Path, tiny_pnp_model_dir: Path, tmp_path: Path, tiny_pnp_config: PnpModelConfig
+) -> None:
+    card = train_pnp(
+        tiny_dataset,
+        tmp_path,
+        tiny_pnp_config,
+        epochs=0,
+        verbose=0,
+        initial_weights=tiny_pnp_model_dir / WEIGHTS_FILE,
+    )
+    assert card.epochs_run == 0 and "best_val_loss" not in card.metrics
+    volume = read_dataset(tiny_dataset)[0].image[:, 1].astype(np.float32)
+    np.testing.assert_allclose(
+        PnpModel.load(tmp_path).density(volume),
+        PnpModel.load(tiny_pnp_model_dir).density(volume),
+        atol=1e-6,
+    )
+
+
+def test_zero_epochs_without_weights_is_refused(
+    tiny_dataset: Path, tmp_path: Path, tiny_pnp_config: PnpModelConfig
+) -> None:
+    from overnight.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs --init"):
+        train_pnp(tiny_dataset, tmp_path, tiny_pnp_config, epochs=0, verbose=0)
 
 
 def test_a_missing_model_is_reported_by_name(tmp_path: Path) -> None:

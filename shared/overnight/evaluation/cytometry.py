@@ -238,6 +238,14 @@ def _cell_rows(truth: FieldTruth, predicted: FieldTruth) -> tuple[pd.DataFrame, 
     return rows, matches.iou
 
 
+def particle_positions(pnps: pd.DataFrame) -> np.ndarray:
+    """``(N, 3)`` ``z, y, x`` of every particle: a row of ``multiplicity`` m stands for m."""
+    points = pnps[["z", "y", "x"]].to_numpy(float).reshape(-1, 3)
+    if "multiplicity" not in pnps:
+        return points
+    return np.repeat(points, pnps["multiplicity"].to_numpy(np.int64).clip(min=0), axis=0)
+
+
 def score_field(truth: FieldTruth, predicted: FieldTruth) -> FieldScore:
     """Score one image's prediction against its truth.
 
@@ -251,9 +259,8 @@ def score_field(truth: FieldTruth, predicted: FieldTruth) -> FieldScore:
     """
     rows, iou = _cell_rows(truth, predicted)
     matched = rows[rows["matched"]]
-    point_columns = ["z", "y", "x"]
-    true_points = truth.pnps[point_columns].to_numpy(float)
-    pred_points = predicted.pnps[point_columns].to_numpy(float)
+    true_points = particle_positions(truth.pnps)
+    pred_points = particle_positions(predicted.pnps)
     pnp_true_index, _ = match_points(true_points, pred_points, MAX_LATERAL_PX, MAX_AXIAL_SLICES)
     return FieldScore(
         n_true_cells=len(rows),

@@ -89,9 +89,9 @@ class TypeClassifier:
         best = p.argmax(axis=1)
         return tuple(self.names[i] for i in best), p[np.arange(len(best)), best]
 
-    def save(self, model_dir: Path) -> Path:
-        """Write ``classifier.json`` in ``model_dir``."""
-        path = model_dir / CLASSIFIER_FILE
+    def save(self, model_dir: Path, file_name: str = CLASSIFIER_FILE) -> Path:
+        """Write ``classifier.json`` (or ``file_name``) in ``model_dir``."""
+        path = model_dir / file_name
         doc = {
             k: (v.tolist() if isinstance(v, np.ndarray) else list(v)) for k, v in vars(self).items()
         }
@@ -99,9 +99,9 @@ class TypeClassifier:
         return path
 
     @classmethod
-    def load(cls, model_dir: Path) -> TypeClassifier | None:
+    def load(cls, model_dir: Path, file_name: str = CLASSIFIER_FILE) -> TypeClassifier | None:
         """The classifier saved in ``model_dir``, or None when the model has no types."""
-        path = model_dir / CLASSIFIER_FILE
+        path = model_dir / file_name
         if not path.is_file():
             return None
         doc = json.loads(path.read_text())
@@ -121,10 +121,12 @@ def fit_classifier(
     l2: float = 1e-2,
     iterations: int = 2000,
     learning_rate: float = 0.5,
+    balanced: bool = True,
 ) -> TypeClassifier:
     """Fit softmax regression to ``features`` ``(N, F)`` and class indices ``classes`` ``(N,)``.
 
-    Classes are weighted inversely to their frequency, so a rare type is not ignored.
+    With ``balanced``, classes are weighted inversely to their frequency, so a rare type is not
+    ignored; without it the probabilities keep the data's class frequencies (calibrated).
     """
     x = np.asarray(features, np.float64)
     mean = x.mean(axis=0)
@@ -134,7 +136,7 @@ def fit_classifier(
     n, k = len(xs), len(names)
     onehot = np.eye(k)[classes]
     freq = np.maximum(onehot.sum(axis=0), 1.0)
-    sample_w = (n / (k * freq))[classes][:, None]
+    sample_w = (n / (k * freq))[classes][:, None] if balanced else np.ones((n, 1))
     weights = np.zeros((xs.shape[1], k))
     bias = np.zeros(k)
     for _ in range(iterations):

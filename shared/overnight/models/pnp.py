@@ -4,9 +4,11 @@ Input: the PNP channel minus its background, divided by the field's typical spot
 (the median peak of the clearly visible spots), so one particle looks the same at every SNR and
 a pair looks twice as bright. Output: a density made of one Gaussian blob per particle, each
 integrating to ``density_scale``. Spots are the local maxima of the density; each takes the
-voxels of its watershed basin, and the basin's integral / ``density_scale`` is how many
-particles it holds. A basin holding ``m`` particles is split into ``m`` spots by density-
-weighted k-means, so that particles closer than the PSF are counted and located one by one.
+voxels of its watershed basin. How many particles a basin holds is the expectation of a
+classifier on basin features (:mod:`overnight.models.multiplicity`; models without one use the
+basin's integral / ``density_scale``). A basin holding ``m`` particles is split into ``m``
+spots by density-weighted k-means, so that particles closer than the PSF are counted and
+located one by one.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from scipy import ndimage as ndi
 from skimage import segmentation
 
 from overnight.models.config import PnpModelConfig
+from overnight.models.multiplicity import MultiplicityModel, basin_features
 from overnight.steps.pnp import Spots, estimate_background
 
 logger = logging.getLogger(__name__)
@@ -98,12 +101,8 @@ def _split_basin(
     return centres
 
 
-def extract_spots(density: np.ndarray, volume: np.ndarray, config: PnpModelConfig) -> Spots:
-    """Spots from a ``ZYX`` density; ``volume`` (background-subtracted, ADU) gives intensities.
-
-    Returns one spot per particle (a basin holding ``m`` particles gives ``m`` spots of
-    multiplicity 1 at its k-means centres), positions in slices and px.
-    """
+def density_basins(density: np.ndarray, config: PnpModelConfig) -> np.ndarray:
+    """Watershed basins (``ZYX`` labels ``1..N``) of the density's maxima; 0 = no particle."""
     peak = blob_peak(config)
     footprint = (3, config.peak_footprint_px, config.peak_footprint_px)
     maxima = (density == ndi.maximum_filter(density, size=footprint)) & (
@@ -111,49 +110,92 @@ def extract_spots(density: np.ndarray, volume: np.ndarray, config: PnpModelConfi
     )
     markers, n = ndi.label(maxima)
     if n == 0:
+        return np.zeros(density.shape, np.int32)
+    return segmentation.watershed(-density, markers, mask=density > 0.05 * peak)
+
+
+def extract_spots(
+    density: np.ndarray,
+    volume: np.ndarray,
+    config: PnpModelConfig,
+    multiplicity: MultiplicityModel | None = None,
+    normalised: np.ndarray | None = None,
+) -> Spots:
+    """Spots from a ``ZYX`` density; ``volume`` (background-subtracted, ADU) gives intensities.
+
+    A basin's particle number comes from ``multiplicity`` (given the network input
+    ``normalised``) as an expectation, or else from its integral / ``density_scale``. A basin
+    holding ``m ≥ 2`` particles gives ``m`` spots of multiplicity 1 at its k-means centres;
+    with ``multiplicity``, a doubtful basin (expected < 0.5) stays as a spot of multiplicity 0
+    whose expectation still counts in its cell's sum. Positions in slices and px.
+    """
+    basins = density_basins(density, config)
+    n = int(basins.max())
+    if n == 0:
         return Spots.empty()
-    basins = segmentation.watershed(-density, markers, mask=density > 0.05 * peak)
     ids = np.arange(1, n + 1)
-    integral = ndi.sum(density, basins, ids) / config.density_scale
     centres = np.array(ndi.center_of_mass(density, basins, ids)).reshape(-1, 3)
-    kept = np.flatnonzero(integral >= config.min_integral)
-    multiplicity = np.maximum(1, np.rint(integral[kept])).astype(np.int64)
+    if multiplicity is not None:
+        if normalised is None:
+            raise ValueError("extract_spots needs the network input to use a multiplicity model")
+        features = basin_features(
+            density, normalised, basins, config.density_scale, blob_peak(config)
+        )
+        expected = multiplicity.expected(features)
+        kept = np.arange(n)
+        particles = np.rint(expected).astype(np.int64)
+    else:
+        integral = ndi.sum(density, basins, ids) / config.density_scale
+        kept = np.flatnonzero(integral >= config.min_integral)
+        particles = np.maximum(1, np.rint(integral[kept])).astype(np.int64)
+        expected = None
     rng = np.random.default_rng(0)
-    positions, intensities = [], []
+    positions, intensities, counts, expectations = [], [], [], []
     objects = ndi.find_objects(basins)
-    for index, m in zip(kept, multiplicity, strict=True):
+    for row, (index, m) in enumerate(zip(kept, particles, strict=True)):
         c = centres[index]
         zi, yi, xi = (
             int(np.clip(np.rint(v), 0, s - 1)) for v, s in zip(c, volume.shape, strict=True)
         )
-        intensity = float(volume[zi, yi, xi]) / m
-        if m == 1:
+        spots_here = max(int(m), 1)
+        intensities.extend([float(volume[zi, yi, xi]) / spots_here] * spots_here)
+        if m <= 1:
             positions.append(c[None])
+            counts.append(int(m))
         else:
             window = objects[index]
             local = basins[window] == index + 1
             offset = np.array([s.start for s in window])
             coords = np.argwhere(local) + offset
             positions.append(_split_basin(coords, density[window][local], int(m), rng))
-        intensities.extend([intensity] * int(m))
+            counts.extend([1] * int(m))
+        if expected is not None:
+            expectations.extend([expected[row] / spots_here] * spots_here)
     zyx = np.concatenate(positions) if positions else np.zeros((0, 3))
     return Spots(
         z=zyx[:, 0],
         y=zyx[:, 1],
         x=zyx[:, 2],
         intensity=np.asarray(intensities, float),
-        multiplicity=np.ones(len(zyx), dtype=np.int64),
+        multiplicity=np.asarray(counts, dtype=np.int64),
+        expected=np.asarray(expectations, float) if expected is not None else None,
     )
 
 
 class PnpModel:
     """A trained particle model: network and spot extraction. Load once, reuse."""
 
-    def __init__(self, config: PnpModelConfig, network: object) -> None:
+    def __init__(
+        self,
+        config: PnpModelConfig,
+        network: object,
+        multiplicity: MultiplicityModel | None = None,
+    ) -> None:
         from overnight.models.unet import compiled_predictor
 
         self.config = config
         self.network = network
+        self.multiplicity = multiplicity
         self._predict = compiled_predictor(network)
 
     @classmethod
@@ -162,7 +204,7 @@ class PnpModel:
         from overnight.models.loading import load_network
 
         config, network = load_network(model_dir, PnpModelConfig)
-        return cls(config, network)
+        return cls(config, network, MultiplicityModel.load(model_dir))
 
     def density(self, normalised: np.ndarray) -> np.ndarray:
         """Density (``ZYX``) of a normalised ``ZYX`` PNP channel, tiled in ``YX``.
@@ -186,7 +228,12 @@ class PnpModel:
     def detect(self, volume: np.ndarray) -> Spots:
         """Particles of a ``ZYX`` PNP channel (ADU)."""
         scale = pnp_scale(volume)
-        density = self.density(pnp_input(volume, scale)) * np.float32(self.config.density_gain)
+        normalised = pnp_input(volume, scale)
+        density = self.density(normalised) * np.float32(self.config.density_gain)
         return extract_spots(
-            density, np.asarray(volume, np.float32) - scale.background_adu, self.config
+            density,
+            np.asarray(volume, np.float32) - scale.background_adu,
+            self.config,
+            self.multiplicity,
+            normalised,
         )

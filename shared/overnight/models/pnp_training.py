@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from overnight.errors import NoImagesError
+from overnight.errors import ConfigError, NoImagesError
 from overnight.evaluation.matching import match_points
 from overnight.models.card import ModelCard, save_card
 from overnight.models.config import PnpModelConfig, save_config
@@ -20,8 +20,22 @@ from overnight.models.datasets import (
     split_paths,
 )
 from overnight.models.loading import WEIGHTS_FILE
-from overnight.models.pnp import PnpModel, density_target, extract_spots, pnp_input, pnp_scale
-from overnight.models.training import Augmentation, TrainingPairs, fit
+from overnight.models.multiplicity import (
+    MultiplicityModel,
+    basin_features,
+    fit_multiplicity,
+    particles_per_basin,
+)
+from overnight.models.pnp import (
+    PnpModel,
+    blob_peak,
+    density_basins,
+    density_target,
+    extract_spots,
+    pnp_input,
+    pnp_scale,
+)
+from overnight.models.training import Augmentation, FitResult, TrainingPairs, fit
 from overnight.models.unet import build_unet, count_flops
 from overnight.steps.counting import assign_particles
 
@@ -29,9 +43,12 @@ logger = logging.getLogger(__name__)
 
 #: The reference field of the speed figures: 12 slices of 512² px.
 REFERENCE_FIELD_ZYX = (12, 512, 512)
-#: Density gains tried by the calibration, and how many training fields it uses.
+#: Density gains tried by the calibration, and how many training fields the calibration and the
+#: multiplicity model use.
 CALIBRATION_GAINS = tuple(np.round(np.arange(0.8, 1.41, 0.05), 2))
-CALIBRATION_FIELDS = 12
+CALIBRATION_FIELDS = 24
+#: Fewer basins than this in the calibration fields give no multiplicity model.
+MIN_BASINS = 50
 #: Input intensity augmentation: small, since brightness encodes multiplicity.
 PNP_AUGMENTATION = Augmentation(scale=(0.9, 1.1), offset=(-0.02, 0.02), noise_sd=(0.0, 0.05))
 
@@ -98,34 +115,83 @@ def score_detection(
     return DetectionScore(tp, n_true, n_pred, error, n_cells)
 
 
-def calibrate_gain(model: PnpModel, fields: list[TrainingField]) -> PnpModelConfig:
-    """``model.config`` with the density gain that minimises the per-cell count error on ``fields``.
+@dataclass(frozen=True)
+class FieldDensity:
+    """A training field with its network input and raw density (before the gain), ``ZYX``."""
 
-    Density regression shrinks faint spots' integrals, so counts come out low; one gain,
-    chosen on training images, removes that bias.
-    """
-    densities = []
+    field: TrainingField
+    normalised: np.ndarray
+    volume_adu: np.ndarray
+    density: np.ndarray
+
+
+def field_densities(model: PnpModel, fields: list[TrainingField]) -> list[FieldDensity]:
+    """Network input, background-subtracted volume and density of the first calibration fields."""
+    found = []
     for field in fields[:CALIBRATION_FIELDS]:
         volume = field.image[:, model.config.channel_index].astype(np.float32)
         scale = pnp_scale(volume)
-        densities.append((model.density(pnp_input(volume, scale)), volume - scale.background_adu))
+        normalised = pnp_input(volume, scale)
+        found.append(
+            FieldDensity(
+                field, normalised, volume - scale.background_adu, model.density(normalised)
+            )
+        )
+    return found
+
+
+def _cell_truth(field: TrainingField) -> np.ndarray:
+    """True particles per cell id (index = cell id) of a training field."""
+    assert field.pnps is not None
+    return np.bincount(
+        field.pnps["cell_id"].to_numpy(np.int64), minlength=int(field.labels.max()) + 1
+    )
+
+
+def calibrate_gain(model: PnpModel, densities: list[FieldDensity]) -> PnpModelConfig:
+    """``model.config`` with the density gain that minimises the per-cell count error.
+
+    Density regression shrinks faint spots' integrals, so counts come out low; one gain,
+    chosen on training images, removes that bias (and sets where basins are cut).
+    """
     best = (np.inf, model.config.density_gain)
     for gain in CALIBRATION_GAINS:
         config = model.config.model_copy(update={"density_gain": float(gain)})
         error = 0.0
-        for field, (density, volume) in zip(fields, densities, strict=False):
-            assert field.pnps is not None
-            spots = extract_spots(density * np.float32(gain), volume, config)
-            counts = assign_particles(field.labels, spots, 2.0)
-            truth = np.bincount(
-                field.pnps["cell_id"].to_numpy(np.int64), minlength=int(field.labels.max()) + 1
-            )
-            error += float(np.abs(counts.counts - truth[counts.cell_ids]).sum())
+        for item in densities:
+            spots = extract_spots(item.density * np.float32(gain), item.volume_adu, config)
+            counts = assign_particles(item.field.labels, spots, 2.0)
+            error += float(np.abs(counts.counts - _cell_truth(item.field)[counts.cell_ids]).sum())
         best = min(best, (error, float(gain)))
     logger.info(
         "density gain %.2f (count error %.0f on %d fields)", best[1], best[0], len(densities)
     )
     return model.config.model_copy(update={"density_gain": best[1]})
+
+
+def fit_basin_multiplicity(
+    config: PnpModelConfig, densities: list[FieldDensity]
+) -> MultiplicityModel | None:
+    """Fit how many particles a basin holds to the training fields' basins and particles.
+
+    None when the network finds too few basins to learn from (``MIN_BASINS``); the model then
+    counts by basin integral.
+    """
+    peak = blob_peak(config)
+    rows, particles = [], []
+    for item in densities:
+        assert item.field.pnps is not None
+        density = item.density * np.float32(config.density_gain)
+        basins = density_basins(density, config)
+        rows.append(basin_features(density, item.normalised, basins, config.density_scale, peak))
+        points = item.field.pnps[["z", "y", "x"]].to_numpy(float).reshape(-1, 3)
+        particles.append(particles_per_basin(basins, points))
+    x, y = np.concatenate(rows), np.concatenate(particles)
+    if len(x) < MIN_BASINS:
+        logger.warning("only %d basins in the training fields: no multiplicity model", len(x))
+        return None
+    logger.info("multiplicity model: %d basins holding %d particles", len(x), int(y.sum()))
+    return fit_multiplicity(x, y)
 
 
 def train_pnp(
@@ -139,12 +205,15 @@ def train_pnp(
 ) -> ModelCard:
     """Train a particle model (from ``initial_weights`` if given), save it and score it.
 
-    Writes ``config.json``, the weights and ``card.json`` (validation metrics included).
+    After the network, the density gain and the multiplicity model are fitted on training
+    fields. ``epochs=0`` skips the network (it keeps ``initial_weights``) and refits only those.
+    Writes ``config.json``, the weights, ``multiplicity.json`` and ``card.json`` (validation
+    metrics included).
     """
     import keras
 
     paths = annotated_images(data_dir)[:max_images]
-    train_paths, val_paths = split_paths(paths, config.train.val_fraction, config.train.seed)
+    train_paths, val_paths = split_paths(paths, config.train.val_fraction, config.train.split_seed)
     train_fields, val_fields = (
         read_dataset(data_dir, train_paths),
         read_dataset(data_dir, val_paths),
@@ -155,32 +224,44 @@ def train_pnp(
     network = build_unet(config.unet, name="pnp")
     if initial_weights is not None:  # resume, or fine-tune another model of the same architecture
         network.load_weights(initial_weights)
-    result = fit(
-        network,
-        pnp_pairs(train_fields, config),
-        pnp_pairs(val_fields, config),
-        config.train,
-        keras.losses.MeanSquaredError(),
-        out_dir,
-        PNP_AUGMENTATION,
-        epochs=epochs,
-        verbose=verbose,
-    )
-    config = calibrate_gain(PnpModel(config, network), train_fields)
+    elif epochs == 0:
+        raise ConfigError("--epochs 0 (calibrate only) needs --init: there are no weights to keep")
+    if epochs == 0:
+        result = FitResult(0, float("nan"), 0.0, {})
+    else:
+        result = fit(
+            network,
+            pnp_pairs(train_fields, config),
+            pnp_pairs(val_fields, config),
+            config.train,
+            keras.losses.MeanSquaredError(),
+            out_dir,
+            PNP_AUGMENTATION,
+            epochs=epochs,
+            verbose=verbose,
+        )
+    densities = field_densities(PnpModel(config, network), train_fields)
+    config = calibrate_gain(PnpModel(config, network), densities)
+    multiplicity = fit_basin_multiplicity(config, densities)
+    del densities
+    out_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, out_dir)
     network.save_weights(out_dir / WEIGHTS_FILE)
-    score = score_detection(PnpModel(config, network), val_fields)
+    if multiplicity is not None:
+        multiplicity.save(out_dir)
+    score = score_detection(PnpModel(config, network, multiplicity), val_fields)
     metrics = {
         "val_detection_f1": score.f1,
         "val_count_mae_per_cell": score.count_mae,
-        "best_val_loss": result.best_val_loss,
     }
+    if result.epochs_run:
+        metrics["best_val_loss"] = result.best_val_loss
     card = ModelCard(
         name=out_dir.name,
         kind="pnp",
         architecture=f"3D U-Net, {config.unet.n_levels} levels (pooling in YX only), "
         f"{config.unet.base_filters} base filters, density regression; watershed basins, "
-        "multiplicity = basin integral",
+        "particles per basin by a calibrated softmax regression on basin features",
         parameters=int(network.count_params()),
         hyper_parameters=config.model_dump(mode="json"),
         channel_roles={"0": f"{config.channel_role}: minus background, / typical single-spot peak"},

@@ -17,7 +17,10 @@ class Spots:
     """Detected particles: sub-pixel positions (slices, px), intensity (ADU) and multiplicity.
 
     ``multiplicity`` is how many particles a spot holds (two particles closer than the PSF
-    look like one spot twice as bright).
+    look like one spot twice as bright). ``expected``, when a detector estimates it, is the
+    expected number of particles the spot stands for (a float, possibly below 1 for a doubtful
+    spot whose ``multiplicity`` is 0); counting sums it per cell and settles the integer
+    multiplicities to match (:func:`overnight.steps.counting.assign_particles`).
     """
 
     z: np.ndarray
@@ -25,6 +28,7 @@ class Spots:
     x: np.ndarray
     intensity: np.ndarray
     multiplicity: np.ndarray
+    expected: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.z.size)

@@ -43,15 +43,20 @@ def cell_table(
 
 
 def pnp_table(spots: Spots, counts: ParticleCounts) -> pd.DataFrame:
-    """One row per detected spot: ``z, y, x, cell_id, intensity`` then ``multiplicity``."""
+    """One row per spot that holds a particle: ``z, y, x, cell_id, intensity``, ``multiplicity``.
+
+    ``multiplicity`` is the spot's settled number of particles (``counts.spot_multiplicity``),
+    so ``multiplicity`` summed per ``cell_id`` equals ``pnp_count`` in ``cells.csv``.
+    """
+    keep = counts.spot_multiplicity > 0
     return pd.DataFrame(
         {
-            "z": np.round(spots.z, 2),
-            "y": np.round(spots.y, 2),
-            "x": np.round(spots.x, 2),
-            "cell_id": counts.spot_cell_ids.astype(np.int64),
-            "intensity": np.round(spots.intensity, 1),
-            "multiplicity": spots.multiplicity.astype(np.int64),
+            "z": np.round(spots.z[keep], 2),
+            "y": np.round(spots.y[keep], 2),
+            "x": np.round(spots.x[keep], 2),
+            "cell_id": counts.spot_cell_ids[keep].astype(np.int64),
+            "intensity": np.round(spots.intensity[keep], 1),
+            "multiplicity": counts.spot_multiplicity[keep].astype(np.int64),
         },
         columns=[*PNP_COLUMNS, "multiplicity"],
     )
