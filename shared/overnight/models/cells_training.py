@@ -155,7 +155,7 @@ def train_cells(
     import keras
 
     paths = annotated_images(data_dir)[:max_images]
-    train_paths, val_paths = split_paths(paths, config.train.val_fraction, config.train.seed)
+    train_paths, val_paths = split_paths(paths, config.train.val_fraction, config.train.split_seed)
     train_fields, val_fields = (
         read_dataset(data_dir, train_paths),
         read_dataset(data_dir, val_paths),

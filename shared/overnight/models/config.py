@@ -66,7 +66,10 @@ class TrainConfig(_Frozen):
     time_budget_s: float = Field(
         900.0, gt=0, description="training stops after the epoch that passes this"
     )
-    seed: int = 0
+    seed: int = Field(0, description="seed of patch sampling, augmentation and initial weights")
+    split_seed: int = Field(
+        0, description="seed of the train/validation split (keep it to keep the split)"
+    )
 
 
 class CellModelConfig(_Frozen):

@@ -139,7 +139,7 @@ def fixed_patches(
     pairs: TrainingPairs, config: TrainConfig, weight_fn: WeightFn | None = None
 ) -> tuple[np.ndarray, ...]:
     """The validation patches: ``val_patches`` drawn once with a fixed seed, not augmented."""
-    rng = np.random.default_rng(config.seed + 7919)
+    rng = np.random.default_rng(config.split_seed + 7919)
     patches = [sample_patch(rng, pairs, config) for _ in range(config.val_patches)]
     x = np.stack([p[0] for p in patches])[..., None].astype(np.float32)
     y = np.stack([p[1] for p in patches])
