@@ -10,6 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from overnight.models.datasets import TrainingSplit, dataset_hash
+from overnight.models.training import FitResult
+
 CARD_FILE = "card.json"
 _LIBRARIES = (
     "overnight",
@@ -60,6 +63,37 @@ def library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return found
+
+
+def trained_card(
+    out_dir: Path,
+    kind: str,
+    architecture: str,
+    config: BaseModel,
+    network: Any,
+    split: TrainingSplit,
+    result: FitResult,
+    metrics: dict[str, float],
+    **fields: Any,
+) -> ModelCard:
+    """The card of a model just trained on ``split`` (name from ``out_dir``, metrics rounded)."""
+    return ModelCard(
+        name=out_dir.name,
+        kind=kind,
+        architecture=architecture,
+        parameters=int(network.count_params()),
+        hyper_parameters=config.model_dump(mode="json"),
+        pixel_size_um=getattr(config, "pixel_size_um", None),
+        training_data=str(split.data_dir),
+        training_data_sha256=dataset_hash(split.paths),
+        n_train_images=split.n_train,
+        n_val_images=len(split.val_paths),
+        val_images=tuple(p.name for p in split.val_paths),
+        epochs_run=result.epochs_run,
+        training_seconds=round(result.seconds, 1),
+        metrics={k: round(float(v), 4) for k, v in metrics.items()},
+        **fields,
+    )
 
 
 def save_card(card: ModelCard, model_dir: Path) -> Path:

@@ -9,20 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from overnight.evaluation.matching import match_labels
-from overnight.models.card import ModelCard, save_card
+from overnight.models.card import ModelCard, save_card, trained_card
 from overnight.models.cells import CellModel, cell_classes, cell_input, instance_labels
 from overnight.models.celltypes import cell_features, fit_classifier
 from overnight.models.config import CellModelConfig, save_config
-from overnight.models.datasets import (
-    TrainingField,
-    annotated_images,
-    dataset_hash,
-    read_dataset,
-    split_paths,
-)
+from overnight.models.datasets import TrainingField, load_split
 from overnight.models.loading import WEIGHTS_FILE
-from overnight.models.training import Augmentation, TrainingPairs, fit
-from overnight.models.unet import build_unet, count_flops
+from overnight.models.training import Augmentation, TrainingPairs, fit, start_network
+from overnight.models.unet import count_flops
 
 logger = logging.getLogger(__name__)
 
@@ -154,23 +148,14 @@ def train_cells(
     """
     import keras
 
-    paths = annotated_images(data_dir)[:max_images]
-    train_paths, val_paths = split_paths(paths, config.train.val_fraction, config.train.split_seed)
-    train_fields, val_fields = (
-        read_dataset(data_dir, train_paths),
-        read_dataset(data_dir, val_paths),
-    )
-    logger.info(
-        "cell model: %d training and %d validation images", len(train_fields), len(val_fields)
-    )
-    network = build_unet(config.unet, name="cells")
-    if initial_weights is not None:  # resume, or fine-tune another model of the same architecture
-        network.load_weights(initial_weights)
+    split = load_split(data_dir, config.train.val_fraction, config.train.split_seed, max_images)
+    logger.info("cell model: %d training and %d validation images", split.n_train, len(split.val))
+    network = start_network(config.unet, "cells", initial_weights)
     weights = np.asarray(config.class_weights, np.float32)
     result = fit(
         network,
-        cell_pairs(train_fields, config),
-        cell_pairs(val_fields, config),
+        cell_pairs(split.train, config),
+        cell_pairs(split.val, config),
         config.train,
         keras.losses.SparseCategoricalCrossentropy(),
         out_dir,
@@ -184,10 +169,10 @@ def train_cells(
     model = CellModel(config, network, None)
     pixel_size_um = config.pixel_size_um or 1.0
     if config.cell_types:
-        fit_types(model, train_fields, pixel_size_um)
+        fit_types(model, split.train, pixel_size_um)
     if model.classifier is not None:
         model.classifier.save(out_dir)
-    score = score_segmentation(model, val_fields, pixel_size_um)
+    score = score_segmentation(model, split.val, pixel_size_um)
     metrics = {
         "val_f1_iou50": score.f1,
         "val_ap_iou50": score.ap50,
@@ -196,27 +181,21 @@ def train_cells(
     }
     if model.classifier is not None:
         metrics["val_type_accuracy"] = score.type_correct / max(score.tp, 1)
-    card = ModelCard(
-        name=out_dir.name,
-        kind="cells",
-        architecture=f"2D U-Net, {config.unet.n_levels} levels, "
+    card = trained_card(
+        out_dir,
+        "cells",
+        f"2D U-Net, {config.unet.n_levels} levels, "
         f"{config.unet.base_filters} base filters, "
         f"softmax over {list(config.classes)}; seeded watershed; softmax-regression cell types",
-        parameters=int(network.count_params()),
-        hyper_parameters=config.model_dump(mode="json"),
+        config,
+        network,
+        split,
+        result,
+        metrics,
         channel_roles={
             "0": f"{config.channel_role}: focus-aware projection, percentile-normalised"
         },
-        pixel_size_um=config.pixel_size_um,
-        training_data=str(data_dir),
-        training_data_sha256=dataset_hash(paths),
-        n_train_images=len(train_paths),
-        n_val_images=len(val_paths),
-        val_images=tuple(p.name for p in val_paths),
         initial_weights=str(initial_weights) if initial_weights else None,
-        epochs_run=result.epochs_run,
-        training_seconds=round(result.seconds, 1),
-        metrics={k: round(float(v), 4) for k, v in metrics.items()},
         flops_per_field=count_flops(config.unet, REFERENCE_FIELD_YX),
     )
     save_card(card, out_dir)

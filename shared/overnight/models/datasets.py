@@ -131,3 +131,34 @@ def split_paths(paths: list[Path], val_fraction: float, seed: int) -> tuple[list
     val = sorted(paths[i] for i in order[:n_val])
     train = sorted(paths[i] for i in order[n_val:])
     return train, val
+
+
+@dataclass(frozen=True)
+class TrainingSplit:
+    """The annotated images of a training folder, split into training and validation fields."""
+
+    data_dir: Path
+    paths: list[Path]
+    train: list[TrainingField]
+    val: list[TrainingField]
+    val_paths: list[Path]
+
+    @property
+    def n_train(self) -> int:
+        """Training images."""
+        return len(self.train)
+
+
+def load_split(
+    data_dir: Path, val_fraction: float, split_seed: int, max_images: int | None = None
+) -> TrainingSplit:
+    """Read the (first ``max_images``) annotated images of ``data_dir``, split by ``split_seed``."""
+    paths = annotated_images(data_dir)[:max_images]
+    train_paths, val_paths = split_paths(paths, val_fraction, split_seed)
+    return TrainingSplit(
+        data_dir,
+        paths,
+        read_dataset(data_dir, train_paths),
+        read_dataset(data_dir, val_paths),
+        val_paths,
+    )

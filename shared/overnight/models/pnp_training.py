@@ -10,15 +10,9 @@ import numpy as np
 
 from overnight.errors import ConfigError, NoImagesError
 from overnight.evaluation.matching import match_points
-from overnight.models.card import ModelCard, save_card
+from overnight.models.card import ModelCard, save_card, trained_card
 from overnight.models.config import PnpModelConfig, save_config
-from overnight.models.datasets import (
-    TrainingField,
-    annotated_images,
-    dataset_hash,
-    read_dataset,
-    split_paths,
-)
+from overnight.models.datasets import TrainingField, load_split
 from overnight.models.loading import WEIGHTS_FILE
 from overnight.models.multiplicity import (
     MultiplicityModel,
@@ -35,8 +29,8 @@ from overnight.models.pnp import (
     pnp_input,
     pnp_scale,
 )
-from overnight.models.training import Augmentation, FitResult, TrainingPairs, fit
-from overnight.models.unet import build_unet, count_flops
+from overnight.models.training import Augmentation, FitResult, TrainingPairs, fit, start_network
+from overnight.models.unet import count_flops
 from overnight.steps.counting import assign_particles
 
 logger = logging.getLogger(__name__)
@@ -212,27 +206,20 @@ def train_pnp(
     """
     import keras
 
-    paths = annotated_images(data_dir)[:max_images]
-    train_paths, val_paths = split_paths(paths, config.train.val_fraction, config.train.split_seed)
-    train_fields, val_fields = (
-        read_dataset(data_dir, train_paths),
-        read_dataset(data_dir, val_paths),
-    )
+    split = load_split(data_dir, config.train.val_fraction, config.train.split_seed, max_images)
     logger.info(
-        "particle model: %d training and %d validation images", len(train_fields), len(val_fields)
+        "particle model: %d training and %d validation images", split.n_train, len(split.val)
     )
-    network = build_unet(config.unet, name="pnp")
-    if initial_weights is not None:  # resume, or fine-tune another model of the same architecture
-        network.load_weights(initial_weights)
-    elif epochs == 0:
+    if epochs == 0 and initial_weights is None:
         raise ConfigError("--epochs 0 (calibrate only) needs --init: there are no weights to keep")
+    network = start_network(config.unet, "pnp", initial_weights)
     if epochs == 0:
         result = FitResult(0, float("nan"), 0.0, {})
     else:
         result = fit(
             network,
-            pnp_pairs(train_fields, config),
-            pnp_pairs(val_fields, config),
+            pnp_pairs(split.train, config),
+            pnp_pairs(split.val, config),
             config.train,
             keras.losses.MeanSquaredError(),
             out_dir,
@@ -240,7 +227,7 @@ def train_pnp(
             epochs=epochs,
             verbose=verbose,
         )
-    densities = field_densities(PnpModel(config, network), train_fields)
+    densities = field_densities(PnpModel(config, network), split.train)
     config = calibrate_gain(PnpModel(config, network), densities)
     multiplicity = fit_basin_multiplicity(config, densities)
     del densities
@@ -249,32 +236,23 @@ def train_pnp(
     network.save_weights(out_dir / WEIGHTS_FILE)
     if multiplicity is not None:
         multiplicity.save(out_dir)
-    score = score_detection(PnpModel(config, network, multiplicity), val_fields)
-    metrics = {
-        "val_detection_f1": score.f1,
-        "val_count_mae_per_cell": score.count_mae,
-    }
+    score = score_detection(PnpModel(config, network, multiplicity), split.val)
+    metrics = {"val_detection_f1": score.f1, "val_count_mae_per_cell": score.count_mae}
     if result.epochs_run:
         metrics["best_val_loss"] = result.best_val_loss
-    card = ModelCard(
-        name=out_dir.name,
-        kind="pnp",
-        architecture=f"3D U-Net, {config.unet.n_levels} levels (pooling in YX only), "
+    card = trained_card(
+        out_dir,
+        "pnp",
+        f"3D U-Net, {config.unet.n_levels} levels (pooling in YX only), "
         f"{config.unet.base_filters} base filters, density regression; watershed basins, "
         "particles per basin by a calibrated softmax regression on basin features",
-        parameters=int(network.count_params()),
-        hyper_parameters=config.model_dump(mode="json"),
+        config,
+        network,
+        split,
+        result,
+        metrics,
         channel_roles={"0": f"{config.channel_role}: minus background, / typical single-spot peak"},
-        pixel_size_um=config.pixel_size_um,
-        training_data=str(data_dir),
-        training_data_sha256=dataset_hash(paths),
-        n_train_images=len(train_paths),
-        n_val_images=len(val_paths),
-        val_images=tuple(p.name for p in val_paths),
         initial_weights=str(initial_weights) if initial_weights else None,
-        epochs_run=result.epochs_run,
-        training_seconds=round(result.seconds, 1),
-        metrics={k: round(float(v), 4) for k, v in metrics.items()},
         flops_per_field=count_flops(config.unet, REFERENCE_FIELD_ZYX),
     )
     save_card(card, out_dir)

@@ -14,10 +14,11 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from overnight.models.config import TrainConfig
+from overnight.models.config import TrainConfig, UNetConfig
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +145,16 @@ def fixed_patches(
     x = np.stack([p[0] for p in patches])[..., None].astype(np.float32)
     y = np.stack([p[1] for p in patches])
     return (x, y, weight_fn(y)) if weight_fn else (x, y)
+
+
+def start_network(unet: UNetConfig, name: str, initial_weights: Path | None) -> Any:
+    """A new network for ``unet``, with ``initial_weights`` loaded (resume or fine-tune)."""
+    from overnight.models.unet import build_unet
+
+    network = build_unet(unet, name=name)
+    if initial_weights is not None:
+        network.load_weights(initial_weights)
+    return network
 
 
 def _time_budget_callback(start: float, budget_s: float) -> object:
