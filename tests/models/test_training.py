@@ -99,3 +99,26 @@ def test_a_missing_model_is_reported_by_name(tmp_path: Path) -> None:
 
     with pytest.raises(ModelNotFoundError, match="no config.json"):
         resolve_model_dir(str(tmp_path), "cells")
+
+
+def test_a_fine_tuned_models_card_lists_the_runs_behind_its_weights(
+    tiny_dataset: Path, tiny_pnp_model_dir: Path, tmp_path: Path, tiny_pnp_config: PnpModelConfig
+) -> None:
+    first = train_pnp(
+        tiny_dataset,
+        tmp_path / "a",
+        tiny_pnp_config,
+        verbose=0,
+        initial_weights=tiny_pnp_model_dir / WEIGHTS_FILE,
+    )
+    second = train_pnp(
+        tiny_dataset,
+        tmp_path / "b",
+        tiny_pnp_config,
+        epochs=0,
+        verbose=0,
+        initial_weights=tmp_path / "a" / WEIGHTS_FILE,
+    )
+    assert len(first.provenance) == 1 and first.provenance[0].startswith(tiny_pnp_model_dir.name)
+    assert second.provenance[0] == first.provenance[0]
+    assert second.provenance[1].startswith("a: 1 epochs")

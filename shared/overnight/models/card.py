@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -43,6 +44,10 @@ class ModelCard(BaseModel):
     n_val_images: int
     val_images: tuple[str, ...] = Field(description="image ids kept aside for validation")
     initial_weights: str | None = Field(None, description="weights training started from, if any")
+    provenance: tuple[str, ...] = Field(
+        (),
+        description="earlier training runs behind ``initial_weights``, oldest first",
+    )
     epochs_run: int
     training_seconds: float
     metrics: dict[str, float] = Field(description="validation metrics")
@@ -65,6 +70,23 @@ def library_versions() -> dict[str, str]:
     return found
 
 
+def lineage(initial_weights: Path | None) -> tuple[str, ...]:
+    """The runs behind ``initial_weights``: its model's provenance, then that model's own run."""
+    if initial_weights is None:
+        return ()
+    card_path = Path(initial_weights).parent / CARD_FILE
+    if not card_path.is_file():
+        return (f"{initial_weights}: weights of unknown origin (no {CARD_FILE} beside them)",)
+    card = json.loads(card_path.read_text())
+    run = (
+        f"{card.get('name')}: {card.get('epochs_run')} epochs, {card.get('training_seconds')} s "
+        f"on {card.get('training_data')} (sha256 {str(card.get('training_data_sha256'))[:12]}), "
+        f"from {card.get('initial_weights') or 'random initial weights'}; "
+        f"metrics {card.get('metrics')}; {card.get('created')}"
+    )
+    return (*card.get("provenance", ()), run)
+
+
 def trained_card(
     out_dir: Path,
     kind: str,
@@ -74,6 +96,7 @@ def trained_card(
     split: TrainingSplit,
     result: FitResult,
     metrics: dict[str, float],
+    initial_weights: Path | None = None,
     **fields: Any,
 ) -> ModelCard:
     """The card of a model just trained on ``split`` (name from ``out_dir``, metrics rounded)."""
@@ -92,6 +115,8 @@ def trained_card(
         epochs_run=result.epochs_run,
         training_seconds=round(result.seconds, 1),
         metrics={k: round(float(v), 4) for k, v in metrics.items()},
+        initial_weights=str(initial_weights) if initial_weights else None,
+        provenance=lineage(initial_weights),
         **fields,
     )
 

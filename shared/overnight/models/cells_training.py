@@ -195,7 +195,7 @@ def train_cells(
         channel_roles={
             "0": f"{config.channel_role}: focus-aware projection, percentile-normalised"
         },
-        initial_weights=str(initial_weights) if initial_weights else None,
+        initial_weights=initial_weights,
         flops_per_field=count_flops(config.unet, REFERENCE_FIELD_YX),
     )
     save_card(card, out_dir)

@@ -252,7 +252,7 @@ def train_pnp(
         result,
         metrics,
         channel_roles={"0": f"{config.channel_role}: minus background, / typical single-spot peak"},
-        initial_weights=str(initial_weights) if initial_weights else None,
+        initial_weights=initial_weights,
         flops_per_field=count_flops(config.unet, REFERENCE_FIELD_ZYX),
     )
     save_card(card, out_dir)
