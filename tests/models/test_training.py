@@ -122,3 +122,25 @@ def test_a_fine_tuned_models_card_lists_the_runs_behind_its_weights(
     assert len(first.provenance) == 1 and first.provenance[0].startswith(tiny_pnp_model_dir.name)
     assert second.provenance[0] == first.provenance[0]
     assert second.provenance[1].startswith("a: 1 epochs")
+
+
+def test_zero_epochs_refits_only_the_cell_types(
+    tiny_dataset: Path, tiny_cell_model_dir: Path, tmp_path: Path, tiny_cell_config: CellModelConfig
+) -> None:
+    from overnight.models.cells_training import train_cells
+
+    card = train_cells(
+        tiny_dataset,
+        tmp_path,
+        tiny_cell_config,
+        epochs=0,
+        verbose=0,
+        initial_weights=tiny_cell_model_dir / WEIGHTS_FILE,
+    )
+    assert card.epochs_run == 0 and "best_val_loss" not in card.metrics
+    volume = read_dataset(tiny_dataset)[0].image[:, 0].astype(np.float32)
+    np.testing.assert_allclose(
+        CellModel.load(tmp_path).segment(volume).probabilities,
+        CellModel.load(tiny_cell_model_dir).segment(volume).probabilities,
+        atol=1e-6,
+    )

@@ -41,7 +41,11 @@ _out_option = click.option(
     help="Model folder to write (config.json, weights, card.json).",
 )
 _epochs_option = click.option(
-    "--epochs", type=int, default=None, help="Most epochs [default: the config's]."
+    "--epochs",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Most epochs [default: the config's]. 0 keeps the --init weights and refits only "
+    "what follows the network (cell types; the particle model's gain and multiplicity).",
 )
 _steps_option = click.option(
     "--steps", type=int, default=None, help="Batches per epoch [default: the config's]."

@@ -144,18 +144,19 @@ def train_cells(
     """Train a cell model (from ``initial_weights`` if given), save it and score it.
 
     Writes ``config.json``, the weights, ``classifier.json`` (when the data has types) and
-    ``card.json`` (validation metrics included) into ``out_dir``.
+    ``card.json`` (validation metrics included) into ``out_dir``. ``epochs=0`` keeps
+    ``initial_weights`` and refits only the type classifier.
     """
     import keras
 
     split = load_split(data_dir, config.train.val_fraction, config.train.split_seed, max_images)
     logger.info("cell model: %d training and %d validation images", split.n_train, len(split.val))
-    network = start_network(config.unet, "cells", initial_weights)
+    network = start_network(config.unet, "cells", initial_weights, epochs)
     weights = np.asarray(config.class_weights, np.float32)
     result = fit(
         network,
-        cell_pairs(split.train, config),
-        cell_pairs(split.val, config),
+        cell_pairs(split.train, config) if epochs != 0 else TrainingPairs([], [], []),
+        cell_pairs(split.val, config) if epochs != 0 else TrainingPairs([], [], []),
         config.train,
         keras.losses.SparseCategoricalCrossentropy(),
         out_dir,
@@ -177,8 +178,9 @@ def train_cells(
         "val_f1_iou50": score.f1,
         "val_ap_iou50": score.ap50,
         "val_mean_iou_matched": score.iou_sum / max(score.tp, 1),
-        "best_val_loss": result.best_val_loss,
     }
+    if result.epochs_run:
+        metrics["best_val_loss"] = result.best_val_loss
     if model.classifier is not None:
         metrics["val_type_accuracy"] = score.type_correct / max(score.tp, 1)
     card = trained_card(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from overnight.errors import ConfigError, NoImagesError
+from overnight.errors import NoImagesError
 from overnight.evaluation.matching import match_points
 from overnight.models.card import ModelCard, save_card, trained_card
 from overnight.models.config import PnpModelConfig, save_config
@@ -29,7 +29,7 @@ from overnight.models.pnp import (
     pnp_input,
     pnp_scale,
 )
-from overnight.models.training import Augmentation, FitResult, TrainingPairs, fit, start_network
+from overnight.models.training import Augmentation, TrainingPairs, fit, start_network
 from overnight.models.unet import count_flops
 from overnight.steps.counting import assign_particles
 
@@ -210,23 +210,18 @@ def train_pnp(
     logger.info(
         "particle model: %d training and %d validation images", split.n_train, len(split.val)
     )
-    if epochs == 0 and initial_weights is None:
-        raise ConfigError("--epochs 0 (calibrate only) needs --init: there are no weights to keep")
-    network = start_network(config.unet, "pnp", initial_weights)
-    if epochs == 0:
-        result = FitResult(0, float("nan"), 0.0, {})
-    else:
-        result = fit(
-            network,
-            pnp_pairs(split.train, config),
-            pnp_pairs(split.val, config),
-            config.train,
-            keras.losses.MeanSquaredError(),
-            out_dir,
-            PNP_AUGMENTATION,
-            epochs=epochs,
-            verbose=verbose,
-        )
+    network = start_network(config.unet, "pnp", initial_weights, epochs)
+    result = fit(
+        network,
+        pnp_pairs(split.train, config) if epochs != 0 else TrainingPairs([], [], []),
+        pnp_pairs(split.val, config) if epochs != 0 else TrainingPairs([], [], []),
+        config.train,
+        keras.losses.MeanSquaredError(),
+        out_dir,
+        PNP_AUGMENTATION,
+        epochs=epochs,
+        verbose=verbose,
+    )
     densities = field_densities(PnpModel(config, network), split.train)
     config = calibrate_gain(PnpModel(config, network), densities)
     multiplicity = fit_basin_multiplicity(config, densities)

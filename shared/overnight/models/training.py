@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from overnight.errors import ConfigError
 from overnight.models.config import TrainConfig, UNetConfig
 
 logger = logging.getLogger(__name__)
@@ -147,10 +148,17 @@ def fixed_patches(
     return (x, y, weight_fn(y)) if weight_fn else (x, y)
 
 
-def start_network(unet: UNetConfig, name: str, initial_weights: Path | None) -> Any:
-    """A new network for ``unet``, with ``initial_weights`` loaded (resume or fine-tune)."""
+def start_network(
+    unet: UNetConfig, name: str, initial_weights: Path | None, epochs: int | None = None
+) -> Any:
+    """A new network for ``unet``, with ``initial_weights`` loaded (resume or fine-tune).
+
+    ``epochs=0`` (keep the weights, refit only what follows the network) needs weights.
+    """
     from overnight.models.unet import build_unet
 
+    if epochs == 0 and initial_weights is None:
+        raise ConfigError("--epochs 0 (calibrate only) needs --init: there are no weights to keep")
     network = build_unet(unet, name=name)
     if initial_weights is not None:
         network.load_weights(initial_weights)
@@ -186,10 +194,12 @@ def fit(
     """Train ``network`` on patches of ``train``; best weights (by validation loss) restored.
 
     A checkpoint of the best weights is kept in ``out_dir/checkpoint.weights.h5`` while
-    training runs, so an interrupted run loses at most an epoch.
+    training runs, so an interrupted run loses at most an epoch. ``epochs=0`` trains nothing.
     """
     import keras
 
+    if epochs == 0:
+        return FitResult(0, float("nan"), 0.0, {})
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     network.compile(  # type: ignore[attr-defined]
