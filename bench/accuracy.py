@@ -192,13 +192,16 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             "## Shipped models (from their card.json)",
             "",
-            "| model | epochs | training s | validation metrics |",
-            "| --- | --- | --- | --- |",
+            "Epochs and seconds are the last training run's; `--epochs 0` runs only refit what",
+            "follows the network. Earlier runs are listed under `provenance` in each card.json.",
+            "",
+            "| model | last run: epochs | last run: s | earlier runs | validation metrics |",
+            "| --- | --- | --- | --- | --- |",
         ]
         for name, card in report["models"].items():
             lines.append(
                 f"| {name} | {card['epochs_run']} | {card['training_seconds']} | "
-                f"{card['metrics']} |"
+                f"{len(card.get('provenance') or ())} | {card['metrics']} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -217,6 +220,7 @@ def attach_models(report: dict[str, Any]) -> None:
                 "training_seconds",
                 "metrics",
                 "initial_weights",
+                "provenance",
                 "flops_per_field",
             )
             report["models"][name] = {k: card.get(k) for k in keys}
