@@ -49,7 +49,7 @@ bench: install  ## Speed and memory benchmarks, JSON under bench/results/
 	$(BIN)/python -m bench.run_all
 
 bench-accuracy: install  ## Accuracy on fresh hold-out images, tables under bench/results/
-	$(BIN)/python -m bench.accuracy
+	$(BIN)/python -m bench.accuracy $(if $(wildcard ../shared/data/dsb2018-fluo),--dsb-data ../shared/data/dsb2018-fluo)
 	$(BIN)/python -m bench.accuracy_skin
 
 bench-cluster: install  ## Discrete-event simulation of the Kubernetes scale-out
