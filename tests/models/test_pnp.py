@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 
 from overnight.models.config import PnpModelConfig
-from overnight.models.pnp import blob_peak, density_target, extract_spots, pnp_input, pnp_scale
+from overnight.models.pnp import (
+    blob_peak,
+    density_target,
+    extract_spots,
+    pnp_input,
+    pnp_scale,
+    typical_spot_peak,
+)
 
 
 def test_density_target_integrates_to_the_particle_count() -> None:
@@ -53,3 +60,17 @@ def test_input_is_in_units_of_one_spot() -> None:
         np.rint(truth.z).astype(int), np.rint(truth.y).astype(int), np.rint(truth.x).astype(int)
     ]
     assert 1.2 < np.median(peaks) < 4.0  # smoothed peak is below the raw one
+
+
+def test_a_few_particles_among_many_faint_maxima_set_the_scale() -> None:
+    rng = np.random.default_rng(2)
+    texture = rng.lognormal(np.log(6.0), 0.2, 3000)  # faint autoscatter maxima, ~6 ADU
+    particles = rng.lognormal(np.log(36.0), 0.25, 60)  # 2 % of the maxima, ~36 ADU
+    assert abs(np.median(np.concatenate([texture, particles])) - 6.0) < 1.0
+    assert abs(typical_spot_peak(np.concatenate([texture, particles])) / 36.0 - 1) < 0.15
+
+
+def test_the_scale_of_an_ordinary_field_is_its_median_peak() -> None:
+    values = np.random.default_rng(3).lognormal(np.log(30.0), 0.25, 400)
+    values[:40] *= 2  # pairs
+    assert typical_spot_peak(values) == float(np.median(values))

@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 _SCALE_SMOOTH = (1.0, 1.0, 1.0)
 #: A spot is clear enough to set the scale when its smoothed peak passes this many SDs.
 _SCALE_MIN_SD = 6.0
+#: Half the 99th-percentile peak this many times the median means a separate bright population.
+_BRIGHT_POPULATION = 2.0
+#: Bright and faint maxima this many times apart are particles and texture, not pairs and singles.
+_SEPARATE_POPULATIONS = 3.5
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,30 @@ def pnp_scale(volume: np.ndarray) -> PnpScale:
         smoothed > _SCALE_MIN_SD * noise
     )
     values = smoothed[peaks]
-    peak = float(np.median(values)) if values.size >= 3 else _SCALE_MIN_SD * noise
+    peak = typical_spot_peak(values) if values.size >= 3 else _SCALE_MIN_SD * noise
     return PnpScale(background, max(peak, 1e-3))
+
+
+def typical_spot_peak(values: np.ndarray) -> float:
+    """One particle's smoothed peak (ADU) from the peak values of a field's clear maxima.
+
+    Usually the median. When a few particles sit among many fainter maxima (cell autoscatter
+    texture in a sparse field), the median is a texture peak; then a bright population stands
+    far above it, and the estimate is the median of the maxima above the split between the two.
+    """
+    median = float(np.median(values))
+    bright = 0.5 * float(np.percentile(values, 99))
+    if bright <= _BRIGHT_POPULATION * median:
+        return median
+    faint, peak = median, bright
+    for _ in range(5):  # split the two populations at the geometric mean of their medians
+        threshold = float(np.sqrt(faint * peak))
+        if np.count_nonzero(values > threshold) < 3:
+            break
+        peak = float(np.median(values[values > threshold]))
+        faint = float(np.median(values[values <= threshold]))
+    # particles and their close pairs differ ~2×; texture lies far below a particle
+    return peak if peak >= _SEPARATE_POPULATIONS * faint else median
 
 
 def pnp_input(volume: np.ndarray, scale: PnpScale) -> np.ndarray:
