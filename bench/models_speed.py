@@ -3,7 +3,8 @@
 ``python -m bench.models_speed`` → ``bench/results/models_speed.json``. Times the networks
 through their compiled predictors (tiled as in the pipeline) and the whole learned steps
 (projection, watershed, spot extraction), after one warm-up call, on this machine's CPU
-(and GPU where TensorFlow sees one).
+(and GPU where TensorFlow sees one). The CPU model and a float32 matrix-product speed are
+recorded beside the times, since machines of the same core count differ several-fold.
 """
 
 from __future__ import annotations
@@ -27,6 +28,24 @@ def _best_of(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def sgemm_gflops(n: int = 2000, repeats: int = 5) -> float:
+    """This machine's float32 matrix-product speed (GFLOP/s): the yardstick between machines."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    a @ a
+    return 2 * n**3 / _best_of(lambda: a @ a, repeats) / 1e9
 
 
 def main() -> int:
@@ -66,6 +85,8 @@ def main() -> int:
         "device": "gpu" if tf.config.list_physical_devices("GPU") else "cpu",
         "cpu_cores": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
+        "sgemm_gflops": round(sgemm_gflops(), 1),
         "cell_network_s": round(cell_net, 3),
         "pnp_network_s": round(pnp_net, 3),
         "networks_total_s": round(cell_net + pnp_net, 3),
