@@ -92,27 +92,12 @@ def test_results_load_into_dataframes_with_metadata(classical_results):
 def test_rerun_skips_complete_results_and_force_redoes_them(classical_results, small_dataset):
     manifest = next(classical_results.glob("*/manifest.json"))
     before = manifest.stat().st_mtime_ns
-    code, stdout, _ = run_cli(
-        str(small_dataset / "images"),
-        "--out",
-        str(classical_results),
-        "--pipeline",
-        PIPELINE,
-        "--workers",
-        "1",
-    )
+    again = (str(small_dataset / "images"), "--out", str(classical_results))
+    options = ("--pipeline", PIPELINE, "--workers", "1")
+    code, stdout, _ = run_cli(*again, *options)
     assert code == 0 and "6 skipped" in stdout
     assert manifest.stat().st_mtime_ns == before
-    code, stdout, _ = run_cli(
-        str(small_dataset / "images"),
-        "--out",
-        str(classical_results),
-        "--pipeline",
-        PIPELINE,
-        "--workers",
-        "1",
-        "--force",
-    )
+    code, stdout, _ = run_cli(*again, *options, "--force")
     assert code == 0 and "6 done" in stdout
     assert manifest.stat().st_mtime_ns != before
 

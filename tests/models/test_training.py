@@ -65,26 +65,6 @@ def test_particle_model_trains_saves_and_reloads(
     assert model.multiplicity is None and not (tmp_path / "multiplicity.json").exists()
 
 
-def test_zero_epochs_keeps_the_weights_and_refits_the_calibration(
-    tiny_dataset: Path, tiny_pnp_model_dir: Path, tmp_path: Path, tiny_pnp_config: PnpModelConfig
-) -> None:
-    card = train_pnp(
-        tiny_dataset,
-        tmp_path,
-        tiny_pnp_config,
-        epochs=0,
-        verbose=0,
-        initial_weights=tiny_pnp_model_dir / WEIGHTS_FILE,
-    )
-    assert card.epochs_run == 0 and "best_val_loss" not in card.metrics
-    volume = read_dataset(tiny_dataset)[0].image[:, 1].astype(np.float32)
-    np.testing.assert_allclose(
-        PnpModel.load(tmp_path).density(volume),
-        PnpModel.load(tiny_pnp_model_dir).density(volume),
-        atol=1e-6,
-    )
-
-
 def test_zero_epochs_without_weights_is_refused(
     tiny_dataset: Path, tmp_path: Path, tiny_pnp_config: PnpModelConfig
 ) -> None:
@@ -101,7 +81,7 @@ def test_a_missing_model_is_reported_by_name(tmp_path: Path) -> None:
         resolve_model_dir(str(tmp_path), "cells")
 
 
-def test_a_fine_tuned_models_card_lists_the_runs_behind_its_weights(
+def test_zero_epochs_keeps_the_weights_and_the_card_lists_the_runs_behind_them(
     tiny_dataset: Path, tiny_pnp_model_dir: Path, tmp_path: Path, tiny_pnp_config: PnpModelConfig
 ) -> None:
     first = train_pnp(
@@ -118,6 +98,13 @@ def test_a_fine_tuned_models_card_lists_the_runs_behind_its_weights(
         epochs=0,
         verbose=0,
         initial_weights=tmp_path / "a" / WEIGHTS_FILE,
+    )
+    assert second.epochs_run == 0 and "best_val_loss" not in second.metrics
+    volume = read_dataset(tiny_dataset)[0].image[:, 1].astype(np.float32)
+    np.testing.assert_allclose(
+        PnpModel.load(tmp_path / "b").density(volume),
+        PnpModel.load(tmp_path / "a").density(volume),
+        atol=1e-6,
     )
     assert len(first.provenance) == 1 and first.provenance[0].startswith(tiny_pnp_model_dir.name)
     assert second.provenance[0] == first.provenance[0]
