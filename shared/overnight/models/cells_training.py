@@ -15,7 +15,13 @@ from overnight.models.celltypes import cell_features, fit_classifier
 from overnight.models.config import CellModelConfig, save_config
 from overnight.models.datasets import TrainingField, load_split
 from overnight.models.loading import WEIGHTS_FILE
-from overnight.models.training import Augmentation, TrainingPairs, fit, start_network
+from overnight.models.training import (
+    Augmentation,
+    FitResult,
+    TrainingPairs,
+    fit,
+    start_network,
+)
 from overnight.models.unet import count_flops
 
 logger = logging.getLogger(__name__)
@@ -157,18 +163,21 @@ def train_cells(
     logger.info("cell model: %d training and %d validation images", split.n_train, len(split.val))
     network = start_network(config.unet, "cells", initial_weights, epochs)
     weights = np.asarray(config.class_weights, np.float32)
-    result = fit(
-        network,
-        cell_pairs(split.train, config) if epochs != 0 else TrainingPairs([], [], []),
-        cell_pairs(split.val, config) if epochs != 0 else TrainingPairs([], [], []),
-        config.train,
-        keras.losses.SparseCategoricalCrossentropy(),
-        out_dir,
-        Augmentation(),
-        weight_fn=lambda y: weights[y],
-        epochs=epochs,
-        verbose=verbose,
-    )
+    if epochs == 0:  # keep the initial weights; refit only what follows the network
+        result = FitResult.untrained()
+    else:
+        result = fit(
+            network,
+            cell_pairs(split.train, config),
+            cell_pairs(split.val, config),
+            config.train,
+            keras.losses.SparseCategoricalCrossentropy(),
+            out_dir,
+            Augmentation(),
+            weight_fn=lambda y: weights[y],
+            epochs=epochs,
+            verbose=verbose,
+        )
     save_config(config, out_dir)
     network.save_weights(out_dir / WEIGHTS_FILE)
     model = CellModel(config, network, None)

@@ -29,7 +29,13 @@ from overnight.models.pnp import (
     pnp_input,
     pnp_scale,
 )
-from overnight.models.training import Augmentation, TrainingPairs, fit, start_network
+from overnight.models.training import (
+    Augmentation,
+    FitResult,
+    TrainingPairs,
+    fit,
+    start_network,
+)
 from overnight.models.unet import count_flops
 from overnight.steps.counting import assign_particles
 
@@ -211,17 +217,20 @@ def train_pnp(
         "particle model: %d training and %d validation images", split.n_train, len(split.val)
     )
     network = start_network(config.unet, "pnp", initial_weights, epochs)
-    result = fit(
-        network,
-        pnp_pairs(split.train, config) if epochs != 0 else TrainingPairs([], [], []),
-        pnp_pairs(split.val, config) if epochs != 0 else TrainingPairs([], [], []),
-        config.train,
-        keras.losses.MeanSquaredError(),
-        out_dir,
-        PNP_AUGMENTATION,
-        epochs=epochs,
-        verbose=verbose,
-    )
+    if epochs == 0:  # keep the initial weights; refit only what follows the network
+        result = FitResult.untrained()
+    else:
+        result = fit(
+            network,
+            pnp_pairs(split.train, config),
+            pnp_pairs(split.val, config),
+            config.train,
+            keras.losses.MeanSquaredError(),
+            out_dir,
+            PNP_AUGMENTATION,
+            epochs=epochs,
+            verbose=verbose,
+        )
     densities = field_densities(PnpModel(config, network), split.train)
     config = calibrate_gain(PnpModel(config, network), densities)
     multiplicity = fit_basin_multiplicity(config, densities)

@@ -57,6 +57,11 @@ class FitResult:
     seconds: float
     history: dict[str, list[float]]
 
+    @classmethod
+    def untrained(cls) -> FitResult:
+        """The result of keeping the initial weights (``--epochs 0``)."""
+        return cls(0, float("nan"), 0.0, {})
+
 
 def _crop(array: np.ndarray, starts: tuple[int, ...], sizes: tuple[int, ...]) -> np.ndarray:
     """A window of ``array`` (zero-padded where it runs past the edges)."""
@@ -194,12 +199,10 @@ def fit(
     """Train ``network`` on patches of ``train``; best weights (by validation loss) restored.
 
     A checkpoint of the best weights is kept in ``out_dir/checkpoint.weights.h5`` while
-    training runs, so an interrupted run loses at most an epoch. ``epochs=0`` trains nothing.
+    training runs, so an interrupted run loses at most an epoch.
     """
     import keras
 
-    if epochs == 0:
-        return FitResult(0, float("nan"), 0.0, {})
     out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
     network.compile(  # type: ignore[attr-defined]
