@@ -30,7 +30,8 @@ def render_qc_png(
     """PNG of the cell image (``YX``) with outlines by type, particles and per-cell counts.
 
     Particles on a cell are red dots, particles on glass hollow yellow circles; each cell's
-    count is written at its centre. Large fields are shown downsampled to ``max_side_px``.
+    count is written at its centre; the legend counts particles (a row's ``multiplicity``).
+    Large fields are shown downsampled to ``max_side_px``.
     """
     ny, nx = cell_image.shape
     scale = max(1, int(np.ceil(max(ny, nx) / max_side_px)))
@@ -55,6 +56,7 @@ def render_qc_png(
     )
     ax.imshow(rgb, interpolation="nearest")
     on_cell = pnps["cell_id"] > 0
+    particles = pnps["multiplicity"] if "multiplicity" in pnps else pd.Series(1, index=pnps.index)
     ax.scatter(
         pnps.loc[on_cell, "x"] / scale,
         pnps.loc[on_cell, "y"] / scale,
@@ -94,7 +96,7 @@ def render_qc_png(
             marker="o",
             lw=0,
             ms=3,
-            label=f"PNP on cell ({int(on_cell.sum())})",
+            label=f"PNP on cell ({int(particles[on_cell].sum())})",
         )
     )
     handles.append(
@@ -106,7 +108,7 @@ def render_qc_png(
             mfc="none",
             lw=0,
             ms=5,
-            label=f"PNP on glass ({int((~on_cell).sum())})",
+            label=f"PNP on glass ({int(particles[~on_cell].sum())})",
         )
     )
     ax.legend(
