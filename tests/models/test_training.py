@@ -47,6 +47,22 @@ def test_reloaded_cell_model_predicts_the_same(cell_model_dir: Path, tiny_datase
     assert set(names) <= {"lymphocyte", "monocyte"}
 
 
+def test_a_mixed_precision_run_saves_float32_weights_that_reload(
+    tiny_dataset: Path, tmp_path: Path, tiny_cell_config: CellModelConfig
+) -> None:
+    from overnight.models.cells_training import train_cells
+
+    config = tiny_cell_config.model_copy(
+        update={"train": tiny_cell_config.train.model_copy(update={"mixed_precision": True})}
+    )
+    train_cells(tiny_dataset, tmp_path, config, verbose=0)
+    model = CellModel.load(tmp_path)
+    assert model.config.train.mixed_precision
+    assert all(layer.compute_dtype == "float32" for layer in model.network.layers)
+    volume = read_dataset(tiny_dataset)[0].image[:, 0].astype(np.float32)
+    np.testing.assert_allclose(model.segment(volume).probabilities.sum(axis=-1), 1.0, atol=1e-5)
+
+
 def test_particle_model_trains_saves_and_reloads(
     tiny_dataset: Path, tmp_path: Path, tiny_pnp_config: PnpModelConfig
 ) -> None:

@@ -59,3 +59,21 @@ def test_flops_match_the_documented_reference() -> None:
     # level sums 1 + 1/4 + 1/16 against 1 + 1/8 + 1/64 of a fully pooled one.
     flops_3d = count_flops(UNetConfig(ndim=3, base_filters=8, out_channels=1), (32, 256, 256))
     assert 80e9 < flops_3d < 100e9
+
+
+def test_mixed_precision_network_computes_in_bfloat16_and_copies_to_float32() -> None:
+    from overnight.models.training import inference_network
+
+    config = UNetConfig(ndim=2, base_filters=4)
+    mixed = build_unet(config, dtype_policy="mixed_bfloat16")
+    assert mixed.get_layer("down0_conv1").compute_dtype == "bfloat16"
+    assert mixed.get_layer("head").compute_dtype == "float32"  # the softmax stays exact
+    assert all(w.dtype == np.float32 for w in mixed.get_weights())
+    plain = inference_network(mixed, config, "unet")
+    assert all(layer.compute_dtype == "float32" for layer in plain.layers)
+    image = np.random.default_rng(2).random((1, 32, 32, 1), dtype=np.float32)
+    exact = compiled_predictor(plain)(image)
+    rounded = compiled_predictor(mixed)(image)
+    assert exact.dtype == rounded.dtype == np.float32
+    np.testing.assert_allclose(exact, rounded, atol=0.05)  # same weights, bf16 rounding apart
+    assert not np.array_equal(exact, rounded)

@@ -20,6 +20,7 @@ from overnight.models.training import (
     FitResult,
     TrainingPairs,
     fit,
+    inference_network,
     start_network,
 )
 from overnight.models.unet import count_flops
@@ -161,7 +162,9 @@ def train_cells(
 
     split = load_split(data_dir, config.train.val_fraction, config.train.split_seed, max_images)
     logger.info("cell model: %d training and %d validation images", split.n_train, len(split.val))
-    network = start_network(config.unet, "cells", initial_weights, epochs)
+    network = start_network(
+        config.unet, "cells", initial_weights, epochs, config.train.mixed_precision
+    )
     weights = np.asarray(config.class_weights, np.float32)
     if epochs == 0:  # keep the initial weights; refit only what follows the network
         result = FitResult.untrained()
@@ -178,6 +181,8 @@ def train_cells(
             epochs=epochs,
             verbose=verbose,
         )
+        if config.train.mixed_precision:
+            network = inference_network(network, config.unet, "cells")
     save_config(config, out_dir)
     network.save_weights(out_dir / WEIGHTS_FILE)
     model = CellModel(config, network, None)

@@ -67,6 +67,11 @@ class TrainConfig(_Frozen):
         900.0, gt=0, description="training stops after the epoch that passes this"
     )
     seed: int = Field(0, description="seed of patch sampling, augmentation and initial weights")
+    mixed_precision: bool = Field(
+        False,
+        description="train in bfloat16 mixed precision: ~3x faster on CPUs with AMX or "
+        "AVX512-BF16, much slower on others; weights stay float32, inference is float32",
+    )
     split_seed: int = Field(
         0, description="seed of the train/validation split (keep it to keep the split)"
     )

@@ -34,6 +34,7 @@ from overnight.models.training import (
     FitResult,
     TrainingPairs,
     fit,
+    inference_network,
     start_network,
 )
 from overnight.models.unet import count_flops
@@ -216,7 +217,9 @@ def train_pnp(
     logger.info(
         "particle model: %d training and %d validation images", split.n_train, len(split.val)
     )
-    network = start_network(config.unet, "pnp", initial_weights, epochs)
+    network = start_network(
+        config.unet, "pnp", initial_weights, epochs, config.train.mixed_precision
+    )
     if epochs == 0:  # keep the initial weights; refit only what follows the network
         result = FitResult.untrained()
     else:
@@ -231,6 +234,8 @@ def train_pnp(
             epochs=epochs,
             verbose=verbose,
         )
+        if config.train.mixed_precision:
+            network = inference_network(network, config.unet, "pnp")
     densities = field_densities(PnpModel(config, network), split.train)
     config = calibrate_gain(PnpModel(config, network), densities)
     multiplicity = fit_basin_multiplicity(config, densities)

@@ -154,20 +154,35 @@ def fixed_patches(
 
 
 def start_network(
-    unet: UNetConfig, name: str, initial_weights: Path | None, epochs: int | None = None
+    unet: UNetConfig,
+    name: str,
+    initial_weights: Path | None,
+    epochs: int | None = None,
+    mixed_precision: bool = False,
 ) -> Any:
     """A new network for ``unet``, with ``initial_weights`` loaded (resume or fine-tune).
 
     ``epochs=0`` (keep the weights, refit only what follows the network) needs weights.
+    ``mixed_precision`` builds it to train in bfloat16 (see :func:`inference_network`).
     """
     from overnight.models.unet import build_unet
 
     if epochs == 0 and initial_weights is None:
         raise ConfigError("--epochs 0 (calibrate only) needs --init: there are no weights to keep")
-    network = build_unet(unet, name=name)
+    policy = "mixed_bfloat16" if mixed_precision else None
+    network = build_unet(unet, name=name, dtype_policy=policy)
     if initial_weights is not None:
         network.load_weights(initial_weights)
     return network
+
+
+def inference_network(network: Any, unet: UNetConfig, name: str) -> Any:
+    """A float32 copy of a mixed-precision ``network``: what is saved, scored and shipped."""
+    from overnight.models.unet import build_unet
+
+    copy = build_unet(unet, name=name)
+    copy.set_weights(network.get_weights())
+    return copy
 
 
 def _time_budget_callback(start: float, budget_s: float) -> object:

@@ -21,15 +21,22 @@ from overnight.models.config import UNetConfig
 FEATURES_LAYER = "features"
 
 
-def _conv_block(x: Any, filters: int, ndim: int, name: str) -> Any:
+def _conv_block(x: Any, filters: int, ndim: int, name: str, dtype: str | None) -> Any:
     conv = layers.Conv2D if ndim == 2 else layers.Conv3D
     for i in (1, 2):
-        x = conv(filters, 3, padding="same", activation="relu", name=f"{name}_conv{i}")(x)
+        x = conv(
+            filters, 3, padding="same", activation="relu", name=f"{name}_conv{i}", dtype=dtype
+        )(x)
     return x
 
 
-def build_unet(config: UNetConfig, name: str = "unet") -> keras.Model:
+def build_unet(
+    config: UNetConfig, name: str = "unet", dtype_policy: str | None = None
+) -> keras.Model:
     """A U-Net as described by ``config``; input ``(batch, [Z,] Y, X, in_channels)``.
+
+    ``dtype_policy`` (e.g. ``"mixed_bfloat16"``, for training) sets the layers' compute type;
+    the head always computes in float32, and the weights are float32 either way.
 
     Examples
     --------
@@ -46,17 +53,20 @@ def build_unet(config: UNetConfig, name: str = "unet") -> keras.Model:
     skips = []
     x = inputs
     for level in range(config.n_levels - 1):
-        x = _conv_block(x, config.base_filters * 2**level, ndim, f"down{level}")
+        x = _conv_block(x, config.base_filters * 2**level, ndim, f"down{level}", dtype_policy)
         skips.append(x)
-        x = pool(pool_size, name=f"pool{level}")(x)
-    x = _conv_block(x, config.base_filters * 2 ** (config.n_levels - 1), ndim, "bottom")
+        x = pool(pool_size, name=f"pool{level}", dtype=dtype_policy)(x)
+    bottom = config.base_filters * 2 ** (config.n_levels - 1)
+    x = _conv_block(x, bottom, ndim, "bottom", dtype_policy)
     for level in reversed(range(config.n_levels - 1)):
-        x = up(pool_size, name=f"up{level}")(x)
-        x = layers.Concatenate(name=f"skip{level}")([x, skips[level]])
-        x = _conv_block(x, config.base_filters * 2**level, ndim, f"dec{level}")
-    x = layers.Identity(name=FEATURES_LAYER)(x)
+        x = up(pool_size, name=f"up{level}", dtype=dtype_policy)(x)
+        x = layers.Concatenate(name=f"skip{level}", dtype=dtype_policy)([x, skips[level]])
+        x = _conv_block(x, config.base_filters * 2**level, ndim, f"dec{level}", dtype_policy)
+    x = layers.Identity(name=FEATURES_LAYER, dtype=dtype_policy)(x)
     conv = layers.Conv2D if ndim == 2 else layers.Conv3D
-    outputs = conv(config.out_channels, 1, activation=config.head_activation, name="head")(x)
+    outputs = conv(
+        config.out_channels, 1, activation=config.head_activation, name="head", dtype="float32"
+    )(x)
     return keras.Model(inputs, outputs, name=name)
 
 
