@@ -147,3 +147,18 @@ def test_zero_epochs_refits_only_the_cell_types(
         CellModel.load(tiny_cell_model_dir).segment(volume).probabilities,
         atol=1e-6,
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [("fpu avx2 avx512f amx_bf16 amx_tile", True), ("fpu avx512_bf16", True), ("fpu avx2", False)],
+)
+def test_bfloat16_is_used_only_where_the_cpu_has_it(
+    tmp_path: Path, flags: str, native: bool
+) -> None:
+    from overnight.models.training import native_bfloat16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    assert native_bfloat16(cpuinfo) is native
+    assert native_bfloat16(tmp_path / "missing") is False

@@ -181,8 +181,7 @@ def train_cells(
             epochs=epochs,
             verbose=verbose,
         )
-        if config.train.mixed_precision:
-            network = inference_network(network, config.unet, "cells")
+        network = inference_network(network, config.unet, "cells")
     save_config(config, out_dir)
     network.save_weights(out_dir / WEIGHTS_FILE)
     model = CellModel(config, network, None)

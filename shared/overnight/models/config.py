@@ -69,8 +69,8 @@ class TrainConfig(_Frozen):
     seed: int = Field(0, description="seed of patch sampling, augmentation and initial weights")
     mixed_precision: bool = Field(
         False,
-        description="train in bfloat16 mixed precision: ~3x faster on CPUs with AMX or "
-        "AVX512-BF16, much slower on others; weights stay float32, inference is float32",
+        description="train in bfloat16 mixed precision where the CPU has it natively (AMX, "
+        "AVX512-BF16: ~2-3x faster), else float32; weights and inference stay float32",
     )
     split_seed: int = Field(
         0, description="seed of the train/validation split (keep it to keep the split)"

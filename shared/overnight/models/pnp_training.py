@@ -234,8 +234,7 @@ def train_pnp(
             epochs=epochs,
             verbose=verbose,
         )
-        if config.train.mixed_precision:
-            network = inference_network(network, config.unet, "pnp")
+        network = inference_network(network, config.unet, "pnp")
     densities = field_densities(PnpModel(config, network), split.train)
     config = calibrate_gain(PnpModel(config, network), densities)
     multiplicity = fit_basin_multiplicity(config, densities)

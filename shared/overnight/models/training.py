@@ -163,23 +163,43 @@ def start_network(
     """A new network for ``unet``, with ``initial_weights`` loaded (resume or fine-tune).
 
     ``epochs=0`` (keep the weights, refit only what follows the network) needs weights.
-    ``mixed_precision`` builds it to train in bfloat16 (see :func:`inference_network`).
+    ``mixed_precision`` builds it to train in bfloat16 where the CPU computes that natively
+    (see :func:`native_bfloat16` and :func:`inference_network`), else in float32.
     """
     from overnight.models.unet import build_unet
 
     if epochs == 0 and initial_weights is None:
         raise ConfigError("--epochs 0 (calibrate only) needs --init: there are no weights to keep")
-    policy = "mixed_bfloat16" if mixed_precision else None
+    policy = None
+    if mixed_precision and epochs != 0:
+        if native_bfloat16():
+            policy = "mixed_bfloat16"
+        else:
+            logger.info("this CPU has no native bfloat16 (AMX, AVX512-BF16): training in float32")
     network = build_unet(unet, name=name, dtype_policy=policy)
     if initial_weights is not None:
         network.load_weights(initial_weights)
     return network
 
 
+def native_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AMX or AVX512-BF16 on x86).
+
+    Elsewhere TensorFlow emulates it, and mixed precision would train slower than float32.
+    """
+    try:
+        flags = set(cpuinfo.read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
 def inference_network(network: Any, unet: UNetConfig, name: str) -> Any:
-    """A float32 copy of a mixed-precision ``network``: what is saved, scored and shipped."""
+    """``network`` in float32 (a copy when it computes in mixed precision): what is shipped."""
     from overnight.models.unet import build_unet
 
+    if all(layer.compute_dtype == "float32" for layer in network.layers):
+        return network
     copy = build_unet(unet, name=name)
     copy.set_weights(network.get_weights())
     return copy
