@@ -96,10 +96,10 @@ class CellModelConfig(_Frozen):
     pixel_size_um: float | None = Field(0.2, description="pixel size of the training images (µm)")
     normalise_percentiles: tuple[float, float] = (1.0, 99.8)
     foreground_threshold: float = Field(0.5, description="1 − p(background) above this is a cell")
-    marker_threshold: float = Field(0.5, description="p(interior) above this is a cell's interior")
+    marker_threshold: float = Field(0.3, description="p(interior) above this is a cell's interior")
     min_marker_px: int = Field(20, description="smaller interior regions are dropped (px²)")
     seed_h_px: float = Field(
-        1.0, gt=0, description="seeds: distance-transform maxima this high above their saddle (px)"
+        3.0, gt=0, description="seeds: distance-transform maxima this high above their saddle (px)"
     )
     seed_smooth_px: float = Field(1.0, ge=0, description="Gaussian σ on the distance map (px)")
     min_cell_px: int = Field(60, description="smaller cells are dropped (px²)")
@@ -113,7 +113,13 @@ class CellModelConfig(_Frozen):
         description="test-time augmentation: average the network's outputs over the 8 flips "
         "and 90° rotations of the image (8× slower inference)",
     )
-    train: TrainConfig = TrainConfig(time_budget_s=600.0)
+    train: TrainConfig = TrainConfig(
+        epochs=30,
+        learning_rate=1e-3,
+        patience=6,
+        time_budget_s=7200.0,  # a safety cap: the epochs end these runs
+        mixed_precision=True,
+    )
 
 
 class PnpModelConfig(_Frozen):
@@ -153,7 +159,10 @@ class PnpModelConfig(_Frozen):
         batch_size=8,
         steps_per_epoch=80,
         learning_rate=2e-3,
-        time_budget_s=900.0,
+        epochs=60,
+        patience=8,
+        time_budget_s=7200.0,  # a safety cap: the epochs end these runs
+        mixed_precision=True,
     )
 
 
