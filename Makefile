@@ -7,9 +7,10 @@ INPUT ?=
 OUT ?= overnight-results
 WORKERS ?= 2
 PYTEST_ARGS ?=
+DSB ?= ../shared/data/dsb2018-fluo
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-fast lint bench bench-accuracy bench-cluster train clean system-deps
+.PHONY: help install run test test-fast lint bench bench-accuracy bench-cluster train train-nuclei clean system-deps
 
 help:  ## List the targets and what each does
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -49,14 +50,17 @@ bench: install  ## Speed and memory benchmarks, JSON under bench/results/
 	$(BIN)/python -m bench.run_all
 
 bench-accuracy: install  ## Accuracy on fresh hold-out images, tables under bench/results/
-	$(BIN)/python -m bench.accuracy $(if $(wildcard ../shared/data/dsb2018-fluo),--dsb-data ../shared/data/dsb2018-fluo)
+	$(BIN)/python -m bench.accuracy $(if $(wildcard $(DSB)),--dsb-data $(DSB))
 	$(BIN)/python -m bench.accuracy_skin
 
 bench-cluster: install  ## Discrete-event simulation of the Kubernetes scale-out
 	$(BIN)/python -m bench.cluster
 
-train: install  ## Retrain the shipped models from the synthetic generator (under an hour, 2 cores)
-	$(BIN)/overnight train all --out models $(if $(wildcard ../shared/data/dsb2018-fluo),--nuclei-data ../shared/data/dsb2018-fluo)
+train: install  ## Retrain models/cells, pnp and skin from the synthetic generator (under an hour, 2 cores)
+	$(BIN)/overnight train all --out models
+
+train-nuclei: install  ## Retrain models/nuclei-dsb2018 from DSB2018 nuclei (DSB=folder of images/ + masks/)
+	$(BIN)/overnight train cells --data $(DSB) --out models/nuclei-dsb2018
 
 clean:  ## Remove generated demo data and results (keeps .venv)
 	rm -rf demo-data $(OUT) .pytest_cache

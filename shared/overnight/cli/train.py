@@ -121,10 +121,21 @@ def train_cells_command(
     config_path: Path | None,
     init_dir: Path | None,
 ) -> None:
-    """Train the cell model (3-class U-Net, watershed, type classifier)."""
+    """Train the cell model (3-class U-Net, watershed, type classifier).
+
+    On images/ + masks/ (DSB2018-like nuclei) with no --config, --init or --epochs, this runs
+    the shipped nuclei recipe: two stages, the second at half the learning rate.
+    """
     from overnight.models.cells_training import train_cells
+    from overnight.models.datasets import dataset_layout
+    from overnight.models.presets import train_nuclei
 
     try:
+        if dataset_layout(data_dir) == "masks" and not (config_path or init_dir or epochs):
+            _report(
+                train_nuclei(data_dir, out_dir, _with_steps(_cell_config(data_dir, None), steps))
+            )
+            return
         config = _with_steps(_cell_config(data_dir, config_path), steps)
         _report(
             train_cells(
@@ -246,7 +257,7 @@ def train_all_command(
     from overnight.models.cells_training import train_cells
     from overnight.models.config import CellModelConfig, PnpModelConfig
     from overnight.models.pnp_training import train_pnp
-    from overnight.models.presets import nuclei_config
+    from overnight.models.presets import nuclei_config, train_nuclei
     from overnight.synth.cytometry import write_dataset
 
     with tempfile.TemporaryDirectory(prefix="overnight-train-") as scratch:
@@ -264,10 +275,6 @@ def train_all_command(
 
             train_skin(None, out_dir / "skin", epochs=epochs)
             if nuclei_data is not None:
-                _report(
-                    train_cells(
-                        nuclei_data, out_dir / "nuclei-dsb2018", nuclei_config(), epochs=epochs
-                    )
-                )
+                _report(train_nuclei(nuclei_data, out_dir / "nuclei-dsb2018", nuclei_config()))
         except OvernightError as err:
             raise click.ClickException(str(err)) from err
