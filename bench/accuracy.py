@@ -182,7 +182,8 @@ def markdown(report: dict[str, Any]) -> str:
             "",
             f"- networks: cells {sp['cell_network_s']} s ({sp['cell_network_gflop']} GFLOP), "
             f"PNP {sp['pnp_network_s']} s ({sp['pnp_network_gflop']} GFLOP) on "
-            f"{sp['cpu_cores']} CPU cores",
+            f"{sp['cpu_cores']} CPU cores ({sp.get('cpu_model', '?')}, float32 matrix product "
+            f"{sp.get('sgemm_gflops', '?')} GFLOP/s: times scale with it between machines)",
             f"- with post-processing: cells {sp['cell_model_with_postprocessing_s']} s, PNP "
             f"{sp['pnp_model_with_postprocessing_s']} s, total {sp['models_total_s']} s "
             f"(target ≤ {sp['target_s']} s)",
