@@ -13,6 +13,7 @@ BENCHMARKS = (
     ("bench.embedded", []),
     ("bench.embedded", ["--pipeline", "cytometry-classical", "--workers", "1", "--repeats", "1"]),
     ("bench.models_speed", []),
+    ("bench.training_speed", []),
     ("bench.stack", []),
     ("bench.qc_web", []),
     ("bench.skin", []),
