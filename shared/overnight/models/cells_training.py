@@ -16,12 +16,8 @@ from overnight.models.config import CellModelConfig, save_config
 from overnight.models.datasets import TrainingField, load_split
 from overnight.models.loading import WEIGHTS_FILE
 from overnight.models.training import (
-    Augmentation,
-    FitResult,
     TrainingPairs,
-    fit,
-    inference_network,
-    start_network,
+    train_network,
 )
 from overnight.models.unet import count_flops
 
@@ -162,26 +158,19 @@ def train_cells(
 
     split = load_split(data_dir, config.train.val_fraction, config.train.split_seed, max_images)
     logger.info("cell model: %d training and %d validation images", split.n_train, len(split.val))
-    network = start_network(
-        config.unet, "cells", initial_weights, epochs, config.train.mixed_precision
-    )
     weights = np.asarray(config.class_weights, np.float32)
-    if epochs == 0:  # keep the initial weights; refit only what follows the network
-        result = FitResult.untrained()
-    else:
-        result = fit(
-            network,
-            cell_pairs(split.train, config),
-            cell_pairs(split.val, config),
-            config.train,
-            keras.losses.SparseCategoricalCrossentropy(),
-            out_dir,
-            Augmentation(),
-            weight_fn=lambda y: weights[y],
-            epochs=epochs,
-            verbose=verbose,
-        )
-        network = inference_network(network, config.unet, "cells")
+    network, result = train_network(
+        config.unet,
+        config.train,
+        "cells",
+        lambda: (cell_pairs(split.train, config), cell_pairs(split.val, config)),
+        keras.losses.SparseCategoricalCrossentropy(),
+        out_dir,
+        initial_weights,
+        epochs,
+        weight_fn=lambda y: weights[y],
+        verbose=verbose,
+    )
     save_config(config, out_dir)
     network.save_weights(out_dir / WEIGHTS_FILE)
     model = CellModel(config, network, None)

@@ -31,11 +31,8 @@ from overnight.models.pnp import (
 )
 from overnight.models.training import (
     Augmentation,
-    FitResult,
     TrainingPairs,
-    fit,
-    inference_network,
-    start_network,
+    train_network,
 )
 from overnight.models.unet import count_flops
 from overnight.steps.counting import assign_particles
@@ -217,24 +214,18 @@ def train_pnp(
     logger.info(
         "particle model: %d training and %d validation images", split.n_train, len(split.val)
     )
-    network = start_network(
-        config.unet, "pnp", initial_weights, epochs, config.train.mixed_precision
+    network, result = train_network(
+        config.unet,
+        config.train,
+        "pnp",
+        lambda: (pnp_pairs(split.train, config), pnp_pairs(split.val, config)),
+        keras.losses.MeanSquaredError(),
+        out_dir,
+        initial_weights,
+        epochs,
+        PNP_AUGMENTATION,
+        verbose=verbose,
     )
-    if epochs == 0:  # keep the initial weights; refit only what follows the network
-        result = FitResult.untrained()
-    else:
-        result = fit(
-            network,
-            pnp_pairs(split.train, config),
-            pnp_pairs(split.val, config),
-            config.train,
-            keras.losses.MeanSquaredError(),
-            out_dir,
-            PNP_AUGMENTATION,
-            epochs=epochs,
-            verbose=verbose,
-        )
-        network = inference_network(network, config.unet, "pnp")
     densities = field_densities(PnpModel(config, network), split.train)
     config = calibrate_gain(PnpModel(config, network), densities)
     multiplicity = fit_basin_multiplicity(config, densities)

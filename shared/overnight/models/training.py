@@ -278,3 +278,29 @@ def fit(
         "trained %d epochs in %.0f s; best val loss %.4f", len(val_loss), seconds, min(val_loss)
     )
     return FitResult(len(val_loss), float(min(val_loss)), seconds, record)
+
+
+def train_network(
+    unet: UNetConfig,
+    config: TrainConfig,
+    name: str,
+    pairs: Callable[[], tuple[TrainingPairs, TrainingPairs]],
+    loss: object,
+    out_dir: Path,
+    initial_weights: Path | None = None,
+    epochs: int | None = None,
+    intensity: Augmentation = Augmentation(),
+    weight_fn: WeightFn | None = None,
+    verbose: int = 2,
+) -> tuple[Any, FitResult]:
+    """A float32 network for ``unet`` trained on ``pairs()`` (training, validation), and how.
+
+    ``epochs=0`` keeps ``initial_weights`` untouched (and never builds the pairs), so the
+    caller refits only what follows the network.
+    """
+    network = start_network(unet, name, initial_weights, epochs, config.mixed_precision)
+    if epochs == 0:
+        return network, FitResult.untrained()
+    train, val = pairs()
+    result = fit(network, train, val, config, loss, out_dir, intensity, weight_fn, epochs, verbose)
+    return inference_network(network, unet, name), result
