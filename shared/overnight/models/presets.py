@@ -19,7 +19,7 @@ def nuclei_config() -> CellModelConfig:
     """Fluorescence nuclei (DSB2018-like): single channel 2D, small objects, no types.
 
     Nuclei can be ~10 px across, so the boundary band is 1 px and seeds and objects may be
-    small; they can also be ~60 px across, so the U-Net has 4 levels (receptive field ~140 px).
+    small; they can also be ~60 px across, so the U-Net has 4 levels (receptive field ~100 px).
     This is the first stage of :func:`train_nuclei`.
     """
     return CellModelConfig(
