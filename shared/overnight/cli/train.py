@@ -259,16 +259,17 @@ def train_all_command(
     from overnight.models.pnp_training import train_pnp
     from overnight.models.presets import nuclei_config, train_nuclei
     from overnight.synth.cytometry import write_dataset
+    from overnight.synth.ranges import TRAINING_RANGES
 
     with tempfile.TemporaryDirectory(prefix="overnight-train-") as scratch:
         folder = data_dir or Path(scratch)
         try:
             if not (folder / "images").is_dir():
                 click.echo(
-                    f"Drawing {n_fields} synthetic fields ({ALL_FIELD_PX}² px, seed {seed}) "
-                    f"into {folder}"
+                    f"Drawing {n_fields} synthetic fields ({ALL_FIELD_PX}² px, seed {seed}, "
+                    f"the widened TRAINING_RANGES) into {folder}"
                 )
-                write_dataset(folder, n_fields, seed, ALL_FIELD_PX)
+                write_dataset(folder, n_fields, seed, ALL_FIELD_PX, TRAINING_RANGES)
             _report(train_cells(folder, out_dir / "cells", CellModelConfig(), epochs=epochs))
             _report(train_pnp(folder, out_dir / "pnp", PnpModelConfig(), epochs=epochs))
             from overnight.models.skin import train_skin

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from overnight.errors import ConfigError
+from overnight.synth import look
 from overnight.synth.cells import CellLayout, crop_layout, layout_cells, touching_ids
 from overnight.synth.noise import camera_adu
 from overnight.synth.particles import (
@@ -94,7 +95,7 @@ def draw_params(
     focus_z = (n_z - 1) / 2 + rng.uniform(-0.5, 0.5)
     read_noise = rng.uniform(*ranges.read_noise_adu)
     snr = rng.uniform(*ranges.snr)
-    return FieldParams(
+    scalars = dict(
         height_px=height,
         width_px=width,
         n_z=n_z,
@@ -126,6 +127,16 @@ def draw_params(
         gain=rng.uniform(*ranges.gain),
         read_noise_adu=read_noise,
         snr=snr,
+    )
+    return FieldParams(
+        **scalars,
+        look_family=ranges.look_family,
+        background_adu=rng.uniform(*ranges.background_adu),
+        vignetting=rng.uniform(*ranges.vignetting),
+        haze_fraction=rng.uniform(*ranges.haze_fraction),
+        n_debris=round(rng.integers(*ranges.debris_per_512, endpoint=True) * area_scale),
+        psf_anisotropy=rng.uniform(*ranges.psf_anisotropy),
+        psf_halo=rng.uniform(*ranges.psf_halo),
     )
 
 
@@ -187,17 +198,41 @@ def draw_field(
         rng.normal(0.0, ranges.amplitude_log_sigma, len(points))
     )
     signal[:, 1] = render_spots(
-        (params.n_z, *shape_yx), points, amplitudes, params.sigma_xy_px, params.sigma_z_slices
+        (params.n_z, *shape_yx),
+        points,
+        amplitudes,
+        params.sigma_xy_px,
+        params.sigma_z_slices,
+        params.psf_anisotropy,
+        params.psf_halo,
+        params.look_family,
     )
     autoscatter_scale = params.autoscatter_fraction * params.amplitude_adu
     signal[:, 1] += signal[:, 0] * np.float32(
         autoscatter_scale / max(float(signal[:, 0].max()), 1e-6)
     )
+    _add_look(rng, signal, params)
     image = camera_adu(rng, signal, params.offset_adu, params.gain, params.read_noise_adu)
     del signal
     pnps = pnp_table(points, owners, amplitudes)
     cells = _cell_table(layout, focus_z[kept - 1], pnps)
     return SyntheticField(image=image, labels=layout.labels, cells=cells, pnps=pnps, params=params)
+
+
+def _add_look(rng: np.random.Generator, signal: np.ndarray, params: FieldParams) -> None:
+    """Add haze, debris and background to channel 0 and dim both channels by the illumination.
+
+    ``signal`` is ``ZCYX`` float32 (ADU above the offset), changed in place.
+    """
+    shape_yx = signal.shape[-2:]
+    family = params.look_family
+    cells = signal[:, 0]
+    extra = look.haze(cells, params.haze_fraction, rng.uniform(12.0, 40.0))
+    extra += look.debris(rng, shape_yx, params.n_debris, params.cell_signal_adu)
+    cells += extra[None]
+    light = look.illumination(rng, shape_yx, params.vignetting, family)
+    signal *= light[None, None]
+    cells += look.background(rng, shape_yx, params.background_adu, family)[None]
 
 
 def _cell_channel(
@@ -217,6 +252,7 @@ def _cell_channel(
         texture_scale_px=params.texture_scale_px,
         focus_blur_px=params.focus_blur_px,
         defocus_blur_px_per_slice=params.defocus_blur_px_per_slice,
+        family=params.look_family,
     )
     scatter = render_scatter(
         rng,

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import ndimage
 
 from overnight.synth.cells import CellOutline
+from overnight.synth.look import LookFamily, spot_profile_xy
 
 PNP_COLUMNS = ("z", "y", "x", "cell_id", "intensity")
 #: Redraws of particles that fell outside their cell before they are left out.
@@ -122,8 +123,15 @@ def render_spots(
     amplitudes: np.ndarray,
     sigma_xy_px: float,
     sigma_z_slices: float,
+    anisotropy: float = 1.0,
+    halo: float = 0.0,
+    family: LookFamily = "standard",
 ) -> np.ndarray:
-    """Sum of 3D Gaussian spots, peak ``amplitudes`` at ``points`` (``z, y, x``): ``ZYX`` float32.
+    """Sum of 3D spots, peak ``amplitudes`` at ``points`` (``z, y, x``): ``ZYX`` float32.
+
+    The spot is Gaussian in z; laterally :func:`~overnight.synth.look.spot_profile_xy` with
+    σ ``sigma_xy_px · anisotropy`` in y and ``sigma_xy_px / anisotropy`` in x (a plain
+    Gaussian for the defaults).
 
     Parameters
     ----------
@@ -135,9 +143,13 @@ def render_spots(
         Peak of each spot.
     sigma_xy_px, sigma_z_slices : float
         Spot σ laterally (px) and axially (slices).
+    anisotropy, halo, family
+        Spot ellipticity, share of the wide halo and profile family.
     """
     n_z, height, width = shape_zyx
-    reach = int(np.ceil(_SPOT_REACH_SIGMA * sigma_xy_px))
+    gaussian = family == "standard" and halo == 0.0 and anisotropy == 1.0
+    widest = sigma_xy_px * anisotropy * (1.0 if gaussian else 1.6)
+    reach = int(np.ceil(_SPOT_REACH_SIGMA * widest))
     side = 2 * reach + 1
     canvas = np.zeros((n_z, height + 2 * reach, width + 2 * reach), np.float32)
     flat = canvas.reshape(-1)
@@ -150,12 +162,17 @@ def render_spots(
         x0 = np.floor(x).astype(int) - reach
         rows = y0[:, None] + offsets
         cols = x0[:, None] + offsets
-        gy = np.exp(-((rows - y[:, None]) ** 2) / (2 * sigma_xy_px**2))
-        gx = np.exp(-((cols - x[:, None]) ** 2) / (2 * sigma_xy_px**2))
         gz = np.exp(-((slices - z[:, None]) ** 2) / (2 * sigma_z_slices**2))
-        values = (amp[:, None, None, None] * gz[:, :, None, None]) * (
-            gy[:, None, :, None] * gx[:, None, None, :]
-        )
+        if gaussian:
+            gy = np.exp(-((rows - y[:, None]) ** 2) / (2 * sigma_xy_px**2))
+            gx = np.exp(-((cols - x[:, None]) ** 2) / (2 * sigma_xy_px**2))
+            lateral = gy[:, :, None] * gx[:, None, :]
+        else:
+            dy = (rows - y[:, None]) / anisotropy
+            dx = (cols - x[:, None]) * anisotropy
+            distance_sq = dy[:, :, None] ** 2 + dx[:, None, :] ** 2
+            lateral = spot_profile_xy(distance_sq, sigma_xy_px, halo, family)
+        values = (amp[:, None, None, None] * gz[:, :, None, None]) * lateral[:, None, :, :]
         inside = (
             (rows[:, None, :, None] >= -reach)
             & (rows[:, None, :, None] < height + reach)

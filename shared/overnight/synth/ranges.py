@@ -7,7 +7,7 @@ beside the ground truth as ``params.json`` so accuracy can be broken down by the
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -79,7 +79,8 @@ class CytometryRanges(BaseModel):
     )
     # cell channel
     cell_signal_adu: FloatRange = Field(
-        default=(40.0, 400.0), description="Mean body signal (ADU)."
+        default=(10.0, 400.0),
+        description="Mean body signal (ADU above the offset); at 10 a body's per-pixel SNR is ~1.",
     )
     cell_brightness_log_sigma: float = Field(
         default=0.2, description="Log-normal σ of each cell's brightness around the field's."
@@ -140,6 +141,31 @@ class CytometryRanges(BaseModel):
     snr: FloatRange = Field(
         default=(4.0, 20.0), description="Single-particle SNR: A / read-noise σ."
     )
+    # what the imaging model leaves open (overnight.synth.look): drawn broadly
+    look_family: Literal["standard", "alternate"] = Field(
+        default="standard",
+        description="Mechanisms for background, illumination, texture, rim and PSF shape; "
+        "'alternate' is kept for evaluation only (see overnight.synth.look).",
+    )
+    background_adu: FloatRange = Field(
+        default=(0.0, 20.0), description="Peak-to-peak background structure in channel 0 (ADU)."
+    )
+    vignetting: FloatRange = Field(
+        default=(0.0, 0.2), description="Relative illumination falloff at the field's corners."
+    )
+    haze_fraction: FloatRange = Field(
+        default=(0.0, 0.2),
+        description="Out-of-focus haze: blurred cells added, as a fraction of their signal.",
+    )
+    debris_per_512: IntRange = Field(
+        default=(0, 4), description="Small bright specks in channel 0 per 512² px field."
+    )
+    psf_anisotropy: FloatRange = Field(
+        default=(1.0, 1.1), description="Spot σ_y / σ_x (the spot's ellipticity)."
+    )
+    psf_halo: FloatRange = Field(
+        default=(0.0, 0.1), description="Share of a spot's profile in a halo 2.5× wider."
+    )
 
     @model_validator(mode="after")
     def _ranges_are_ordered(self) -> Self:
@@ -194,3 +220,55 @@ class FieldParams(BaseModel):
     gain: float
     read_noise_adu: float
     snr: float = Field(description="A / read_noise_adu.")
+    look_family: Literal["standard", "alternate"] = "standard"
+    background_adu: float = 0.0
+    vignetting: float = 0.0
+    haze_fraction: float = 0.0
+    n_debris: int = 0
+    psf_anisotropy: float = 1.0
+    psf_halo: float = 0.0
+
+
+TRAINING_RANGES = CytometryRanges(
+    cell_types=(
+        LYMPHOCYTE.model_copy(update={"diameter_px": (28.0, 47.0), "max_aspect": 1.1}),
+        MONOCYTE.model_copy(update={"diameter_px": (53.0, 78.0), "max_aspect": 1.4}),
+    ),
+    cells_per_512=(4, 36),
+    touching_fraction=(0.2, 0.5),
+    focus_spread_slices=0.8,
+    cell_signal_adu=(5.0, 600.0),
+    cell_brightness_log_sigma=0.3,
+    rim_contrast=(1.2, 3.0),
+    rim_width_px=(0.5, 1.4),
+    texture_strength=(0.04, 0.35),
+    texture_scale_px=(1.0, 6.0),
+    focus_blur_px=(0.5, 1.2),
+    defocus_blur_px_per_slice=(0.6, 2.5),
+    sigma_xy_px=(0.8, 1.8),
+    sigma_z_slices=(0.8, 1.8),
+    amplitude_log_sigma=0.3,
+    autoscatter_fraction=(0.0, 0.15),
+    glass_pnps_per_512=(3, 25),
+    offset_adu=(50.0, 300.0),
+    gain=(0.3, 3.0),
+    read_noise_adu=(2.0, 10.0),
+    snr=(3.0, 25.0),
+    background_adu=(0.0, 60.0),
+    vignetting=(0.0, 0.35),
+    haze_fraction=(0.0, 0.5),
+    debris_per_512=(0, 10),
+    psf_anisotropy=(1.0, 1.2),
+    psf_halo=(0.0, 0.2),
+)
+"""Training ranges: every range of the imaging model widened (domain randomisation), so that
+a model meets fields near the spec's edges inside what it learned."""
+
+EVALUATION_RANGES = CytometryRanges(
+    look_family="alternate",
+    background_adu=(0.0, 40.0),
+    vignetting=(0.0, 0.3),
+    haze_fraction=(0.0, 0.3),
+)
+"""The spec's ranges drawn with the *alternate* look family: kept for evaluation only, never
+for training or tuning (a stand-in for an independent implementation of the imaging model)."""

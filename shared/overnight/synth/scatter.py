@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import fft, ndimage
 
+from overnight.synth.look import LookFamily, granules
+
 #: Ratio between successive blur levels of the stack.
 _BLUR_STEP = 1.5
 #: The body falls to 1 - 1/e of its level this far (px) inside the mask edge.
@@ -32,6 +34,7 @@ class ScatterLook:
     texture_scale_px: float
     focus_blur_px: float
     defocus_blur_px_per_slice: float
+    family: LookFamily = "standard"
 
 
 def edge_distance_px(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,18 +80,34 @@ def sharp_scatter(
     Returns (signal ``YX`` float32 in ADU, owner ``YX`` of :func:`edge_distance_px`).
     """
     edge_px, owner = edge_distance_px(labels)
-    texture = ndimage.gaussian_filter(
-        rng.standard_normal(labels.shape).astype(np.float32), look.texture_scale_px
-    )
+    if look.family == "standard":
+        texture = ndimage.gaussian_filter(
+            rng.standard_normal(labels.shape).astype(np.float32), look.texture_scale_px
+        )
+    else:
+        texture = granules(rng, labels.shape, look.texture_scale_px)
     texture *= look.texture_strength / max(float(texture.std()), 1e-6)
     level = cell_signal_adu.astype(np.float32)[owner]
     inside = np.clip(edge_px, 0.0, None)
     body = (labels > 0) * (1.0 + texture).clip(0.0) * (1.0 - np.exp(-inside / _BODY_EDGE_PX))
     body_at_rim = 1.0 - np.exp(-look.rim_inset_px / _BODY_EDGE_PX)
-    rim = (look.rim_contrast - body_at_rim) * np.exp(  # rim peak = rim_contrast · body
-        -((edge_px - look.rim_inset_px) ** 2) / (2 * look.rim_width_px**2)
+    rim = (look.rim_contrast - body_at_rim) * rim_profile(  # rim peak = rim_contrast · body
+        edge_px - look.rim_inset_px, look.rim_width_px, look.family
     )
     return (level * (body + rim)).astype(np.float32), owner
+
+
+def rim_profile(offset_px: np.ndarray, width_px: float, family: LookFamily) -> np.ndarray:
+    """Rim brightness (peak 1) at ``offset_px`` inward from the rim's peak.
+
+    ``standard``: a Gaussian of σ ``width_px``. ``alternate``: steep towards the mask edge
+    (σ ``width_px / 2``), an exponential tail of ``1.5 · width_px`` into the cell.
+    """
+    if family == "standard":
+        return np.exp(-(offset_px**2) / (2 * width_px**2))
+    outer = np.exp(-(offset_px**2) / (2 * (width_px / 2) ** 2))
+    inner = np.exp(-np.clip(offset_px, 0.0, None) / (1.5 * width_px))
+    return np.where(offset_px < 0, outer, inner)
 
 
 def blur_levels(max_sigma_px: float, focus_sigma_px: float) -> np.ndarray:
