@@ -13,6 +13,7 @@ submission from enqueueing an image twice.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -151,7 +152,12 @@ def run_watcher(
     """
     next_poll = time.time()
     last_cron_minute: datetime | None = None
+    # Liveness for a container healthcheck: the loop touches this file every tick.
+    heartbeat_file = os.environ.get("OVERNIGHT_WATCH_HEARTBEAT_FILE")
     while not stop.is_set():
+        if heartbeat_file:
+            with open(heartbeat_file, "a"):
+                os.utime(heartbeat_file)
         now = time.time()
         minute = datetime.fromtimestamp(now).replace(second=0, microsecond=0)
         cron_due = schedule is not None and minute != last_cron_minute and schedule.matches(minute)
