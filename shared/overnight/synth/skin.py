@@ -43,6 +43,7 @@ from numpy.typing import ArrayLike
 from overnight.errors import ConfigError
 from overnight.synth.noise import camera_adu
 from overnight.synth.skin_drug import DrugCurve, draw_drug_curves, peak_for_snr
+from overnight.synth.skin_look import LOOKS, SPEC_LOOK, SkinLook, draw
 from overnight.synth.skin_tissue import TISSUES, SkinTissue, draw_skin_tissue
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class SkinSeries:
     size_yx : (int, int)
         Image plane size (px).
     pixel_size_um : float
+    look : str
+        Name of the :class:`~overnight.synth.skin_look.SkinLook` it was drawn with.
     """
 
     tissue: SkinTissue
@@ -106,6 +109,7 @@ class SkinSeries:
     noise_seeds: tuple[int, ...]
     size_yx: tuple[int, int]
     pixel_size_um: float = PIXEL_SIZE_UM
+    look: str = SPEC_LOOK.name
 
     @property
     def n_timepoints(self) -> int:
@@ -196,9 +200,18 @@ def draw_times_min(rng: np.random.Generator, n: int) -> np.ndarray:
     return times
 
 
-def draw_depths_um(rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` evenly spaced depths from the surface (0 µm) to 120–150 µm."""
-    return np.round(np.linspace(0.0, rng.uniform(120.0, 150.0), n), 2)
+def draw_depths_um(rng: np.random.Generator, n: int, look: SkinLook = SPEC_LOOK) -> np.ndarray:
+    """``n`` depths from the surface (0 µm) to 120–150 µm (``look.deepest_um``).
+
+    Evenly spaced unless ``look.depth_jitter`` moves the inner planes by up to that fraction
+    of a step (irregular z sampling); always increasing, the first at 0.
+    """
+    depths = np.linspace(0.0, rng.uniform(*look.deepest_um), n)
+    jitter = draw(rng, look.depth_jitter)
+    if jitter > 0 and n > 2:
+        step = depths[1] - depths[0]
+        depths[1:-1] += rng.uniform(-jitter, jitter, n - 2) * step
+    return np.round(depths, 2)
 
 
 def draw_skin_series(
@@ -210,6 +223,7 @@ def draw_skin_series(
     compartments: tuple[str, ...] = DEFAULT_COMPARTMENTS,
     drug_snr: float | None = None,
     max_shift_px: int = 2,
+    look: SkinLook | str = SPEC_LOOK,
 ) -> SkinSeries:
     """Draw a synthetic SRS skin series from the model's ranges.
 
@@ -224,31 +238,42 @@ def draw_skin_series(
     compartments : tuple of str
         Tissues to label, in label order (label 0 = any other tissue).
     drug_snr : float, optional
-        Drug SNR at Cmax of the strongest compartment; log-uniform in 3–30 when ``None``.
+        Drug SNR at Cmax of the strongest compartment; log-uniform in ``look.drug_snr``
+        (3–30) when ``None``.
     max_shift_px : int
         Largest stage jitter between timepoints (px).
+    look : SkinLook or str
+        Ranges of everything §2 leaves open (or a name in
+        :data:`~overnight.synth.skin_look.LOOKS`): ``"spec"`` (default), ``"training"``
+        (widened, domain randomisation) or ``"evaluation"`` (a different rendering).
 
     Returns
     -------
     SkinSeries
     """
     compartments = check_compartments(tuple(compartments))
-    n_z = int(rng.integers(4, 13)) if n_depths is None else n_depths
+    if isinstance(look, str):
+        if look not in LOOKS:
+            raise ConfigError(f"unknown skin look {look!r}; known: {sorted(LOOKS)}")
+        look = LOOKS[look]
+    fewest_z, most_z = look.n_depths
+    n_z = int(rng.integers(fewest_z, most_z + 1)) if n_depths is None else n_depths
     n_t = int(rng.integers(6, 17)) if n_timepoints is None else n_timepoints
     if size < 32 or n_z < 1 or n_t < 1:
         raise ConfigError(
             f"need size >= 32, n_depths >= 1, n_timepoints >= 1; got {size}, {n_z}, {n_t}"
         )
-    depths = draw_depths_um(rng, n_z)
+    depths = draw_depths_um(rng, n_z, look)
     times = draw_times_min(rng, n_t)
-    snr = float(np.exp(rng.uniform(np.log(3.0), np.log(30.0)))) if drug_snr is None else drug_snr
+    low_snr, high_snr = np.log(look.drug_snr[0]), np.log(look.drug_snr[1])
+    snr = float(np.exp(rng.uniform(low_snr, high_snr))) if drug_snr is None else drug_snr
     noise = DetectorNoise(
-        gain=float(rng.uniform(0.5, 2.0)),
-        read_noise_adu=float(rng.uniform(3.0, 8.0)),
-        offset_adu=100.0,
+        gain=float(rng.uniform(*look.gain)),
+        read_noise_adu=float(rng.uniform(*look.read_noise_adu)),
+        offset_adu=draw(rng, look.offset_adu),
     )
     canvas = (size + 2 * max_shift_px, size + 2 * max_shift_px)
-    tissue = draw_skin_tissue(rng, canvas, depths, PIXEL_SIZE_UM)
+    tissue = draw_skin_tissue(rng, canvas, depths, PIXEL_SIZE_UM, look)
     curves = draw_drug_curves(
         rng, TISSUES, peak_adu=peak_for_snr(snr, noise.gain, noise.read_noise_adu)
     )
@@ -257,7 +282,17 @@ def draw_skin_series(
     )
     seeds = tuple(int(s) for s in rng.integers(0, 2**63 - 1, size=n_t))
     return SkinSeries(
-        tissue, times, depths, compartments, curves, noise, snr, shifts, seeds, (size, size)
+        tissue,
+        times,
+        depths,
+        compartments,
+        curves,
+        noise,
+        snr,
+        shifts,
+        seeds,
+        (size, size),
+        look=look.name,
     )
 
 
@@ -280,6 +315,7 @@ def write_skin_dataset(
     compartments: tuple[str, ...] = DEFAULT_COMPARTMENTS,
     drug_snr: float | None = None,
     sample: str = "skin01",
+    look: SkinLook | str = SPEC_LOOK,
 ) -> list[Path]:
     """Draw one series from ``seed`` and write its images and truth under ``out_dir``.
 
@@ -298,6 +334,7 @@ def write_skin_dataset(
         n_timepoints=n_timepoints,
         compartments=compartments,
         drug_snr=drug_snr,
+        look=look,
     )
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "truth").mkdir(parents=True, exist_ok=True)
@@ -351,6 +388,7 @@ def _curves_json(series: SkinSeries) -> dict[str, object]:
         "labels": {name: label for label, name in enumerate(series.compartments, start=1)},
         "curves": {name: asdict(curve) for name, curve in series.curves.items()},
         "drug_snr": series.drug_snr,
+        "look": series.look,
         "noise": asdict(series.noise),
         "times_min": [float(t) for t in series.times_min],
         "depths_um": [float(d) for d in series.depths_um],
