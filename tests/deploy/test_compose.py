@@ -1,7 +1,8 @@
-"""docker-compose.yml, .env.example and the service Dockerfiles.
+"""docker-compose.yml, .env.example and the Dockerfile, by parsing.
 
-No Docker engine runs here: ``docker-compose config`` validates the file (unknown keys,
-interpolation, missing secrets) and the rest is checked by parsing.
+``docker-compose config`` validates the file (unknown keys, interpolation, missing secrets);
+the rest is checked by parsing. ``tests/deploy/e2e`` builds the images and runs the stack on a
+real Docker engine.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 WORKERS = {"segmentation", "pnp-counter"}
-SERVICE_DIRS = ("ingest", "segmentation", "pnp-counter", "qc-web", "dispatcher")
-#: The contract: the command each service image runs.
+DOCKERFILE = ROOT / "Dockerfile"
+#: The contract: the command each Dockerfile target runs (compose gives pnp-counter its own).
 IMAGE_COMMANDS = {
-    "ingest": ["overnight", "ingest", "serve", "--host", "0.0.0.0", "--port", "8000"],
-    "segmentation": ["overnight", "worker", "segmentation"],
-    "pnp-counter": ["overnight", "worker", "pnp"],
+    "api": ["overnight", "ingest", "serve", "--host", "0.0.0.0", "--port", "8000"],
+    "worker": ["overnight", "worker", "segmentation"],
+    "worker-gpu": ["overnight", "worker", "segmentation"],
     "qc-web": ["overnight", "qc-web", "--host", "0.0.0.0", "--port", "8080"],
     "dispatcher": ["overnight", "dispatch", "run"],
 }
+MODEL_FREE = ("api", "qc-web", "dispatcher")
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?][^}]*)?\}")
 
 
@@ -88,13 +90,16 @@ def test_every_compose_variable_is_in_env_example_with_a_comment() -> None:
             assert lines[number - 1].startswith("#"), f".env.example:{number + 1} has no comment"
 
 
-def test_builds_point_at_existing_dockerfiles_from_the_repo_root() -> None:
+def test_builds_use_targets_of_the_one_dockerfile() -> None:
     services = _compose()["services"]
     built = {name: s["build"] for name, s in services.items() if "build" in s}
     assert {"ingest", "segmentation", "pnp-counter", "qc-web"} <= set(built)
+    targets = set(_stages())
     for build in built.values():
-        assert build["context"] == "."
-        assert (ROOT / build["dockerfile"]).is_file(), build
+        assert build["context"] == "." and "dockerfile" not in build, build
+        assert build["target"] in targets, build
+    assert not list(ROOT.glob("services/*/Dockerfile")), "one Dockerfile, at the root"
+    assert services["pnp-counter"]["command"] == ["overnight", "worker", "pnp"]
 
 
 def test_host_ports_are_unique_and_workers_publish_none() -> None:
@@ -133,45 +138,88 @@ def test_service_details() -> None:
         (nas,) = [v for v in services[name]["volumes"] if v["target"] == "/data/nas"]
         assert nas["read_only"] is True and nas["source"].startswith("${OVERNIGHT_NAS_DIR:?")
     assert services["watcher"]["command"] == ["overnight", "ingest", "watch"]
+    # The watcher serves no port: its own healthcheck reads the loop's heartbeat file.
+    heartbeat = services["watcher"]["environment"]["OVERNIGHT_WATCH_HEARTBEAT_FILE"]
+    assert heartbeat in " ".join(services["watcher"]["healthcheck"]["test"])
+    for name in WORKERS:
+        assert "healthcheck" in services[name], name
 
 
-def _dockerfile(service: str) -> list[str]:
-    text = (ROOT / "services" / service / "Dockerfile").read_text()
-    joined = re.sub(r"\\\n", " ", text)  # line continuations
+def _lines() -> list[str]:
+    joined = re.sub(r"\\\n", " ", DOCKERFILE.read_text())  # line continuations
     return [line.strip() for line in joined.splitlines() if line.strip() and line[0] != "#"]
 
 
-@pytest.mark.parametrize("service", SERVICE_DIRS)
-def test_dockerfile_is_multi_stage_non_root_and_runs_the_contract(service: str) -> None:
-    lines = _dockerfile(service)
-    froms = [line for line in lines if line.upper().startswith("FROM ")]
-    assert len(froms) >= 2, "multi-stage: a builder and a runtime stage"
-    args = dict(
-        line.split(None, 1)[1].split("=", 1) for line in lines if line.upper().startswith("ARG ")
-    )
-    runtime_base = froms[-1].split()[1]
-    runtime_base = args.get(runtime_base.strip("${}"), runtime_base)
-    assert runtime_base.startswith("python:3.11-slim"), runtime_base
-    users = [line.split()[1] for line in lines if line.upper().startswith("USER ")]
-    assert users, "no USER"
+def _stages() -> dict[str, list[str]]:
+    """``{stage name: its lines, FROM first}``."""
+    stages: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in _lines():
+        if line.upper().startswith("FROM "):
+            current = []
+            stages[line.split()[-1]] = current
+        current.append(line)
+    return stages
+
+
+def _stage_chain(name: str) -> list[str]:
+    """The stage and its ancestors, nearest first."""
+    stages, chain = _stages(), [name]
+    while (parent := stages[chain[-1]][0].split()[1]) in stages:
+        chain.append(parent)
+    return chain
+
+
+def test_default_base_is_the_official_python_image() -> None:
+    args = [line.split(None, 1)[1] for line in _lines() if line.startswith("ARG ")]
+    default = dict(arg.split("=", 1) for arg in args if "=" in arg)
+    assert default["PYTHON_IMAGE"].startswith("python:3.11-slim"), default
+
+
+@pytest.mark.parametrize("target", sorted(IMAGE_COMMANDS))
+def test_dockerfile_target_is_non_root_and_runs_the_contract(target: str) -> None:
+    stages = _stages()
+    last_stage = stages[target]
+    chain = [line for stage in _stage_chain(target) for line in stages[stage]]
+    users = [line.split()[1] for line in last_stage if line.upper().startswith("USER ")]
+    assert users, f"{target}: no USER"
     uid = users[-1].split(":")[0]
     assert uid not in {"0", "root"} and int(uid) >= 1000
-    last_stage = lines[lines.index(froms[-1]) :]
+    assert any("useradd" in line and "10001" in line for line in chain), target
     cmd = [line for line in last_stage if line.upper().startswith("CMD ")]
-    assert cmd and yaml.safe_load(cmd[-1][4:]) == IMAGE_COMMANDS[service]
+    assert cmd and yaml.safe_load(cmd[-1][4:]) == IMAGE_COMMANDS[target]
     has_port = any(line.upper().startswith("EXPOSE ") for line in last_stage)
     has_healthcheck = any(line.upper().startswith("HEALTHCHECK ") for line in last_stage)
     assert has_port == has_healthcheck, "a HEALTHCHECK exactly where there is a port"
     if has_healthcheck:
         assert "/healthz" in next(line for line in last_stage if line.startswith("HEALTHCHECK"))
-    if service in {"segmentation", "pnp-counter"}:  # they run the models (and the image Jobs)
+    venv = next(line for line in last_stage if line.startswith("COPY --from="))
+    source = _stage_chain(venv.split()[1].split("=", 1)[1])
+    installs = " ".join(line for stage in source for line in stages[stage])
+    if target in MODEL_FREE:  # no TensorFlow, no models
+        assert "--only models" not in installs and "--only gpu" not in installs, target
+        assert "COPY models/ /opt/overnight/models/" not in last_stage
+    else:  # they run the models (and the image Jobs)
+        assert f"--only {'gpu' if target == 'worker-gpu' else 'models'}" in installs
         assert "COPY models/ /opt/overnight/models/" in last_stage
         assert "ENV OVERNIGHT_MODELS_DIR=/opt/overnight/models" in last_stage
+
+
+def test_model_free_dependencies_hold_no_tensorflow() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = " ".join(project["dependencies"]).lower()
+    assert "tensorflow" not in core and "keras" not in core and "kubernetes" not in core
+    extras = project["optional-dependencies"]
+    assert any(d.startswith("tensorflow-cpu") for d in extras["models"])
+    assert any(d.startswith("tensorflow[and-cuda]") for d in extras["gpu"])
 
 
 def test_dockerignore_keeps_secrets_and_the_venv_out() -> None:
     patterns = (ROOT / ".dockerignore").read_text().splitlines()
     for must in (".git", ".venv", ".env"):
         assert must in patterns
-    for needed in ("shared", "services", "pyproject.toml", "requirements.lock"):
+    for needed in ("shared", "services", "models", "pyproject.toml", "requirements.lock"):
         assert needed not in patterns
+    assert "!scripts/extras.py" in patterns

@@ -1,0 +1,116 @@
+# Every overnight image, from one file: build from the repository root with a --target.
+#
+#   docker build --target api        -t overnight/ingest:0.1.0 .        # ingest API and watcher
+#   docker build --target worker     -t overnight/segmentation:0.1.0 .  # both workers, k8s image Jobs
+#   docker build --target qc-web     -t overnight/qc-web:0.1.0 .
+#   docker build --target dispatcher -t overnight/dispatcher:0.1.0 .
+#   docker build --target worker-gpu -t overnight/segmentation:0.1.0-cuda .  # TensorFlow with CUDA
+#
+# docker-compose.yml builds them for you (`docker-compose build`). Only the worker images hold
+# TensorFlow and the shipped models/ (pyproject.toml's `models` extra); api, qc-web and
+# dispatcher install overnight without it, and only the dispatcher adds the Kubernetes client
+# (`dispatch` extra). No secret is baked in: every setting comes
+# from the environment at run time. Every image runs as the non-root user 10001.
+#
+# PYTHON_IMAGE: any Debian 12 image with python3 (>= 3.11), venv and pip. Without a registry,
+# scripts/base-image.sh makes one locally (see the README, "Building the images offline").
+# Stages are in the order the classic builder walks them: the model-free targets come before
+# the TensorFlow stages, so building them never installs TensorFlow.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- builder: a venv with the pinned core dependencies and a wheel of the repository ---------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+RUN python -m venv /opt/venv
+# extras.py prints the requirements of the core and of chosen extras from pyproject.toml;
+# dependencies come first, pinned by requirements.lock, so this layer survives code changes.
+COPY pyproject.toml requirements.lock scripts/extras.py ./
+RUN python extras.py > core.txt \
+ && /opt/venv/bin/pip install --constraint requirements.lock --requirement core.txt
+COPY README.md ./
+COPY shared/ shared/
+COPY services/ services/
+RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
+ && /opt/venv/bin/pip install --no-deps /wheels/overnight-*.whl
+
+# --- core-venv: the builder's venv less what never runs (test suites of the dependencies, pip) -
+FROM builder AS core-venv
+RUN find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} + \
+ && /opt/venv/bin/python -m pip uninstall -y -q pip setuptools
+
+# --- runtime: the base, a non-root user; no compilers, no source tree -------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    OVERNIGHT_LOG_FORMAT=json
+RUN groupadd --system --gid 10001 overnight \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home \
+        --shell /usr/sbin/nologin overnight
+WORKDIR /tmp
+
+# --- api: the ingest REST API; the watcher runs the same image (`overnight ingest watch`) ----
+FROM runtime AS api
+COPY --from=core-venv /opt/venv /opt/venv
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
+CMD ["overnight", "ingest", "serve", "--host", "0.0.0.0", "--port", "8000"]
+
+# --- qc-web: the QC web page -------------------------------------------------------------------
+FROM runtime AS qc-web
+COPY --from=core-venv /opt/venv /opt/venv
+USER 10001:10001
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
+CMD ["overnight", "qc-web", "--host", "0.0.0.0", "--port", "8080"]
+
+# --- dispatcher: one Kubernetes Job per image (adds the Kubernetes client) ---------------------
+FROM builder AS builder-dispatch
+RUN python extras.py --only dispatch > dispatch.txt \
+ && /opt/venv/bin/pip install --constraint requirements.lock --requirement dispatch.txt \
+ && find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} + \
+ && /opt/venv/bin/python -m pip uninstall -y -q pip setuptools
+
+FROM runtime AS dispatcher
+COPY --from=builder-dispatch /opt/venv /opt/venv
+USER 10001:10001
+CMD ["overnight", "dispatch", "run"]
+
+# --- worker: TensorFlow (CPU) and the shipped models; segmentation, pnp and image Jobs -------
+FROM builder AS builder-models
+RUN python extras.py --only models > models.txt \
+ && /opt/venv/bin/pip install --constraint requirements.lock --requirement models.txt \
+ && find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} + \
+ && rm -rf /opt/venv/lib/python3*/site-packages/tensorflow/include \
+ && /opt/venv/bin/python -m pip uninstall -y -q pip setuptools
+
+FROM runtime AS worker
+COPY --from=builder-models /opt/venv /opt/venv
+# The shipped models (models/cells, models/pnp, ...); a step's `model` parameter may override.
+COPY models/ /opt/overnight/models/
+ENV OVERNIGHT_MODELS_DIR=/opt/overnight/models
+USER 10001:10001
+# docker-compose and the Helm chart give the pnp-counter its own command (`worker pnp`).
+CMD ["overnight", "worker", "segmentation"]
+
+# --- worker-gpu: the worker with TensorFlow's CUDA build (for GPU nodes; not built by compose) -
+FROM builder AS builder-gpu
+RUN python extras.py --only gpu > gpu.txt \
+ && /opt/venv/bin/pip install --constraint requirements.lock --requirement gpu.txt \
+ && find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} + \
+ && /opt/venv/bin/python -m pip uninstall -y -q pip setuptools
+
+FROM runtime AS worker-gpu
+COPY --from=builder-gpu /opt/venv /opt/venv
+COPY models/ /opt/overnight/models/
+ENV OVERNIGHT_MODELS_DIR=/opt/overnight/models
+USER 10001:10001
+CMD ["overnight", "worker", "segmentation"]
