@@ -15,26 +15,39 @@ Class balancing (compartments absent from many planes must not be drowned out):
 - ``class_centred_fraction`` of the training patches are centred on a pixel of a class drawn
   uniformly among the classes, so a rare compartment is seen as often as a common one.
 
-A model folder holds ``config.json`` (:class:`SkinModelConfig`), ``weights.weights.h5`` and
-``card.json``. :func:`train_skin` (the ``overnight train skin`` command) runs the training
-loop of :mod:`overnight.skin.training`.
+A model folder holds ``config.json`` (:class:`SkinModelConfig`), ``weights.weights.h5``,
+``card.json`` and, when trained on synthetic series, ``training_look.json`` (the generator
+ranges). :func:`train_skin` (the ``overnight train skin`` command) prepares the planes and
+runs the shared training loop of :mod:`overnight.models.training` (checkpoints, mixed
+precision, ``init`` weights).
+
+Training data: a folder in the synthetic layout (``images/<id>.tif`` ``ZCYX`` +
+``truth/<id>/labels.tif`` ``ZYX``), or series drawn with
+:func:`overnight.synth.skin.draw_skin_series` in the look ``config.train_look`` (by default
+``"training"``: every range of IMAGING_MODEL.md §2 widened, see
+:mod:`overnight.synth.skin_look`), one random timepoint of each of ``n_series`` independent
+regions. Every plane is turned into the network's input once (per-stack normalisation,
+pooling) and kept in memory at the network's scale with its labels.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from overnight.errors import ModelNotFoundError
+from overnight.errors import ConfigError, InvalidImageError, ModelNotFoundError
+from overnight.models.card import ModelCard, lineage, save_card
 from overnight.models.config import CONFIG_FILE, TrainConfig, UNetConfig
 from overnight.models.loading import WEIGHTS_FILE, models_root, resolve_model_dir
 from overnight.models.tiling import predict_tiled
+from overnight.models.training import Augmentation, FitResult, TrainingPairs, train_network
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +61,23 @@ COMPARTMENTS: tuple[str, ...] = (
 )
 #: The shipped model's folder name under ``models/``.
 DEFAULT_MODEL = "skin"
+#: Defaults of the synthetic training set: series, validation series and plane side (px).
+N_SERIES = 64
+N_VAL_SERIES = 6
+SYNTH_SIZE_PX = 384
+#: Fewest pixels (network scale) of a class in a plane for the plane to centre patches on it.
+MIN_CLASS_PX = 16
+#: Class-centred patch centres per plane for the class present in the fewest planes (the
+#: others get proportionally fewer, so that every class is drawn about equally often).
+CENTRES_PER_PLANE = 64
+#: Where the generator ranges of a synthetically trained model are written.
+LOOK_FILE = "training_look.json"
+#: Intensity augmentation of skin patches, on top of the generator's domain randomisation:
+#: after per-stack normalisation a plane of another microscope differs by gain, offset,
+#: a non-linear response, a residual tilt and noise.
+SKIN_AUGMENTATION = Augmentation(
+    scale=(0.6, 1.6), offset=(-0.15, 0.15), noise_sd=(0.0, 0.08), gamma=(0.6, 1.6), tilt=0.3
+)
 
 
 class SkinModelConfig(BaseModel):
@@ -91,16 +121,23 @@ class SkinModelConfig(BaseModel):
     tile_overlap_px: int = Field(64, ge=0, description="overlap of neighbouring tiles (px)")
     train: TrainConfig = TrainConfig.model_validate(
         {
-            "epochs": 60,
-            "steps_per_epoch": 30,
+            # make train: ~15-20 min on 2 shared cores (mixed precision), data included
+            "epochs": 50,
+            "steps_per_epoch": 50,
             "batch_size": 8,
-            "patch_yx_px": 128,
-            "val_patches": 24,
-            "patience": 8,
+            "patch_yx_px": 144,
+            "val_patches": 48,
+            "patience": 10,
             "learning_rate": 2e-3,
-            "time_budget_s": 540.0,
-            "feature_fraction": 0.6,  # unused here: class_centred_fraction steers the patches
+            "time_budget_s": 1140.0,  # a safety cap on a loaded machine
+            "feature_fraction": 0.6,  # set from class_centred_fraction when training
+            "mixed_precision": True,
         }
+    )
+    train_look: str = Field(
+        "training",
+        description="generator look of synthetic training series "
+        "(overnight.synth.skin_look.LOOKS: spec, training)",
     )
 
     @model_validator(mode="after")
@@ -236,6 +273,7 @@ def class_balanced_loss(weights: np.ndarray, dice_weight: float) -> Any:
     n_classes = int(w.shape[0])
 
     def loss(y_true: Any, y_pred: Any) -> Any:
+        y_pred = tf.cast(y_pred, tf.float32)  # mixed precision: the loss in float32
         labels = tf.cast(tf.reshape(y_true, tf.shape(y_pred)[:-1]), tf.int32)
         onehot = tf.one_hot(labels, n_classes)
         p = tf.clip_by_value(y_pred, 1e-7, 1.0)
@@ -377,6 +415,198 @@ def load_skin_model(reference: str | Path | None = None) -> SkinModel:
     return from_network(config, network, model_version(model_dir))
 
 
+@dataclass(frozen=True)
+class PlaneSet:
+    """Network inputs ``(y, x, C)`` float32 and labels ``(y, x)`` uint8 at the network's scale."""
+
+    inputs: list[np.ndarray]
+    labels: list[np.ndarray]
+    ids: list[str]
+
+
+def stack_planes(
+    stack: np.ndarray, labels: np.ndarray, config: SkinModelConfig, image_id: str
+) -> PlaneSet:
+    """The planes of one ``ZCYX`` stack and its ``ZYX`` labels, at the network's scale."""
+    if labels.shape != (stack.shape[0], *stack.shape[2:]):
+        raise ConfigError(f"{image_id}: labels {labels.shape} do not match the stack {stack.shape}")
+    inputs = network_input(stack, config)
+    d = config.downsample
+    pad = [(0, 0), *[(0, (-s) % d) for s in labels.shape[1:]]]
+    pooled = np.pad(labels, pad, mode="edge")[:, d // 2 :: d, d // 2 :: d]
+    return PlaneSet(
+        list(inputs),
+        list(pooled.astype(np.uint8)),
+        [f"{image_id}:z{z}" for z in range(len(inputs))],
+    )
+
+
+def _merge(sets: list[PlaneSet]) -> PlaneSet:
+    return PlaneSet(*(sum((getattr(s, f) for s in sets), []) for f in ("inputs", "labels", "ids")))
+
+
+def synthetic_planes(seed: int, n_series: int, size_px: int, config: SkinModelConfig) -> PlaneSet:
+    """Planes of ``n_series`` synthetic skin regions drawn from ``seed`` in ``config.train_look``.
+
+    Each region is drawn at a random size between 0.75 and 1.33 × ``size_px`` (so that the
+    field holds more or fewer structures) with its look's number of depths.
+    """
+    from overnight.synth.skin import draw_skin_series
+
+    rng = np.random.default_rng(seed)
+    sets = []
+    for i in range(n_series):
+        side = int(rng.integers(int(0.75 * size_px), int(1.33 * size_px) + 1)) // 8 * 8
+        series = draw_skin_series(
+            rng,
+            size=max(side, 64),
+            n_timepoints=6,
+            compartments=config.compartments,
+            look=config.train_look,
+        )
+        index = int(rng.integers(series.n_timepoints))
+        sets.append(
+            stack_planes(series.stack(index), series.labels(index), config, f"synth{seed}-{i}")
+        )
+    return _merge(sets)
+
+
+def folder_planes(data: Path, config: SkinModelConfig) -> tuple[PlaneSet, list[Path]]:
+    """Planes of every ``images/*.tif`` of ``data`` that has ``truth/<id>/labels.tif``."""
+    import tifffile
+
+    from overnight.imaging import find_images, read_stack
+
+    sets, used = [], []
+    for path in find_images(data / "images"):
+        stack = read_stack(path)
+        truth = data / "truth" / stack.image_id / "labels.tif"
+        if not truth.is_file():
+            logger.warning("%s: no %s; skipped", path.name, truth)
+            continue
+        labels = tifffile.imread(truth)
+        if labels.max() > len(config.compartments):
+            raise InvalidImageError(
+                str(truth), f"label {labels.max()} but only {len(config.compartments)} compartments"
+            )
+        sets.append(
+            stack_planes(
+                np.asarray(stack.data),
+                labels.reshape(stack.data.shape[0], *stack.data.shape[2:]),
+                config,
+                stack.image_id,
+            )
+        )
+        used += [path, truth]
+    if not sets:
+        raise ConfigError(f"{data}: no images/*.tif with truth/<id>/labels.tif to train on")
+    return _merge(sets), used
+
+
+def class_centres(planes: PlaneSet, n_classes: int) -> list[np.ndarray]:
+    """For each class, the indices of the planes holding at least ``MIN_CLASS_PX`` of it."""
+    counts = np.stack(
+        [np.bincount(lab.ravel(), minlength=n_classes)[:n_classes] for lab in planes.labels]
+    )
+    return [np.flatnonzero(counts[:, c] >= MIN_CLASS_PX) for c in range(n_classes)]
+
+
+def training_pairs(planes: PlaneSet, n_classes: int, seed: int) -> TrainingPairs:
+    """``planes`` for the shared loop, with class-balanced patch centres as its features.
+
+    Each plane lists up to :data:`CENTRES_PER_PLANE` pixel positions of every compartment it
+    holds (class 0, "none", is not a target), fewer for compartments present in many planes:
+    the loop picks a plane, then one of its positions, so that every compartment is the
+    centre of about as many patches as any other, however rare.
+    """
+    planes_with = [len(p) for p in class_centres(planes, n_classes)]
+    present = [n for n in planes_with[1:] if n]
+    rarest = min(present) if present else 1
+    rng = np.random.default_rng(seed)
+    features = []
+    for labels in planes.labels:
+        counts = np.bincount(labels.ravel(), minlength=n_classes)
+        positions = []
+        for c in range(1, n_classes):
+            if counts[c] < MIN_CLASS_PX:
+                continue
+            ys, xs = np.nonzero(labels == c)
+            k = max(1, round(CENTRES_PER_PLANE * rarest / planes_with[c]))
+            pick = rng.integers(len(ys), size=k)
+            positions.append(np.stack([ys[pick], xs[pick]], axis=1))
+        features.append(np.concatenate(positions) if positions else np.zeros((0, 2), np.intp))
+    multi = planes.inputs[0].shape[-1] > 1 if planes.inputs else False
+    inputs = [p if multi else p[..., 0] for p in planes.inputs]
+    targets = [lab.astype(np.int32) for lab in planes.labels]
+    return TrainingPairs(inputs, targets, features, channels_last=multi)
+
+
+def plane_iou(model: SkinModel, planes: PlaneSet) -> np.ndarray:
+    """IoU per class over all ``planes`` at the network's scale (no upsampling)."""
+    config = model.config
+    truth, predicted = [], []
+    for image, labels in zip(planes.inputs, planes.labels, strict=True):
+        (probs,) = predict_tiled(
+            model.predict,
+            image,
+            config.tile_px,
+            config.tile_overlap_px,
+            config.unet.size_multiple_px,
+        )
+        truth.append(labels.ravel())
+        predicted.append(np.argmax(probs, axis=-1).ravel())
+    return iou_per_class(np.concatenate(truth), np.concatenate(predicted), config.n_classes)
+
+
+def _subset(planes: PlaneSet, indices: np.ndarray) -> PlaneSet:
+    keep = sorted(int(i) for i in indices)
+    return PlaneSet(*([getattr(planes, f)[i] for i in keep] for f in ("inputs", "labels", "ids")))
+
+
+def training_planes(
+    data: Path | None, config: SkinModelConfig, seed: int, n_series: int, n_val: int, size: int
+) -> tuple[PlaneSet, PlaneSet, str, str]:
+    """Training and validation planes, a description of their source and its fingerprint.
+
+    From ``data`` when it has ``images/`` (a seeded split of its planes), else synthetic:
+    ``n_series`` training and ``n_val`` validation series of about ``size``² px.
+    """
+    if data is not None and (Path(data) / "images").is_dir():
+        planes, used = folder_planes(Path(data), config)
+        n_val_planes = max(1, round(len(planes.inputs) * config.train.val_fraction))
+        order = np.random.default_rng(seed).permutation(len(planes.inputs))
+        train = _subset(planes, order[n_val_planes:]) if len(order) > 1 else planes
+        return train, _subset(planes, order[:n_val_planes]), str(data), _files_hash(used)
+    train = synthetic_planes(seed, n_series, size, config)
+    val = synthetic_planes(seed + 1_000_003, n_val, size, config)
+    source = (
+        f"synthetic: overnight.synth.skin, look {config.train_look!r} ({LOOK_FILE}), "
+        f"seed {seed}, {n_series} + {n_val} series of ~{size}² px"
+    )
+    return train, val, source, hashlib.sha256(source.encode()).hexdigest()
+
+
+def _files_hash(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _configure(epochs: int | None, options: dict[str, Any]) -> SkinModelConfig:
+    config = options.pop("config", None) or skin_config(tuple(options.pop("channel_indices", (0,))))
+    updates: dict[str, Any] = {
+        k: options.pop(k) for k in ("time_budget_s", "steps_per_epoch") if k in options
+    }
+    if epochs:
+        updates["epochs"] = epochs
+    updates["feature_fraction"] = config.class_centred_fraction
+    look = options.pop("look", None)
+    config = config.model_copy(update={"train_look": look} if look else {})
+    return config.model_copy(update={"train": config.train.model_copy(update=updates)})
+
+
 def train_skin(
     data: Path | None, out: Path, epochs: int | None = None, seed: int = 0, **options: Any
 ) -> Path:
@@ -391,17 +621,121 @@ def train_skin(
         Model folder to write.
     epochs : int, optional
         Most epochs (default: the config's); training also stops at its time budget.
+        ``0`` keeps the ``init`` weights and only rescores and rewrites the model.
     seed : int
         Seed of the synthetic data, the patch sampling and the initial weights.
     **options
-        ``config`` (a :class:`SkinModelConfig`), ``n_series``, ``n_val_series``, ``size``
-        (synthetic planes, px), ``time_budget_s``, ``steps_per_epoch``, ``channel_indices``.
+        ``config`` (a :class:`SkinModelConfig`), ``init`` (weights file or model folder to
+        start from: resume or fine-tune), ``n_series``, ``n_val_series``, ``size``
+        (synthetic planes, px), ``look`` (generator look), ``time_budget_s``,
+        ``steps_per_epoch``, ``channel_indices``.
 
     Returns
     -------
     Path
         ``out``.
     """
-    from overnight.skin.training import fit_skin  # data sampling and the loop, loaded lazily
+    out = Path(out)
+    config = _configure(epochs, options)
+    config = config.model_copy(
+        update={"train": config.train.model_copy(update={"seed": seed, "split_seed": seed})}
+    )
+    init = options.pop("init", None)
+    if init is not None and Path(init).is_dir():
+        init = Path(init) / WEIGHTS_FILE
+    n_series = int(options.pop("n_series", N_SERIES))
+    n_val = int(options.pop("n_val_series", N_VAL_SERIES))
+    size = int(options.pop("size", SYNTH_SIZE_PX))
+    if options:
+        raise ConfigError(f"unknown training options {sorted(options)}")
+    train, val, source, digest = training_planes(data, config, seed, n_series, n_val, size)
+    counts = np.bincount(
+        np.concatenate([lab.ravel() for lab in train.labels]), minlength=config.n_classes
+    )
+    weights = class_weights(
+        counts[: config.n_classes], config.balance_power, config.max_class_weight
+    )
+    config = config.model_copy(update={"class_weights": tuple(round(float(w), 4) for w in weights)})
+    logger.info(
+        "%d training planes, %d validation planes; class weights %s",
+        len(train.inputs),
+        len(val.inputs),
+        config.class_weights,
+    )
+    network, result = train_network(
+        config.unet,
+        config.train,
+        "skin",
+        lambda: (
+            training_pairs(train, config.n_classes, seed),
+            training_pairs(val, config.n_classes, seed + 1),
+        ),
+        class_balanced_loss(weights, config.dice_weight),
+        out,
+        Path(init) if init is not None else None,
+        epochs,
+        SKIN_AUGMENTATION,
+    )
+    trained = from_network(config, network)
+    iou = plane_iou(trained, val)
+    save_skin_model(trained, out)
+    if data is None or not (Path(data) / "images").is_dir():
+        from overnight.synth.skin_look import LOOKS
 
-    return fit_skin(data, Path(out), epochs=epochs, seed=seed, **options)
+        look = asdict(LOOKS[config.train_look])
+        (out / LOOK_FILE).write_text(json.dumps(look, indent=2) + "\n")
+    _write_card(trained, out, result, iou, source, digest, train, val, init)
+    return out
+
+
+def _write_card(
+    model: SkinModel,
+    out: Path,
+    result: FitResult,
+    iou: np.ndarray,
+    source: str,
+    digest: str,
+    train: PlaneSet,
+    val: PlaneSet,
+    init: Path | None,
+) -> None:
+    from overnight.models.unet import count_flops
+
+    config = model.config
+    names = ("none", *config.compartments)
+    metrics = {
+        f"val_iou_{n}": round(float(v), 4)
+        for n, v in zip(names, iou, strict=True)
+        if np.isfinite(v)
+    }
+    metrics["val_mean_iou_compartments"] = round(float(np.nanmean(iou[1:])), 4)
+    if np.isfinite(result.best_val_loss):
+        metrics["best_val_loss"] = round(result.best_val_loss, 4)
+    unet = config.unet
+    card = ModelCard(
+        name=out.name,
+        kind="skin",
+        architecture=(
+            f"2D U-Net, {unet.n_levels} levels, {unet.base_filters} filters, softmax over "
+            f"{unet.out_channels} classes, input mean-pooled {config.downsample}x"
+        ),
+        parameters=int(model.network.count_params()),
+        hyper_parameters=config.model_dump(mode="json"),
+        channel_roles={
+            str(i): r for i, r in zip(config.channel_indices, config.channel_roles, strict=True)
+        },
+        pixel_size_um=config.pixel_size_um,
+        training_data=source,
+        training_data_sha256=digest,
+        n_train_images=len(train.inputs),
+        n_val_images=len(val.inputs),
+        val_images=tuple(sorted({i.split(":")[0] for i in val.ids})),
+        initial_weights=str(init) if init is not None else None,
+        provenance=lineage(Path(init) if init is not None else None),
+        epochs_run=result.epochs_run,
+        training_seconds=round(result.seconds, 1),
+        metrics=metrics,
+        flops_per_field=count_flops(unet, (512 // config.downsample, 512 // config.downsample)),
+    )
+    save_card(card, out)
+    logger.info("skin model saved to %s: %s", out, metrics)

@@ -31,12 +31,15 @@ class TrainingPairs:
     """Images and their targets, with feature positions for centred sampling.
 
     ``inputs[i]`` and ``targets[i]`` are ``YX`` or ``ZYX`` arrays of the same shape;
-    ``features[i]`` is ``(N, ndim)`` integer positions (may be empty).
+    ``features[i]`` is ``(N, ndim)`` integer positions (may be empty). With
+    ``channels_last`` the inputs carry a last channel axis (``YXC``, several input channels)
+    that patches keep whole and batches do not add.
     """
 
     inputs: list[np.ndarray]
     targets: list[np.ndarray]
     features: list[np.ndarray]
+    channels_last: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,11 @@ class Augmentation:
     scale: tuple[float, float] = (0.8, 1.25)
     offset: tuple[float, float] = (-0.05, 0.05)
     noise_sd: tuple[float, float] = (0.0, 0.03)
+    #: Optional, off by default (drawing nothing, so the default stream is unchanged):
+    #: ``gamma`` bends the intensities (``sign(x)·|x|^γ``, before scale and offset) and
+    #: ``tilt`` multiplies by a linear ramp of up to ± that fraction across the patch.
+    gamma: tuple[float, float] | None = None
+    tilt: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ def sample_patch(
     """One (input, target) patch of ``config``'s size, not yet augmented."""
     i = int(rng.integers(len(pairs.inputs)))
     image, target, features = pairs.inputs[i], pairs.targets[i], pairs.features[i]
-    ndim = image.ndim
+    ndim = target.ndim
     sizes = (
         (config.patch_yx_px,) * 2
         if ndim == 2
@@ -92,7 +100,7 @@ def sample_patch(
             -sizes[-1] // 4, sizes[-1] // 4 + 1, ndim
         )
     else:
-        centre = np.array([int(rng.integers(s)) for s in image.shape])
+        centre = np.array([int(rng.integers(s)) for s in target.shape])
     starts = tuple(int(c) - s // 2 for c, s in zip(centre, sizes, strict=True))
     if ndim == 3:  # keep whole slices in z where the stack allows: shift rather than pad
         z0 = int(
@@ -101,24 +109,68 @@ def sample_patch(
         if image.shape[0] < sizes[0]:
             z0 = -int(rng.integers(0, sizes[0] - image.shape[0] + 1))
         starts = (z0, *starts[1:])
-    return _crop(image, starts, sizes), _crop(target, starts, sizes)
+    image_sizes = (*sizes, image.shape[-1]) if pairs.channels_last else sizes
+    image_starts = (*starts, 0) if pairs.channels_last else starts
+    return _crop(image, image_starts, image_sizes), _crop(target, starts, sizes)
 
 
 def augment(
     rng: np.random.Generator, image: np.ndarray, target: np.ndarray, intensity: Augmentation
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Random flip, 90° rotation (``YX``), intensity scale/offset and noise (input only)."""
+    """Random flip, 90° rotation (``YX``), intensity scale/offset and noise (input only).
+
+    An ``image`` with one axis more than ``target`` has channels last (``YXC``): the same
+    geometry is applied to its ``Y`` and ``X`` axes.
+    """
+    if image.ndim == target.ndim + 1:
+        k = int(rng.integers(4))
+        image, target = np.rot90(image, k, axes=(0, 1)), np.rot90(target, k, axes=(0, 1))
+        if rng.random() < 0.5:
+            image, target = image[:, ::-1], target[:, ::-1]
+        shape_yx = image.shape[:2]
+        ramp = _ramp(rng, intensity, shape_yx)
+        image = _intensity(rng, image, intensity, None if ramp is None else ramp[..., None])
+        return image, np.ascontiguousarray(target)
     k = int(rng.integers(4))
     image, target = np.rot90(image, k, axes=(-2, -1)), np.rot90(target, k, axes=(-2, -1))
     if rng.random() < 0.5:
         image, target = image[..., ::-1], target[..., ::-1]
     if image.ndim == 3 and rng.random() < 0.5:
         image, target = image[::-1], target[::-1]
+    image = _intensity(rng, image, intensity, _ramp(rng, intensity, image.shape[-2:]))
+    return image, np.ascontiguousarray(target)
+
+
+def _ramp(
+    rng: np.random.Generator, intensity: Augmentation, shape_yx: tuple[int, ...]
+) -> np.ndarray | None:
+    """The multiplicative tilt of ``intensity.tilt`` over a ``YX`` plane, or None (no draw)."""
+    if not intensity.tilt:
+        return None
+    angle = rng.uniform(0, 2 * np.pi)
+    amount = rng.uniform(-intensity.tilt, intensity.tilt)
+    ramp_y = np.linspace(-1, 1, shape_yx[0])[:, None] * np.sin(angle)
+    ramp_x = np.linspace(-1, 1, shape_yx[1])[None, :] * np.cos(angle)
+    return (1 + amount * (ramp_y + ramp_x) / 2).astype(np.float32)
+
+
+def _intensity(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    intensity: Augmentation,
+    ramp: np.ndarray | None = None,
+) -> np.ndarray:
+    """Optional gamma and tilt, then scale, offset and Gaussian noise (float32)."""
+    if intensity.gamma is not None:
+        gamma = rng.uniform(*intensity.gamma)
+        image = np.sign(image) * np.abs(image) ** gamma
+    if ramp is not None:
+        image = image * ramp
     scale = rng.uniform(*intensity.scale)
     offset = rng.uniform(*intensity.offset)
     noise = rng.uniform(*intensity.noise_sd)
     image = image * scale + offset + rng.normal(0.0, noise, image.shape)
-    return image.astype(np.float32), np.ascontiguousarray(target)
+    return image.astype(np.float32)
 
 
 WeightFn = Callable[[np.ndarray], np.ndarray]
@@ -137,7 +189,8 @@ def batches(
             augment(rng, *sample_patch(rng, pairs, config), intensity)
             for _ in range(config.batch_size)
         ]
-        x = np.stack([p[0] for p in patches])[..., None]
+        x = np.stack([p[0] for p in patches])
+        x = x if pairs.channels_last else x[..., None]
         y = np.stack([p[1] for p in patches])
         yield (x, y, weight_fn(y)) if weight_fn else (x, y)
 
@@ -148,7 +201,8 @@ def fixed_patches(
     """The validation patches: ``val_patches`` drawn once with a fixed seed, not augmented."""
     rng = np.random.default_rng(config.split_seed + 7919)
     patches = [sample_patch(rng, pairs, config) for _ in range(config.val_patches)]
-    x = np.stack([p[0] for p in patches])[..., None].astype(np.float32)
+    x = np.stack([p[0] for p in patches]).astype(np.float32)
+    x = x if pairs.channels_last else x[..., None]
     y = np.stack([p[1] for p in patches])
     return (x, y, weight_fn(y)) if weight_fn else (x, y)
 
