@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from overnight.models.cells import (
     BOUNDARY,
@@ -120,7 +121,7 @@ def test_classifier_learns_size_and_round_trips(tmp_path) -> None:  # type: igno
         labels[(yy - cy) ** 2 + (xx - cx) ** 2 < radius**2] = i + 1
         truth.append(i % 2)
     ids, x = cell_features(labels, np.zeros((200, 400, 2), np.float32), 0.2)
-    assert ids.tolist() == list(range(1, 9)) and x.shape == (8, 6)
+    assert ids.tolist() == list(range(1, 9)) and x.shape == (8, 7)  # 5 shape + 2 network
     classifier = fit_classifier(x, np.array(truth), ("small", "big"))
     names, confidence = classifier.predict(x)
     assert names == ("small", "big") * 4 and (confidence > 0.5).all()
@@ -128,3 +129,21 @@ def test_classifier_learns_size_and_round_trips(tmp_path) -> None:  # type: igno
     again = TypeClassifier.load(tmp_path)
     assert again is not None
     np.testing.assert_allclose(again.probabilities(x), classifier.probabilities(x))
+
+
+def test_fitted_diameter_keeps_the_size_of_a_cell_cut_by_the_edge() -> None:
+    from overnight.models.celltypes import fitted_diameter_px
+
+    yy, xx = np.mgrid[:100, :100]
+    whole = (yy - 50) ** 2 + (xx - 50) ** 2 < 30**2
+    cut = (yy - 50) ** 2 + (xx + 8) ** 2 < 30**2  # a disk centred 8 px beyond the left edge
+    assert fitted_diameter_px(whole, (0, 0), whole.shape) == pytest.approx(60, abs=2)
+    assert fitted_diameter_px(cut, (0, 0), cut.shape) == pytest.approx(60, abs=3)
+    assert 2 * np.sqrt(cut.sum() / np.pi) < 40  # its area alone would call it small
+
+
+def test_shape_only_features_ignore_the_network() -> None:
+    labels = np.zeros((40, 40), np.uint32)
+    labels[5:20, 5:20] = 1
+    ids, x = cell_features(labels, None, 0.2)
+    assert ids.tolist() == [1] and x.shape == (1, 5)

@@ -167,7 +167,12 @@ class CellModel:
         Without a classifier (a model trained on data with no types) every cell gets the
         first configured type, or ``""``, with confidence NaN.
         """
-        ids, rows = cell_features(labels, features, pixel_size_um)
+        network_features = features if self.config.type_network_features else None
+        if self.classifier is not None and len(self.classifier.mean) == 4 + features.shape[-1]:
+            network_features = features  # TEMPORARY: classifier.json from before the fitted size
+        ids, rows = cell_features(labels, network_features, pixel_size_um)
+        if self.classifier is not None and len(self.classifier.mean) == 4 + features.shape[-1]:
+            rows = np.delete(rows, 1, axis=1)
         if self.classifier is None:
             name = self.config.cell_types[0] if self.config.cell_types else ""
             return ids, (name,) * len(ids), np.full(len(ids), np.nan)

@@ -95,7 +95,10 @@ def score_segmentation(
 
 
 def _typed_rows(
-    labels: np.ndarray, features: np.ndarray, pairs: list[tuple[int, str]], pixel_size_um: float
+    labels: np.ndarray,
+    features: np.ndarray | None,
+    pairs: list[tuple[int, str]],
+    pixel_size_um: float,
 ) -> list[tuple[np.ndarray, str]]:
     """Feature rows of the cells ``pairs`` names (cell id in ``labels``, type name)."""
     ids, x = cell_features(labels, features, pixel_size_um)
@@ -127,9 +130,10 @@ def fit_types(model: CellModel, fields: list[TrainingField], pixel_size_um: floa
             for t, p in zip(matches.true_ids.tolist(), matches.pred_ids.tolist(), strict=True)
             if type_of.get(t) in names
         ]
-        predicted += _typed_rows(prediction.labels, prediction.features, pairs, size_um)
+        features = prediction.features if model.config.type_network_features else None
+        predicted += _typed_rows(prediction.labels, features, pairs, size_um)
         own = [(i, n) for i, n in type_of.items() if n in names]
-        true += _typed_rows(field.labels, prediction.features, own, size_um)
+        true += _typed_rows(field.labels, features, own, size_um)
     for rows in (predicted, true):
         if len({name for _, name in rows}) == len(names) > 1:
             x = np.array([r for r, _ in rows])

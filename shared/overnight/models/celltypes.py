@@ -1,7 +1,10 @@
 """A learned cell-type classifier: softmax regression on per-cell features.
 
-Features per cell: size and shape (log area in µm², elongation, solidity, eccentricity) and
-the cell model's last decoder feature map averaged inside the cell. The classifier is fitted
+Features per cell: size and shape (log area in µm², log diameter of the circle fitted to the
+cell's outline in µm, elongation, solidity, eccentricity) and, optionally, the cell model's last
+decoder feature map averaged inside the cell. Shape alone holds on images that look unlike the
+training set (network features follow the look); the fitted circle keeps the size of a cell
+cut by the field's edge, whose area does not. The classifier is fitted
 by the training command (L2-regularised multinomial logistic regression, full-batch gradient
 descent) and saved as ``classifier.json`` beside the network weights.
 """
@@ -17,11 +20,37 @@ from scipy import ndimage as ndi
 from skimage import measure
 
 CLASSIFIER_FILE = "classifier.json"
-SHAPE_FEATURES = ("log_area_um2", "elongation", "solidity", "eccentricity")
+SHAPE_FEATURES = ("log_area_um2", "log_fit_diameter_um", "elongation", "solidity", "eccentricity")
+#: Fewest outline pixels off the field's edge for a circle fit; fewer use the area's diameter.
+_MIN_FIT_PX = 12
+
+
+def fitted_diameter_px(
+    mask: np.ndarray, offset_yx: tuple[int, int], shape_yx: tuple[int, ...]
+) -> float:
+    """Diameter (px) of the least-squares circle through a cell's outline (Kåsa fit).
+
+    ``mask`` is the cell's bounding-box crop at ``offset_yx`` in a field of ``shape_yx``.
+    Outline pixels on the field's edge are left out, so a cell cut by the edge keeps its size.
+    The result is clipped to 0.8–3× the diameter of a disk of the same area.
+    """
+    area_diameter = 2.0 * np.sqrt(mask.sum() / np.pi)
+    edge = mask & ~ndi.binary_erosion(mask)
+    ys, xs = np.nonzero(edge)
+    ys, xs = ys + offset_yx[0], xs + offset_yx[1]
+    inside = (ys > 0) & (xs > 0) & (ys < shape_yx[0] - 1) & (xs < shape_yx[1] - 1)
+    ys, xs = ys[inside].astype(float), xs[inside].astype(float)
+    if len(ys) < _MIN_FIT_PX:
+        return float(area_diameter)
+    design = np.column_stack([2 * xs, 2 * ys, np.ones_like(xs)])
+    (cx, cy, c), *_ = np.linalg.lstsq(design, xs**2 + ys**2, rcond=None)
+    radius_sq = c + cx**2 + cy**2
+    diameter = 2.0 * np.sqrt(max(radius_sq, 0.0))
+    return float(np.clip(diameter, 0.8 * area_diameter, 3.0 * area_diameter))
 
 
 def cell_features(
-    labels: np.ndarray, feature_map: np.ndarray, pixel_size_um: float
+    labels: np.ndarray, feature_map: np.ndarray | None, pixel_size_um: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-cell feature rows for the cells of ``labels``.
 
@@ -29,24 +58,26 @@ def cell_features(
     ----------
     labels : ndarray of shape (Y, X)
         Instance labels, 0 = background.
-    feature_map : ndarray of shape (Y, X, F)
-        The network's per-pixel features.
+    feature_map : ndarray of shape (Y, X, F), or None
+        The network's per-pixel features; None for shape features only.
     pixel_size_um : float
         Pixel size (µm), so that size features do not depend on the camera.
 
     Returns
     -------
     cell_ids : ndarray of shape (N,)
-    features : ndarray of shape (N, 4 + F)
+    features : ndarray of shape (N, 5 + F)
     """
     props = measure.regionprops(labels)
     ids = np.array([p.label for p in props], dtype=np.int64)
+    n_network = 0 if feature_map is None else feature_map.shape[-1]
     if not len(ids):
-        return ids, np.zeros((0, len(SHAPE_FEATURES) + feature_map.shape[-1]), np.float32)
+        return ids, np.zeros((0, len(SHAPE_FEATURES) + n_network), np.float32)
     shape = np.array(
         [
             [
                 np.log(p.area * pixel_size_um**2),
+                np.log(fitted_diameter_px(p.image, p.bbox[:2], labels.shape) * pixel_size_um),
                 p.axis_major_length / max(p.axis_minor_length, 1.0),
                 p.solidity,
                 p.eccentricity,
@@ -54,6 +85,8 @@ def cell_features(
             for p in props
         ]
     )
+    if feature_map is None:
+        return ids, shape.astype(np.float32)
     pooled = np.stack(
         [
             ndi.mean(feature_map[..., f], labels=labels, index=ids)

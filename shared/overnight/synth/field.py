@@ -109,7 +109,7 @@ def draw_params(
         border_cell_fraction=rng.uniform(*ranges.border_cell_fraction),
         focus_z=focus_z,
         glass_z=max(0.3, focus_z - rng.uniform(1.0, 3.0)),
-        cell_signal_adu=rng.uniform(*ranges.cell_signal_adu),
+        cell_signal_adu=float(np.exp(rng.uniform(*np.log(ranges.cell_signal_adu)))),
         rim_contrast=rng.uniform(*ranges.rim_contrast),
         rim_width_px=rng.uniform(*ranges.rim_width_px),
         texture_strength=rng.uniform(*ranges.texture_strength),

@@ -80,7 +80,8 @@ class CytometryRanges(BaseModel):
     # cell channel
     cell_signal_adu: FloatRange = Field(
         default=(10.0, 400.0),
-        description="Mean body signal (ADU above the offset); at 10 a body's per-pixel SNR is ~1.",
+        description="Mean body signal (ADU above the offset), drawn log-uniformly: dim fields are "
+        "as common as bright ones; at 10 ADU a body's per-pixel SNR is about 1.",
     )
     cell_brightness_log_sigma: float = Field(
         default=0.2, description="Log-normal σ of each cell's brightness around the field's."

@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+from overnight.steps.cells import focus_projection
+from overnight.steps.flags import (
+    FlagThresholds,
+    QcReport,
+    cell_snr,
+    network_confidence,
+    pixel_noise,
+    qc_report,
+    raise_flags,
+    saturated_fraction,
+)
+from overnight.synth.field import draw_field
+from overnight.synth.ranges import CytometryRanges
+
+
+def _field(body_adu: float):
+    ranges = CytometryRanges(
+        cell_signal_adu=(body_adu, body_adu), gain=(2.0, 2.0), read_noise_adu=(8.0, 8.0)
+    )
+    return draw_field(np.random.default_rng(1), 256, ranges)
+
+
+def test_pixel_noise_recovers_white_noise_under_a_gradient():
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 200, 256)[None, :] * np.ones((256, 1))
+    assert pixel_noise(ramp + rng.normal(0, 5.0, (256, 256))) == pytest.approx(5.0, rel=0.1)
+
+
+def test_cell_snr_follows_body_brightness():
+    dim, bright = _field(10.0), _field(200.0)
+    snr_dim = cell_snr(focus_projection(dim.image[:, 0]), dim.labels)
+    snr_bright = cell_snr(focus_projection(bright.image[:, 0]), bright.labels)
+    assert 0.6 < snr_dim < 1.6  # the spec's "per-pixel SNR about 1" at the lowest gain
+    assert snr_bright > 10 * snr_dim
+
+
+def test_a_dim_field_is_flagged_and_a_bright_one_is_not():
+    reports = {}
+    for body in (8.0, 200.0):
+        field = _field(body)
+        reports[body] = qc_report(
+            field.image[:, 0],
+            field.image[:, 1],
+            focus_projection(field.image[:, 0]),
+            field.labels,
+            0.2,
+            np.ones(len(field.cells)),
+            field.pnps["intensity"].to_numpy(),
+        )
+    assert "dim_cells" in reports[8.0].flags
+    assert reports[200.0].flags == ()
+    assert reports[200.0].as_dict()["doubt"] == 0
+
+
+def test_each_threshold_raises_its_flag():
+    signals = {
+        "cell_snr": 10.0,
+        "pnp_snr": 2.0,
+        "median_cell_diameter_um": 30.0,
+        "small_cell_fraction": 0.5,
+        "mean_confidence": 0.5,
+        "type_uncertain_fraction": 0.9,
+        "saturated_fraction": 0.01,
+        "focus_ratio": 1.0,
+    }
+    assert raise_flags(signals, FlagThresholds()) == (
+        "cell_size_off",
+        "dim_particles",
+        "fragmented",
+        "low_confidence",
+        "out_of_focus",
+        "saturated",
+        "types_uncertain",
+    )
+    assert raise_flags({}, FlagThresholds()) == ()  # missing signals raise nothing
+
+
+def test_network_confidence_on_a_literal_map():
+    probs = np.zeros((2, 2, 3))
+    probs[..., 0] = [[1.0, 0.0], [0.0, 0.0]]
+    probs[..., 1] = [[0.0, 0.9], [0.5, 0.0]]
+    probs[..., 2] = [[0.0, 0.1], [0.5, 1.0]]
+    mean, uncertain = network_confidence(probs)
+    assert mean == pytest.approx((0.9 + 0.5 + 1.0) / 3)
+    assert uncertain == pytest.approx(1 / 3)
+
+
+def test_saturation_counts_the_top_of_the_range():
+    volume = np.zeros((2, 10, 10), np.uint16)
+    volume[0, 0, :5] = 65535
+    assert saturated_fraction(volume) == pytest.approx(5 / 200)
+    assert saturated_fraction(volume.astype(np.float32)) == 0.0
+
+
+def test_report_json_has_no_nan():
+    report = QcReport({"cell_snr": float("nan")}, ())
+    assert report.as_dict() == {"flags": [], "doubt": 0, "signals": {"cell_snr": None}}
