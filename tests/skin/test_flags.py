@@ -1,0 +1,112 @@
+"""QC flags on doubtful skin planes: each signal raises its flag, a clean plane raises none."""
+
+from __future__ import annotations
+
+import doctest
+
+import numpy as np
+import pytest
+
+import overnight.skin.flags as flags_module
+from overnight.skin.flags import PlaneFlag, QcThresholds, flag_planes, pixel_noise_sd
+
+COMPARTMENTS = ("stratum_corneum", "viable_epidermis", "hair_follicle", "dermis", "adipose")
+
+
+def _plane(rng: np.random.Generator, drug_above: float = 200.0, texture: float = 400.0):
+    """One 64² plane at 30 µm: viable epidermis with a follicle, noise σ 5 in both channels."""
+    labels = np.full((1, 64, 64), 2, np.uint8)
+    labels[0, 20:40, 20:40] = 3
+    yy, xx = np.indices((64, 64))
+    structure = 1000 + texture * np.sin(yy / 5.0) * np.cos(xx / 7.0) + rng.normal(0, 5, (64, 64))
+    drug = 100 + drug_above * (labels[0] == 3) + rng.normal(0, 5, (64, 64))
+    stack = np.stack([structure, drug])[None]
+    return stack, labels
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(flags_module, raise_on_error=False).failed == 0
+
+
+def test_a_clean_plane_raises_no_flag() -> None:
+    stack, labels = _plane(np.random.default_rng(0))
+    (quality,) = flag_planes(
+        stack,
+        labels,
+        [30.0],
+        COMPARTMENTS,
+        drug_level_adu=100.0,
+        max_probability=np.full(labels.shape, 0.95),
+    )
+    assert quality.flags == () and not quality.doubtful
+    assert quality.drug_snr == pytest.approx(40.0, rel=0.15)  # 200 ADU over σ 5
+    assert quality.fractions["hair_follicle"] == pytest.approx(400 / 4096)
+    assert sum(quality.fractions.values()) == pytest.approx(1.0)
+
+
+def test_drug_at_noise_level_is_flagged_only_after_dosing() -> None:
+    stack, labels = _plane(np.random.default_rng(1), drug_above=4.0)
+    (after,) = flag_planes(stack, labels, [30.0], COMPARTMENTS, drug_level_adu=100.0)
+    (before,) = flag_planes(
+        stack, labels, [30.0], COMPARTMENTS, drug_level_adu=100.0, expect_drug=False
+    )
+    assert PlaneFlag.LOW_DRUG_SNR in after.flags and "drug SNR" in after.reasons[0]
+    assert PlaneFlag.LOW_DRUG_SNR not in before.flags
+
+
+def test_flat_structure_and_unsure_model_are_flagged() -> None:
+    stack, labels = _plane(np.random.default_rng(2), texture=3.0)
+    (quality,) = flag_planes(
+        stack,
+        labels,
+        [30.0],
+        COMPARTMENTS,
+        drug_level_adu=100.0,
+        max_probability=np.full(labels.shape, 0.55),
+    )
+    assert PlaneFlag.LOW_STRUCTURE_CONTRAST in quality.flags
+    assert PlaneFlag.UNCERTAIN_SEGMENTATION in quality.flags
+    assert np.isnan(
+        flag_planes(stack, labels, [30.0], COMPARTMENTS, drug_level_adu=100.0)[
+            0
+        ].mean_max_probability
+    )
+
+
+def test_compartments_that_do_not_fit_the_depth_are_flagged() -> None:
+    stack, labels = _plane(np.random.default_rng(3))
+    dermis_at_surface = np.full_like(labels, 4)
+    (surface,) = flag_planes(stack, dermis_at_surface, [0.0], COMPARTMENTS, drug_level_adu=100.0)
+    (deep,) = flag_planes(stack, dermis_at_surface, [100.0], COMPARTMENTS, drug_level_adu=100.0)
+    assert PlaneFlag.IMPLAUSIBLE_COMPARTMENTS in surface.flags and "dermis" in surface.reasons[-1]
+    assert deep.flags == ()
+    unlabelled = np.zeros_like(labels)
+    (none,) = flag_planes(stack, unlabelled, [100.0], COMPARTMENTS, drug_level_adu=100.0)
+    assert PlaneFlag.IMPLAUSIBLE_COMPARTMENTS in none.flags
+    lenient = QcThresholds(max_none=1.0)
+    assert (
+        flag_planes(
+            stack,
+            unlabelled,
+            [100.0],
+            COMPARTMENTS,
+            drug_level_adu=100.0,
+            thresholds=lenient,
+            expect_drug=False,
+        )[0].flags
+        == ()
+    )
+
+
+def test_noise_estimate_ignores_smooth_structure() -> None:
+    rng = np.random.default_rng(4)
+    ramp = np.linspace(0, 5000, 256)[None, :] * np.ones((256, 1))
+    assert pixel_noise_sd(ramp + rng.normal(0, 8, (256, 256))) == pytest.approx(8, rel=0.1)
+
+
+def test_shapes_must_fit() -> None:
+    stack, labels = _plane(np.random.default_rng(5))
+    with pytest.raises(ValueError, match="must fit"):
+        flag_planes(stack, labels[:, :10], [30.0], COMPARTMENTS, drug_level_adu=100.0)
+    with pytest.raises(ValueError, match="depths"):
+        flag_planes(stack, labels, [0.0, 30.0], COMPARTMENTS, drug_level_adu=100.0)
