@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
+from scipy import ndimage as ndi
+from skimage import segmentation
 
 from overnight.models.config import PnpModelConfig
 from overnight.models.pnp import (
     blob_peak,
+    density_basins,
     density_target,
     extract_spots,
+    local_maxima,
     pnp_input,
     pnp_scale,
     typical_spot_peak,
@@ -74,3 +79,29 @@ def test_the_scale_of_an_ordinary_field_is_its_median_peak() -> None:
     values = np.random.default_rng(3).lognormal(np.log(30.0), 0.25, 400)
     values[:40] *= 2  # pairs
     assert typical_spot_peak(values) == float(np.median(values))
+
+
+@pytest.mark.parametrize("footprint", [(3, 3, 3), (3, 5, 5), (1, 3, 3)])
+def test_local_maxima_are_those_of_a_maximum_filter(footprint: tuple[int, int, int]) -> None:
+    rng = np.random.default_rng(1)
+    volume = ndi.gaussian_filter(rng.random((6, 40, 50)), 1.0).astype(np.float32)
+    volume[2, 10, 10:12] = 5.0  # a plateau: both voxels are maxima
+    candidates = volume > np.percentile(volume, 70)
+    expected = np.argwhere((volume == ndi.maximum_filter(volume, size=footprint)) & candidates)
+    np.testing.assert_array_equal(local_maxima(volume, candidates, footprint), expected)
+
+
+def test_basins_are_the_plain_watershed_of_the_density() -> None:
+    """Flooding only the mask's parts with several maxima changes no basin."""
+    config = PnpModelConfig()
+    rng = np.random.default_rng(2)
+    points = rng.uniform((0, 0, 0), (8, 96, 96), (120, 3))  # many touching pairs and groups
+    truth = pd.DataFrame(points, columns=["z", "y", "x"])
+    density = density_target((8, 96, 96), truth, config) * rng.uniform(0.5, 1.5)
+    density += rng.normal(0, 0.02 * blob_peak(config), density.shape).astype(np.float32)
+    peak = blob_peak(config)
+    maxima = (density == ndi.maximum_filter(density, size=(3, 3, 3))) & (
+        density > config.peak_threshold * peak
+    )
+    expected = segmentation.watershed(-density, ndi.label(maxima)[0], mask=density > 0.05 * peak)
+    np.testing.assert_array_equal(density_basins(density, config), expected)

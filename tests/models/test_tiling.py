@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from overnight.models.config import UNetConfig
-from overnight.models.tiling import blend_weights, predict_tiled, tile_starts
+from overnight.models.tiling import (
+    blend_weights,
+    predict_tiled,
+    predict_z_windows,
+    tile_starts,
+    z_window_starts,
+)
 from overnight.models.unet import build_unet, compiled_predictor
 
 
@@ -57,3 +63,23 @@ def test_odd_sizes_are_padded_and_cropped_back() -> None:
     image = np.random.default_rng(4).random((37, 50, 1), dtype=np.float32)
     (out,) = predict_tiled(predict, image, 64, 16, config.size_multiple_px)
     assert out.shape == (37, 50, 3)
+
+
+@pytest.mark.parametrize("n_z", [1, 5, 12, 13, 32])
+def test_z_windows_cover_the_stack_and_blend_a_pointwise_function_exactly(n_z: int) -> None:
+    volume = np.random.default_rng(n_z).random((n_z, 8, 8), dtype=np.float32)
+    seen: list[int] = []
+
+    def predict(window: np.ndarray) -> np.ndarray:
+        assert window.shape == (12, 8, 8)
+        seen.append(1)
+        return window * 3.0
+
+    out = predict_z_windows(predict, volume, 12)
+    np.testing.assert_allclose(out, volume * 3.0, rtol=1e-6)
+    assert len(seen) == len(z_window_starts(n_z, 12))
+
+
+def test_deep_stacks_cost_windows_in_proportion() -> None:
+    assert len(z_window_starts(12, 12)) == 1
+    assert len(z_window_starts(32, 12)) == 4

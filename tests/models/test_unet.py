@@ -24,6 +24,13 @@ from overnight.models.unet import build_unet, compiled_predictor, count_flops
             (1, 5, 32, 16, 1),
             (1, 5, 32, 16, 1),
         ),
+        (
+            UNetConfig(
+                ndim=3, out_channels=1, base_filters=2, head_activation="linear", z_window_slices=6
+            ),
+            (2, 6, 32, 16, 1),
+            (2, 6, 32, 16, 1),
+        ),
     ],
 )
 def test_unet_keeps_spatial_shape(
@@ -77,3 +84,25 @@ def test_mixed_precision_network_computes_in_bfloat16_and_copies_to_float32() ->
     assert exact.dtype == rounded.dtype == np.float32
     np.testing.assert_allclose(exact, rounded, atol=0.05)  # same weights, bf16 rounding apart
     assert not np.array_equal(exact, rounded)
+
+
+def test_a_25d_network_keeps_each_slice_apart() -> None:
+    """Slices become channels and come back in order: a shifted slice moves the output."""
+    config = UNetConfig(
+        ndim=3,
+        out_channels=1,
+        base_filters=4,
+        n_levels=2,
+        head_activation="linear",
+        z_window_slices=4,
+    )
+    model = build_unet(config)
+    assert model.get_layer("down0_conv1").kernel.shape == (3, 3, 4, 4)
+    volume = np.zeros((1, 4, 16, 16, 1), np.float32)
+    volume[0, 1, 8, 8] = 1.0
+    out = compiled_predictor(model)(volume)
+    assert out.shape == (1, 4, 16, 16, 1)
+    flops = count_flops(config, (4, 16, 16))
+    flat = UNetConfig(ndim=2, in_channels=4, out_channels=4, base_filters=4, n_levels=2)
+    assert flops == count_flops(flat, (16, 16))
+    assert count_flops(config, (10, 16, 16)) == 4 * flops  # windows 0, 2, 4, 6 of 4 slices

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from overnight.models.celltypes import TypeClassifier, fit_classifier
 
@@ -54,7 +53,6 @@ def basin_features(
     n = int(basins.max())
     if n == 0:
         return np.zeros((0, len(FEATURES)))
-    ids = np.arange(1, n + 1)
     where = np.nonzero(basins)
     label = basins[where]
     weight = density[where].astype(np.float64)
@@ -70,21 +68,29 @@ def basin_features(
     half_trace = (vy + vx) / 2
     root = np.sqrt(np.maximum(half_trace**2 - (vy * vx - cxy**2), 0.0))
     in_core = weight > _CORE_FRACTION * blob_peak
-    brightness = np.clip(normalised[where], 0.0, None).astype(np.float64)
+    input_values = normalised[where]
+    brightness = np.clip(input_values, 0.0, None).astype(np.float64)
     integral = mass / density_scale
     return np.column_stack(
         [
             integral,
-            ndi.maximum(density, basins, ids) / blob_peak,
+            _label_maximum(label, weight, n) / blob_peak,
             np.log1p(np.bincount(label[in_core], minlength=n + 1)[1:]),
             np.bincount(label[in_core], brightness[in_core], n + 1)[1:],
-            ndi.maximum(normalised, basins, ids),
+            _label_maximum(label, input_values.astype(np.float64), n),
             np.sqrt(np.maximum(half_trace + root, 0.0)),
             np.sqrt(np.maximum(half_trace - root, 0.0)),
             np.sqrt(np.maximum(vz, 0.0)),
             integral**2,
         ]
     )
+
+
+def _label_maximum(label: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Largest of ``values`` per label ``1..n`` (``ndi.maximum`` without sorting the volume)."""
+    largest = np.full(n + 1, -np.inf)
+    np.maximum.at(largest, label, values)
+    return largest[1:]
 
 
 def particles_per_basin(basins: np.ndarray, points_zyx: np.ndarray) -> np.ndarray:

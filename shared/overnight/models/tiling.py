@@ -67,6 +67,56 @@ def pad_to_multiple(array: np.ndarray, multiple: int, yx_axes: tuple[int, int]) 
     return np.pad(array, pad) if any(p[1] for p in pad) else array
 
 
+#: Slices shared by neighbouring z windows of a 2.5-D network (stacks deeper than its window).
+Z_OVERLAP_SLICES = 4
+
+
+def z_window_starts(n_z: int, window: int, overlap: int = Z_OVERLAP_SLICES) -> list[int]:
+    """First slices of the ``window``-slice windows that cover ``n_z`` slices.
+
+    A stack no deeper than the window is one window (zero-padded to it). Windows overlap by
+    ``overlap`` slices, at most half a window.
+
+    Examples
+    --------
+    >>> z_window_starts(12, 12)
+    [0]
+    >>> z_window_starts(32, 12)
+    [0, 8, 16, 20]
+    """
+    return tile_starts(n_z, window, min(overlap, window // 2), 1)
+
+
+def predict_z_windows(
+    predict: Callable[[np.ndarray], np.ndarray],
+    volume: np.ndarray,
+    window: int,
+    overlap: int = Z_OVERLAP_SLICES,
+) -> np.ndarray:
+    """Run ``predict`` (``(K, ...)`` → ``(K, ...)``) over z windows of ``volume`` and blend.
+
+    Stacks thinner than the window are zero-padded, centred, and cropped back; deeper ones
+    are covered by windows overlapping by ``overlap`` slices, blended like ``YX`` tiles.
+    """
+    n_z = volume.shape[0]
+    if n_z <= window:
+        before = (window - n_z) // 2
+        pad = [(before, window - n_z - before)] + [(0, 0)] * (volume.ndim - 1)
+        return predict(np.pad(volume, pad))[before : before + n_z]
+    overlap = min(overlap, window // 2)
+    out: np.ndarray | None = None
+    norm = np.zeros(n_z, np.float32)
+    for z0 in z_window_starts(n_z, window, overlap):
+        result = predict(volume[z0 : z0 + window])
+        weight = blend_weights(window, z0, n_z, overlap)
+        if out is None:
+            out = np.zeros((n_z, *result.shape[1:]), np.float32)
+        out[z0 : z0 + window] += result * weight.reshape(-1, *(1,) * (result.ndim - 1))
+        norm[z0 : z0 + window] += weight
+    assert out is not None
+    return out / np.maximum(norm, 1e-12).reshape(-1, *(1,) * (out.ndim - 1))
+
+
 def predict_tiled(
     predict: Predictor,
     image: np.ndarray,

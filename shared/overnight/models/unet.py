@@ -36,22 +36,38 @@ def build_unet(
     """A U-Net as described by ``config``; input ``(batch, [Z,] Y, X, in_channels)``.
 
     ``dtype_policy`` (e.g. ``"mixed_bfloat16"``, for training) sets the layers' compute type;
-    the head always computes in float32, and the weights are float32 either way.
+    the head always computes in float32, and the weights are float32 either way. A 2.5-D
+    network (``z_window_slices = K``) takes and returns ``(batch, K, Y, X, C)``; inside, the
+    ``K`` slices are the channels of a 2D U-Net.
 
     Examples
     --------
     >>> model = build_unet(UNetConfig(ndim=2, in_channels=1, out_channels=3, base_filters=4))
     >>> model.output_shape
     (None, None, None, 3)
+    >>> config = UNetConfig(ndim=3, out_channels=1, base_filters=4, z_window_slices=6)
+    >>> build_unet(config).output_shape
+    (None, 6, None, None, 1)
     """
+    if config.ndim == 3 and config.z_window_slices:
+        return _build_unet_25d(config, name, dtype_policy)
     ndim = config.ndim
     spatial = (None,) * ndim
     inputs = keras.Input(shape=(*spatial, config.in_channels), name="image")
+    x = _unet_body(inputs, config, ndim, dtype_policy)
+    conv = layers.Conv2D if ndim == 2 else layers.Conv3D
+    outputs = conv(
+        config.out_channels, 1, activation=config.head_activation, name="head", dtype="float32"
+    )(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _unet_body(x: Any, config: UNetConfig, ndim: int, dtype_policy: str | None) -> Any:
+    """Encoder, bottom and decoder of a U-Net; returns the ``features`` map."""
     pool_size = (2, 2) if ndim == 2 else (1, 2, 2)
     pool = layers.MaxPooling2D if ndim == 2 else layers.MaxPooling3D
     up = layers.UpSampling2D if ndim == 2 else layers.UpSampling3D
     skips = []
-    x = inputs
     for level in range(config.n_levels - 1):
         x = _conv_block(x, config.base_filters * 2**level, ndim, f"down{level}", dtype_policy)
         skips.append(x)
@@ -62,19 +78,64 @@ def build_unet(
         x = up(pool_size, name=f"up{level}", dtype=dtype_policy)(x)
         x = layers.Concatenate(name=f"skip{level}", dtype=dtype_policy)([x, skips[level]])
         x = _conv_block(x, config.base_filters * 2**level, ndim, f"dec{level}", dtype_policy)
-    x = layers.Identity(name=FEATURES_LAYER, dtype=dtype_policy)(x)
-    conv = layers.Conv2D if ndim == 2 else layers.Conv3D
-    outputs = conv(
-        config.out_channels, 1, activation=config.head_activation, name="head", dtype="float32"
+    return layers.Identity(name=FEATURES_LAYER, dtype=dtype_policy)(x)
+
+
+def _build_unet_25d(config: UNetConfig, name: str, dtype_policy: str | None) -> keras.Model:
+    """A 2D U-Net whose channels are ``z_window_slices`` slices × the channels, in and out.
+
+    Slices are few (5–12) and particles span only ~3 of them, so one 2D network that sees all
+    slices of a pixel at once costs a fraction of 3D convolutions at every slice.
+    """
+    k, c_in, c_out = config.z_window_slices, config.in_channels, config.out_channels
+    inputs = keras.Input(shape=(k, None, None, c_in), name="image")
+
+    def to_channels(volume: Any) -> Any:  # (B, K, Y, X, C) → (B, Y, X, K·C)
+        shape = keras.ops.shape(volume)
+        moved = keras.ops.transpose(volume, (0, 2, 3, 1, 4))
+        return keras.ops.reshape(moved, (shape[0], shape[2], shape[3], k * c_in))
+
+    def to_slices(image: Any) -> Any:  # (B, Y, X, K·C) → (B, K, Y, X, C)
+        shape = keras.ops.shape(image)
+        split = keras.ops.reshape(image, (shape[0], shape[1], shape[2], k, c_out))
+        return keras.ops.transpose(split, (0, 3, 1, 2, 4))
+
+    x = layers.Lambda(to_channels, name="slices_to_channels")(inputs)
+    x = _unet_body(x, config, 2, dtype_policy)
+    x = layers.Conv2D(
+        k * c_out, 1, activation=config.head_activation, name="head", dtype="float32"
     )(x)
+    outputs = layers.Lambda(to_slices, name="channels_to_slices", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
 def count_flops(config: UNetConfig, spatial_shape: tuple[int, ...]) -> float:
     """Multiply-adds × 2 of one forward pass on ``spatial_shape`` (``[Z,] Y, X``), in FLOP.
 
-    Counts the convolutions only (pooling, up-sampling and activations are negligible).
+    Counts the convolutions only (pooling, up-sampling and activations are negligible). A
+    2.5-D network is counted per window of ``z_window_slices``, as many windows as
+    :func:`overnight.models.tiling.z_window_starts` takes for the stack.
+
+    Examples
+    --------
+    >>> count_flops(UNetConfig(ndim=2, in_channels=1, out_channels=1, base_filters=2,
+    ...                        n_levels=1), (4, 4))
+    1792.0
     """
+    if config.ndim == 3 and config.z_window_slices:
+        from overnight.models.tiling import z_window_starts
+
+        k = config.z_window_slices
+        windows = len(z_window_starts(spatial_shape[0], k))
+        flat = config.model_copy(
+            update={
+                "ndim": 2,
+                "in_channels": k * config.in_channels,
+                "out_channels": k * config.out_channels,
+                "z_window_slices": 0,
+            }
+        )
+        return windows * count_flops(flat, tuple(spatial_shape[1:]))
     kernel = 3**config.ndim
     total = 0.0
     voxels = float(np.prod(spatial_shape))
