@@ -9,10 +9,10 @@ import yaml
 
 from overnight.models.datasets import read_dataset
 from overnight.pipeline.definition import load_pipeline
+from overnight.pipeline.registry import available_steps
 from overnight.pipeline.runner import PreparedPipeline
 from overnight.steps.classify import CellTypes
 from overnight.steps.pnp import Spots
-from overnight.steps.registry import available_steps
 
 
 def test_learned_steps_are_registered() -> None:

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from overnight.errors import StepError
+from overnight.pipeline import registry
 from overnight.pipeline.definition import PipelineConfig, StepConfig, bind_pipeline
 from overnight.pipeline.runner import PreparedPipeline
-from overnight.steps import registry
 
 PLUGIN_DIR = Path(__file__).parent / "example_plugin"
 

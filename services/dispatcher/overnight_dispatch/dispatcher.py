@@ -319,13 +319,12 @@ class Dispatcher:
         """Write the dataset's summary table once no image of it waits or runs any more."""
         if not self.book.counts(dataset_id).finished:
             return
-        from overnight.pipeline.batch import write_summary  # the pipeline loads only here
+        from overnight.jobs.stages import finish_if_done  # the pipeline loads only here
+        from overnight.results.layout import DatasetResults
         from overnight.storage import open_store
 
-        rows = write_summary(
-            open_store(self.settings.storage_url, self.settings), f"results/{dataset_id}"
-        )
-        logger.info("dataset %s finished, summary with %d rows", dataset_id, rows)
+        store = open_store(self.settings.storage_url, self.settings)
+        finish_if_done(self.book, DatasetResults.of_dataset(store, dataset_id), dataset_id)
 
 
 def job_name_of(claim: Claim) -> str:

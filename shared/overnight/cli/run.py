@@ -82,7 +82,11 @@ def run(
     n_workers = settings.workers or default_workers()
     overrides = {"select_channels": {"channels": settings.channels}} if settings.channels else {}
     options = BatchOptions(
-        pipeline=settings.pipeline, out_url=out, force=force, step_overrides=overrides
+        pipeline=settings.pipeline,
+        out_url=out,
+        force=force,
+        step_overrides=overrides,
+        dataset_dir=input_dir,
     )
     if not quiet:
         click.echo(

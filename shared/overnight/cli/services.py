@@ -210,18 +210,19 @@ def run_image_command(ctx: click.Context, dataset_id: str, image_key: str) -> No
     except OvernightError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(1)
-    click.echo(f"done: results/{dataset_id}/{job.image_id}")
+    click.echo(f"done: {job.result_prefix}")
 
 
 def _dataset_record(store: ObjectStore, dataset_id: str, pipeline: str) -> DatasetRecord:
     """The dataset's record from ``results/<id>/dataset.json``; an upload dataset when absent."""
     from overnight.jobs.state import DatasetRecord
     from overnight.jobs.submit import UPLOAD_SOURCE
+    from overnight.results.layout import DatasetResults
     from overnight.storage import validate_id
 
     validate_id(dataset_id)
     try:
-        body = store.read_bytes(f"results/{dataset_id}/dataset.json")
+        body = store.read_bytes(DatasetResults.of_dataset(store, dataset_id).dataset_key)
     except ObjectNotFoundError:
         return DatasetRecord(id=dataset_id, source=UPLOAD_SOURCE, pipeline=pipeline)
     return DatasetRecord.model_validate(json.loads(body))

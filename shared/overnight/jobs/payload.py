@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from overnight.errors import ConfigError
+from overnight.results.layout import dataset_prefix
 from overnight.storage import validate_id, validate_key
 
 PAYLOAD_VERSION = 1
@@ -45,7 +46,7 @@ class ImageJob(BaseModel):
     @property
     def result_prefix(self) -> str:
         """Where the result is published: ``results/<dataset_id>/<image_id>``."""
-        return f"results/{self.dataset_id}/{self.image_id}"
+        return f"{dataset_prefix(self.dataset_id)}/{self.image_id}"
 
     @property
     def handoff_key(self) -> str:

@@ -8,11 +8,6 @@ configured roots (``OVERNIGHT_NAS_ROOT``), so a request cannot make the service 
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 from overnight.errors import ConfigError, UnsafeKeyError
 from overnight.imaging.files import image_id_from_name, is_image_name
@@ -82,22 +77,3 @@ def list_images(store: ObjectStore, prefix: str = "") -> list[ObjectInfo]:
 def image_id_of(key: str) -> str:
     """The image id of a source key: its file name without the image extension."""
     return validate_id(image_id_from_name(key.rsplit("/", 1)[-1]))
-
-
-@contextmanager
-def local_copy(store: ObjectStore, key: str) -> Iterator[Path]:
-    """A local file holding ``key``: the file itself on a folder store, else a temporary copy.
-
-    The copy keeps the original file name (metadata is read from it) and is deleted on exit.
-    """
-    path = store.local_path(key)
-    if path is not None:
-        yield path
-        return
-    folder = Path(tempfile.mkdtemp(prefix="overnight-"))
-    try:
-        target = folder / key.rsplit("/", 1)[-1]
-        store.download(key, target)
-        yield target
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)

@@ -1,43 +1,32 @@
-"""The work of each queue stage on one image, with what a worker process keeps between jobs.
+"""What a queue worker keeps between jobs, and finishing a dataset from the job book.
 
 A :class:`StageContext` is built once per worker process: it holds the prepared pipelines
 (models load once, on first use or :meth:`StageContext.warm`), the results store and the
-source stores. The job functions in :mod:`overnight.jobs.tasks` only orchestrate these calls.
-
-Results are the embedded run's (:mod:`overnight.pipeline.batch`): the same ``result.json``
-and artefacts, published with :func:`~overnight.storage.publish_result` under
-``results/<dataset_id>/<image_id>/``.
+source stores. The job functions in :mod:`overnight.jobs.tasks` run the pieces of
+:func:`overnight.pipeline.image.analyse_image` with it, stage by stage.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import asdict
 
 from redis import Redis
 
-from overnight.imaging.reader import read_stack
-from overnight.imaging.stack import ImageStack
 from overnight.jobs.connection import connect
-from overnight.jobs.handoff import Handoff, handoff_names
 from overnight.jobs.payload import ImageJob
 from overnight.jobs.settings import JobSettings
-from overnight.jobs.sources import local_copy, open_source
+from overnight.jobs.sources import open_source
 from overnight.jobs.state import JobBook
 from overnight.jobs.status import JobStatus, count_statuses
-from overnight.metadata import metadata_for
-
-# Private helpers of the embedded run, shared so both write identical results (see report).
-from overnight.pipeline.batch import write_summary
 from overnight.pipeline.definition import load_pipeline
-from overnight.pipeline.runner import PipelineRun, PreparedPipeline
-from overnight.results.artefacts import manifest_info, result_artefacts, result_record
-from overnight.storage import Manifest, ObjectStore, is_complete, open_store, publish_result
+from overnight.pipeline.image import ImageSource
+from overnight.pipeline.outcome import ImageOutcome
+from overnight.pipeline.runner import PreparedPipeline
+from overnight.results.dataset import finish_dataset
+from overnight.results.layout import DatasetResults
+from overnight.storage import ObjectStore, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -72,133 +61,54 @@ class StageContext:
             self._sources[url] = open_source(url, self.settings)
         return self._sources[url]
 
+    def image_source(self, job: ImageJob) -> ImageSource:
+        """Where the job's image lies: its key in the dataset's source store."""
+        return ImageSource(key=job.image_key, store=self.source(job.source_url))
+
+    def results(self, dataset_id: str) -> DatasetResults:
+        """The results of dataset ``dataset_id`` (``results/<id>`` of the store)."""
+        return DatasetResults.of_dataset(self.store, dataset_id)
+
     def warm(self, *names: str) -> None:
         """Set the named pipelines up now (at worker start), not during the first job."""
         for name in names:
             self.pipeline(name)
 
 
-@dataclass(frozen=True)
-class LoadedImage:
-    """An image read for a job, with its file-name metadata and the read time (s)."""
-
-    stack: ImageStack
-    metadata: dict[str, Any] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
-    read_s: float = 0.0
-
-
-def is_staged(ctx: StageContext, pipeline_name: str) -> bool:
+def is_staged(prepared: PreparedPipeline) -> bool:
     """Whether the pipeline splits into the segmentation and counting stages."""
-    stages = ctx.pipeline(pipeline_name).pipeline.stages
+    stages = prepared.pipeline.stages
     return FIRST_STAGE in stages and SECOND_STAGE in stages
 
 
-def already_published(ctx: StageContext, job: ImageJob) -> bool:
-    """Whether the image's result is published (a duplicate delivery has nothing to do)."""
-    return is_complete(ctx.store, job.result_prefix)
-
-
-@contextmanager
-def opened_image(ctx: StageContext, job: ImageJob) -> Iterator[LoadedImage]:
-    """Read the job's image (a local copy for remote sources, kept while the block runs).
-
-    Raises
-    ------
-    InvalidImageError
-        The file cannot be analysed (never retried).
-    """
-    start = time.perf_counter()
-    pipeline = ctx.pipeline(job.pipeline).pipeline
-    source = ctx.source(job.source_url)
-    with local_copy(source, job.image_key) as path:
-        resolved = metadata_for(path, root=_dataset_root(source, path))
-        roles = pipeline.channel_roles
-        stack = read_stack(
-            path, image_id=job.image_id, channels_required=len(roles), channel_roles=roles
-        )
-        yield LoadedImage(
-            stack, dict(resolved.fields), tuple(resolved.warnings), time.perf_counter() - start
-        )
-
-
-def _dataset_root(source: ObjectStore, path: Path) -> Path | None:
-    """The dataset folder (its sub-folder names carry metadata), when the image lies in it."""
-    root = getattr(source, "root", None)
-    return root if isinstance(root, Path) and path.is_relative_to(root.resolve()) else None
-
-
-def segment(ctx: StageContext, job: ImageJob, image: LoadedImage) -> Handoff:
-    """Run the segmentation stage; return what the counting stage needs."""
-    prepared = ctx.pipeline(job.pipeline)
-    run = prepared.run({"stack": image.stack}, stage=FIRST_STAGE)
-    names = handoff_names(prepared.pipeline, FIRST_STAGE, SECOND_STAGE)
-    return Handoff(
-        values={name: run.values[name] for name in names},
-        read_s=image.read_s,
-        timings_s=dict(run.timings_s),
-        metadata=image.metadata,
-        warnings=image.warnings,
-    )
-
-
-def count(ctx: StageContext, job: ImageJob, image: LoadedImage, handoff: Handoff) -> PipelineRun:
-    """Run the counting stage on the image and the segmentation hand-off."""
-    run = ctx.pipeline(job.pipeline).run(
-        {"stack": image.stack, **handoff.values}, stage=SECOND_STAGE
-    )
-    return PipelineRun(values=run.values, timings_s={**handoff.timings_s, **run.timings_s})
-
-
-def analyse_whole(ctx: StageContext, job: ImageJob, image: LoadedImage) -> PipelineRun:
-    """Run every step at once (a pipeline without stages)."""
-    return ctx.pipeline(job.pipeline).run({"stack": image.stack})
-
-
-def publish(
-    ctx: StageContext,
-    job: ImageJob,
-    image: LoadedImage,
-    run: PipelineRun,
-    handoff: Handoff | None = None,
-) -> Manifest:
-    """Publish the image's result exactly as the embedded run would (manifest last)."""
-    prepared = ctx.pipeline(job.pipeline)
-    facts = handoff or Handoff(
-        values={}, read_s=image.read_s, metadata=image.metadata, warnings=image.warnings
-    )
-    record = result_record(
-        image.stack,
-        run,
-        prepared.pipeline.describe(),
-        prepared.versions(),
-        facts.metadata,
-        list(facts.warnings),
-        facts.read_s,
-        prepared.pipeline.cell_type_names,
-    )
-    return publish_result(
-        ctx.store, job.result_prefix, result_artefacts(run, record), manifest_info(record)
-    )
-
-
-def finish_dataset(
-    ctx: StageContext,
+def finish_if_done(
+    book: JobBook,
+    results: DatasetResults,
     dataset_id: str,
     finishing: str | None = None,
     final_status: JobStatus = JobStatus.DONE,
+    reason: str = "",
 ) -> bool:
-    """Write ``results/<id>/summary.csv`` when no image of the dataset waits or runs any more.
+    """Finish the dataset once no image of it waits or runs any more; whether it did.
 
-    ``finishing`` names an image about to be marked ``final_status``: it counts as such, so the
-    summary is written *before* the last status change and a reader who sees the dataset
-    ``done`` finds it. Returns whether the dataset was finished (and the summary written).
+    Calls :func:`~overnight.results.dataset.finish_dataset`. ``finishing`` names an image about
+    to be marked ``final_status``: it counts as such, so the summary is written *before* the
+    last status change and a reader who sees the dataset ``done`` finds it (``reason``: why it
+    failed). Used by the queue workers and the
+    Kubernetes dispatcher alike; ``failures.json`` lists the failed images with their reasons.
     """
-    states = ctx.book.images(dataset_id)
+    states = book.images(dataset_id)
     counts = count_statuses(final_status if s.image_id == finishing else s.status for s in states)
     if not counts.finished:
         return False
-    rows = write_summary(ctx.store, f"results/{dataset_id}")
+    failures = [
+        ImageOutcome(
+            s.image_id, s.image_key, "failed", reason if s.image_id == finishing else s.reason
+        )
+        for s in sorted(states, key=lambda s: s.image_id)
+        if (final_status if s.image_id == finishing else s.status) == JobStatus.FAILED
+    ]
+    rows = finish_dataset(results, [asdict(f) for f in failures])
     logger.info(
         "dataset %s finished: %d done, %d failed, summary with %d rows",
         dataset_id,

@@ -28,7 +28,8 @@ from overnight.jobs.sources import check_source_url, image_id_of
 from overnight.jobs.state import DatasetRecord, JobBook
 from overnight.jobs.status import JobStatus
 from overnight.pipeline.definition import load_pipeline
-from overnight.storage import ObjectInfo, ObjectStore, is_complete, write_dataset_file
+from overnight.results.layout import DATASET_FILE, DatasetResults
+from overnight.storage import ObjectInfo, ObjectStore, is_complete
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class Submitter:
         """Save the record in Redis and as ``results/<id>/dataset.json`` (for the QC web)."""
         self.book.save_dataset(record)
         body = json.dumps(record.model_dump(mode="json"), indent=2).encode("utf-8")
-        write_dataset_file(self.store, f"results/{record.id}/dataset.json", body)
+        DatasetResults.of_dataset(self.store, record.id).write_file(DATASET_FILE, body)
 
     def enqueue_images(self, record: DatasetRecord, images: Iterable[ObjectInfo]) -> list[str]:
         """Enqueue each image of ``record`` not seen before; return the ids enqueued now."""

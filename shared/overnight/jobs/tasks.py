@@ -1,9 +1,11 @@
 """The RQ job functions: read → run a pipeline stage → publish → report the stage.
 
-Each takes one JSON argument, an :class:`~overnight.jobs.payload.ImageJob`. Errors are sorted
-once, in :func:`reporting`: a bad image fails at once with its reason, a transient error is
-raised so RQ retries it with backoff (the reason is kept when retries run out), anything else
-fails the image with its reason and is not retried.
+Each stage runs pieces of :func:`overnight.pipeline.image.analyse_image` (the segmentation
+job the first stage, the counting job the second and the publication). Each takes one JSON
+argument, an :class:`~overnight.jobs.payload.ImageJob`. Errors are sorted once, by
+:func:`~overnight.pipeline.outcome.sort_error` in :func:`reporting`: a bad image fails at once
+with its reason, a transient error is raised so RQ retries it with backoff (the reason is kept
+when retries run out), anything else fails the image with its reason and is not retried.
 """
 
 from __future__ import annotations
@@ -17,32 +19,35 @@ from typing import Any
 from rq import get_current_job
 
 from overnight.config import load_settings
-from overnight.errors import InvalidImageError, OvernightError, TransientError
 from overnight.jobs.connection import REDIS_TRANSIENT_ERRORS
-from overnight.jobs.handoff import pack_handoff, unpack_handoff
+from overnight.jobs.handoff import Handoff, handoff_names, pack_handoff, unpack_handoff
 from overnight.jobs.payload import ImageJob
 from overnight.jobs.queues import enqueue_stage
 from overnight.jobs.settings import JobSettings
 from overnight.jobs.stages import (
+    FIRST_STAGE,
+    SECOND_STAGE,
     StageContext,
-    already_published,
-    analyse_whole,
-    count,
-    finish_dataset,
+    finish_if_done,
     is_staged,
-    opened_image,
-    publish,
-    segment,
 )
 from overnight.jobs.status import JobStatus
+from overnight.pipeline.image import (
+    ImageFacts,
+    analyse_image,
+    opened_image,
+    publish_image,
+    run_steps,
+)
+from overnight.pipeline.outcome import TRANSIENT_ERRORS as IMAGE_TRANSIENT_ERRORS
+from overnight.pipeline.outcome import FailureKind, sort_error
+from overnight.pipeline.runner import PipelineRun
 
 logger = logging.getLogger(__name__)
 
 #: Errors worth retrying: storage or Redis hiccups, dropped connections, timeouts.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    TransientError,
-    ConnectionError,
-    TimeoutError,
+    *IMAGE_TRANSIENT_ERRORS,
     *REDIS_TRANSIENT_ERRORS,
 )
 
@@ -67,15 +72,25 @@ def segment_image(payload: dict[str, Any]) -> str:
     """Segmentation job: segment and classify cells, hand over, enqueue the counting job."""
     ctx, job = current_context(), ImageJob.from_json(payload)
     with reporting(ctx, job, "segmentation"):
-        if already_published(ctx, job):
+        prepared, results = ctx.pipeline(job.pipeline), ctx.results(job.dataset_id)
+        if results.is_complete(job.image_id):
             return _done(ctx, job)
         ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.READING)
-        with opened_image(ctx, job) as image:
+        with opened_image(ctx.image_source(job), prepared.pipeline) as image:
             ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.SEGMENTING)
-            if not is_staged(ctx, job.pipeline):
-                publish(ctx, job, image, analyse_whole(ctx, job, image))
+            if not is_staged(prepared):
+                run = run_steps(prepared, image)
+                publish_image(results, prepared, image.stack, image.facts, run)
                 return _done(ctx, job)
-            handoff = segment(ctx, job, image)
+            run = run_steps(prepared, image, FIRST_STAGE)
+        names = handoff_names(prepared.pipeline, FIRST_STAGE, SECOND_STAGE)
+        handoff = Handoff(
+            values={name: run.values[name] for name in names},
+            read_s=image.facts.read_s,
+            timings_s=dict(run.timings_s),
+            metadata=image.facts.metadata,
+            warnings=image.facts.warnings,
+        )
         ctx.store.write_bytes(job.handoff_key, pack_handoff(handoff))
         enqueue_stage(ctx.redis, "counting", job, ctx.settings)
         return "segmented"
@@ -86,32 +101,32 @@ def count_image(payload: dict[str, Any]) -> str:
     """Counting job: detect and count PNPs, publish tables, QC image and manifest."""
     ctx, job = current_context(), ImageJob.from_json(payload)
     with reporting(ctx, job, "counting"):
-        if already_published(ctx, job):
+        prepared, results = ctx.pipeline(job.pipeline), ctx.results(job.dataset_id)
+        if results.is_complete(job.image_id):
             return _done(ctx, job)
         ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.READING)
         handoff = unpack_handoff(ctx.store.read_bytes(job.handoff_key))
-        with opened_image(ctx, job) as image:
+        segmented = PipelineRun(values=handoff.values, timings_s=handoff.timings_s)
+        facts = ImageFacts(handoff.metadata, handoff.warnings, handoff.read_s)
+        with opened_image(ctx.image_source(job), prepared.pipeline) as image:
             ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.COUNTING)
-            run = count(ctx, job, image, handoff)
+            run = run_steps(prepared, image, SECOND_STAGE, segmented)
             ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.PUBLISHING)
-            publish(ctx, job, image, run, handoff)
+            publish_image(results, prepared, image.stack, facts, run)
         return _done(ctx, job)
     return "failed"
 
 
 def run_image(ctx: StageContext, job: ImageJob) -> JobStatus:
-    """Both stages in this process, no queue (``overnight worker run-image``, one pod per image).
+    """Analyse the whole image in this process, no queue (one pod per image).
+
+    ``overnight worker run-image`` calls it; it is :func:`~overnight.pipeline.image.analyse_image`.
 
     Returns the image's final status; a bad image raises :class:`InvalidImageError`.
     """
-    if already_published(ctx, job):
-        return JobStatus.DONE
-    with opened_image(ctx, job) as image:
-        if is_staged(ctx, job.pipeline):
-            handoff = segment(ctx, job, image)
-            publish(ctx, job, image, count(ctx, job, image, handoff), handoff)
-        else:
-            publish(ctx, job, image, analyse_whole(ctx, job, image))
+    analyse_image(
+        ctx.image_source(job), ctx.pipeline(job.pipeline), ctx.results(job.dataset_id), verify=True
+    )
     return JobStatus.DONE
 
 
@@ -131,10 +146,11 @@ def _finalise(ctx: StageContext, job: ImageJob, status: JobStatus, reason: str =
     When the last two images finish at once neither sees the other final beforehand, so the
     check runs again after the status change: the later of the two then writes the summary.
     """
-    written = finish_dataset(ctx, job.dataset_id, finishing=job.image_id, final_status=status)
+    results = ctx.results(job.dataset_id)
+    written = finish_if_done(ctx.book, results, job.dataset_id, job.image_id, status, reason)
     ctx.book.set_status(job.dataset_id, job.image_id, status, reason)
     if not written:
-        finish_dataset(ctx, job.dataset_id)
+        finish_if_done(ctx.book, results, job.dataset_id)
 
 
 def _retries_left() -> int:
@@ -149,10 +165,12 @@ def reporting(ctx: StageContext, job: ImageJob, stage: str) -> Iterator[None]:
     extra = {"image_id": job.image_id, "dataset_id": job.dataset_id, "stage": stage}
     try:
         yield
-    except InvalidImageError as err:
-        logger.warning("bad image: %s", err.problem, extra=extra)
-        _fail(ctx, job, err.problem)
-    except TRANSIENT_ERRORS as err:
+    except Exception as err:  # sorted once (sort_error); a bug must not block its dataset
+        failure = sort_error(err, TRANSIENT_ERRORS)
+        if failure.kind is not FailureKind.TRANSIENT:
+            failure.log(logger, err, extra)
+            _fail(ctx, job, failure.reason)
+            return
         if _retries_left() > 0:
             logger.warning("transient error, will retry: %s", err, extra=extra)
             ctx.book.set_status(
@@ -162,11 +180,5 @@ def reporting(ctx: StageContext, job: ImageJob, stage: str) -> Iterator[None]:
             logger.error("transient error, no retry left: %s", err, extra=extra)
             _fail(ctx, job, f"gave up after retries: {type(err).__name__}: {err}")
         raise
-    except OvernightError as err:
-        logger.error("image failed: %s", err, extra=extra)
-        _fail(ctx, job, str(err))
-    except Exception as err:  # a bug on one image must not block its dataset
-        logger.exception("unexpected error", extra=extra)
-        _fail(ctx, job, f"internal error: {type(err).__name__}: {err}")
     finally:
         ctx.book.record_duration(stage, time.perf_counter() - start)

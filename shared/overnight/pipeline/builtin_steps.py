@@ -12,9 +12,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from overnight.imaging.stack import ImageStack
+from overnight.pipeline.registry import step
 from overnight.steps import cells, classify, counting, pnp, qc, tables
 from overnight.steps.channels import ChannelRoles, select_channel
-from overnight.steps.registry import step
 
 DEFAULT_PIXEL_SIZE_UM = 0.2
 
@@ -208,6 +208,3 @@ def qc_image_step(
         stack.image_id,
         params.max_side_px,
     )
-
-
-import overnight.steps.learned  # noqa: E402,F401  (learned steps; TensorFlow loads only in their setup)

@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from overnight.errors import ConfigError, StepError
-from overnight.steps.registry import StepSpec, get_step
+from overnight.pipeline.registry import StepSpec, get_step
 
 BUILTIN_PACKAGE = "overnight.pipeline.builtin"
 

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from overnight.errors import StepError
 from overnight.imaging.stack import ImageStack
+from overnight.pipeline.registry import step
 from overnight.steps import cells, classify, pnp
-from overnight.steps.registry import step
 
 DEFAULT_PIXEL_SIZE_UM = 0.2
 

@@ -1,9 +1,10 @@
 """Pipeline steps as named plug-ins with declared inputs, outputs and parameters.
 
-A step wraps one pure library function. It names the values it reads from the pipeline's
-workspace (``requires``) and the values it adds (``provides``), and validates its
-parameters with a pydantic model. Built-in steps register on import of
-:mod:`overnight.steps.builtin`; a lab member's steps register through the ``overnight.steps``
+A step wraps one pure library function (:mod:`overnight.steps`, :mod:`overnight.analysis`).
+It names the values it reads from the pipeline's workspace (``requires``) and the values it
+adds (``provides``), and validates its parameters with a pydantic model. :func:`step` only
+builds a :class:`StepSpec`; the registry collects them explicitly: the built-in ones from the
+modules in :data:`BUILTIN_MODULES`, a lab member's through the ``overnight.steps``
 entry-point group, with no change to the library::
 
     # pyproject.toml of the lab's package
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -26,6 +28,11 @@ from overnight.errors import StepError
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "overnight.steps"
+#: Modules whose :class:`StepSpec` attributes are the built-in steps.
+BUILTIN_MODULES = (
+    "overnight.pipeline.builtin_steps",  # classical digital cytometry
+    "overnight.pipeline.learned_steps",  # learned cytometry (TensorFlow loads only in setup)
+)
 
 
 class NoParams(BaseModel):
@@ -54,6 +61,7 @@ class StepSpec:
 
 
 _REGISTRY: dict[str, StepSpec] = {}
+_builtins_loaded = False
 _entry_points_loaded = False
 
 
@@ -75,7 +83,7 @@ def step(
     version: str = "1",
     setup: Callable[[Any], Any] | None = None,
 ) -> Callable[[Callable[..., Any]], StepSpec]:
-    """Turn ``func(**inputs, params=..., state=...)`` into a registered :class:`StepSpec`.
+    """Turn ``func(**inputs, params=..., state=...)`` into a :class:`StepSpec`.
 
     ``func`` returns one value when the step provides one name, else a tuple in the order
     of ``provides``.
@@ -90,7 +98,7 @@ def step(
             return dict(zip(provides, values, strict=True))
 
         doc = (func.__doc__ or "").strip().splitlines()
-        spec = StepSpec(
+        return StepSpec(
             name=name,
             version=version,
             requires=requires,
@@ -100,9 +108,20 @@ def step(
             setup=setup,
             description=doc[0] if doc else "",
         )
-        return register(spec)
 
     return wrap
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    for module_name in BUILTIN_MODULES:
+        module = import_module(module_name)
+        for value in vars(module).values():
+            if isinstance(value, StepSpec):
+                register(value)
 
 
 def _load_entry_points() -> None:
@@ -126,8 +145,7 @@ def _load_entry_points() -> None:
 
 def get_step(name: str) -> StepSpec:
     """The step called ``name``, from the built-ins or an installed plug-in."""
-    import overnight.steps.builtin  # noqa: F401  (registers the built-in steps)
-
+    _load_builtins()
     if name not in _REGISTRY:
         _load_entry_points()
     try:
@@ -139,7 +157,6 @@ def get_step(name: str) -> StepSpec:
 
 def available_steps() -> dict[str, StepSpec]:
     """Every step known now: built-ins and installed plug-ins, by name."""
-    import overnight.steps.builtin  # noqa: F401
-
+    _load_builtins()
     _load_entry_points()
     return dict(sorted(_REGISTRY.items()))

@@ -7,12 +7,13 @@ storage alike (same layout); only complete results (with a manifest) are read.
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from overnight.results.layout import DatasetResults
+from overnight.results.record import ImageResult
 from overnight.storage import ObjectStore, open_store, read_manifest
 
 
@@ -41,15 +42,13 @@ def load(location: str | Path, prefix: str = "", include_pnps: bool = False) -> 
 
 def load_from_store(store: ObjectStore, prefix: str = "", include_pnps: bool = False) -> Results:
     """Like :func:`load` on an already opened store."""
-    from overnight.pipeline.batch import published_images  # avoids a cycle at import
-
     image_rows, cell_tables, pnp_tables = [], [], []
-    for image_prefix in published_images(store, prefix):
+    for image_prefix in DatasetResults(store, prefix).published_images():
         if read_manifest(store, image_prefix) is None:
             continue
-        record = json.loads(store.read_bytes(f"{image_prefix}/result.json"))
-        columns = {"image_id": record["image_id"], **record.get("metadata", {})}
-        image_rows.append({**columns, **record["summary"]})
+        record = ImageResult.read(store, image_prefix)
+        columns = {"image_id": record.image_id, **record.metadata}
+        image_rows.append(record.summary_row())
         cells = pd.read_csv(io.BytesIO(store.read_bytes(f"{image_prefix}/cells.csv")))
         cell_tables.append(cells.assign(**columns))
         if include_pnps:

@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import BaseModel
 from scipy import ndimage as ndi
 
-from overnight.steps.registry import step
+from overnight.pipeline.registry import step
 
 
 class BrightnessParams(BaseModel):

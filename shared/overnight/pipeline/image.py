@@ -1,0 +1,217 @@
+"""One image, one way: read → run the pipeline (whole, or stage by stage) → publish.
+
+:func:`analyse_image` is the use case every runner calls: the embedded batch
+(:mod:`overnight.pipeline.batch`), the Kubernetes pod (``overnight worker run-image``) and,
+split into its pieces, the queue stages (:mod:`overnight.jobs.tasks`): the segmentation job
+calls :func:`opened_image` and :func:`run_steps` with ``stage="segmentation"``; the counting
+job calls them again with ``stage="counting"`` and the segmentation's values, then
+:func:`publish_image`. The pieces are the function's own, so every runner writes the same
+``result.json`` and the same tables.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from overnight import __version__
+from overnight.imaging import ReadLimits, image_id_from_name, read_stack
+from overnight.imaging.stack import ImageStack
+from overnight.metadata import metadata_for
+from overnight.pipeline.definition import Pipeline
+from overnight.pipeline.runner import PipelineRun, PreparedPipeline
+from overnight.results.artefacts import result_artefacts
+from overnight.results.layout import DatasetResults
+from overnight.results.record import ImageResult
+from overnight.results.summary import image_summary
+from overnight.storage import ObjectStore, publish_result
+from overnight.storage.copies import local_copy
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Where one image of a dataset lies.
+
+    Either a key of the dataset's store (``store`` is the dataset's folder or prefix: its
+    sub-folders carry metadata) or, with ``store=None``, a local file ``key`` of the dataset
+    folder ``dataset_dir`` (an embedded run; None: the file's own folder).
+    """
+
+    key: str
+    store: ObjectStore | None = None
+    dataset_dir: Path | None = None
+
+    @classmethod
+    def file(cls, path: Path, dataset_dir: Path | None = None) -> ImageSource:
+        """A local image file of the dataset folder ``dataset_dir``."""
+        return cls(key=str(path), dataset_dir=dataset_dir)
+
+    @property
+    def image_id(self) -> str:
+        """The file name without its image extension."""
+        return image_id_from_name(self.key.rsplit("/", 1)[-1])
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the record says about the input: metadata, warnings and read time (s)."""
+
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    read_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image read for analysis, with its facts."""
+
+    stack: ImageStack
+    facts: ImageFacts
+
+
+@contextmanager
+def local_image(source: ImageSource) -> Iterator[tuple[Path, Path]]:
+    """``(file, dataset folder)`` of ``source``: a remote object is copied while the block runs."""
+    if source.store is None:
+        path = Path(source.key)
+        yield path, source.dataset_dir if source.dataset_dir is not None else path.parent
+        return
+    with local_copy(source.store, source.key) as (path, folder):
+        yield path, folder
+
+
+def image_metadata(path: Path, dataset_dir: Path) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Fields and warnings of the image at ``path`` in the dataset folder ``dataset_dir``.
+
+    Every folder from the dataset folder down to the image may carry ``key-value`` fields.
+    """
+    path, dataset_dir = path.absolute(), dataset_dir.absolute()
+    resolved = metadata_for(path, root=dataset_dir.parent)
+    return dict(resolved.fields), tuple(resolved.warnings)
+
+
+@contextmanager
+def opened_image(
+    source: ImageSource, pipeline: Pipeline, limits: ReadLimits | None = None
+) -> Iterator[LoadedImage]:
+    """Read the image of ``source`` with its metadata (a local copy is kept while open).
+
+    Raises
+    ------
+    InvalidImageError
+        The file cannot be analysed (never retried).
+    """
+    start = time.perf_counter()
+    with local_image(source) as (path, dataset_dir):
+        metadata, warnings = image_metadata(path, dataset_dir)
+        roles = pipeline.channel_roles
+        stack = read_stack(
+            path,
+            image_id=source.image_id,
+            limits=limits or ReadLimits(),
+            channels_required=len(roles),
+            channel_roles=roles,
+        )
+        yield LoadedImage(stack, ImageFacts(metadata, warnings, time.perf_counter() - start))
+
+
+def run_steps(
+    prepared: PreparedPipeline,
+    image: LoadedImage,
+    stage: str | None = None,
+    earlier: PipelineRun | None = None,
+) -> PipelineRun:
+    """Run the steps of ``stage`` (None: all) on the image, after an ``earlier`` stage's run.
+
+    The timings of ``earlier`` come first in the returned run.
+    """
+    carried = dict(earlier.values) if earlier else {}
+    run = prepared.run({**carried, "stack": image.stack}, stage=stage)
+    timings = {**(earlier.timings_s if earlier else {}), **run.timings_s}
+    return PipelineRun(values=run.values, timings_s=timings)
+
+
+def image_result(
+    prepared: PreparedPipeline, stack: ImageStack, facts: ImageFacts, run: PipelineRun
+) -> ImageResult:
+    """The ``result.json`` record of one analysed image."""
+    z, c, y, x = stack.shape_zcyx
+    pipeline = prepared.pipeline
+    return ImageResult(
+        image_id=stack.image_id,
+        source=stack.source,
+        shape_zcyx=(z, c, y, x),
+        pixel_size_um=stack.pixel_size_um,
+        z_step_um=stack.z_step_um,
+        metadata=dict(facts.metadata),
+        pipeline=pipeline.describe(),
+        versions={
+            "overnight": __version__,
+            "python": platform.python_version(),
+            **prepared.versions(),
+        },
+        timings_s={
+            "read": round(facts.read_s, 4),
+            **{k: round(v, 4) for k, v in run.timings_s.items()},
+        },
+        warnings=list(facts.warnings),
+        summary=image_summary(
+            run.values["cells_table"], run.values["pnps_table"], pipeline.cell_type_names
+        ),
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def publish_image(
+    results: DatasetResults,
+    prepared: PreparedPipeline,
+    stack: ImageStack,
+    facts: ImageFacts,
+    run: PipelineRun,
+    *,
+    replace: bool = False,
+) -> ImageResult:
+    """Publish the image's files under ``<dataset prefix>/<image_id>/`` (manifest last)."""
+    result = image_result(prepared, stack, facts, run)
+    publish_result(
+        results.store,
+        results.image_prefix(stack.image_id),
+        result_artefacts(run.values, result),
+        result.manifest_info(),
+        replace=replace,
+    )
+    return result
+
+
+def analyse_image(
+    source: ImageSource,
+    prepared: PreparedPipeline,
+    results: DatasetResults,
+    *,
+    force: bool = False,
+    verify: bool = False,
+    limits: ReadLimits | None = None,
+) -> ImageResult | None:
+    """Analyse one image and publish its result; None if it was complete already (no ``force``).
+
+    A published result counts as complete when its manifest is valid (``verify``: and every
+    file's checksum matches).
+
+    Raises
+    ------
+    InvalidImageError
+        The file cannot be analysed. Storage, model and step failures raise other
+        :class:`~overnight.errors.OvernightError` subclasses
+        (see :func:`overnight.pipeline.outcome.sort_error`).
+    """
+    if not force and results.is_complete(source.image_id, check_content=verify):
+        return None
+    with opened_image(source, prepared.pipeline, limits) as image:
+        run = run_steps(prepared, image)
+        return publish_image(results, prepared, image.stack, image.facts, run, replace=force)
