@@ -1,0 +1,275 @@
+"""``make bench-robustness``: where each pipeline breaks as one parameter leaves its range.
+
+For each swept parameter, fields are drawn with that parameter fixed at each value (from well
+inside the imaging model's range to well outside it) and every other value drawn from the spec's
+ranges; the learned (``cytometry``) and the classical (``cytometry-classical``) pipeline run on
+the same fields and are scored. The sweep also measures the QC flags: of the images the learned
+pipeline got wrong (cell F1 < 0.9), how many it flagged (recall), and how many flagged images
+were fine (false alarms).
+
+Writes ``bench/results/robustness.json``, ``.md`` and ``.png``. The skin sweep is
+``python -m bench.robustness_skin``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.accuracy import PIPELINES, RESULTS, _clean, run_pipeline, score
+
+SWEEP_SEED = 515_2026  # never used for training, tuning or the accuracy hold-outs
+BAD_CELL_F1 = 0.9
+#: The camera of the brightness sweep: the spec's highest gain and read noise, where a dim
+#: body's per-pixel SNR is lowest.
+_GAIN, _READ_NOISE = 2.0, 8.0
+
+
+def body_pixel_snr(body_adu: float) -> float:
+    """Per-pixel SNR of a body ``body_adu`` above the offset with the sweep's camera."""
+    return body_adu / float(np.sqrt(_READ_NOISE**2 + _GAIN * body_adu))
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One parameter swept: its values, where the spec's range lies, and how to set it."""
+
+    name: str
+    label: str
+    values: tuple[float, ...]
+    spec: tuple[float, float]
+    ranges: Callable[[float], Any]
+
+
+def _sweeps() -> list[Sweep]:
+    from overnight.synth.ranges import CytometryRanges
+
+    spec = CytometryRanges()
+
+    def brightness(v: float) -> CytometryRanges:
+        adu = v * _READ_NOISE  # invert body_pixel_snr by fixed-point iteration
+        for _ in range(50):
+            adu = v * float(np.sqrt(_READ_NOISE**2 + _GAIN * adu))
+        return spec.model_copy(
+            update={
+                "cell_signal_adu": (adu, adu),
+                "gain": (_GAIN, _GAIN),
+                "read_noise_adu": (_READ_NOISE, _READ_NOISE),
+            }
+        )
+
+    def spot_snr(v: float) -> CytometryRanges:
+        return spec.model_copy(update={"snr": (v, v)})
+
+    def cell_size(v: float) -> CytometryRanges:
+        types = tuple(
+            t.model_copy(update={"diameter_px": (t.diameter_px[0] * v, t.diameter_px[1] * v)})
+            for t in spec.cell_types
+        )
+        return spec.model_copy(update={"cell_types": types})
+
+    def psf(v: float) -> CytometryRanges:
+        return spec.model_copy(
+            update={
+                "sigma_xy_px": (spec.sigma_xy_px[0] * v, spec.sigma_xy_px[1] * v),
+                "sigma_z_slices": (spec.sigma_z_slices[0] * v, spec.sigma_z_slices[1] * v),
+            }
+        )
+
+    return [
+        Sweep(
+            "cell_brightness",
+            "body per-pixel SNR",
+            (0.5, 0.75, 1.0, 1.5, 3.0, 10.0),
+            (body_pixel_snr(10.0), body_pixel_snr(400.0)),
+            brightness,
+        ),
+        Sweep(
+            "spot_snr",
+            "single-particle SNR (A / read noise)",
+            (2, 3, 4, 8, 16, 25),
+            (4, 20),
+            spot_snr,
+        ),
+        Sweep("cell_size", "cell diameter × spec", (0.5, 0.75, 1.0, 1.25, 1.5), (1, 1), cell_size),
+        Sweep("psf_width", "spot σ × spec", (0.5, 0.75, 1.0, 1.25, 1.5), (1, 1), psf),
+    ]
+
+
+def run_point(
+    sweep: Sweep, value: float, n: int, size: int, seed: int, root: Path
+) -> dict[str, Any]:
+    """Draw ``n`` fields at one value, run both pipelines, score them."""
+    from overnight.synth.cytometry import write_dataset
+
+    data = root / f"{sweep.name}-{value}"
+    paths = write_dataset(data / "holdout", n, seed, size, sweep.ranges(value))
+    point: dict[str, Any] = {"value": value, "pipelines": {}}
+    for name in PIPELINES:
+        run_pipeline(name, paths, data / "results" / name)
+        scored = score(data / "holdout", data / "results" / name)
+        point["pipelines"][name] = {"metrics": scored["metrics"], "fields": scored["fields"]}
+    return point
+
+
+def flag_quality(report: dict[str, Any]) -> dict[str, Any]:
+    """Recall of the learned pipeline's QC flags on its bad images, and their false alarms."""
+    bad = flagged = bad_flagged = fine_flagged = fine = 0
+    for sweep in report["sweeps"].values():
+        for point in sweep["points"]:
+            for field in point["pipelines"]["cytometry"]["fields"]:
+                is_bad = (field["cell_f1"] if field["cell_f1"] is not None else 1.0) < BAD_CELL_F1
+                is_flagged = field["doubt"] > 0
+                bad += is_bad
+                fine += not is_bad
+                flagged += is_flagged
+                bad_flagged += is_bad and is_flagged
+                fine_flagged += is_flagged and not is_bad
+    return {
+        "images": bad + fine,
+        "bad_images": bad,
+        "flagged_images": flagged,
+        "recall": _clean(bad_flagged / bad) if bad else None,
+        "false_alarms_of_flagged": _clean(fine_flagged / flagged) if flagged else None,
+        "fine_images_flagged": _clean(fine_flagged / fine) if fine else None,
+        "definition": f"bad = learned cell F1 < {BAD_CELL_F1}; flagged = at least one QC flag",
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as a markdown page."""
+    lines = [
+        "# Robustness sweep: learned beside classical",
+        "",
+        f"{report['n_fields']} fields of {report['size_px']}² px per point, seed {report['seed']}"
+        " (never used for training, tuning or the accuracy hold-outs); every parameter not "
+        "swept is drawn from the spec's ranges. Reproduce: `make bench-robustness`. "
+        "`*` marks values outside the spec's range.",
+        "",
+    ]
+    for sweep in report["sweeps"].values():
+        lines += [
+            f"## {sweep['label']} (spec range {sweep['spec'][0]:.3g}–{sweep['spec'][1]:.3g})",
+            "",
+            "| value | cell F1 L / C | mean IoU L / C | types L / C | count MAE L / C "
+            "| PNP F1 L / C |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for point in sweep["points"]:
+            m = [point["pipelines"][p]["metrics"] for p in PIPELINES]
+            inside = sweep["spec"][0] - 1e-9 <= point["value"] <= sweep["spec"][1] + 1e-9
+            cells = " | ".join(
+                f"{_f(m[0][k])} / {_f(m[1][k])}"
+                for k in ("cell_f1", "mean_iou", "type_accuracy", "count_mae", "pnp_f1")
+            )
+            lines.append(f"| {point['value']:g}{'' if inside else '*'} | {cells} |")
+        lines.append("")
+    q = report["flags"]
+    lines += [
+        "## QC flags",
+        "",
+        f"{q['definition']}. {q['images']} images, {q['bad_images']} bad, "
+        f"{q['flagged_images']} flagged: recall **{_f(q['recall'])}** (target ≥ 0.9), "
+        f"false alarms among flagged **{_f(q['false_alarms_of_flagged'])}**, fine images "
+        f"flagged {_f(q['fine_images_flagged'])} (target ≤ 0.10).",
+        "",
+        f"Run time: {report['seconds']:.0f} s on this machine.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _f(value: Any) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """A grid: one column per swept parameter, one row per metric; spec range shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = ("cell_f1", "type_accuracy", "pnp_f1", "count_mae")
+    sweeps = list(report["sweeps"].values())
+    fig, axes = plt.subplots(
+        len(metrics), len(sweeps), figsize=(3.2 * len(sweeps), 2.4 * len(metrics)), squeeze=False
+    )
+    for col, sweep in enumerate(sweeps):
+        values = [p["value"] for p in sweep["points"]]
+        for row, metric in enumerate(metrics):
+            ax = axes[row][col]
+            for name, style in zip(PIPELINES, ("-o", "--s"), strict=True):
+                ys = [p["pipelines"][name]["metrics"][metric] for p in sweep["points"]]
+                ys = [np.nan if y is None else y for y in ys]
+                ax.plot(values, ys, style, label="learned" if name == "cytometry" else "classical")
+            ax.axvspan(sweep["spec"][0], sweep["spec"][1], color="0.9", zorder=0)
+            if sweep["name"] == "cell_brightness":
+                ax.set_xscale("log")
+            if row == len(metrics) - 1:
+                ax.set_xlabel(sweep["label"])
+            if col == 0:
+                ax.set_ylabel(metric)
+            if row == 0 and col == 0:
+                ax.legend(fontsize=8)
+    fig.suptitle("Robustness sweep (grey: inside the imaging model's range)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--fields", type=int, default=4, help="fields per point")
+    parser.add_argument("--size", type=int, default=384)
+    parser.add_argument("--seed", type=int, default=SWEEP_SEED)
+    parser.add_argument("--only", default=None, help="run one sweep (cell_brightness, ...)")
+    parser.add_argument("--out", default="robustness", help="report name under bench/results/")
+    parser.add_argument("--keep", type=Path, default=None, help="keep data and results here")
+    args = parser.parse_args()
+
+    from overnight.logs import configure_logging
+
+    configure_logging("WARNING", "text")
+    start = time.perf_counter()
+    report: dict[str, Any] = {
+        "n_fields": args.fields,
+        "size_px": args.size,
+        "seed": args.seed,
+        "sweeps": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="overnight-robustness-") as scratch:
+        root = args.keep or Path(scratch)
+        for sweep in _sweeps():
+            if args.only and sweep.name != args.only:
+                continue
+            points = [
+                run_point(sweep, v, args.fields, args.size, args.seed, root) for v in sweep.values
+            ]
+            report["sweeps"][sweep.name] = {
+                "name": sweep.name,
+                "label": sweep.label,
+                "spec": list(sweep.spec),
+                "points": points,
+            }
+            print(f"{sweep.name}: done ({time.perf_counter() - start:.0f} s)", flush=True)
+    report["flags"] = flag_quality(report)
+    report["seconds"] = time.perf_counter() - start
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{args.out}.md").write_text(markdown(report))
+    plot(report, RESULTS / f"{args.out}.png")
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
