@@ -1,21 +1,45 @@
-"""The QC picture a person looks at: outlines coloured by type, particles, counts."""
+"""The QC picture a person looks at: outlines coloured by type, particles, counts.
+
+Drawn with numpy and Pillow at the picture's own size (a plotting library cost ~0.5 s a
+field, more than the rest of the post-processing together).
+"""
 
 from __future__ import annotations
 
 import io
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw, ImageFont
+from skimage import segmentation
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from skimage import segmentation  # noqa: E402
-
-from overnight.steps.cells import normalise_intensity  # noqa: E402
+from overnight.steps.cells import normalise_intensity
 
 #: Colour per cell type, in the order the type list is configured (colour-blind safe).
 TYPE_COLOURS = ("#56B4E9", "#E69F00", "#009E73", "#CC79A7", "#F0E442", "#D55E00")
+#: Particles on a cell (filled dots) and on glass (hollow circles).
+ON_CELL_COLOUR = (255, 48, 48)
+ON_GLASS_COLOUR = (255, 255, 0)
+#: Heights of the title strip above the image and of the legend strip below it (px).
+TITLE_PX = 14
+LEGEND_PX = 16
+#: zlib level of the PNG: 1 writes ~5x faster than the default 6 for ~15 % more bytes.
+PNG_COMPRESS_LEVEL = 1
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    """``(r, g, b)`` of a ``#rrggbb`` colour."""
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+
+
+def _paint_dots(rgb: np.ndarray, y: np.ndarray, x: np.ndarray, colour: tuple[int, ...]) -> None:
+    """Paint a 3×3 px plus-shaped dot at each (``y``, ``x``) of ``rgb`` (in place)."""
+    ny, nx = rgb.shape[:2]
+    cy, cx = np.rint(y).astype(np.int64), np.rint(x).astype(np.int64)
+    for dy, dx in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
+        py, px = cy + dy, cx + dx
+        inside = (py >= 0) & (py < ny) & (px >= 0) & (px < nx)
+        rgb[py[inside], px[inside]] = colour
 
 
 def render_qc_png(
@@ -36,93 +60,56 @@ def render_qc_png(
     ny, nx = cell_image.shape
     scale = max(1, int(np.ceil(max(ny, nx) / max_side_px)))
     grey = np.clip(normalise_intensity(cell_image[::scale, ::scale]), 0, 1)
-    rgb = np.repeat(grey[..., None], 3, axis=2)
+    rgb = np.repeat((grey * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=2)
     small_labels = labels[::scale, ::scale]
     colour_of = {name: TYPE_COLOURS[i % len(TYPE_COLOURS)] for i, name in enumerate(type_names)}
+    type_of = dict(zip(cells["cell_id"].to_numpy(), cells["cell_type"].to_numpy(), strict=True))
+    ys, xs = np.nonzero(segmentation.find_boundaries(small_labels, mode="inner"))
+    boundary_ids = small_labels[ys, xs]
     for name, colour in colour_of.items():
-        ids = cells.loc[cells["cell_type"] == name, "cell_id"].to_numpy()
-        boundary = segmentation.find_boundaries(
-            np.where(np.isin(small_labels, ids), small_labels, 0), mode="inner"
-        )
-        rgb[boundary] = matplotlib.colors.to_rgb(colour)
+        ids = [cell_id for cell_id, cell_type in type_of.items() if cell_type == name]
+        edge = np.isin(boundary_ids, ids)
+        rgb[ys[edge], xs[edge]] = _rgb(colour)
 
-    inches = max(grey.shape) / 100
-    fig, ax = plt.subplots(
-        figsize=(
-            inches * grey.shape[1] / max(grey.shape) + 0.1,
-            inches * grey.shape[0] / max(grey.shape) + 0.5,
-        ),
-        dpi=100,
-    )
-    ax.imshow(rgb, interpolation="nearest")
-    on_cell = pnps["cell_id"] > 0
+    on_cell = (pnps["cell_id"] > 0).to_numpy()
     particles = pnps["multiplicity"] if "multiplicity" in pnps else pd.Series(1, index=pnps.index)
-    ax.scatter(
-        pnps.loc[on_cell, "x"] / scale,
-        pnps.loc[on_cell, "y"] / scale,
-        s=4,
-        c="#ff3030",
-        linewidths=0,
-    )
-    ax.scatter(
-        pnps.loc[~on_cell, "x"] / scale,
-        pnps.loc[~on_cell, "y"] / scale,
-        s=18,
-        facecolors="none",
-        edgecolors="#ffff00",
-        linewidths=0.8,
-    )
+    py = pnps["y"].to_numpy(float) / scale
+    px = pnps["x"].to_numpy(float) / scale
+    _paint_dots(rgb, py[on_cell], px[on_cell], ON_CELL_COLOUR)
+
+    top = TITLE_PX if title else 0
+    height, width = rgb.shape[:2]
+    canvas = Image.new("RGB", (width, top + height + LEGEND_PX), (255, 255, 255))
+    canvas.paste(Image.fromarray(rgb), (0, top))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for y, x in zip(py[~on_cell], px[~on_cell], strict=True):
+        draw.ellipse((x - 3, top + y - 3, x + 3, top + y + 3), outline=ON_GLASS_COLOUR)
     for row in cells.itertuples():
-        ax.text(
-            row.x / scale,
-            row.y / scale,
-            str(row.pnp_count),
-            color="white",
-            fontsize=7,
-            ha="center",
-            va="center",
-            weight="bold",
-            bbox={"boxstyle": "round,pad=0.15", "fc": "black", "alpha": 0.55, "lw": 0},
-        )
-    handles = [
-        plt.Line2D([], [], color=c, lw=2, label=f"{n} ({int((cells['cell_type'] == n).sum())})")
+        text = str(row.pnp_count)
+        centre = (row.x / scale, top + row.y / scale)
+        box = draw.textbbox(centre, text, font=font, anchor="mm")
+        draw.rectangle((box[0] - 2, box[1] - 1, box[2] + 1, box[3] + 1), fill=(40, 40, 40))
+        draw.text(centre, text, fill=(255, 255, 255), font=font, anchor="mm")
+    if title:
+        draw.text((width / 2, TITLE_PX / 2), title, fill=(0, 0, 0), font=font, anchor="mm")
+
+    legend: list[tuple[str, tuple[int, int, int], str]] = [
+        (f"{n} ({int((cells['cell_type'] == n).sum())})", _rgb(c), "line")
         for n, c in colour_of.items()
     ]
-    handles.append(
-        plt.Line2D(
-            [],
-            [],
-            color="#ff3030",
-            marker="o",
-            lw=0,
-            ms=3,
-            label=f"PNP on cell ({int(particles[on_cell].sum())})",
-        )
-    )
-    handles.append(
-        plt.Line2D(
-            [],
-            [],
-            color="#ffff00",
-            marker="o",
-            mfc="none",
-            lw=0,
-            ms=5,
-            label=f"PNP on glass ({int(particles[~on_cell].sum())})",
-        )
-    )
-    ax.legend(
-        handles=handles,
-        loc="upper center",
-        bbox_to_anchor=(0.5, 0.0),
-        ncol=len(handles),
-        fontsize=7,
-        frameon=False,
-    )
-    ax.set_title(title, fontsize=8)
-    ax.set_axis_off()
-    fig.subplots_adjust(left=0, right=1, top=0.96 if title else 1, bottom=0.06)
+    legend.append((f"PNP on cell ({int(particles[on_cell].sum())})", ON_CELL_COLOUR, "dot"))
+    legend.append((f"PNP on glass ({int(particles[~on_cell].sum())})", ON_GLASS_COLOUR, "ring"))
+    x0, y0 = 4.0, top + height + LEGEND_PX / 2
+    for label, colour, mark in legend:
+        if mark == "line":
+            draw.line((x0, y0, x0 + 12, y0), fill=colour, width=2)
+        elif mark == "dot":
+            draw.ellipse((x0 + 3, y0 - 3, x0 + 9, y0 + 3), fill=colour)
+        else:
+            draw.ellipse((x0 + 2, y0 - 4, x0 + 10, y0 + 4), outline=(90, 90, 0), width=2)
+        draw.text((x0 + 16, y0), label, fill=(0, 0, 0), font=font, anchor="lm")
+        x0 += 16 + draw.textlength(label, font=font) + 14
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
+    canvas.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
