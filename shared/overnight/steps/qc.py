@@ -101,11 +101,11 @@ def render_qc_png(
     legend.append((f"PNP on cell ({int(particles[on_cell].sum())})", ON_CELL_COLOUR, "dot"))
     legend.append((f"PNP on glass ({int(particles[~on_cell].sum())})", ON_GLASS_COLOUR, "ring"))
     x0, y0 = 4.0, top + height + LEGEND_PX / 2
-    for label, colour, mark in legend:
+    for label, mark_colour, mark in legend:
         if mark == "line":
-            draw.line((x0, y0, x0 + 12, y0), fill=colour, width=2)
+            draw.line((x0, y0, x0 + 12, y0), fill=mark_colour, width=2)
         elif mark == "dot":
-            draw.ellipse((x0 + 3, y0 - 3, x0 + 9, y0 + 3), fill=colour)
+            draw.ellipse((x0 + 3, y0 - 3, x0 + 9, y0 + 3), fill=mark_colour)
         else:
             draw.ellipse((x0 + 2, y0 - 4, x0 + 10, y0 + 4), outline=(90, 90, 0), width=2)
         draw.text((x0 + 16, y0), label, fill=(0, 0, 0), font=font, anchor="lm")
