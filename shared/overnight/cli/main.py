@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
+from types import ModuleType
 
 import click
 
@@ -26,11 +27,29 @@ SUBCOMMANDS: dict[str, str] = {
     "pk": "overnight.cli.pk:pk",
     "ingest": "overnight.cli.services:ingest",
     "worker": "overnight.cli.services:worker",
-    "stack": "overnight.cli.services:stack",
+    "stack": "overnight.cli.stack:stack",
     "qc-web": "overnight.cli.qcweb:qc_web",
     "dispatch": "overnight.cli.dispatch:dispatch",
     "config": "overnight.cli.configcmd:config",
 }
+
+
+def service(module_name: str) -> ModuleType:
+    """Import a service package's module by name (the CLI composes them; nothing imports it).
+
+    Raises
+    ------
+    click.ClickException
+        When the service package is not installed.
+    """
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name is not None and module_name.startswith(err.name):
+            raise click.ClickException(
+                f"{module_name} is not installed (pip install the service package)"
+            ) from err
+        raise
 
 
 class LazyGroup(click.Group):

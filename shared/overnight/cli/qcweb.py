@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import click
@@ -9,6 +10,10 @@ import click
 from overnight.config import load_settings
 from overnight.errors import ConfigError
 from overnight.logs import configure_logging
+
+#: The QC service's modules (the command line reaches services by name only).
+QC_APP = "overnight_qc.app"
+QC_CONFIG = "overnight_qc.core.config"
 
 
 @click.command("qc-web")
@@ -29,11 +34,11 @@ def qc_web(ctx: click.Context, host: str, port: int, dataset_dir: Path | None) -
     Pages are open to read (OVERNIGHT_QC_READS_PUBLIC); verdicts need OVERNIGHT_API_TOKEN,
     entered once in the sign-in form. OVERNIGHT_INGEST_URL adds live progress and retries.
     """
-    try:
-        import uvicorn
+    import uvicorn
 
-        from overnight_qc.app import create_app
-        from overnight_qc.core.config import QcSettings
+    try:
+        create_app = importlib.import_module(QC_APP).create_app
+        QcSettings = importlib.import_module(QC_CONFIG).QcSettings
     except ModuleNotFoundError as err:  # the service package is not installed
         raise click.ClickException(f"the QC service is not installed ({err.name} missing)") from err
     config_file = (ctx.obj or {}).get("config_file") if ctx.obj else None

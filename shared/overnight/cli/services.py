@@ -1,9 +1,14 @@
-"""``overnight ingest``, ``overnight worker`` and ``overnight stack``: the services as commands.
+"""``overnight ingest`` and ``overnight worker``: the services as commands.
 
 ``ingest serve`` runs the REST API (uvicorn), ``ingest watch`` the folder/bucket watcher;
 ``worker segmentation`` and ``worker pnp`` drain their queues; ``worker run-image`` analyses
 one image without a queue (one Kubernetes pod per image) and ``worker drain`` takes up to K
-images off the queues and exits; ``stack`` runs all of it as local processes.
+images off the queues and exits. ``overnight stack`` (:mod:`overnight.cli.stack`) runs all of
+it as local processes.
+
+The command line is the top composition root: it reaches the service packages only through
+their module names (:func:`~overnight.cli.main.service`), never by a static import, so the
+library does not depend on the services.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ import logging
 import signal
 import sys
 import threading
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from overnight.cli.main import service
 from overnight.config import CommonSettings, load_settings
+from overnight.dispatch.jobspec import BAD_IMAGE_EXIT_CODE
 from overnight.errors import InvalidImageError, ObjectNotFoundError, OvernightError
 from overnight.logs import configure_logging
 
@@ -29,8 +35,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Exit status of ``worker run-image`` for an image that can never be analysed.
-BAD_IMAGE_EXIT_CODE = 3
+#: The service modules the commands run (loaded when a command runs).
+INGEST_APP = "overnight_ingest.app"
+INGEST_CONFIG = "overnight_ingest.core.config"
+INGEST_CRON = "overnight_ingest.cron"
+INGEST_WATCHER = "overnight_ingest.watcher"
+SEGMENTATION_WORKER = "overnight_segmentation.worker"
+PNP_WORKER = "overnight_pnp.worker"
 
 S = TypeVar("S", bound=CommonSettings)
 
@@ -72,12 +83,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the REST API (OpenAPI docs at /docs)."""
     import uvicorn
 
-    from overnight_ingest.app import create_app
-    from overnight_ingest.core.config import IngestSettings
-
-    settings = _settings(ctx, IngestSettings, host=host, port=port)
+    settings = _settings(ctx, service(INGEST_CONFIG).IngestSettings, host=host, port=port)
     try:
-        app = create_app(settings)
+        app = service(INGEST_APP).create_app(settings)
     except OvernightError as err:
         raise click.ClickException(str(err)) from err
     uvicorn.run(
@@ -98,11 +106,10 @@ def watch(ctx: click.Context, once: bool) -> None:
     from overnight.jobs.connection import check_redis, connect
     from overnight.jobs.submit import Submitter
     from overnight.storage import open_store
-    from overnight_ingest.core.config import IngestSettings
-    from overnight_ingest.cron import CronSchedule
-    from overnight_ingest.watcher import Watcher, run_watcher
 
-    settings = _settings(ctx, IngestSettings)
+    CronSchedule = service(INGEST_CRON).CronSchedule
+    Watcher, run_watcher = service(INGEST_WATCHER).Watcher, service(INGEST_WATCHER).run_watcher
+    settings = _settings(ctx, service(INGEST_CONFIG).IngestSettings)
     try:
         if not settings.watched_sources():
             raise click.ClickException("nothing to watch: set OVERNIGHT_WATCH_SOURCES")
@@ -144,11 +151,10 @@ def worker() -> None:
 def segmentation(ctx: click.Context, burst: bool) -> None:
     """Segment and classify cells (queue overnight-segmentation)."""
     from overnight.jobs.settings import JobSettings
-    from overnight_segmentation.worker import main
 
     settings = _settings(ctx, JobSettings)
     try:
-        main(settings, burst=burst)
+        service(SEGMENTATION_WORKER).main(settings, burst=burst)
     except OvernightError as err:
         raise click.ClickException(str(err)) from err
 
@@ -159,11 +165,10 @@ def segmentation(ctx: click.Context, burst: bool) -> None:
 def pnp(ctx: click.Context, burst: bool) -> None:
     """Detect and count PNPs, publish the results (queue overnight-pnp)."""
     from overnight.jobs.settings import JobSettings
-    from overnight_pnp.worker import main
 
     settings = _settings(ctx, JobSettings)
     try:
-        main(settings, burst=burst)
+        service(PNP_WORKER).main(settings, burst=burst)
     except OvernightError as err:
         raise click.ClickException(str(err)) from err
 
@@ -243,57 +248,3 @@ def drain(ctx: click.Context, max_images: int) -> None:
         run_worker(settings, "all", burst=True, max_jobs=2 * max_images)
     except OvernightError as err:
         raise click.ClickException(str(err)) from err
-
-
-@click.command()
-@click.option("--workers", type=int, default=1, show_default=True, help="Workers of each kind.")
-@click.option("--port", type=int, default=8000, show_default=True, help="Port of the ingest API.")
-@click.option(
-    "--redis-port",
-    type=int,
-    default=6379,
-    show_default=True,
-    help="Port of the redis-server started here (ignored with OVERNIGHT_REDIS_URL).",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("overnight-stack"),
-    show_default=True,
-    help="Redis persistence and the generated API token.",
-)
-@click.option(
-    "--qc-port", type=int, default=8080, show_default=True, help="QC web port; 0: do not start it."
-)
-@click.pass_context
-def stack(
-    ctx: click.Context, workers: int, port: int, redis_port: int, data_dir: Path, qc_port: int
-) -> None:
-    """Run Redis, the ingest API, the watcher and N workers of each kind; Ctrl-C stops all."""
-    from overnight_ingest.core.config import IngestSettings
-    from overnight_ingest.stack import Stack, StackConfig
-
-    settings = _settings(ctx, IngestSettings)
-    config = StackConfig(
-        workers=workers,
-        port=port,
-        host=settings.host,
-        redis_port=redis_port,
-        qc_port=qc_port,
-        data_dir=data_dir,
-    )
-    running = Stack(config)
-    stop = _stop_event()
-    try:
-        running.start()
-        click.echo(
-            f"ingest API on http://{settings.host}:{port} (docs at /docs); Ctrl-C stops everything"
-        )
-        watcher = threading.Thread(target=running.supervise, daemon=True)
-        watcher.start()
-        stop.wait()
-    except OvernightError as err:
-        raise click.ClickException(str(err)) from err
-    finally:
-        click.echo("stopping…")
-        running.stop()

@@ -1,5 +1,8 @@
 """``overnight stack``: the whole system as local processes, supervised, stopped cleanly.
 
+The process supervisor of every service, so it sits with the command line (the composition
+root), not inside one of the services it starts.
+
 Starts, in order: ``redis-server`` from PATH (unless ``OVERNIGHT_REDIS_URL`` is set) with
 append-only persistence in ``<data>/redis``; the ingest API; the watcher (when
 ``OVERNIGHT_WATCH_SOURCES`` is set); the QC web (when installed, unless its port is 0); N
@@ -24,7 +27,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from overnight.errors import ConfigError
+import click
+
+from overnight.cli.main import service
+from overnight.cli.services import INGEST_CONFIG, _settings, _stop_event
+from overnight.errors import ConfigError, OvernightError
 from overnight.jobs.connection import REDIS_TRANSIENT_ERRORS, connect
 
 logger = logging.getLogger(__name__)
@@ -218,3 +225,54 @@ def _terminate(children: list[Child], grace_s: float) -> None:
                 pass
             child.process.wait()
         logger.info("stopped %s", child.name)
+
+
+@click.command()
+@click.option("--workers", type=int, default=1, show_default=True, help="Workers of each kind.")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port of the ingest API.")
+@click.option(
+    "--redis-port",
+    type=int,
+    default=6379,
+    show_default=True,
+    help="Port of the redis-server started here (ignored with OVERNIGHT_REDIS_URL).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("overnight-stack"),
+    show_default=True,
+    help="Redis persistence and the generated API token.",
+)
+@click.option(
+    "--qc-port", type=int, default=8080, show_default=True, help="QC web port; 0: do not start it."
+)
+@click.pass_context
+def stack(
+    ctx: click.Context, workers: int, port: int, redis_port: int, data_dir: Path, qc_port: int
+) -> None:
+    """Run Redis, the ingest API, the watcher and N workers of each kind; Ctrl-C stops all."""
+    settings = _settings(ctx, service(INGEST_CONFIG).IngestSettings)
+    config = StackConfig(
+        workers=workers,
+        port=port,
+        host=settings.host,
+        redis_port=redis_port,
+        qc_port=qc_port,
+        data_dir=data_dir,
+    )
+    running = Stack(config)
+    stop = _stop_event()
+    try:
+        running.start()
+        click.echo(
+            f"ingest API on http://{settings.host}:{port} (docs at /docs); Ctrl-C stops everything"
+        )
+        watcher = threading.Thread(target=running.supervise, daemon=True)
+        watcher.start()
+        stop.wait()
+    except OvernightError as err:
+        raise click.ClickException(str(err)) from err
+    finally:
+        click.echo("stopping…")
+        running.stop()
