@@ -1,7 +1,8 @@
 """Take image jobs off the segmentation queue into the dispatcher's in-flight registry (Redis).
 
-With ``OVERNIGHT_BACKEND=kubernetes`` images are enqueued as usual (RQ job ids derived from
-dataset and image) and no RQ worker reads ``overnight-segmentation``: the dispatcher does.
+With the Kubernetes backend (the Helm chart's ``settings.backend: kubernetes``) images are
+enqueued as usual (RQ job ids derived from dataset and image) and no RQ worker reads
+``overnight-segmentation``: the dispatcher does.
 
 Keys (under ``overnight:dispatch:``):
 

@@ -15,6 +15,7 @@ SETTINGS_CLASSES = {
     "ingest": "overnight_ingest.core.config:IngestSettings",
     "qc-web": "overnight_qc.core.config:QcSettings",
     "dispatch": "overnight.dispatch.settings:DispatchSettings",
+    "models": "overnight.models.loading:ModelSettings",
 }
 
 

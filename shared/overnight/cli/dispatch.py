@@ -26,7 +26,7 @@ def _settings(ctx: click.Context) -> DispatchSettings:
 
 @click.group()
 def dispatch() -> None:
-    """Create one Kubernetes Job per image (OVERNIGHT_BACKEND=kubernetes)."""
+    """Create one Kubernetes Job per image (the Helm chart's settings.backend: kubernetes)."""
 
 
 @dispatch.command("run")

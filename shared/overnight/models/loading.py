@@ -9,16 +9,20 @@ A model reference is one of:
   cache folder (``OVERNIGHT_MODEL_CACHE``, default ``~/.cache/overnight/models``).
 
 The models folder is ``OVERNIGHT_MODELS_DIR`` when set, else the repository's ``models/``.
+Both are read through :class:`ModelSettings` (environment or config file), once per process.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
+from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
 
+from pydantic import Field
+
+from overnight.config import CommonSettings, load_settings
 from overnight.errors import ModelNotFoundError
 from overnight.models.config import CONFIG_FILE, CellModelConfig, PnpModelConfig, load_config
 
@@ -29,17 +33,35 @@ DEFAULT_MODELS = {"cells": "cells", "pnp": "pnp"}
 ConfigT = TypeVar("ConfigT", CellModelConfig, PnpModelConfig)
 
 
+class ModelSettings(CommonSettings):
+    """Where models are found: the models folder and the cache of models fetched by URI."""
+
+    config_section = "models"
+
+    models_dir: Path | None = Field(
+        None, description="Folder of the shipped models (default: the repository's models/)."
+    )
+    model_cache: Path | None = Field(
+        None,
+        description="Cache of models fetched from object-store URIs "
+        "(default: ~/.cache/overnight/models).",
+    )
+
+
+@lru_cache(maxsize=1)
+def model_settings() -> ModelSettings:
+    """The process's :class:`ModelSettings`, read once (``cache_clear()`` to read again)."""
+    return load_settings(ModelSettings)
+
+
 def models_root() -> Path:
     """The folder of shipped models (``OVERNIGHT_MODELS_DIR`` or the repository's ``models/``)."""
-    override = os.environ.get("OVERNIGHT_MODELS_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[3] / "models"
+    return model_settings().models_dir or Path(__file__).resolve().parents[3] / "models"
 
 
 def _cache_root() -> Path:
-    override = os.environ.get("OVERNIGHT_MODEL_CACHE")
-    return Path(override) if override else Path.home() / ".cache" / "overnight" / "models"
+    cache = model_settings().model_cache
+    return cache if cache is not None else Path.home() / ".cache" / "overnight" / "models"
 
 
 def _fetch_uri(uri: str) -> Path:
