@@ -15,37 +15,38 @@
 # PYTHON_IMAGE: any Debian 12 image with python3 (>= 3.11), venv and pip. Without a registry,
 # scripts/base-image.sh makes one locally (see the README, "Building the images offline").
 # Stages are in the order the classic builder walks them: the model-free targets come before
-# the TensorFlow stages, so building them never installs TensorFlow.
+# the TensorFlow stages, so building them never installs TensorFlow. Third-party packages
+# are installed before the source is copied: a code change rebuilds only the overnight wheel
+# and its small install layer in each image.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# --- builder: a venv with the pinned core dependencies and a wheel of the repository ---------
-FROM ${PYTHON_IMAGE} AS builder
+# --- deps: a venv with the pinned core dependencies; survives every code change ----------------
+FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/venv
-# extras.py prints the requirements of the core and of chosen extras from pyproject.toml;
-# dependencies come first, pinned by requirements.lock, so this layer survives code changes.
+# extras.py prints the requirements of the core or of one extra from pyproject.toml.
 COPY pyproject.toml requirements.lock scripts/extras.py ./
 RUN python extras.py > core.txt \
- && /opt/venv/bin/pip install --constraint requirements.lock --requirement core.txt
+ && /opt/venv/bin/pip install --constraint requirements.lock --requirement core.txt \
+ && find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} +
+
+# --- wheel: overnight itself (the only layer a code change rebuilds, with the installs below) --
+FROM deps AS wheel
 COPY README.md ./
 COPY shared/ shared/
 COPY services/ services/
-RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels . \
- && /opt/venv/bin/pip install --no-deps /wheels/overnight-*.whl
-
-# --- core-venv: the builder's venv less what never runs (test suites of the dependencies, pip) -
-FROM builder AS core-venv
-RUN find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} + \
- && /opt/venv/bin/python -m pip uninstall -y -q pip setuptools
+RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels .
 
 # --- runtime: the base, a non-root user; no compilers, no source tree -------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HOME=/tmp \
     MPLCONFIGDIR=/tmp/matplotlib \
     OVERNIGHT_LOG_FORMAT=json
@@ -56,7 +57,9 @@ WORKDIR /tmp
 
 # --- api: the ingest REST API; the watcher runs the same image (`overnight ingest watch`) ----
 FROM runtime AS api
-COPY --from=core-venv /opt/venv /opt/venv
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=wheel /wheels /wheels
+RUN pip install --no-deps /wheels/overnight-*.whl && rm -rf /wheels
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
@@ -65,7 +68,9 @@ CMD ["overnight", "ingest", "serve", "--host", "0.0.0.0", "--port", "8000"]
 
 # --- qc-web: the QC web page -------------------------------------------------------------------
 FROM runtime AS qc-web
-COPY --from=core-venv /opt/venv /opt/venv
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=wheel /wheels /wheels
+RUN pip install --no-deps /wheels/overnight-*.whl && rm -rf /wheels
 USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
@@ -73,44 +78,47 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
 CMD ["overnight", "qc-web", "--host", "0.0.0.0", "--port", "8080"]
 
 # --- dispatcher: one Kubernetes Job per image (adds the Kubernetes client) ---------------------
-FROM builder AS builder-dispatch
+FROM deps AS deps-dispatch
 RUN python extras.py --only dispatch > dispatch.txt \
  && /opt/venv/bin/pip install --constraint requirements.lock --requirement dispatch.txt \
- && find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} + \
- && /opt/venv/bin/python -m pip uninstall -y -q pip setuptools
+ && find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} +
 
 FROM runtime AS dispatcher
-COPY --from=builder-dispatch /opt/venv /opt/venv
+COPY --from=deps-dispatch /opt/venv /opt/venv
+COPY --from=wheel /wheels /wheels
+RUN pip install --no-deps /wheels/overnight-*.whl && rm -rf /wheels
 USER 10001:10001
 CMD ["overnight", "dispatch", "run"]
 
 # --- worker: TensorFlow (CPU) and the shipped models; segmentation, pnp and image Jobs -------
-FROM builder AS builder-models
+FROM deps AS deps-models
 RUN python extras.py --only models > models.txt \
  && /opt/venv/bin/pip install --constraint requirements.lock --requirement models.txt \
  && find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} + \
- && rm -rf /opt/venv/lib/python3*/site-packages/tensorflow/include \
- && /opt/venv/bin/python -m pip uninstall -y -q pip setuptools
+ && rm -rf /opt/venv/lib/python3*/site-packages/tensorflow/include
 
 FROM runtime AS worker
-COPY --from=builder-models /opt/venv /opt/venv
+COPY --from=deps-models /opt/venv /opt/venv
 # The shipped models (models/cells, models/pnp, ...); a step's `model` parameter may override.
 COPY models/ /opt/overnight/models/
 ENV OVERNIGHT_MODELS_DIR=/opt/overnight/models
+COPY --from=wheel /wheels /wheels
+RUN pip install --no-deps /wheels/overnight-*.whl && rm -rf /wheels
 USER 10001:10001
 # docker-compose and the Helm chart give the pnp-counter its own command (`worker pnp`).
 CMD ["overnight", "worker", "segmentation"]
 
 # --- worker-gpu: the worker with TensorFlow's CUDA build (for GPU nodes; not built by compose) -
-FROM builder AS builder-gpu
+FROM deps AS deps-gpu
 RUN python extras.py --only gpu > gpu.txt \
  && /opt/venv/bin/pip install --constraint requirements.lock --requirement gpu.txt \
- && find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} + \
- && /opt/venv/bin/python -m pip uninstall -y -q pip setuptools
+ && find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} +
 
 FROM runtime AS worker-gpu
-COPY --from=builder-gpu /opt/venv /opt/venv
+COPY --from=deps-gpu /opt/venv /opt/venv
 COPY models/ /opt/overnight/models/
 ENV OVERNIGHT_MODELS_DIR=/opt/overnight/models
+COPY --from=wheel /wheels /wheels
+RUN pip install --no-deps /wheels/overnight-*.whl && rm -rf /wheels
 USER 10001:10001
 CMD ["overnight", "worker", "segmentation"]

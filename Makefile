@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 DSB ?= ../shared/data/dsb2018-fluo
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-fast lint bench bench-accuracy bench-cluster train train-nuclei clean system-deps
+.PHONY: help install run test test-fast test-deploy lint bench bench-accuracy bench-cluster train train-nuclei clean system-deps
 
 help:  ## List the targets and what each does
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)  ## Create .venv and install overnight with its test tools
 
-system-deps:  ## Install redis-server and chromium with apt when missing (needs root)
+system-deps:  ## Install redis-server, chromium, docker.io, docker-compose, debootstrap with apt when missing (root)
 	@bash scripts/system-deps.sh
 
 run: install  ## Analyse INPUT=/path/to/tiffs (default: a generated demo dataset) into OUT
@@ -41,6 +41,10 @@ test: install system-deps  ## Install what the tests need, then run the whole su
 
 test-fast: install  ## Run the suite without slow and browser tests
 	$(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+
+test-deploy: install system-deps  ## Build the images, run docker-compose end to end with crashes; figures in bench/results/deploy.json
+	OVERNIGHT_DEPLOY_REPORT=bench/results/deploy.json OVERNIGHT_DEPLOY_ARTEFACTS=bench/results \
+	  $(BIN)/python -m pytest tests/deploy/e2e $(PYTEST_ARGS)
 
 lint: install  ## ruff and mypy on the library
 	$(BIN)/ruff check shared services tests
