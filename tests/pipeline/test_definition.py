@@ -50,3 +50,18 @@ def test_override_of_absent_step_is_refused():
 def test_series_pipelines_are_told_apart():
     assert is_series_pipeline("skin-pk")
     assert not is_series_pipeline("cytometry-classical")
+
+
+def test_skin_pk_is_a_pipeline_of_registered_steps():
+    pipeline = load_pipeline("skin-pk", {"drug_profiles": {"calibration": 2.0}})
+    assert pipeline.is_series and not load_pipeline("cytometry-classical").is_series
+    assert [b.spec.name for b in pipeline.steps] == [
+        "read_series",
+        "segment_compartments",
+        "drug_profiles",
+        "nca",
+        "pk_plots",
+    ]
+    assert pipeline.steps[2].params.calibration == 2.0
+    with pytest.raises(ConfigError, match="drug_profiles"):
+        load_pipeline("skin-pk", {"drug_profiles": {"calibration": -1}})

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 import numpy as np
@@ -83,20 +83,12 @@ class NcaResult:
     reason: str | None = None
 
 
-#: Column order of NCA tables (``nca.csv``), after any group columns.
-NCA_COLUMNS: tuple[str, ...] = (
-    "cmax",
-    "tmax",
-    "clast",
-    "tlast",
-    "auc_last",
-    "auc_inf_obs",
-    "lambda_z",
-    "half_life",
-    "r2_adj",
-    "n_points_lambda_z",
-    "reason",
-)
+#: Column order of NCA tables (``nca.csv``), after any group columns: the fields of
+#: :class:`NcaResult`, the one schema the writer (:func:`nca_table`) and the reader
+#: (:mod:`overnight.review.pk`) share.
+NCA_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(NcaResult))
+#: The numeric NCA columns (all but ``reason``).
+NCA_VALUES: tuple[str, ...] = tuple(c for c in NCA_COLUMNS if c != "reason")
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,11 @@ class Pipeline(BaseModel):
         return tuple(seen)
 
     @property
+    def is_series(self) -> bool:
+        """Whether the pipeline works on a time series (``inputs: [series]``), not per image."""
+        return list(self.inputs) == ["series"]
+
+    @property
     def channel_roles(self) -> tuple[str, ...]:
         """Channel roles in channel order (e.g. ``("cell", "pnp")``), from the channel step."""
         for bound in self.steps:

@@ -32,6 +32,7 @@ ENTRY_POINT_GROUP = "overnight.steps"
 BUILTIN_MODULES = (
     "overnight.pipeline.builtin_steps",  # classical digital cytometry
     "overnight.pipeline.learned_steps",  # learned cytometry (TensorFlow loads only in setup)
+    "overnight.pipeline.skin_steps",  # skin PK, a series pipeline
 )
 
 

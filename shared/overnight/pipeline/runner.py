@@ -64,6 +64,20 @@ class PreparedPipeline:
             workspace.update(produced)
         return PipelineRun(values=workspace, timings_s=timings)
 
+    def state_of(self, step_name: str) -> Any:
+        """What step ``step_name``'s ``setup`` returned (e.g. its loaded model); None if none."""
+        for bound, state in zip(self.pipeline.steps, self._states, strict=True):
+            if bound.spec.name == step_name:
+                return state
+        return None
+
+    def params_of(self, step_name: str) -> Any:
+        """The validated parameters of step ``step_name`` (None if the pipeline lacks it)."""
+        for bound in self.pipeline.steps:
+            if bound.spec.name == step_name:
+                return bound.params
+        return None
+
     def versions(self) -> dict[str, str]:
         """Step name → version, plus any model versions steps report in their state."""
         versions = {b.spec.name: b.spec.version for b in self.pipeline.steps}

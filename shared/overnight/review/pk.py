@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
+from overnight.analysis.nca import NCA_VALUES, NcaResult
 from overnight.errors import ObjectNotFoundError, UnsafeKeyError
 from overnight.review.listing import child_key
 from overnight.storage.base import ObjectInfo, ObjectStore
@@ -64,37 +65,16 @@ class PkUnits:
         }.get(column, "")
 
 
-@dataclass(frozen=True)
-class NcaRow:
-    """NCA parameters of one compartment (NaN where ``reason`` says why they are missing)."""
+@dataclass(frozen=True, kw_only=True)
+class NcaRow(NcaResult):
+    """One row of ``nca.csv``: a compartment and its NCA parameters.
+
+    The fields are :class:`~overnight.analysis.nca.NcaResult`'s, the schema the writer uses;
+    NaN where ``reason`` says why a value is missing (``""`` when none is).
+    """
 
     compartment: str
-    cmax: float
-    tmax: float
-    clast: float
-    tlast: float
-    auc_last: float
-    auc_inf_obs: float
-    lambda_z: float
-    half_life: float
-    r2_adj: float
-    n_points_lambda_z: float
-    reason: str
-
-
-#: NCA value columns in table order, after the compartment.
-NCA_VALUES = (
-    "cmax",
-    "tmax",
-    "clast",
-    "tlast",
-    "auc_last",
-    "auc_inf_obs",
-    "lambda_z",
-    "half_life",
-    "r2_adj",
-    "n_points_lambda_z",
-)
+    reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from overnight.analysis.nca import AucMethod
 from overnight.analysis.profiles import drug_profiles, estimate_background, nca_for_profiles
 from overnight.errors import ConfigError, InvalidImageError
-from overnight.models.skin import SkinModel, segment_stack
+from overnight.models.skin import SkinModel, class_probabilities
+from overnight.skin.flags import PlaneQuality, flag_planes
 from overnight.skin.series import SkinSeries, Timepoint, read_timepoint
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ class TimepointResult:
         Time to read, segment and measure.
     reused_labels : bool
         True when ``labels`` were given (a published result), not predicted.
+    flags : tuple of PlaneQuality
+        QC signals and flags of each plane (:mod:`overnight.skin.flags`).
     """
 
     timepoint: Timepoint
@@ -107,6 +110,7 @@ class TimepointResult:
     drug_level_adu: float
     seconds: float
     reused_labels: bool = False
+    flags: tuple[PlaneQuality, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -181,8 +185,10 @@ def analyse_timepoint(
             timepoint.image_id, f"stored labels {labels.shape} do not fit the stack {expected}"
         )
     reused = labels is not None
+    confidence = None
     if labels is None:
-        labels = segment_stack(model, stack)
+        probabilities = class_probabilities(model, stack)
+        labels, confidence = np.argmax(probabilities, axis=1).astype(np.uint8), probabilities.max(1)
     drug = stack[:, DRUG_CHANNEL]
     raw = drug_profiles(
         drug,
@@ -200,18 +206,21 @@ def analyse_timepoint(
         seconds,
         extra={"image_id": timepoint.image_id},
     )
-    return TimepointResult(timepoint, stack, labels, raw, level, seconds, reused)
+    flags = flag_planes(
+        stack, labels, timepoint.depths_um, model.config.compartments,
+        max_probability=confidence, expect_drug=timepoint.time_min > 0,
+    )  # fmt: skip
+    return TimepointResult(timepoint, stack, labels, raw, level, seconds, reused, flags)
 
 
-def pk_analysis(
+def corrected_profiles(
     raw_profiles: Sequence[pd.DataFrame],
     levels: Sequence[tuple[float, float]],
     *,
     background_adu: float | None = None,
     calibration: float = 1.0,
-    auc_method: AucMethod = "linlog",
-) -> PkAnalysis:
-    """Subtract the background, calibrate and run the NCA per compartment and per depth.
+) -> tuple[pd.DataFrame, float, tuple[str, ...]]:
+    """Subtract the drug detector level and calibrate: ``(profiles, background_adu, warnings)``.
 
     Parameters
     ----------
@@ -223,11 +232,13 @@ def pk_analysis(
         Detector level to subtract; ``None`` takes that of the earliest timepoint.
     calibration : float
         Concentration per ADU.
-    auc_method : {"linlog", "linear"}
 
     Returns
     -------
-    PkAnalysis
+    profiles : pandas.DataFrame
+        ``time, depth, compartment, signal, n_px`` sorted by time and depth.
+    background_adu : float
+    warnings : tuple of str
     """
     warnings: list[str] = []
     if background_adu is None:
@@ -248,12 +259,39 @@ def pk_analysis(
     )
     profiles = raw.assign(signal=(raw["signal"].astype(float) - background_adu) * calibration)
     profiles = profiles.sort_values(["time", "depth"], kind="stable", ignore_index=True)
+    for warning in warnings:
+        logger.warning(warning)
+    return profiles, float(background_adu), tuple(warnings)
+
+
+def nca_tables(
+    profiles: pd.DataFrame, auc_method: AucMethod = "linlog"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """NCA per compartment (pooled over depth) and per compartment × depth: ``(nca, nca_depth)``."""
     nca = nca_for_profiles(profiles, ("compartment",), auc_method=auc_method)
     present = profiles[profiles["n_px"] > 0]
     nca_depth = nca_for_profiles(present, ("compartment", "depth"), auc_method=auc_method)
-    for warning in warnings:
-        logger.warning(warning)
-    return PkAnalysis(profiles, nca, nca_depth, float(background_adu), calibration, tuple(warnings))
+    return nca, nca_depth
+
+
+def pk_analysis(
+    raw_profiles: Sequence[pd.DataFrame],
+    levels: Sequence[tuple[float, float]],
+    *,
+    background_adu: float | None = None,
+    calibration: float = 1.0,
+    auc_method: AucMethod = "linlog",
+) -> PkAnalysis:
+    """Subtract the background, calibrate and run the NCA per compartment and per depth.
+
+    :func:`corrected_profiles` then :func:`nca_tables` (the ``drug_profiles`` and ``nca``
+    steps of the ``skin-pk`` pipeline).
+    """
+    profiles, background, warnings = corrected_profiles(
+        raw_profiles, levels, background_adu=background_adu, calibration=calibration
+    )
+    nca, nca_depth = nca_tables(profiles, auc_method)
+    return PkAnalysis(profiles, nca, nca_depth, background, calibration, warnings)
 
 
 def analyse_series(
@@ -288,6 +326,40 @@ def analyse_series(
         Failures of reading (or of ``on_result``'s :class:`InvalidImageError`) are collected,
         not raised.
     """
+    measured = measure_timepoints(series, model, on_result=on_result, stored_labels=stored_labels)
+    analysis = pk_analysis(
+        measured.raw_profiles,
+        measured.levels,
+        background_adu=background_adu,
+        calibration=calibration,
+        auc_method=auc_method,
+    )
+    return SeriesResult(analysis, measured.analysed, measured.failures)
+
+
+@dataclass(frozen=True)
+class MeasuredSeries:
+    """Every timepoint's raw profiles and detector level, and the timepoints that failed."""
+
+    raw_profiles: tuple[pd.DataFrame, ...]
+    levels: tuple[tuple[float, float], ...]
+    analysed: tuple[str, ...]
+    failures: tuple[TimepointFailure, ...]
+
+
+def measure_timepoints(
+    series: SkinSeries,
+    model: SkinModel,
+    *,
+    on_result: Callable[[TimepointResult], None] | None = None,
+    stored_labels: Callable[[Timepoint], np.ndarray | None] | None = None,
+) -> MeasuredSeries:
+    """Segment and measure every timepoint in time order (one stack in memory at a time).
+
+    ``on_result`` gets each :class:`TimepointResult` before the next is read;
+    ``stored_labels`` gives labels to reuse. A timepoint that cannot be read (or that
+    ``on_result`` refuses with :class:`InvalidImageError`) becomes a failure.
+    """
     raw, levels, analysed, failures = [], [], [], []
     for timepoint in series.timepoints:
         try:
@@ -306,7 +378,4 @@ def analyse_series(
         raw.append(result.raw_profiles)
         levels.append((timepoint.time_min, result.drug_level_adu))
         analysed.append(timepoint.image_id)
-    analysis = pk_analysis(
-        raw, levels, background_adu=background_adu, calibration=calibration, auc_method=auc_method
-    )
-    return SeriesResult(analysis, tuple(analysed), tuple(failures))
+    return MeasuredSeries(tuple(raw), tuple(levels), tuple(analysed), tuple(failures))
