@@ -52,6 +52,10 @@ def test_drug_at_noise_level_is_flagged_only_after_dosing() -> None:
     )
     assert PlaneFlag.LOW_DRUG_SNR in after.flags and "drug SNR" in after.reasons[0]
     assert PlaneFlag.LOW_DRUG_SNR not in before.flags
+    # without a known level the plane's darkest pixels give it (here: the noise around 100)
+    stack, labels = _plane(np.random.default_rng(1))
+    (estimated,) = flag_planes(stack, labels, [30.0], COMPARTMENTS)
+    assert estimated.flags == () and estimated.drug_snr == pytest.approx(40.0, rel=0.15)
 
 
 def test_flat_structure_and_unsure_model_are_flagged() -> None:

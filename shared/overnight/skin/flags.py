@@ -123,7 +123,7 @@ def flag_planes(
     depths_um: Sequence[float],
     compartments: Sequence[str],
     *,
-    drug_level_adu: float,
+    drug_level_adu: float | None = None,
     max_probability: np.ndarray | None = None,
     expect_drug: bool = True,
     structure_channel: int = 0,
@@ -140,8 +140,10 @@ def flag_planes(
         Compartment labels, 0 = none, k = ``compartments[k - 1]``.
     depths_um : sequence of float, length Z
     compartments : sequence of str
-    drug_level_adu : float
-        Detector level of the drug channel (pre-dose mean).
+    drug_level_adu : float, optional
+        Detector level of the drug channel (the pre-dose mean). ``None`` estimates it per
+        plane from its darkest pixels (1st percentile + 2.33 σ, the level of pure noise);
+        where every pixel holds drug that estimate is high, so the SNR errs low.
     max_probability : ndarray of shape (Z, Y, X), optional
         The model's largest class probability per pixel; without it no
         ``uncertain_segmentation`` flag is raised.
@@ -184,7 +186,12 @@ def flag_planes(
         sums = np.bincount(plane_labels.ravel(), drug.ravel(), minlength=len(names))
         means = sums[1 : len(names)] / np.maximum(counts[1:], 1)
         present = counts[1:] > 0
-        peak = float(np.max(means[present])) - drug_level_adu if present.any() else 0.0
+        level = (
+            float(np.percentile(drug, 1.0)) + 2.33 * drug_noise
+            if drug_level_adu is None
+            else drug_level_adu
+        )
+        peak = float(np.max(means[present])) - level if present.any() else 0.0
         drug_snr = peak / drug_noise
         structure = stack[z, structure_channel].astype(np.float64)
         low, high = np.percentile(structure, [1.0, 99.0])
