@@ -20,7 +20,7 @@ from overnight.jobs.settings import JobSettings
 from overnight.jobs.sources import open_source
 from overnight.jobs.state import JobBook
 from overnight.jobs.status import JobStatus, count_statuses
-from overnight.pipeline.definition import load_pipeline
+from overnight.pipeline.definition import is_series_pipeline, load_pipeline
 from overnight.pipeline.image import ImageSource
 from overnight.pipeline.outcome import ImageOutcome
 from overnight.pipeline.runner import PreparedPipeline
@@ -97,6 +97,9 @@ def finish_if_done(
     failed). Used by the queue workers and the
     Kubernetes dispatcher alike; ``failures.json`` lists the failed images with their reasons.
     """
+    record = book.dataset(dataset_id)
+    if record is not None and is_series_pipeline(record.pipeline):
+        return True  # the series job writes a series' dataset files (jobs.tasks.analyse_series)
     states = book.images(dataset_id)
     counts = count_statuses(final_status if s.image_id == finishing else s.status for s in states)
     if not counts.finished:

@@ -42,6 +42,8 @@ from overnight.pipeline.image import (
 from overnight.pipeline.outcome import TRANSIENT_ERRORS as IMAGE_TRANSIENT_ERRORS
 from overnight.pipeline.outcome import FailureKind, sort_error
 from overnight.pipeline.runner import PipelineRun
+from overnight.pipeline.skin_pk import analyse_skin_series
+from overnight.storage.copies import local_folder
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +75,8 @@ def segment_image(payload: dict[str, Any]) -> str:
     ctx, job = current_context(), ImageJob.from_json(payload)
     with reporting(ctx, job, "segmentation"):
         prepared, results = ctx.pipeline(job.pipeline), ctx.results(job.dataset_id)
+        if prepared.pipeline.is_series:
+            return analyse_series(ctx, job)
         if results.is_complete(job.image_id):
             return _done(ctx, job)
         ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.READING)
@@ -117,13 +121,52 @@ def count_image(payload: dict[str, Any]) -> str:
     return "failed"
 
 
+def analyse_series(ctx: StageContext, job: ImageJob) -> str:
+    """A series pipeline's job (``skin-pk``): the whole series of the job's dataset.
+
+    A series maps to jobs as follows: every image is enqueued as usual, and the first job to
+    run analyses every image of the dataset present now
+    (:func:`~overnight.pipeline.skin_pk.analyse_skin_series`), writes the series' tables and
+    plots and marks those images done or failed; the other images' jobs then find their image
+    final and do nothing. An image that arrives later re-runs the series, which reuses every
+    published timepoint's labels and segments only the new ones.
+    """
+    state = ctx.book.image(job.dataset_id, job.image_id)
+    if state is not None and state.status in (JobStatus.DONE, JobStatus.FAILED):
+        return str(state.status.value)
+    images = [s for s in ctx.book.images(job.dataset_id) if s.status != JobStatus.DONE]
+    for image in images:
+        ctx.book.set_status(job.dataset_id, image.image_id, JobStatus.SEGMENTING)
+    with local_folder(ctx.source(job.source_url)) as folder:
+        outcome = analyse_skin_series(
+            folder, ctx.pipeline(job.pipeline), ctx.results(job.dataset_id)
+        )
+    for image in images:
+        reasons = [f["error"] for f in outcome.failures if f["source"].endswith(image.image_key)]
+        status = JobStatus.FAILED if reasons else JobStatus.DONE
+        ctx.book.set_status(job.dataset_id, image.image_id, status, "; ".join(reasons))
+    logger.info(
+        "series %s: %d timepoint(s) analysed, %d failure(s)",
+        job.dataset_id,
+        len(outcome.analysed),
+        len(outcome.failures),
+        extra={"dataset_id": job.dataset_id},
+    )
+    return "done"
+
+
 def run_image(ctx: StageContext, job: ImageJob) -> JobStatus:
     """Analyse the whole image in this process, no queue (one pod per image).
 
     ``overnight worker run-image`` calls it; it is :func:`~overnight.pipeline.image.analyse_image`.
 
-    Returns the image's final status; a bad image raises :class:`InvalidImageError`.
+    Returns the image's final status; a bad image raises :class:`InvalidImageError`. A series
+    pipeline's pod analyses the whole series (:func:`analyse_series`).
     """
+    if ctx.pipeline(job.pipeline).pipeline.is_series:
+        analyse_series(ctx, job)
+        state = ctx.book.image(job.dataset_id, job.image_id)
+        return state.status if state is not None else JobStatus.DONE
     analyse_image(
         ctx.image_source(job), ctx.pipeline(job.pipeline), ctx.results(job.dataset_id), verify=True
     )
@@ -142,6 +185,8 @@ def _fail(ctx: StageContext, job: ImageJob, reason: str) -> None:
 
 def _finalise(ctx: StageContext, job: ImageJob, status: JobStatus, reason: str = "") -> None:
     """Mark the image final; the summary is written first if it is the dataset's last image.
+
+    (A series pipeline's dataset files are written by its series job, :func:`analyse_series`.)
 
     When the last two images finish at once neither sees the other final beforehand, so the
     check runs again after the status change: the later of the two then writes the summary.

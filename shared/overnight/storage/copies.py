@@ -10,6 +10,7 @@ from pathlib import Path
 
 from overnight.storage.base import ObjectStore
 from overnight.storage.keys import validate_key
+from overnight.storage.local import LocalStore
 
 
 @contextmanager
@@ -31,5 +32,26 @@ def local_copy(store: ObjectStore, key: str) -> Iterator[tuple[Path, Path]]:
         target.parent.mkdir(parents=True, exist_ok=True)
         store.download(key, target)
         yield target, folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def local_folder(store: ObjectStore) -> Iterator[Path]:
+    """A local folder holding every object of ``store``.
+
+    The store's root on a folder store, else a temporary copy (sub-folders kept), deleted on
+    exit.
+    """
+    if isinstance(store, LocalStore):
+        yield store.root.resolve()
+        return
+    folder = Path(tempfile.mkdtemp(prefix="overnight-"))
+    try:
+        for info in store.list():
+            target = folder / validate_key(info.key)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            store.download(info.key, target)
+        yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
