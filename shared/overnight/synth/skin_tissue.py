@@ -277,10 +277,12 @@ def _follicle_plane(
     unit: float,
     render: _Render,
     acini: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mask, structure and uptake of all follicles and their lobules at one depth.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Truth mask, drawn mask, structure and uptake of all follicles and lobules at one depth.
 
-    The mask is the whole cross-section (rim, sheath, lumen and shaft) plus the lobules.
+    The truth mask is the whole cross-section (rim, sheath, lumen and shaft) plus the
+    lobules, with any pocket they enclose (IMAGING_MODEL.md §2); the drawn mask is where the
+    follicle's own structure replaces the surrounding tissue's.
     """
     r = render
     yy, xx = np.indices(shape, dtype=np.float32)
@@ -316,7 +318,7 @@ def _follicle_plane(
             structure[lobe] = unit * (r.lobule_level + r.lobule_granules * granules[lobe])
             uptake[lobe] = 0.5 + 0.8 * granules[lobe]
             mask |= lobe
-    return mask, structure, uptake
+    return ndimage.binary_fill_holes(mask), mask, structure, uptake
 
 
 def _adipocytes(
@@ -445,8 +447,9 @@ def _draw_plane(
     """Structure, tissue class and uptake of one plane (all (Y, X))."""
     r = render
     shape = sc_bottom.shape
-    w_sc = 1 / (1 + np.exp((depth_um - sc_bottom) / r.blend_um))
-    w_de = 1 / (1 + np.exp((dej - depth_um) / r.blend_um))
+    with np.errstate(over="ignore"):  # far from a transition exp overflows: weight 0, as meant
+        w_sc = 1 / (1 + np.exp((depth_um - sc_bottom) / r.blend_um))
+        w_de = 1 / (1 + np.exp((dej - depth_um) / r.blend_um))
     w_ve = np.clip(1 - w_sc - w_de, 0, None)
     weights = np.stack([w_sc, w_ve, w_de])
     structure = np.zeros(shape, np.float32)
@@ -492,12 +495,12 @@ def _draw_plane(
     grain = filtered_noise(rng, shape, (0.8 / px, 0.8 / px))[0]
     granules = np.clip((grain - 0.3) / 1.5, 0, 1)
     acini = smooth_field(rng, shape, 5 / px) if r.acini else None
-    hf_mask, hf_structure, hf_uptake = _follicle_plane(
+    hf_mask, drawn, hf_structure, hf_uptake = _follicle_plane(
         follicles, depth_um, shape, wobble, outline, granules.astype(np.float32), unit, r, acini
     )
-    structure[hf_mask] = hf_structure[hf_mask]
-    between[hf_mask] = hf_uptake[hf_mask]
-    tissue[hf_mask] = HF
+    structure[drawn] = hf_structure[drawn]
+    between[drawn] = hf_uptake[drawn]
+    tissue[hf_mask] = HF  # pockets enclosed by a ring and its lobules belong to the follicle
 
     if r.contrast != 1.0:  # every tissue's difference from mid-grey, stretched or squeezed
         structure = (unit + r.contrast * (structure - unit)).astype(np.float32)
