@@ -26,7 +26,7 @@ import click
 from overnight.cli.main import service
 from overnight.config import CommonSettings, load_settings
 from overnight.dispatch.jobspec import BAD_IMAGE_EXIT_CODE
-from overnight.errors import InvalidImageError, ObjectNotFoundError, OvernightError
+from overnight.errors import ObjectNotFoundError, OvernightError
 from overnight.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -202,6 +202,7 @@ def run_image_command(ctx: click.Context, dataset_id: str, image_key: str) -> No
     from overnight.jobs.stages import StageContext
     from overnight.jobs.submit import Submitter
     from overnight.jobs.tasks import run_image
+    from overnight.pipeline.outcome import FailureKind, sort_error
 
     settings = _settings(ctx, JobSettings)
     try:
@@ -209,11 +210,13 @@ def run_image_command(ctx: click.Context, dataset_id: str, image_key: str) -> No
         record = _dataset_record(context.store, dataset_id, settings.pipeline)
         job = Submitter(context.redis, context.store, settings).image_job(record, image_key)
         run_image(context, job)
-    except InvalidImageError as err:
-        click.echo(f"bad image {image_key}: {err.problem}", err=True)
-        sys.exit(BAD_IMAGE_EXIT_CODE)
-    except OvernightError as err:
-        click.echo(f"error: {err}", err=True)
+    except Exception as err:  # sorted as every runner sorts them: the exit status says which
+        failure = sort_error(err)
+        if failure.kind is FailureKind.BAD_IMAGE:
+            click.echo(f"bad image {image_key}: {failure.reason}", err=True)
+            sys.exit(BAD_IMAGE_EXIT_CODE)
+        failure.log(logger, err, {"image_key": image_key, "dataset_id": dataset_id})
+        click.echo(f"error: {failure.reason}", err=True)
         sys.exit(1)
     click.echo(f"done: {job.result_prefix}")
 
