@@ -1,6 +1,8 @@
 """Inference time and FLOPs of the shipped models per field (512², 12 Z, 2 channels).
 
-``python -m bench.models_speed`` → ``bench/results/models_speed.json``. Times the networks
+``python -m bench.models_speed`` → ``bench/results/models_speed.json`` and ``.md``
+(``--threads 1``: TensorFlow on one core, as each of 2 workers on 2 cores; written to
+``models_speed-1thread.json``). Times the networks
 through their compiled predictors (tiled as in the pipeline) and the whole learned steps
 (projection, watershed, spot extraction), after one warm-up call, on this machine's CPU
 (and GPU where TensorFlow sees one). The CPU model and a float32 matrix-product speed are
@@ -14,14 +16,16 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results" / "models_speed.json"
 
 
-def _best_of(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
+def _best_of(fn: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -48,18 +52,78 @@ def sgemm_gflops(n: int = 2000, repeats: int = 5) -> float:
     return 2 * n**3 / _best_of(lambda: a @ a, repeats) / 1e9
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """The result as a short Markdown page."""
+    f = result["field"]
+    rows = [
+        (
+            "cell network",
+            result["cell_network_s"],
+            result["cell_network_gflop"],
+            result["cell_network_gflop_per_s"],
+        ),
+        (
+            "PNP network",
+            result["pnp_network_s"],
+            result["pnp_network_gflop"],
+            result["pnp_network_gflop_per_s"],
+        ),
+    ]
+    lines = [
+        "# Model inference speed (`python -m bench.models_speed`)",
+        "",
+        f"Field {f['y']}×{f['x']} px, {f['z']} Z, {f['c']} channels; {result['cpu_model']}, "
+        f"{result['cpu_cores']} cores, TensorFlow intra-op threads {result['tf_threads']}; "
+        f"float32 matrix product {result['sgemm_gflops']} GFLOP/s "
+        f"({result['sgemm_gflops_1_thread']} on one thread); load average "
+        f"{result['load_average_1min']}. Best of {result['repeats']}.",
+        "",
+        "| network | s | GFLOP | GFLOP/s | share of the matrix-product speed |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, seconds, gflop, rate in rows:
+        share = round(rate / result["sgemm_gflops"], 2)
+        lines.append(f"| {name} | {seconds} | {gflop} | {rate} | {share} |")
+    lines += [
+        "",
+        f"With post-processing: cells {result['cell_model_with_postprocessing_s']} s, "
+        f"PNPs {result['pnp_model_with_postprocessing_s']} s "
+        f"(PNP spot extraction alone {result['pnp_extraction_s']} s).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _sgemm_one_thread() -> float:
+    """:func:`sgemm_gflops` in a subprocess limited to one BLAS thread."""
+    import subprocess
+    import sys
+
+    code = "from bench.models_speed import sgemm_gflops; print(sgemm_gflops())"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--slices", type=int, default=12)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="TensorFlow intra-op threads (0 = one per core)"
+    )
     args = parser.parse_args()
 
     import tensorflow as tf
 
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+
     from overnight.models.cells import CellModel, cell_input
     from overnight.models.loading import resolve_model_dir
-    from overnight.models.pnp import PnpModel, pnp_input, pnp_scale
+    from overnight.models.pnp import PnpModel, extract_spots, pnp_input, pnp_scale
     from overnight.models.unet import count_flops
     from overnight.synth.cytometry import draw_field
 
@@ -79,7 +143,17 @@ def main() -> int:
     pnp_net = _best_of(lambda: pnps.density(pnp_x), args.repeats)
     cell_step = _best_of(lambda: cells.segment(image[:, 0]), args.repeats)
     pnp_step = _best_of(lambda: pnps.detect(image[:, 1]), args.repeats)
+    density = pnps.density(pnp_x) * np.float32(pnps.config.density_gain)
+    background = pnp_scale(image[:, 1]).background_adu
+    extraction = _best_of(
+        lambda: extract_spots(
+            density, image[:, 1] - background, pnps.config, pnps.multiplicity, pnp_x
+        ),
+        args.repeats,
+    )
     yx = (args.size, args.size)
+    cell_gflop = count_flops(cells.config.unet, yx) / 1e9
+    pnp_gflop = count_flops(pnps.config.unet, (args.slices, *yx)) / 1e9
     result = {
         "field": {"z": args.slices, "c": 2, "y": args.size, "x": args.size},
         "device": "gpu" if tf.config.list_physical_devices("GPU") else "cpu",
@@ -87,19 +161,28 @@ def main() -> int:
         "machine": platform.processor() or platform.machine(),
         "cpu_model": cpu_model(),
         "sgemm_gflops": round(sgemm_gflops(), 1),
+        "sgemm_gflops_1_thread": round(_sgemm_one_thread(), 1),
+        "tf_threads": args.threads or os.cpu_count(),
+        "repeats": args.repeats,
         "cell_network_s": round(cell_net, 3),
         "pnp_network_s": round(pnp_net, 3),
         "networks_total_s": round(cell_net + pnp_net, 3),
         "cell_model_with_postprocessing_s": round(cell_step, 3),
         "pnp_model_with_postprocessing_s": round(pnp_step, 3),
         "models_total_s": round(cell_step + pnp_step, 3),
-        "cell_network_gflop": round(count_flops(cells.config.unet, yx) / 1e9, 2),
-        "pnp_network_gflop": round(count_flops(pnps.config.unet, (args.slices, *yx)) / 1e9, 2),
-        "target_s": 2.0,
+        "pnp_extraction_s": round(extraction, 3),
+        "cell_network_gflop": round(cell_gflop, 2),
+        "pnp_network_gflop": round(pnp_gflop, 2),
+        "cell_network_gflop_per_s": round(cell_gflop / cell_net, 1),
+        "pnp_network_gflop_per_s": round(pnp_gflop / pnp_net, 1),
+        "pnp_network": pnps.config.unet.model_dump(),
+        "target_s": 1.0,
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    path = RESULTS.with_name(f"models_speed-{args.threads}thread") if args.threads else RESULTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    path.with_suffix(".md").write_text(markdown(result))
     print(json.dumps(result, indent=2))
     return 0
 

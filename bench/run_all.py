@@ -13,6 +13,8 @@ BENCHMARKS = (
     ("bench.embedded", []),
     ("bench.embedded", ["--pipeline", "cytometry-classical", "--workers", "1", "--repeats", "1"]),
     ("bench.models_speed", []),
+    ("bench.models_speed", ["--threads", "1"]),
+    ("bench.pipeline_speed", []),
     ("bench.training_speed", []),
     ("bench.stack", []),
     ("bench.qc_web", []),

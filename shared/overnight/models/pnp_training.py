@@ -192,6 +192,19 @@ def fit_basin_multiplicity(
     return fit_multiplicity(x, y)
 
 
+def network_description(config: PnpModelConfig) -> str:
+    """The network of ``config`` in words, for the model card."""
+    unet = config.unet
+    if unet.z_window_slices:
+        return (
+            f"2.5-D U-Net: a 2D U-Net over {unet.z_window_slices}-slice windows taken as "
+            f"channels, {unet.n_levels} levels, {unet.base_filters} base filters"
+        )
+    return (
+        f"3D U-Net, {unet.n_levels} levels (pooling in YX only), {unet.base_filters} base filters"
+    )
+
+
 def train_pnp(
     data_dir: Path,
     out_dir: Path,
@@ -242,8 +255,7 @@ def train_pnp(
     card = trained_card(
         out_dir,
         "pnp",
-        f"3D U-Net, {config.unet.n_levels} levels (pooling in YX only), "
-        f"{config.unet.base_filters} base filters, density regression; watershed basins, "
+        f"{network_description(config)}, density regression; watershed basins, "
         "particles per basin by a calibrated softmax regression on basin features",
         config,
         network,
