@@ -192,7 +192,10 @@ class KubeJobs:
         with self._streams_lock:
             streams = list(self._streams)
         for response in streams:
-            response.shutdown()
+            try:
+                response.shutdown()
+            except (OSError, ValueError, RuntimeError) as err:  # it ended meanwhile: nothing to do
+                logger.debug("watch stream already closed: %s", err)
 
     def _json(self, what: str, call: Callable[[], Any]) -> JsonDict:
         response = self._call(what, call)
