@@ -9,6 +9,8 @@
 - Seconds per field: the marginal cost, start-up excluded (the time between the first and
   the last field finished, over the fields between), and the wall time with start-up.
 - Per-stage median times per field, peak RSS of the largest process.
+- The learned pipeline with 2 workers again, each limited to one thread
+  (``TF_NUM_INTRAOP_THREADS=1``, ``OMP_NUM_THREADS=1``): ``cytometry@2/1thread``.
 - Scaling: one 2048² × 12 Z field and one 512² × 32 Z field, seconds per field against the
   reference field's, per voxel.
 
@@ -86,7 +88,19 @@ def one_run(images: Path, out: Path, workers: int, pipeline: str) -> dict[str, o
     }
 
 
-def _child(images: Path, out: Path, workers: int, pipeline: str) -> dict[str, object]:
+#: Environment of a worker limited to one thread (TensorFlow's own variables, and BLAS).
+ONE_THREAD_ENV = {
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+}
+
+
+def _child(
+    images: Path, out: Path, workers: int, pipeline: str, one_thread: bool = False
+) -> dict[str, object]:
+    env = {**os.environ, **ONE_THREAD_ENV} if one_thread else None
     result = subprocess.run(
         [
             sys.executable,
@@ -101,6 +115,7 @@ def _child(images: Path, out: Path, workers: int, pipeline: str) -> dict[str, ob
         check=True,
         capture_output=True,
         text=True,
+        env=env,
     )
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
@@ -147,7 +162,7 @@ def markdown(report: dict[str, Any]) -> str:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for key, c in report["configurations"].items():
-        pipeline, workers = key.rsplit("@", 1)
+        pipeline, workers = key.split("@", 1)
         lines.append(
             f"| {pipeline} | {workers} | {c['marginal_s_per_field']} | {c['fields_per_min']} | "
             f"{c['wall_s_with_startup']} | {c['seconds_per_field_in_worker']} | "
@@ -199,17 +214,19 @@ def main() -> int:
         root = Path(tmp)
         images = make_fields(root / "ref", args.fields, 512, 12, 2024)
         runs: dict[str, list[dict[str, object]]] = {}
+        plan = [(p, w, False) for w in args.workers for p in PIPELINES]
+        if max(args.workers) > 1:  # TensorFlow's default: every worker uses every core
+            plan.append(("cytometry", max(args.workers), True))
         for repeat in range(args.repeats):
-            for workers in args.workers:
-                for pipeline in PIPELINES:
-                    key = f"{pipeline}@{workers}"
-                    result = _child(images, root / f"out-{key}-{repeat}", workers, pipeline)
-                    runs.setdefault(key, []).append(result)
-                    print(
-                        f"{key} repeat {repeat}: {result['marginal_s_per_field']:.2f} s/field "
-                        f"(wall {result['wall_s']:.1f} s)",
-                        file=sys.stderr,
-                    )
+            for pipeline, workers, one_thread in plan:
+                key = f"{pipeline}@{workers}" + ("/1thread" if one_thread else "")
+                result = _child(images, root / f"out-{key}-{repeat}", workers, pipeline, one_thread)
+                runs.setdefault(key, []).append(result)
+                print(
+                    f"{key} repeat {repeat}: {result['marginal_s_per_field']:.2f} s/field "
+                    f"(wall {result['wall_s']:.1f} s)",
+                    file=sys.stderr,
+                )
         configurations = {k: summarise(v, args.fields) for k, v in runs.items()}
         scaling: dict[str, dict[str, float]] = {}
         if not args.no_scaling and "cytometry@1" in configurations:
