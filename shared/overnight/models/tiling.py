@@ -35,6 +35,30 @@ def tile_starts(size_px: int, tile_px: int, overlap_px: int, multiple: int) -> l
     return starts
 
 
+def balanced_tile_px(size_px: int, tile_px: int, overlap_px: int, multiple: int) -> int:
+    """The shortest tile side (≤ ``tile_px``) covering ``size_px`` with as few tiles as it.
+
+    The side is a multiple of ``multiple``. Spreading the overlap evenly keeps the work near
+    linear in the field's area: a 2048 px axis takes 5 tiles of 448 px (2240 px run) instead
+    of 5 of 512 (2560 px).
+
+    Examples
+    --------
+    >>> balanced_tile_px(2048, 512, 48, 4)
+    448
+    >>> balanced_tile_px(512, 512, 48, 4)
+    512
+    """
+    if size_px <= tile_px:
+        return tile_px
+    n_tiles = len(tile_starts(size_px, tile_px, overlap_px, multiple))
+    side = -(-(size_px + (n_tiles - 1) * overlap_px) // n_tiles)
+    side = -(-side // multiple) * multiple
+    while side < tile_px and len(tile_starts(size_px, side, overlap_px, multiple)) > n_tiles:
+        side += multiple
+    return min(side, tile_px)
+
+
 def blend_weights(length: int, start: int, size_px: int, overlap_px: int) -> np.ndarray:
     """1D weights of a tile ``[start, start + length)`` in an axis of ``size_px`` (px).
 
@@ -52,10 +76,10 @@ def blend_weights(length: int, start: int, size_px: int, overlap_px: int) -> np.
 
 
 def _windows(
-    shape_yx: tuple[int, int], tile_px: int, overlap_px: int, multiple: int
+    shape_yx: tuple[int, int], tiles_px: tuple[int, int], overlap_px: int, multiple: int
 ) -> Iterator[tuple[int, int]]:
-    for y0 in tile_starts(shape_yx[0], tile_px, overlap_px, multiple):
-        for x0 in tile_starts(shape_yx[1], tile_px, overlap_px, multiple):
+    for y0 in tile_starts(shape_yx[0], tiles_px[0], overlap_px, multiple):
+        for x0 in tile_starts(shape_yx[1], tiles_px[1], overlap_px, multiple):
             yield y0, x0
 
 
@@ -146,12 +170,16 @@ def predict_tiled(
     yx_axes = (image.ndim - 3, image.ndim - 2)
     size = (image.shape[yx_axes[0]], image.shape[yx_axes[1]])
     tile_px = max(multiple, tile_px // multiple * multiple)
+    tiles_px = (
+        balanced_tile_px(size[0], tile_px, overlap_px, multiple),
+        balanced_tile_px(size[1], tile_px, overlap_px, multiple),
+    )
     outputs: list[np.ndarray] = []
     norm = np.zeros(size, np.float32)
-    for y0, x0 in _windows(size, tile_px, overlap_px, multiple):
+    for y0, x0 in _windows(size, tiles_px, overlap_px, multiple):
         index = [slice(None)] * image.ndim
-        index[yx_axes[0]] = slice(y0, y0 + tile_px)
-        index[yx_axes[1]] = slice(x0, x0 + tile_px)
+        index[yx_axes[0]] = slice(y0, y0 + tiles_px[0])
+        index[yx_axes[1]] = slice(x0, x0 + tiles_px[1])
         tile = image[tuple(index)]
         th, tw = tile.shape[yx_axes[0]], tile.shape[yx_axes[1]]
         result = predict(
