@@ -56,7 +56,7 @@ SWEEPS: tuple[Sweep, ...] = (
         "structure contrast (× spec)",
         (0.15, 0.3, 0.5, 1.0, 1.6, 2.2),
         (1.0, 1.0),
-        (0.4, 1.6),
+        (0.5, 1.5),
     ),
     Sweep(
         "follicle_diameter_um",

@@ -10,7 +10,13 @@ import pytest
 
 from overnight.errors import ConfigError
 from overnight.models.config import TrainConfig, UNetConfig
-from overnight.models.skin import skin_config, train_skin
+from overnight.models.skin import (
+    PlaneSet,
+    load_skin_model,
+    skin_config,
+    train_skin,
+    training_pairs,
+)
 from overnight.skin.training import folder_planes
 
 TINY = skin_config().model_copy(
@@ -52,3 +58,67 @@ def test_train_from_a_folder_records_its_source(tiny_series: Path, tmp_path: Pat
 def test_unknown_training_options_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown training options"):
         train_skin(None, tmp_path / "m", config=TINY, n_series=1, colour="blue")
+
+
+def test_class_centres_balance_compartments_across_planes() -> None:
+    """A compartment in one plane of four is drawn about as often as one in every plane."""
+    labels = [np.full((32, 32), 2, np.uint8) for _ in range(4)]
+    labels[0][:8, :8] = 5  # adipose: one plane only
+    planes = PlaneSet([np.zeros((32, 32, 1), np.float32)] * 4, labels, list("abcd"))
+    pairs = training_pairs(planes, 6, seed=0)
+    per_entry = [
+        lab[f[:, 0], f[:, 1]] for lab, f in zip(pairs.targets, pairs.features, strict=True)
+    ]
+    # the loop picks an entry uniformly, then one of its centres
+    share = np.mean([np.mean(centres == 5) for centres in per_entry])
+    assert set(np.unique(np.concatenate(per_entry))) == {2, 5}
+    assert share == pytest.approx(0.5)
+    assert pairs.inputs[0].shape == (32, 32) and not pairs.channels_last
+
+
+def test_init_with_epochs_0_keeps_the_weights_and_records_them(tmp_path: Path) -> None:
+    first = train_skin(None, tmp_path / "a", config=TINY, n_series=1, n_val_series=1, size=64)
+    again = train_skin(
+        None,
+        tmp_path / "b",
+        epochs=0,
+        config=TINY,
+        n_series=1,
+        n_val_series=1,
+        size=64,
+        init=first,
+    )
+    a, b = load_skin_model(first), load_skin_model(again)
+    assert all(
+        np.array_equal(x, y)
+        for x, y in zip(a.network.get_weights(), b.network.get_weights(), strict=True)
+    )
+    card = json.loads((again / "card.json").read_text())
+    assert card["epochs_run"] == 0 and card["initial_weights"].endswith("weights.weights.h5")
+    assert card["provenance"] and "looks spec, training" in card["training_data"]
+    looks = json.loads((again / "training_look.json").read_text())
+    assert looks["training"]["follicle_diameter_um"] == [40.0, 120.0]
+    assert looks["spec"]["follicle_diameter_um"] == [50.0, 100.0]
+    assert not (first / "checkpoint.weights.h5").exists()
+
+
+def test_both_channels_train_through_the_shared_loop(tmp_path: Path) -> None:
+    two = skin_config((0, 1)).model_copy(
+        update={"unet": TINY.unet.model_copy(update={"in_channels": 2}), "train": TINY.train}
+    )
+    out = train_skin(None, tmp_path / "m", config=two, n_series=1, n_val_series=1, size=64)
+    assert load_skin_model(out).network.input_shape[-1] == 2
+
+
+def test_models_layer_does_not_import_the_skin_package() -> None:
+    """models/skin.py ⇄ skin/training.py was a cycle (issue 12): only skin → models remains."""
+    import ast
+
+    import overnight.models.skin as module
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    imported = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    } | {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    assert not any(name.startswith("overnight.skin") for name in imported), imported
+    assert skin_config().train.mixed_precision  # the shared loop's bfloat16 where native

@@ -17,14 +17,14 @@ Class balancing (compartments absent from many planes must not be drowned out):
 
 A model folder holds ``config.json`` (:class:`SkinModelConfig`), ``weights.weights.h5``,
 ``card.json`` and, when trained on synthetic series, ``training_look.json`` (the generator
-ranges). :func:`train_skin` (the ``overnight train skin`` command) prepares the planes and
-runs the shared training loop of :mod:`overnight.models.training` (checkpoints, mixed
-precision, ``init`` weights).
+ranges of each look trained on). :func:`train_skin` (the ``overnight train skin`` command)
+prepares the planes and runs the shared training loop of :mod:`overnight.models.training`
+(checkpoints, mixed precision, ``init`` weights).
 
 Training data: a folder in the synthetic layout (``images/<id>.tif`` ``ZCYX`` +
 ``truth/<id>/labels.tif`` ``ZYX``), or series drawn with
-:func:`overnight.synth.skin.draw_skin_series` in the look ``config.train_look`` (by default
-``"training"``: every range of IMAGING_MODEL.md §2 widened, see
+:func:`overnight.synth.skin.draw_skin_series` in the looks ``config.train_looks`` in turn (by
+default ``"spec"`` and ``"training"``, every range of IMAGING_MODEL.md §2 widened; see
 :mod:`overnight.synth.skin_look`), one random timepoint of each of ``n_series`` independent
 regions. Every plane is turned into the network's input once (per-stack normalisation,
 pooling) and kept in memory at the network's scale with its labels.
@@ -67,8 +67,7 @@ N_VAL_SERIES = 6
 SYNTH_SIZE_PX = 384
 #: Fewest pixels (network scale) of a class in a plane for the plane to centre patches on it.
 MIN_CLASS_PX = 16
-#: Class-centred patch centres per plane for the class present in the fewest planes (the
-#: others get proportionally fewer, so that every class is drawn about equally often).
+#: Patch centres kept per plane and compartment (see :func:`training_pairs`).
 CENTRES_PER_PLANE = 64
 #: Where the generator ranges of a synthetically trained model are written.
 LOOK_FILE = "training_look.json"
@@ -134,10 +133,10 @@ class SkinModelConfig(BaseModel):
             "mixed_precision": True,
         }
     )
-    train_look: str = Field(
-        "training",
-        description="generator look of synthetic training series "
-        "(overnight.synth.skin_look.LOOKS: spec, training)",
+    train_looks: tuple[str, ...] = Field(
+        ("spec", "training"),
+        description="generator looks of synthetic training series, in turn "
+        "(overnight.synth.skin_look.LOOKS; never 'evaluation')",
     )
 
     @model_validator(mode="after")
@@ -446,7 +445,7 @@ def _merge(sets: list[PlaneSet]) -> PlaneSet:
 
 
 def synthetic_planes(seed: int, n_series: int, size_px: int, config: SkinModelConfig) -> PlaneSet:
-    """Planes of ``n_series`` synthetic skin regions drawn from ``seed`` in ``config.train_look``.
+    """Planes of ``n_series`` synthetic regions drawn from ``seed``, in ``config.train_looks``.
 
     Each region is drawn at a random size between 0.75 and 1.33 × ``size_px`` (so that the
     field holds more or fewer structures) with its look's number of depths.
@@ -462,7 +461,7 @@ def synthetic_planes(seed: int, n_series: int, size_px: int, config: SkinModelCo
             size=max(side, 64),
             n_timepoints=6,
             compartments=config.compartments,
-            look=config.train_look,
+            look=config.train_looks[i % len(config.train_looks)],
         )
         index = int(rng.integers(series.n_timepoints))
         sets.append(
@@ -512,33 +511,36 @@ def class_centres(planes: PlaneSet, n_classes: int) -> list[np.ndarray]:
 
 
 def training_pairs(planes: PlaneSet, n_classes: int, seed: int) -> TrainingPairs:
-    """``planes`` for the shared loop, with class-balanced patch centres as its features.
+    """``planes`` for the shared loop, balanced so that every compartment is drawn as often.
 
-    Each plane lists up to :data:`CENTRES_PER_PLANE` pixel positions of every compartment it
-    holds (class 0, "none", is not a target), fewer for compartments present in many planes:
-    the loop picks a plane, then one of its positions, so that every compartment is the
-    centre of about as many patches as any other, however rare.
+    The loop picks an image uniformly, then (``feature_fraction`` of the time) one of its
+    feature positions. So each compartment becomes entries of its own: every plane holding
+    at least :data:`MIN_CLASS_PX` of it, with :data:`CENTRES_PER_PLANE` of its pixels as
+    features, repeated so that each compartment has about as many entries as the most
+    widespread one (the repeats share the arrays). Class 0 ("none") is not a target.
     """
-    planes_with = [len(p) for p in class_centres(planes, n_classes)]
-    present = [n for n in planes_with[1:] if n]
-    rarest = min(present) if present else 1
+    holding = class_centres(planes, n_classes)
+    most = max((len(p) for p in holding[1:]), default=0)
     rng = np.random.default_rng(seed)
-    features = []
-    for labels in planes.labels:
-        counts = np.bincount(labels.ravel(), minlength=n_classes)
-        positions = []
-        for c in range(1, n_classes):
-            if counts[c] < MIN_CLASS_PX:
-                continue
-            ys, xs = np.nonzero(labels == c)
-            k = max(1, round(CENTRES_PER_PLANE * rarest / planes_with[c]))
-            pick = rng.integers(len(ys), size=k)
-            positions.append(np.stack([ys[pick], xs[pick]], axis=1))
-        features.append(np.concatenate(positions) if positions else np.zeros((0, 2), np.intp))
-    multi = planes.inputs[0].shape[-1] > 1 if planes.inputs else False
+    entries: list[tuple[int, np.ndarray]] = []
+    for c in range(1, n_classes):
+        repeats = max(1, round(most / len(holding[c]))) if len(holding[c]) else 0
+        for i in holding[c]:
+            ys, xs = np.nonzero(planes.labels[i] == c)
+            pick = rng.integers(len(ys), size=CENTRES_PER_PLANE)
+            centres = np.stack([ys[pick], xs[pick]], axis=1)
+            entries += [(int(i), centres)] * repeats
+    if not entries:  # no compartment anywhere: plain random patches
+        entries = [(i, np.zeros((0, 2), np.intp)) for i in range(len(planes.inputs))]
+    multi = planes.inputs[0].shape[-1] > 1
     inputs = [p if multi else p[..., 0] for p in planes.inputs]
     targets = [lab.astype(np.int32) for lab in planes.labels]
-    return TrainingPairs(inputs, targets, features, channels_last=multi)
+    return TrainingPairs(
+        [inputs[i] for i, _ in entries],
+        [targets[i] for i, _ in entries],
+        [centres for _, centres in entries],
+        channels_last=multi,
+    )
 
 
 def plane_iou(model: SkinModel, planes: PlaneSet) -> np.ndarray:
@@ -580,7 +582,7 @@ def training_planes(
     train = synthetic_planes(seed, n_series, size, config)
     val = synthetic_planes(seed + 1_000_003, n_val, size, config)
     source = (
-        f"synthetic: overnight.synth.skin, look {config.train_look!r} ({LOOK_FILE}), "
+        f"synthetic: overnight.synth.skin, looks {', '.join(config.train_looks)} ({LOOK_FILE}), "
         f"seed {seed}, {n_series} + {n_val} series of ~{size}² px"
     )
     return train, val, source, hashlib.sha256(source.encode()).hexdigest()
@@ -602,8 +604,8 @@ def _configure(epochs: int | None, options: dict[str, Any]) -> SkinModelConfig:
     if epochs:
         updates["epochs"] = epochs
     updates["feature_fraction"] = config.class_centred_fraction
-    look = options.pop("look", None)
-    config = config.model_copy(update={"train_look": look} if look else {})
+    looks = options.pop("looks", None)
+    config = config.model_copy(update={"train_looks": tuple(looks)} if looks else {})
     return config.model_copy(update={"train": config.train.model_copy(update=updates)})
 
 
@@ -627,7 +629,7 @@ def train_skin(
     **options
         ``config`` (a :class:`SkinModelConfig`), ``init`` (weights file or model folder to
         start from: resume or fine-tune), ``n_series``, ``n_val_series``, ``size``
-        (synthetic planes, px), ``look`` (generator look), ``time_budget_s``,
+        (synthetic planes, px), ``looks`` (generator looks), ``time_budget_s``,
         ``steps_per_epoch``, ``channel_indices``.
 
     Returns
@@ -682,8 +684,8 @@ def train_skin(
     if data is None or not (Path(data) / "images").is_dir():
         from overnight.synth.skin_look import LOOKS
 
-        look = asdict(LOOKS[config.train_look])
-        (out / LOOK_FILE).write_text(json.dumps(look, indent=2) + "\n")
+        ranges = {name: asdict(LOOKS[name]) for name in config.train_looks}
+        (out / LOOK_FILE).write_text(json.dumps(ranges, indent=2) + "\n")
     _write_card(trained, out, result, iou, source, digest, train, val, init)
     return out
 

@@ -12,7 +12,8 @@ drawn uniformly once per series (or per plane where its description says so):
 - :data:`TRAINING_LOOK` — domain randomisation: every range wider than §2 (structure
   contrast, tissue brightness, noise, background gradients and vignetting, blur, texture
   sizes and strengths, follicle size 40–120 µm and count, rim profiles, adipocyte size,
-  uneven transitions, depth sampling); what the shipped model is trained on;
+  uneven transitions, depth sampling); the shipped model is trained on it and on
+  :data:`SPEC_LOOK`, in turn;
 - :data:`EVALUATION_LOOK` — a deliberately different rendering used **only** to evaluate:
   lobules drawn as clusters of round acini instead of one ellipse, a dark follicle rim and a
   bright keratin shaft, bright adipocyte membranes, smooth per-cell texture, thick fibres,
@@ -148,13 +149,13 @@ TRAINING_LOOK = SkinLook(
     keratinocyte_um=(6.0, 18.0),
     fibre_um=(0.4, 1.2),
     unit_adu=(150.0, 3000.0),
-    contrast=(0.4, 1.6),
-    sc_border=(0.4, 2.5),
+    contrast=(0.5, 1.5),
+    sc_border=(0.6, 2.4),
     sc_border_um=(0.5, 1.5),
-    ve_nucleus=(-0.6, 0.1),
+    ve_nucleus=(-0.55, -0.05),
     ve_border=(0.0, 0.6),
-    dermis_level=(0.2, 0.75),
-    dermis_fibre=(0.15, 0.8),
+    dermis_level=(0.25, 0.65),
+    dermis_fibre=(0.25, 0.75),
     adipose_level=(2.0, 4.5),
     adipose_membrane=(-2.5, 0.8),
     shaft_level=(0.2, 1.8),
@@ -164,12 +165,12 @@ TRAINING_LOOK = SkinLook(
     rim_position=(0.8, 0.98),
     lobule_level=(1.2, 3.0),
     lobule_granules=(0.3, 2.0),
-    cell_texture=(0.0, 0.25),
+    cell_texture=(0.0, 0.2),
     attenuation_um=(150.0, 1000.0),
     illumination_sd=(0.0, 0.2),
     gradient=(0.0, 0.35),
     vignetting=(0.0, 0.45),
-    haze=(0.0, 0.3),
+    haze=(0.0, 0.25),
     blur_px=(0.0, 1.5),
     gain=(0.3, 3.0),
     read_noise_adu=(2.0, 12.0),
