@@ -162,7 +162,8 @@ def test_embedded_queue_and_pod_write_the_same_results(
 
     deepest = next(p for p in paths if p.parent.name == "timepoint-30min").name.removesuffix(".tif")
     record = json.loads(embedded.store.read_bytes(f"{deepest}/result.json"))
-    assert record["schema_version"] == 2 and record["qc"] == {}
+    assert record["schema_version"] == 2
+    assert set(record["qc"]) == {"flags", "doubt", "signals"}  # the QC flags step's entry
     assert {"drug": "rux", "formulation": "tc", "timepoint": "30min"}.items() <= record[
         "metadata"
     ].items()

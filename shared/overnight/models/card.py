@@ -54,6 +54,11 @@ class ModelCard(BaseModel):
     flops_per_field: float | None = Field(
         None, description="forward-pass FLOP on the reference field"
     )
+    training_ranges: dict[str, Any] | None = Field(
+        None,
+        description="the generator ranges the training images were drawn from (their "
+        "synth.json), when they are synthetic: the range the model is known to hold on",
+    )
     created: str = Field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     libraries: dict[str, str] = Field(default_factory=lambda: library_versions())
     machine: str = Field(default_factory=lambda: f"{platform.machine()} {platform.system()}")
@@ -117,8 +122,18 @@ def trained_card(
         metrics={k: round(float(v), 4) for k, v in metrics.items()},
         initial_weights=str(initial_weights) if initial_weights else None,
         provenance=lineage(initial_weights),
+        training_ranges=synthetic_ranges(split.data_dir),
         **fields,
     )
+
+
+def synthetic_ranges(data_dir: Path) -> dict[str, Any] | None:
+    """The ranges in ``data_dir/synth.json`` (a synthetic training set), else None."""
+    manifest = Path(data_dir) / "synth.json"
+    if not manifest.is_file():
+        return None
+    ranges = json.loads(manifest.read_text()).get("ranges")
+    return dict(ranges) if isinstance(ranges, dict) else None
 
 
 def save_card(card: ModelCard, model_dir: Path) -> Path:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from overnight.imaging.stack import ImageStack
 from overnight.pipeline.registry import step
-from overnight.steps import cells, classify, counting, pnp, qc, tables
+from overnight.steps import cells, classify, counting, flags, pnp, qc, tables
 from overnight.steps.channels import ChannelRoles, select_channel
 
 DEFAULT_PIXEL_SIZE_UM = 0.2
@@ -207,4 +207,69 @@ def qc_image_step(
         params.type_names,
         stack.image_id,
         params.max_side_px,
+    )
+
+
+class FlagParams(_Params):
+    """Parameters of ``qc_flags`` / ``qc_flags_ae``: where each QC signal raises its flag."""
+
+    thresholds: flags.FlagThresholds = Field(default_factory=flags.FlagThresholds)
+    fallback_pixel_size_um: float = Field(
+        DEFAULT_PIXEL_SIZE_UM, description="when the file has none"
+    )
+
+
+def qc_flags_of(
+    cell_volume: np.ndarray,
+    pnp_volume: np.ndarray,
+    cell_image: np.ndarray,
+    cell_labels: np.ndarray,
+    cell_types: classify.CellTypes,
+    spots: pnp.Spots,
+    stack: ImageStack,
+    params: FlagParams,
+    confidence: tuple[float, float] | None = None,
+) -> dict[str, Any]:
+    """The ``qc`` entry of ``result.json``: flags, doubt and the signals behind them."""
+    return flags.qc_report(
+        cell_volume,
+        pnp_volume,
+        cell_image,
+        cell_labels,
+        pixel_size_of(stack, params.fallback_pixel_size_um),
+        np.asarray(cell_types.confidence, float),
+        np.asarray(spots.intensity, float),
+        confidence,
+        params.thresholds,
+    ).as_dict()
+
+
+@step(
+    "qc_flags",
+    requires=(
+        "cell_volume",
+        "pnp_volume",
+        "cell_image",
+        "cell_labels",
+        "cell_types",
+        "spots",
+        "stack",
+    ),
+    provides=("qc",),
+    params=FlagParams,
+)
+def qc_flags_step(
+    cell_volume: np.ndarray,
+    pnp_volume: np.ndarray,
+    cell_image: np.ndarray,
+    cell_labels: np.ndarray,
+    cell_types: classify.CellTypes,
+    spots: pnp.Spots,
+    stack: ImageStack,
+    params: FlagParams,
+    state: Any,
+) -> dict[str, Any]:
+    """QC flags: say when the result is doubtful (dim cells or particles, odd sizes, focus)."""
+    return qc_flags_of(
+        cell_volume, pnp_volume, cell_image, cell_labels, cell_types, spots, stack, params
     )

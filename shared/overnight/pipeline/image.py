@@ -165,6 +165,7 @@ def image_result(
             run.values["cells_table"], run.values["pnps_table"], pipeline.cell_type_names
         ),
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        qc=dict(run.values.get("qc") or {}),
     )
 
 

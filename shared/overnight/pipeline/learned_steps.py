@@ -20,8 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from overnight.errors import StepError
 from overnight.imaging.stack import ImageStack
+from overnight.pipeline.builtin_steps import FlagParams, qc_flags_of
 from overnight.pipeline.registry import step
-from overnight.steps import cells, classify, pnp
+from overnight.steps import cells, classify, flags, pnp
 
 DEFAULT_PIXEL_SIZE_UM = 0.2
 
@@ -177,3 +178,51 @@ def detect_pnps_unet_step(
 ) -> pnp.Spots:
     """Detect PNPs with the 3D U-Net (density → spots; close pairs counted by brightness)."""
     return state.model.detect(pnp_volume)
+
+
+@step("cell_confidence", requires=("cell_prediction",), provides=("cell_confidence",))
+def cell_confidence_step(cell_prediction: Any, params: Any, state: Any) -> np.ndarray:
+    """The cell network's confidence: mean top-class probability, share of uncertain pixels."""
+    return np.asarray(flags.network_confidence(cell_prediction.probabilities), np.float64)
+
+
+@step(
+    "qc_flags_ae",
+    requires=(
+        "cell_volume",
+        "pnp_volume",
+        "cell_image",
+        "cell_labels",
+        "cell_types",
+        "spots",
+        "stack",
+        "cell_confidence",
+    ),
+    provides=("qc",),
+    params=FlagParams,
+)
+def qc_flags_ae_step(
+    cell_volume: np.ndarray,
+    pnp_volume: np.ndarray,
+    cell_image: np.ndarray,
+    cell_labels: np.ndarray,
+    cell_types: classify.CellTypes,
+    spots: pnp.Spots,
+    stack: ImageStack,
+    cell_confidence: np.ndarray,
+    params: FlagParams,
+    state: Any,
+) -> dict[str, Any]:
+    """QC flags of the learned pipeline: also the cell network's own confidence."""
+    mean, uncertain = (float(v) for v in cell_confidence)
+    return qc_flags_of(
+        cell_volume,
+        pnp_volume,
+        cell_image,
+        cell_labels,
+        cell_types,
+        spots,
+        stack,
+        params,
+        (mean, uncertain),
+    )

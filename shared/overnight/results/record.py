@@ -74,8 +74,16 @@ class ImageResult(BaseModel):
         return self.model_dump(include=fields)
 
     def summary_row(self) -> dict[str, Any]:
-        """The image's row of ``summary.csv``: id, metadata columns, then the summary."""
-        return {"image_id": self.image_id, **self.metadata, **self.summary}
+        """The image's row of ``summary.csv``: id, metadata columns, the summary, QC flags.
+
+        ``qc_doubt`` counts the QC flags raised and ``qc_flags`` names them (``;``-separated),
+        so a sheet can sort and count doubtful images.
+        """
+        row = {"image_id": self.image_id, **self.metadata, **self.summary}
+        if self.qc:
+            row["qc_doubt"] = int(self.qc.get("doubt", 0))
+            row["qc_flags"] = ";".join(self.qc.get("flags", []))
+        return row
 
 
 def _json_default(value: Any) -> Any:
