@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 DSB ?= ../shared/data/dsb2018-fluo
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-fast test-deploy lint bench bench-accuracy bench-cluster train train-nuclei clean system-deps
+.PHONY: help install run test test-fast test-deploy lint bench bench-accuracy bench-robustness bench-cluster train train-nuclei clean system-deps
 
 help:  ## List the targets and what each does
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -56,6 +56,10 @@ bench: install  ## Speed and memory benchmarks, JSON under bench/results/
 bench-accuracy: install  ## Accuracy on fresh hold-out images, tables under bench/results/
 	$(BIN)/python -m bench.accuracy $(if $(wildcard $(DSB)),--dsb-data $(DSB))
 	$(BIN)/python -m bench.accuracy_skin
+
+bench-robustness: install  ## Where learned and classical break as parameters leave their range (+ QC flags)
+	$(BIN)/python -m bench.robustness
+	$(BIN)/python -m bench.robustness_skin
 
 bench-cluster: install  ## Discrete-event simulation of the Kubernetes scale-out
 	$(BIN)/python -m bench.cluster
