@@ -154,3 +154,28 @@ def test_metadata_markup_is_escaped_everywhere(client: TestClient, dataset_dir: 
 
 def test_health(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_doubtful_first_orders_rows_by_their_qc_flags(
+    client: TestClient, dataset_dir: Path
+) -> None:
+    ids = image_ids(dataset_dir)
+    qc = {i: json.loads((dataset_dir / i / "result.json").read_text())["qc"] for i in ids}
+    assert all({"flags", "doubt", "signals"} <= set(entry) for entry in qc.values())
+    listing = client.get("/datasets/run1", headers=HTML)
+    assert 'id="doubtful-first"' in listing.text and "sort=doubt" in listing.text
+    page = client.get("/datasets/run1", params={"sort": "doubt", "desc": "1"}, headers=HTML)
+    positions = {i: page.text.index(f"/datasets/run1/images/{i}?") for i in ids}
+    shown = sorted(ids, key=positions.__getitem__)
+    doubts = [qc[i]["doubt"] for i in shown]
+    assert doubts == sorted(doubts, reverse=True)
+    for image_id in ids:
+        for flag in qc[image_id]["flags"]:
+            assert f'title="QC flag: {flag}"' in page.text
+
+
+def test_image_page_shows_the_qc_signals(client: TestClient, dataset_dir: Path) -> None:
+    image_id = image_ids(dataset_dir)[0]
+    page = client.get(f"/datasets/run1/images/{image_id}", headers=HTML)
+    assert page.status_code == 200
+    assert 'id="qc-flags"' in page.text and "cell_snr" in page.text

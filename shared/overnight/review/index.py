@@ -52,6 +52,8 @@ class ImageRow:
     n_warnings: int = 0
     verdict: VerdictFile | None = None
     signature: tuple[str, ...] = ()
+    qc_flags: tuple[str, ...] = ()
+    doubt: int = 0
 
     @property
     def verdict_name(self) -> str:
@@ -173,6 +175,8 @@ def read_row(store: ObjectStore, files: ImageFiles, listing: DatasetListing) -> 
         n_warnings=len(record.get("warnings") or []),
         verdict=verdict,
         signature=files.signature(),
+        qc_flags=tuple(str(f) for f in (record.get("qc") or {}).get("flags") or ()),
+        doubt=int((record.get("qc") or {}).get("doubt") or 0),
     )
 
 

@@ -30,7 +30,8 @@ class ImageQuery:
 
     ``filters`` maps a metadata field to a value or wildcard pattern; ``sort`` is a column
     name (``image_id``, a metadata field, a summary key such as ``n_cells``,
-    ``pnps_<type>`` or ``verdict``), ``descending`` its direction.
+    ``pnps_<type>``, ``verdict`` or ``doubt`` — the number of QC flags), ``descending`` its
+    direction.
     """
 
     filters: Mapping[str, str] = field(default_factory=dict)
@@ -91,6 +92,8 @@ def sort_key(column: str) -> Callable[[ImageRow], tuple[object, ...]]:
     """A key function for ``column``; missing and NaN values sort last either way."""
     if column == "verdict":
         return lambda row: (0, row.verdict_name)
+    if column == "doubt":  # how many QC flags the image raised: "doubtful first" sorts it down
+        return lambda row: (0, row.doubt)
     if column == "image_id":
         return lambda row: (0, natural_key(row.image_id))
     if column.startswith("pnps_"):
