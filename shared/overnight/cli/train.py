@@ -21,8 +21,11 @@ from overnight.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
-#: Synthetic training set of ``train all``: fields, side (px) and seed.
-ALL_N_FIELDS = 64
+#: Synthetic training set of ``train all``: fields, side (px) and seed. The cell model trains
+#: on every field, the particle model on the first ``PNP_N_FIELDS`` (each field is drawn from
+#: its own seed, so these are the same 64 fields whatever the set's size).
+ALL_N_FIELDS = 96
+PNP_N_FIELDS = 64
 ALL_FIELD_PX = 512
 ALL_SEED = 20261125
 
@@ -271,7 +274,15 @@ def train_all_command(
                 )
                 write_dataset(folder, n_fields, seed, ALL_FIELD_PX, TRAINING_RANGES)
             _report(train_cells(folder, out_dir / "cells", CellModelConfig(), epochs=epochs))
-            _report(train_pnp(folder, out_dir / "pnp", PnpModelConfig(), epochs=epochs))
+            _report(
+                train_pnp(
+                    folder,
+                    out_dir / "pnp",
+                    PnpModelConfig(),
+                    epochs=epochs,
+                    max_images=min(PNP_N_FIELDS, n_fields),
+                )
+            )
             from overnight.models.skin import train_skin
 
             train_skin(None, out_dir / "skin", epochs=epochs)
