@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from overnight.errors import ObjectNotFoundError, OvernightError
 from overnight.jobs.connection import REDIS_TRANSIENT_ERRORS
@@ -144,16 +145,16 @@ def run_watcher(
     schedule: CronSchedule | None,
     stop: threading.Event,
     tick_s: float = 0.5,
+    heartbeat_file: Path | None = None,
 ) -> None:
     """Scan every ``interval_s`` (0: never by time) and at each ``schedule`` minute until ``stop``.
 
     Keys still settling are re-checked as soon as they can be stable. Redis and storage
-    outages are logged and waited out.
+    outages are logged and waited out. ``heartbeat_file`` (``OVERNIGHT_WATCH_HEARTBEAT_FILE``)
+    is touched every tick: liveness for a container healthcheck.
     """
     next_poll = time.time()
     last_cron_minute: datetime | None = None
-    # Liveness for a container healthcheck: the loop touches this file every tick.
-    heartbeat_file = os.environ.get("OVERNIGHT_WATCH_HEARTBEAT_FILE")
     while not stop.is_set():
         if heartbeat_file:
             with open(heartbeat_file, "a"):

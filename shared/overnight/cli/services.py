@@ -135,7 +135,13 @@ def watch(ctx: click.Context, once: bool) -> None:
             settings.watch_interval_s,
             f" and at '{settings.watch_schedule}'" if schedule else "",
         )
-        run_watcher(watcher, settings.watch_interval_s, schedule, _stop_event())
+        run_watcher(
+            watcher,
+            settings.watch_interval_s,
+            schedule,
+            _stop_event(),
+            heartbeat_file=settings.watch_heartbeat_file,
+        )
     except OvernightError as err:
         raise click.ClickException(str(err)) from err
 

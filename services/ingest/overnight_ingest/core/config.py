@@ -50,6 +50,10 @@ class IngestSettings(JobSettings):
         ge=0,
         description="A file must keep its size and mtime this long (s) before it is enqueued.",
     )
+    watch_heartbeat_file: Path | None = Field(
+        None,
+        description="File the watcher touches every tick: liveness for a container healthcheck.",
+    )
 
     def watched_sources(self) -> list[str]:
         """The watched source URLs."""
