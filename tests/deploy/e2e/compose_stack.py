@@ -125,8 +125,10 @@ def docker() -> Iterator[Docker]:
     if shutil.which("docker-compose") is None:
         no_engine("no docker-compose (apt-get install -y docker-compose)")
     env = {**os.environ, "DOCKER_BUILDKIT": "0", "COMPOSE_DOCKER_CLI_BUILD": "0"}
+    own_dir = os.environ.get("OVERNIGHT_DOCKER_DIR", "/var/tmp/overnight-docker")
     candidates = [os.environ["DOCKER_HOST"]] if os.environ.get("DOCKER_HOST") else []
-    candidates.append("unix:///var/run/docker.sock")
+    # An engine already running (ours from an earlier run included) is used and left running.
+    candidates += ["unix:///var/run/docker.sock", f"unix://{own_dir}/docker.sock"]
     for host in candidates:
         if _engine_answers({**env, "DOCKER_HOST": host}):
             yield Docker({**env, "DOCKER_HOST": host})
@@ -215,7 +217,7 @@ class Stack:
         self.docker = docker
         self.workdir = workdir
         self.nas = workdir / "nas"
-        self.nas.mkdir()
+        (self.nas / "watched").mkdir(parents=True)
         self.token = secrets.token_hex(16)
         self.ingest_port, self.qc_port = free_port(), free_port()
         values = {
@@ -310,7 +312,8 @@ def stack(docker: Docker, images: Images) -> Iterator[Stack]:
     workdir = Path(tempfile.mkdtemp(prefix="overnight-e2e-", dir="/var/tmp"))
     workdir.chmod(0o755)
     stack = Stack(docker, images, workdir)
-    stack.nas.chmod(0o755)
+    for folder in (stack.nas, stack.nas / "watched"):
+        folder.chmod(0o755)
     stack.compose("down", "-v", "--remove-orphans", check=False)
     try:
         yield stack

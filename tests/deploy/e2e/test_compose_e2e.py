@@ -82,11 +82,18 @@ def dataset(stack: Stack, dataset_id: str) -> dict[str, Any]:
     return reply.json()
 
 
-def done(stack: Stack, dataset_id: str, n: int) -> dict[str, Any] | None:
+def dataset_or_none(stack: Stack, dataset_id: str) -> dict[str, Any] | None:
+    """The dataset, or None while the API cannot answer (Redis restarting)."""
     try:
-        info = dataset(stack, dataset_id)
+        return dataset(stack, dataset_id)
     except httpx.HTTPError:
-        return None  # the API may be waiting for Redis
+        return None
+
+
+def done(stack: Stack, dataset_id: str, n: int) -> dict[str, Any] | None:
+    info = dataset_or_none(stack, dataset_id)
+    if info is None:
+        return None
     failed = info["counts"].get("failed", 0)
     assert failed == 0, f"dataset {dataset_id}: failures {info.get('failures')}"
     return info if info["state"] == "done" and info["counts"]["done"] == n else None
@@ -168,10 +175,15 @@ def analyses(stack: Stack, dataset_id: str) -> tuple[Counter[str], Counter[str]]
     return complete, commits
 
 
-def metric(stack: Stack, name: str) -> float:
-    text = httpx.get(f"{stack.api}/metrics", timeout=10).text
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith(name) and not line.startswith("#"))
+def metric(stack: Stack, name: str) -> float | None:
+    """A counter's value from the ingest API's /metrics (None while it cannot answer)."""
+    try:
+        reply = httpx.get(f"{stack.api}/metrics", timeout=10)
+        reply.raise_for_status()
+    except httpx.HTTPError:
+        return None
+    return sum(float(line.split()[-1]) for line in reply.text.splitlines()
+               if line.split(" ")[0].split("{")[0] in (name, name + "_total"))
 
 
 def crash(stack: Stack, container: str) -> None:
@@ -306,36 +318,41 @@ def test_chaos_crashed_workers_and_a_redis_restart_lose_nothing(
 ) -> None:
     images = synth(tmp_path_factory.mktemp("synth"), "chaos", 24, seed=4)
     into_nas(stack, images, "chaos")
-    requeued_before = metric(stack, "overnight_abandoned_jobs_requeued")
     DATASETS["chaos"] = dataset_id = submit(stack, "chaos")
     kills: list[dict[str, Any]] = []
+    requeue_delays: list[float] = []
     redis_restarted = False
     workers = [c for service in WORKERS for c in stack.containers(service)]
     while len(kills) < 6:
-        # Crash a worker that has been up a while while the dataset has work running.
-        info = wait_for(lambda: (d := dataset(stack, dataset_id))["counts"]["running"] and d,
-                        600, "an image running")
+        # Crash a worker (in turn) while the dataset has images running.
+        info = wait_for(lambda: (d := dataset_or_none(stack, dataset_id)) and (
+            d["counts"]["running"] or d["state"] == "done") and d, 600, "an image running")
         if info["state"] == "done":
             break
         victim = workers[len(kills) % len(workers)]
-        wait_for(lambda v=victim: stack.docker.inspect(v)[0]["State"]["Running"], 120,
-                 f"{victim} running again")
         restarts = stack.docker.inspect(victim)[0]["RestartCount"]
+        requeued = metric(stack, "overnight_abandoned_jobs_requeued") or 0.0
         crash(stack, victim)
-        kills.append({"container": victim[:12], "at": time.monotonic(),
-                      "restarts_before": restarts})
+        killed_at = time.monotonic()
+        kills.append({"container": victim[:12], "restarts_before": restarts})
         # The restart policy, not the test, brings it back.
         wait_for(lambda v=victim, r=restarts: stack.docker.inspect(v)[0]["RestartCount"] > r,
                  120, f"{victim} restarted by its restart policy")
         if len(kills) == 2 and not redis_restarted:
             stack.docker.run("restart", stack.containers("redis")[0])
             redis_restarted = True
+            continue
+        # Its job in hand (if it had one) is re-queued once the lease runs out.
+        try:
+            wait_for(lambda r=requeued: (metric(stack, "overnight_abandoned_jobs_requeued")
+                                         or 0) > r, 45, "the crashed worker's job re-queued")
+            requeue_delays.append(round(time.monotonic() - killed_at, 1))
+        except AssertionError:
+            pass  # the victim was between jobs
     assert len(kills) >= 5, f"the dataset finished after only {len(kills)} crashes"
     assert redis_restarted
-    first_kill = kills[0]["at"]
-    wait_for(lambda: metric(stack, "overnight_abandoned_jobs_requeued") > requeued_before, 300,
-             "a crashed worker's job re-queued")
-    FIGURES["kill_to_requeue_s"] = round(time.monotonic() - first_kill, 1)
+    assert requeue_delays, "no crash hit a worker with a job in hand"
+    FIGURES["kill_to_requeue_s"] = requeue_delays
     wait_for(lambda: done(stack, dataset_id, 24), 1800, "the chaos dataset done, no human step",
              every_s=2)
     check_results(stack, dataset_id, IMAGE_IDS["chaos"])
@@ -349,8 +366,7 @@ def test_chaos_crashed_workers_and_a_redis_restart_lose_nothing(
         "redis_restarts": int(redis_restarted),
         "images_lost": len(missing),
         "images_analysed_twice": len(twice),
-        "jobs_requeued_after_crashes": metric(stack, "overnight_abandoned_jobs_requeued")
-        - requeued_before,
+        "jobs_requeued_after_crashes": len(requeue_delays),
     })
     assert not missing and not twice, f"lost {missing}, analysed twice {twice}"
 
