@@ -258,6 +258,15 @@ def test_nas_variants_and_long_release_names(strict_validate) -> None:
         assert not _of_kind(docs, "PersistentVolumeClaim")
 
 
+def test_gpu_notes_say_which_image_uses_the_gpu() -> None:
+    """GPU honesty: the default worker image computes on CPU; a non-CUDA tag is flagged."""
+    assert "GPUs:" not in notes(_values("minimal"))
+    cpu_tag = notes({**SECRETS, "gpu": {"enabled": True}})
+    assert "worker-gpu target" in cpu_tag and "WARNING: image tag" in cpu_tag
+    cuda_tag = notes(_values("gpu"))
+    assert "worker-gpu target" in cuda_tag and "WARNING" not in cuda_tag
+
+
 def test_notes_tell_how_to_reach_the_api_and_qc_web() -> None:
     text = notes(_values("minimal"))
     assert "port-forward svc/lab-overnight-ingest 8000:8000" in text

@@ -374,12 +374,15 @@ def test_chaos_crashed_workers_and_a_redis_restart_lose_nothing(
 def test_restarted_watcher_enqueues_nothing_and_all_are_healthy(stack: Stack) -> None:
     before = {name: dataset(stack, i) for name, i in DATASETS.items()}
     watcher = stack.containers("watcher")[0]
+    since = str(int(time.time()) - 1)
     stack.compose("restart", "watcher")
     restarted_at = time.monotonic()
     wait_for(stack.all_healthy, 300, "every service healthy after the chaos", every_s=1)
     # The restarted watcher has scanned several times (interval 2 s + stability 2 s).
     wait_for(lambda: time.monotonic() - restarted_at > 15, 30, "three scan intervals")
-    logs = stack.docker.run("logs", "--since", "30s", watcher).stderr
+    proc = stack.docker.run("logs", "--since", since, watcher)
+    logs = proc.stdout + proc.stderr
+    assert "watching file:///data/nas/watched" in logs, logs[-2000:]  # the restarted watcher
     assert "enqueued" not in logs, logs[-2000:]
     for name, info in before.items():
         now = dataset(stack, DATASETS[name])
