@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,7 +57,10 @@ def metrics_by_bin(fields: pd.DataFrame, column: str, edges: Sequence[float]) ->
     rows = []
     for interval, group in fields.groupby(binned, observed=False):
         sums = {name: group[name].sum() for name in TALLY_COLUMNS}
-        tallies = Tallies(**{k: (float(v) if k == "iou_sum" else int(v)) for k, v in sums.items()})
+        counts: dict[str, Any] = {
+            k: (float(v) if k == "iou_sum" else int(v)) for k, v in sums.items()
+        }
+        tallies = Tallies(**counts)
         row: dict[str, object] = {
             "bin": str(interval),
             "n_images": len(group),
