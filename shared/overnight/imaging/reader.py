@@ -1,4 +1,8 @@
-"""Read one TIFF / OME-TIFF field of view as a ``ZCYX`` :class:`ImageStack`, refusing bad files.
+"""Read one field of view as a ``ZCYX`` :class:`ImageStack`, refusing bad files.
+
+TIFF / OME-TIFF are read here; ``.czi`` / ``.nd2`` by :mod:`overnight.imaging.vendor` and
+OME-Zarr folders (``.zarr``, ``.ome.zarr``) by :mod:`overnight.imaging.zarr_store`, chosen by the
+name's extension, with the same checks and the same :class:`ImageStack`.
 
 Every problem with a file (empty, not a TIFF, truncated, unsupported pixel type, too few
 channels, a header that declares an absurd size) raises :class:`InvalidImageError` naming the
@@ -23,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -39,6 +44,8 @@ from overnight.imaging.header import (
 )
 from overnight.imaging.limits import DEFAULT_LIMITS, ReadLimits, check_declared_size
 from overnight.imaging.stack import ImageStack
+from overnight.imaging.vendor import VENDOR_EXTENSIONS, is_vendor_name, read_vendor
+from overnight.imaging.zarr_store import ZARR_EXTENSIONS, is_zarr_name, read_zarr, read_zarr_tile
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +61,20 @@ def _check_channels(
             info.source,
             f"has {n_channels} {plural}; the pipeline needs {channels_required}{names} "
             f"— check the channel settings (file axes {info.file_axes!r}, shape {info.file_shape})",
+        )
+
+
+def _check_stack_channels(
+    stack: ImageStack, channels_required: int, channel_roles: tuple[str, ...]
+) -> None:
+    n_channels = stack.shape_zcyx[1]
+    if n_channels < channels_required:
+        plural = "channel" if n_channels == 1 else "channels"
+        names = f" ({', '.join(channel_roles)})" if channel_roles else ""
+        raise InvalidImageError(
+            stack.source,
+            f"has {n_channels} {plural}; the pipeline needs {channels_required}{names} "
+            f"— check the channel settings (ZCYX shape {stack.shape_zcyx})",
         )
 
 
@@ -73,6 +94,55 @@ def _decode(source: str, series: tifffile.TiffPageSeries) -> np.ndarray:
     return data.astype(data.dtype.newbyteorder("="), copy=False)
 
 
+def _stem(name: str, extensions: tuple[str, ...]) -> str:
+    lower = name.lower().rstrip("/")
+    for extension in sorted(extensions, key=len, reverse=True):
+        if lower.endswith(extension):
+            return name.rstrip("/")[: -len(extension)]
+    return name
+
+
+def _read_other_format(
+    path: Path,
+    *,
+    image_id: str | None,
+    limits: ReadLimits,
+    scene: int | None,
+    timepoint: int | None,
+) -> ImageStack:
+    """Read a vendor file or an OME-Zarr folder (``path`` is one of them)."""
+    source = str(path)
+    if is_zarr_name(path.name):
+        if scene not in (None, 0):
+            raise InvalidImageError(
+                source, f"an OME-Zarr image has one scene; scene {scene} does not exist"
+            )
+        data, image = read_zarr(path, limits=limits, timepoint=timepoint)
+        calibration = image.calibration
+        metadata: dict[str, Any] = {
+            "file_format": "ome-zarr",
+            "file_axes": image.axes,
+            "ngff_version": image.ngff_version,
+        }
+        default_id = _stem(path.name, ZARR_EXTENSIONS)
+    else:
+        data, info, metadata = read_vendor(path, limits=limits, scene=scene, timepoint=timepoint)
+        calibration = info.calibration
+        default_id = _stem(path.name, tuple(VENDOR_EXTENSIONS))
+    metadata["file_shape"] = list(data.shape)
+    if calibration.channel_names:
+        metadata["channel_names"] = list(calibration.channel_names)
+    return ImageStack(
+        data=data,
+        image_id=image_id or default_id,
+        source=source,
+        pixel_size_um=calibration.pixel_size_um,
+        z_step_um=calibration.z_step_um,
+        channel_names=calibration.channel_names,
+        metadata=metadata,
+    )
+
+
 def read_stack(
     path: Path,
     *,
@@ -83,13 +153,15 @@ def read_stack(
     memmap: bool = True,
     axes: str | None = None,
     timepoint: int | None = None,
+    scene: int | None = None,
 ) -> ImageStack:
-    """Read a TIFF or OME-TIFF as a ``ZCYX`` stack with its calibration.
+    """Read a TIFF, OME-TIFF, CZI, ND2 or OME-Zarr image as a ``ZCYX`` stack with its calibration.
 
     Parameters
     ----------
     path : Path
-        The file (``.tif``, ``.tiff``, ``.ome.tif``).
+        The file (``.tif``, ``.tiff``, ``.ome.tif``; ``.czi``, ``.nd2`` and OME-Zarr folders
+        ``.zarr`` / ``.ome.zarr`` with the optional extra ``overnight[formats]``).
     image_id : str, optional
         Defaults to the file name without its extension.
     limits : ReadLimits
@@ -107,22 +179,38 @@ def read_stack(
         two-page TIFF with no metadata, which is otherwise read as a z-stack).
     timepoint : int, optional
         Which timepoint to keep from a file with a T axis longer than 1.
+    scene : int, optional
+        Which scene (CZI) or position (ND2) to read from a file that holds several; TIFF and
+        OME-Zarr have only scene 0.
 
     Returns
     -------
     ImageStack
         ``data`` of shape (Z, C, Y, X) in the file's unsigned integer type; ``pixel_size_um``,
         ``z_step_um`` and ``channel_names`` from the file when it states them; ``metadata``
-        holds ``file_axes`` and ``file_shape``.
+        holds ``file_shape`` and, for TIFF and OME-Zarr, ``file_axes``; for the other formats
+        ``file_format``, ``channel_names`` and, from vendor files, ``scene``, ``n_scenes``,
+        ``timepoint``, ``n_timepoints`` and ``acquired_at`` (ISO 8601) when the file states it.
 
     Raises
     ------
     InvalidImageError
         File missing, empty, not a TIFF, truncated, corrupt, of an unsupported pixel type,
         larger than ``limits``, with axes that cannot be placed in ZCYX, or with fewer than
-        ``channels_required`` channels.
+        ``channels_required`` channels; a vendor file or OME-Zarr store whose reader package
+        is not installed; a file with several scenes or timepoints and none chosen.
     """
     source = str(path)
+    if is_vendor_name(path.name) or is_zarr_name(path.name):
+        stack = _read_other_format(
+            path, image_id=image_id, limits=limits, scene=scene, timepoint=timepoint
+        )
+        _check_stack_channels(stack, channels_required, channel_roles)
+        return stack
+    if scene not in (None, 0):
+        raise InvalidImageError(
+            source, f"TIFFs are read as one scene; scene {scene} does not exist"
+        )
     with open_tiff(path) as tif:
         series, info = inspect_tiff(tif, axes=axes, timepoint=timepoint, limits=limits)
         _check_channels(info, channels_required, channel_roles)
@@ -214,8 +302,27 @@ def read_tile(
         When the window is empty or outside the image.
     InvalidImageError
         As in :func:`read_stack`.
+
+    Notes
+    -----
+    OME-Zarr stores decode only the chunks the window overlaps; ``.czi`` / ``.nd2`` files
+    decode the whole plane set of the first scene (within ``ReadLimits.max_in_memory_bytes``)
+    and return the window.
     """
     source = str(path)
+    if is_zarr_name(path.name):
+        return read_zarr_tile(
+            path, (slice(y0, y1), slice(x0, x1)), limits=limits, timepoint=timepoint
+        )
+    if is_vendor_name(path.name):
+        data = read_vendor(path, limits=limits, timepoint=timepoint)[0]
+        height, width = data.shape[2:]
+        if not (0 <= y0 < y1 <= height and 0 <= x0 < x1 <= width):
+            raise ValueError(
+                f"{source}: tile [{y0}:{y1}, {x0}:{x1}] is empty or outside the image "
+                f"({height}x{width} px)"
+            )
+        return np.ascontiguousarray(data[:, :, y0:y1, x0:x1])
     with open_tiff(path) as tif:
         series, info = inspect_tiff(tif, axes=axes, timepoint=timepoint, limits=limits)
         z, c, height, width = info.shape_zcyx

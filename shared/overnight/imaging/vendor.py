@@ -1,0 +1,407 @@
+"""Read Zeiss ``.czi`` and Nikon ``.nd2`` files as a ``ZCYX`` :class:`ImageStack`.
+
+The readers are optional (``pip install 'overnight[formats]'``):
+
+- ``.czi``: `aicspylibczi <https://github.com/AllenCellModeling/aicspylibczi>`_ (Allen
+  Institute, wraps Zeiss's libCZI; reads one plane or one mosaic plane at a time, so only the
+  chosen scene and timepoint are decoded). GPL-3.0: a build that bundles it is GPL-3.0.
+- ``.nd2``: `nd2 <https://github.com/tlambert03/nd2>`_ (BSD-3, pure Python + numpy, reads
+  modern and legacy ND2 through a lazy array, so only the chosen frames are decoded).
+
+Both are what the bioio plug-ins (``bioio-czi``, ``bioio-nd2``) use underneath; using them
+directly avoids bioio's xarray/dask layers, which the pipeline does not need.
+
+The same checks as for TIFFs hold, before any pixel is decoded: pixel type, the declared size
+of the whole file against ``ReadLimits.max_pixels`` / ``max_bytes``, and the size of the part
+that is decoded (one scene, one timepoint) against ``ReadLimits.max_in_memory_bytes``.
+
+Scenes (CZI ``S``, ND2 positions ``P``) and timepoints (``T``) are read one at a time:
+``scene=`` and ``timepoint=`` choose one; a file with more than one and no choice raises
+:class:`InvalidImageError` that says how many there are. :func:`read_vendor_info` tells how
+many a file holds without decoding pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from overnight.errors import InvalidImageError
+from overnight.imaging.calibration import Calibration
+from overnight.imaging.limits import (
+    DEFAULT_LIMITS,
+    ReadLimits,
+    check_declared_size,
+    check_pixel_type,
+)
+
+#: File extensions read by this module (any case), with the package each needs.
+VENDOR_EXTENSIONS: dict[str, str] = {".czi": "aicspylibczi", ".nd2": "nd2"}
+
+# CZI pixel types that are single-sample unsigned integers.
+_CZI_DTYPES: dict[str, np.dtype] = {"gray8": np.dtype("uint8"), "gray16": np.dtype("uint16")}
+
+
+def is_vendor_name(name: str) -> bool:
+    """Whether ``name`` ends in one of :data:`VENDOR_EXTENSIONS` (any case)."""
+    return Path(name).suffix.lower() in VENDOR_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class VendorInfo:
+    """What a vendor file's header declares, without decoding pixels.
+
+    ``shape_zcyx`` is one scene at one timepoint; ``acquired_at`` is ISO 8601 (UTC when the
+    file says so), ``None`` when absent.
+    """
+
+    source: str
+    file_format: str
+    n_scenes: int
+    n_timepoints: int
+    shape_zcyx: tuple[int, int, int, int]
+    dtype: np.dtype
+    calibration: Calibration
+    acquired_at: str | None
+
+
+@dataclass(frozen=True)
+class _Opened:
+    info: VendorInfo
+    read: Callable[[int, int], np.ndarray]  # (scene, timepoint) -> ZCYX
+
+
+def _import(module: str, source: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError as err:
+        raise InvalidImageError(
+            source,
+            f"reading {Path(source).suffix} files needs the optional package {module!r}, "
+            "which is not installed: pip install 'overnight[formats]'",
+        ) from err
+
+
+def _check_file(path: Path) -> None:
+    source = str(path)
+    if not path.is_file():
+        raise InvalidImageError(source, "file not found" if not path.exists() else "not a file")
+    if path.stat().st_size == 0:
+        raise InvalidImageError(source, "file is empty (0 bytes)")
+
+
+def _choose(source: str, what: str, axis: str, wanted: int | None, count: int) -> int:
+    if wanted is None:
+        if count == 1:
+            return 0
+        raise InvalidImageError(
+            source,
+            f"has {count} {what}s ({axis} axis); read one at a time with {what}=0..{count - 1}",
+        )
+    if not 0 <= wanted < count:
+        raise InvalidImageError(source, f"{what} {wanted} is out of range 0..{count - 1}")
+    return wanted
+
+
+def _iso(value: str | None) -> str | None:
+    if not value:
+        return None
+    text = value.strip()
+    try:  # CZI writes 7 fractional digits, which fromisoformat rejects before Python 3.11
+        return datetime.fromisoformat(text).isoformat()
+    except ValueError:
+        return text
+
+
+# --- CZI -----------------------------------------------------------------------------------
+
+
+def _czi_calibration(meta: Any) -> tuple[Calibration, str | None]:
+    scaling = {}
+    for item in meta.findall(".//Scaling/Items/Distance"):
+        try:
+            scaling[item.get("Id")] = float(item.findtext("Value")) * 1e6  # metres → µm
+        except (TypeError, ValueError):
+            continue
+    names = tuple(
+        ch.get("Name") or ""
+        for ch in meta.findall(".//Information/Image/Dimensions/Channels/Channel")
+    )
+    calibration = Calibration(
+        pixel_size_um=scaling.get("X"),
+        z_step_um=scaling.get("Z"),
+        channel_names=names if names and all(names) else None,
+    )
+    return calibration, _iso(meta.findtext(".//Information/Image/AcquisitionDateAndTime"))
+
+
+def _czi_extra_axes(source: str, dims: dict[str, tuple[int, int]]) -> None:
+    for axis, (start, stop) in dims.items():
+        if axis not in "SZCTYXMB" and stop - start > 1:
+            raise InvalidImageError(
+                source,
+                f"CZI axis {axis} has {stop - start} entries (phases, views, illuminations or "
+                "rotations); only scenes (S), timepoints (T), Z, C and mosaic tiles are read",
+            )
+
+
+def _open_czi(path: Path) -> _Opened:
+    source = str(path)
+    aicspylibczi = _import("aicspylibczi", source)
+    try:
+        czi = aicspylibczi.CziFile(path)
+        pixel_type = czi.pixel_type
+        scene_dims = czi.get_dims_shape()
+        dims = scene_dims[0]
+        mosaic = czi.is_mosaic()
+        meta = czi.meta
+    except Exception as err:  # libCZI raises its own exception types for damaged files
+        raise InvalidImageError(source, f"is not a readable CZI file ({err})") from err
+    if pixel_type not in _CZI_DTYPES:
+        raise InvalidImageError(
+            source,
+            f"CZI pixel type {pixel_type} is not supported; expected grey unsigned integers "
+            f"({'/'.join(_CZI_DTYPES)})",
+        )
+    dtype = _CZI_DTYPES[pixel_type]
+    _czi_extra_axes(source, dims)
+    if len(scene_dims) > 1 or (mosaic and dims.get("S", (0, 1))[1] - dims.get("S", (0, 1))[0] > 1):
+        raise InvalidImageError(
+            source,
+            f"CZI scenes differ in size or are mosaics ({len(scene_dims)} scene layouts, "
+            f"mosaic={mosaic}); only files whose scenes share one size, or one-scene mosaics, "
+            "are read",
+        )
+
+    def size(axis: str) -> int:
+        start, stop = dims.get(axis, (0, 1))
+        return stop - start
+
+    if mosaic:
+        box = czi.get_mosaic_bounding_box()
+        height, width = int(box.h), int(box.w)
+    else:
+        height, width = size("Y"), size("X")
+    calibration, acquired_at = _czi_calibration(meta)
+    info = VendorInfo(
+        source=source,
+        file_format="czi",
+        n_scenes=size("S"),
+        n_timepoints=size("T"),
+        shape_zcyx=(size("Z"), size("C"), height, width),
+        dtype=dtype,
+        calibration=calibration,
+        acquired_at=acquired_at,
+    )
+
+    def read(scene: int, timepoint: int) -> np.ndarray:
+        z_size, c_size = size("Z"), size("C")
+        planes = np.empty((z_size, c_size, height, width), dtype)
+        offsets = {a: dims.get(a, (0, 1))[0] for a in "SZCT"}
+        for z in range(z_size):
+            for c in range(c_size):
+                index = {
+                    "Z": z + offsets["Z"],
+                    "C": c + offsets["C"],
+                    "T": timepoint + offsets["T"],
+                }
+                if "S" in dims:
+                    index["S"] = scene + offsets["S"]
+                index = {k: v for k, v in index.items() if k in dims}
+                if mosaic:
+                    plane = czi.read_mosaic(scale_factor=1.0, **index)
+                else:
+                    plane, _ = czi.read_image(**index)
+                planes[z, c] = np.asarray(plane).reshape(height, width)
+        return planes
+
+    return _Opened(info, read)
+
+
+# --- ND2 -----------------------------------------------------------------------------------
+
+
+def _nd2_acquired_at(nd2_file: Any) -> str | None:
+    try:  # the first frame's absolute time, a Julian day number (modern ND2 files)
+        jdn = nd2_file.frame_metadata(0).channels[0].time.absoluteJulianDayNumber
+        unix_s = (float(jdn) - 2440587.5) * 86400.0
+        return datetime.fromtimestamp(unix_s, UTC).isoformat(timespec="seconds")
+    except Exception:  # noqa: BLE001 - legacy files have no frame metadata; fall back to text
+        text = (nd2_file.text_info or {}).get("date")
+        return str(text).strip() if text else None
+
+
+def _nd2_channel_names(nd2_file: Any) -> tuple[str, ...] | None:
+    try:
+        names = tuple(ch.channel.name for ch in nd2_file.metadata.channels)
+    except (AttributeError, TypeError):
+        return None
+    return names if names and all(names) else None
+
+
+def _open_nd2(path: Path) -> tuple[_Opened, Any]:
+    source = str(path)
+    nd2 = _import("nd2", source)
+    try:
+        nd2_file = nd2.ND2File(path)
+    except Exception as err:  # nd2 raises ValueError, OSError or its own errors
+        raise InvalidImageError(source, f"is not a readable ND2 file ({err})") from err
+    try:
+        sizes = dict(nd2_file.sizes)
+        dtype = np.dtype(nd2_file.dtype)
+        voxel = nd2_file.voxel_size()
+        calibration = Calibration(
+            pixel_size_um=float(voxel.x) if voxel.x > 0 else None,
+            z_step_um=float(voxel.z) if sizes.get("Z", 1) > 1 and voxel.z > 0 else None,
+            channel_names=_nd2_channel_names(nd2_file),
+        )
+        acquired_at = _nd2_acquired_at(nd2_file)
+    except Exception as err:
+        nd2_file.close()
+        raise InvalidImageError(source, f"ND2 metadata cannot be read ({err})") from err
+    unknown = [a for a, n in sizes.items() if a not in "PTZCYX" and n > 1]
+    if unknown:
+        nd2_file.close()
+        raise InvalidImageError(
+            source,
+            f"ND2 axes {''.join(unknown)} ({sizes}) are not supported; "
+            "only positions (P), timepoints (T), Z, C, Y and X are read (RGB files are not)",
+        )
+    info = VendorInfo(
+        source=source,
+        file_format="nd2",
+        n_scenes=sizes.get("P", 1),
+        n_timepoints=sizes.get("T", 1),
+        shape_zcyx=(sizes.get("Z", 1), sizes.get("C", 1), sizes["Y"], sizes["X"]),
+        dtype=dtype,
+        calibration=calibration,
+        acquired_at=acquired_at,
+    )
+    axes = "".join(sizes)
+
+    def read(scene: int, timepoint: int) -> np.ndarray:
+        lazy = nd2_file.to_dask()
+        index = tuple(scene if a == "P" else timepoint if a == "T" else slice(None) for a in axes)
+        kept = "".join(a for a in axes if a not in "PT")
+        try:
+            data = np.asarray(lazy[index])
+        except Exception as err:
+            raise InvalidImageError(source, f"ND2 pixel data cannot be decoded ({err})") from err
+        for axis in "ZC":
+            if axis not in kept:
+                data, kept = data[np.newaxis], axis + kept
+        return np.ascontiguousarray(data.transpose([kept.index(a) for a in "ZCYX"]))
+
+    return _Opened(info, read), nd2_file
+
+
+# --- common --------------------------------------------------------------------------------
+
+
+def _check_info(info: VendorInfo, limits: ReadLimits) -> None:
+    z, c, y, x = info.shape_zcyx
+    check_pixel_type(info.source, info.dtype)
+    if 0 in info.shape_zcyx or info.n_scenes < 1 or info.n_timepoints < 1:
+        raise InvalidImageError(info.source, f"declares an empty image (ZCYX {info.shape_zcyx})")
+    whole = (info.n_scenes, info.n_timepoints, z, c, y, x)
+    check_declared_size(info.source, whole, info.dtype, limits, in_memory=False)
+
+
+def read_vendor_info(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> VendorInfo:
+    """Check a ``.czi`` / ``.nd2`` header and say what it holds, without decoding pixels.
+
+    Raises
+    ------
+    InvalidImageError
+        As in :func:`read_vendor`.
+    """
+    _check_file(path)
+    if path.suffix.lower() == ".nd2":
+        opened, nd2_file = _open_nd2(path)
+        nd2_file.close()
+    else:
+        opened = _open_czi(path)
+    _check_info(opened.info, limits)
+    return opened.info
+
+
+def read_vendor(
+    path: Path,
+    *,
+    limits: ReadLimits = DEFAULT_LIMITS,
+    scene: int | None = None,
+    timepoint: int | None = None,
+) -> tuple[np.ndarray, VendorInfo, dict[str, Any]]:
+    """Decode one scene at one timepoint of a ``.czi`` or ``.nd2`` file as ``ZCYX``.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    limits : ReadLimits
+        The whole file is checked against ``max_pixels`` / ``max_bytes``, the decoded part
+        against ``max_in_memory_bytes``, before any pixel is decoded.
+    scene, timepoint : int, optional
+        Which scene (CZI ``S``, ND2 position ``P``) and timepoint to read; needed when the file
+        holds more than one.
+
+    Returns
+    -------
+    data : ndarray of shape (Z, C, Y, X)
+        In the file's unsigned integer type, in memory.
+    info : VendorInfo
+        What the header declares.
+    metadata : dict
+        ``file_format``, ``scene``, ``timepoint``, ``n_scenes``, ``n_timepoints`` and
+        ``acquired_at`` (when the file states it), for ``ImageStack.metadata``.
+
+    Raises
+    ------
+    InvalidImageError
+        Missing, empty or damaged file; reader package not installed; unsupported pixel type or
+        axes; declared size beyond ``limits``; ``scene`` / ``timepoint`` missing or out of range.
+    """
+    _check_file(path)
+    source = str(path)
+    nd2_file = None
+    if path.suffix.lower() == ".nd2":
+        opened, nd2_file = _open_nd2(path)
+    elif path.suffix.lower() == ".czi":
+        opened = _open_czi(path)
+    else:
+        raise InvalidImageError(source, f"is not a vendor file ({', '.join(VENDOR_EXTENSIONS)})")
+    try:
+        info = opened.info
+        _check_info(info, limits)
+        chosen_scene = _choose(source, "scene", "S/P", scene, info.n_scenes)
+        chosen_t = _choose(source, "timepoint", "T", timepoint, info.n_timepoints)
+        check_declared_size(source, info.shape_zcyx, info.dtype, limits, in_memory=True)
+        try:
+            data = opened.read(chosen_scene, chosen_t)
+        except InvalidImageError:
+            raise
+        except Exception as err:  # libCZI / nd2 decode errors have their own types
+            raise InvalidImageError(source, f"pixel data cannot be decoded ({err})") from err
+    finally:
+        if nd2_file is not None:
+            nd2_file.close()
+    if data.shape != info.shape_zcyx or math.prod(data.shape) == 0:
+        raise InvalidImageError(
+            source, f"decoded shape {data.shape} differs from the declared ZCYX {info.shape_zcyx}"
+        )
+    metadata: dict[str, Any] = {
+        "file_format": info.file_format,
+        "scene": chosen_scene,
+        "n_scenes": info.n_scenes,
+        "timepoint": chosen_t,
+        "n_timepoints": info.n_timepoints,
+    }
+    if info.acquired_at:
+        metadata["acquired_at"] = info.acquired_at
+    return data, info, metadata

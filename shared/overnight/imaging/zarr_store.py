@@ -1,0 +1,240 @@
+"""Read a local OME-Zarr (NGFF 0.4, and 0.5's ``zarr.json`` layout) image, lazily by chunk.
+
+An OME-Zarr image is a folder (``field.ome.zarr/``) holding a ``multiscales`` group; the first
+dataset (``datasets[0]``, full resolution) is read. Axes come from ``multiscales[0].axes``
+(``t``, ``c``, ``z``, ``y``, ``x`` in any subset), pixel size and z-step from its ``scale``
+transformations and axis units, channel names from ``omero.channels[].label``.
+
+Nothing is decoded when the store is opened: the declared shape is checked against
+:class:`ReadLimits` first, then :func:`read_zarr` decodes only the chosen timepoint and
+:func:`read_zarr_tile` only the chunks that overlap a Y/X window, so a store larger than RAM is
+read tile by tile. Needs the optional ``zarr`` package (``pip install 'overnight[formats]'``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from overnight.errors import InvalidImageError
+from overnight.imaging.axes import to_zcyx
+from overnight.imaging.calibration import Calibration
+from overnight.imaging.limits import (
+    DEFAULT_LIMITS,
+    ReadLimits,
+    check_declared_size,
+    check_pixel_type,
+)
+
+#: Folder name endings of an OME-Zarr image (any case).
+ZARR_EXTENSIONS: tuple[str, ...] = (".ome.zarr", ".zarr")
+
+# NGFF axis units (UDUNITS names) in µm.
+_NGFF_UNIT_UM = {
+    "meter": 1e6,
+    "centimeter": 1e4,
+    "millimeter": 1e3,
+    "micrometer": 1.0,
+    "nanometer": 1e-3,
+    "angstrom": 1e-4,
+}
+
+
+def is_zarr_name(name: str) -> bool:
+    """Whether ``name`` ends in ``.zarr`` / ``.ome.zarr`` (any case)."""
+    return name.lower().rstrip("/").endswith(ZARR_EXTENSIONS)
+
+
+@dataclass(frozen=True)
+class ZarrImage:
+    """An opened OME-Zarr image: the full-resolution array (lazy) and what the store declares."""
+
+    source: str
+    array: Any  # zarr.Array: indexing it decodes only the chunks it touches
+    axes: str  # upper case, e.g. "TCZYX"
+    calibration: Calibration
+    ngff_version: str | None
+
+
+def _multiscales(attrs: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any], str | None]:
+    ome = attrs.get("ome")
+    if isinstance(ome, dict) and "multiscales" in ome:  # NGFF 0.5: attributes under "ome"
+        return ome["multiscales"], ome, ome.get("version")
+    multiscales = attrs.get("multiscales") or []
+    version = multiscales[0].get("version") if multiscales else None
+    return multiscales, attrs, version
+
+
+def _scale(transforms: list[dict[str, Any]] | None, n_axes: int) -> list[float]:
+    scale = [1.0] * n_axes
+    for transform in transforms or []:
+        if transform.get("type") == "scale" and len(transform.get("scale", [])) == n_axes:
+            scale = [s * float(t) for s, t in zip(scale, transform["scale"], strict=True)]
+    return scale
+
+
+def _axis_um(axes: list[dict[str, Any]], scale: list[float], name: str) -> float | None:
+    for axis, size in zip(axes, scale, strict=True):
+        if axis.get("name", "").lower() == name:
+            factor = _NGFF_UNIT_UM.get(str(axis.get("unit", "")).lower())
+            return size * factor if factor is not None and size > 0 else None
+    return None
+
+
+def open_zarr(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> ZarrImage:
+    """Open an OME-Zarr image and check what it declares; decode nothing.
+
+    Raises
+    ------
+    InvalidImageError
+        Not a folder, ``zarr`` not installed, no ``multiscales`` metadata, axes that cannot be
+        placed in ZCYX, unsupported pixel type, declared size beyond ``limits``.
+    """
+    source = str(path)
+    if not path.is_dir():
+        raise InvalidImageError(
+            source, "OME-Zarr store not found" if not path.exists() else "is not a folder"
+        )
+    try:
+        import zarr
+    except ImportError as err:
+        raise InvalidImageError(
+            source,
+            "reading OME-Zarr needs the optional package 'zarr', which is not installed: "
+            "pip install 'overnight[formats]'",
+        ) from err
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
+    except Exception as err:  # zarr raises its own errors for foreign folders
+        raise InvalidImageError(source, f"is not a readable Zarr group ({err})") from err
+    multiscales, ome, version = _multiscales(attrs)
+    if not multiscales or not multiscales[0].get("datasets"):
+        raise InvalidImageError(
+            source,
+            "is a Zarr group without OME-NGFF 'multiscales' metadata (not an OME-Zarr image)",
+        )
+    first = multiscales[0]
+    axes_meta = [a if isinstance(a, dict) else {"name": a} for a in first.get("axes", [])]
+    dataset = first["datasets"][0]
+    try:
+        array: Any = group[dataset["path"]]
+        if not isinstance(array, zarr.Array):
+            raise TypeError("it is a group, not an array")
+    except Exception as err:
+        raise InvalidImageError(
+            source, f"multiscales dataset {dataset.get('path')!r} cannot be opened ({err})"
+        ) from err
+    axes = "".join(str(a.get("name", "?"))[:1] for a in axes_meta).upper() or None
+    if axes is None:  # NGFF 0.1-0.3 without axes: always TCZYX
+        axes = "TCZYX"[-array.ndim :]
+        axes_meta = [{"name": a.lower()} for a in axes]
+    shape = tuple(int(s) for s in array.shape)
+    if len(axes) != len(shape) or not set(axes) <= set("TCZYX"):
+        raise InvalidImageError(
+            source, f"NGFF axes {axes!r} do not fit shape {shape} or are not among t, c, z, y, x"
+        )
+    check_pixel_type(source, np.dtype(array.dtype))
+    if 0 in shape:
+        raise InvalidImageError(source, f"declares an empty image (shape {shape})")
+    check_declared_size(source, shape, np.dtype(array.dtype), limits, in_memory=False)
+    scale = _scale(dataset.get("coordinateTransformations"), len(shape))
+    top = _scale(first.get("coordinateTransformations"), len(shape))
+    scale = [s * t for s, t in zip(scale, top, strict=True)]
+    labels = [ch.get("label", "") for ch in (ome.get("omero") or {}).get("channels", [])]
+    calibration = Calibration(
+        pixel_size_um=_axis_um(axes_meta, scale, "x"),
+        z_step_um=_axis_um(axes_meta, scale, "z") if "Z" in axes else None,
+        channel_names=tuple(labels) if labels and all(labels) else None,
+    )
+    return ZarrImage(source, array, axes, calibration, version)
+
+
+def _timepoint_index(image: ZarrImage, timepoint: int | None) -> tuple[tuple[Any, ...], str]:
+    """Index that keeps one timepoint (checked by ``to_zcyx``'s rules), and the axes left."""
+    if "T" not in image.axes:
+        if timepoint not in (None, 0):
+            raise InvalidImageError(
+                image.source, f"has no T axis; timepoint {timepoint} does not exist"
+            )
+        return tuple(slice(None) for _ in image.axes), image.axes
+    n_t = int(image.array.shape[image.axes.index("T")])
+    if timepoint is None and n_t > 1:
+        raise InvalidImageError(
+            image.source,
+            f"has {n_t} timepoints (T axis); read one at a time with timepoint=0..{n_t - 1}",
+        )
+    t = timepoint or 0
+    if not 0 <= t < n_t:
+        raise InvalidImageError(image.source, f"timepoint {t} is out of range 0..{n_t - 1}")
+    index = tuple(t if a == "T" else slice(None) for a in image.axes)
+    return index, image.axes.replace("T", "")
+
+
+def _decode(image: ZarrImage, index: tuple[Any, ...]) -> np.ndarray:
+    try:
+        return np.asarray(image.array[index])
+    except Exception as err:  # a missing codec, a corrupt chunk
+        raise InvalidImageError(image.source, f"Zarr chunks cannot be decoded ({err})") from err
+
+
+def read_zarr(
+    path: Path, *, limits: ReadLimits = DEFAULT_LIMITS, timepoint: int | None = None
+) -> tuple[np.ndarray, ZarrImage]:
+    """Decode one timepoint of an OME-Zarr image as ``ZCYX`` (in memory, within ``limits``).
+
+    Returns
+    -------
+    data : ndarray of shape (Z, C, Y, X)
+    image : ZarrImage
+        The opened store (axes, calibration, NGFF version).
+    """
+    image = open_zarr(path, limits=limits)
+    index, kept = _timepoint_index(image, timepoint)
+    selected = [n for n, i in zip(image.array.shape, index, strict=True) if isinstance(i, slice)]
+    check_declared_size(image.source, selected, np.dtype(image.array.dtype), limits, in_memory=True)
+    data = to_zcyx(_decode(image, index), kept, source=image.source)
+    return data, image
+
+
+def read_zarr_tile(
+    path: Path,
+    window: tuple[slice, slice],
+    *,
+    limits: ReadLimits = DEFAULT_LIMITS,
+    timepoint: int | None = None,
+) -> np.ndarray:
+    """Decode the Y/X ``window`` of one timepoint as ``ZCYX``; only the chunks it overlaps are read.
+
+    Raises
+    ------
+    ValueError
+        When the window is empty or outside the image.
+    InvalidImageError
+        As in :func:`read_zarr`.
+    """
+    image = open_zarr(path, limits=limits)
+    index, kept = _timepoint_index(image, timepoint)
+    height = int(image.array.shape[image.axes.index("Y")])
+    width = int(image.array.shape[image.axes.index("X")])
+    ys, xs = window
+    if not (0 <= ys.start < ys.stop <= height and 0 <= xs.start < xs.stop <= width):
+        raise ValueError(
+            f"{image.source}: tile [{ys.start}:{ys.stop}, {xs.start}:{xs.stop}] is empty or "
+            f"outside the image ({height}x{width} px)"
+        )
+    index = tuple(
+        ys if a == "Y" else xs if a == "X" else i for a, i in zip(image.axes, index, strict=True)
+    )
+    window_shape = [
+        (i.stop - i.start) if a in "YX" else n
+        for a, n, i in zip(image.axes, image.array.shape, index, strict=True)
+        if isinstance(i, slice)
+    ]
+    check_declared_size(
+        image.source, window_shape, np.dtype(image.array.dtype), limits, in_memory=True, what="tile"
+    )
+    return np.ascontiguousarray(to_zcyx(_decode(image, index), kept, source=image.source))

@@ -1,0 +1,170 @@
+"""Vendor files no one here made (tests/data/vendor/PROVENANCE.md), read through read_stack."""
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from overnight.errors import InvalidImageError
+from overnight.imaging.limits import ReadLimits
+from overnight.imaging.reader import read_stack, read_tile
+from overnight.imaging.vendor import read_vendor_info
+
+VENDOR = Path(__file__).parents[1] / "data" / "vendor"
+
+
+def needs(module: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        importlib.util.find_spec(module) is None,
+        reason=f"{module} is not installed: pip install -e '.[formats]' (make test installs it)",
+    )
+
+
+needs_czi = needs("aicspylibczi")
+needs_nd2 = needs("nd2")
+
+
+# --- Zeiss CZI ----------------------------------------------------------------------------
+
+
+@needs_czi
+def test_a_single_plane_czi_reads_with_its_own_calibration() -> None:
+    stack = read_stack(VENDOR / "s_1_t_1_c_1_z_1.czi")
+    # Sizes as aicspylibczi's own tests state them (SizeY 325, SizeX 475); scaling from the XML.
+    assert stack.shape_zcyx == (1, 1, 325, 475)
+    assert stack.data.dtype == np.uint16
+    assert stack.image_id == "s_1_t_1_c_1_z_1"
+    assert stack.pixel_size_um == pytest.approx(1.0833333, rel=1e-6)
+    assert stack.z_step_um is None
+    assert stack.channel_names == ("Bright",)
+    assert stack.metadata["acquired_at"].startswith("2019-06-27T18:33:40")
+    assert stack.metadata["file_format"] == "czi"
+    assert (stack.metadata["n_scenes"], stack.metadata["n_timepoints"]) == (1, 1)
+    assert 3000 < stack.data.mean() < 4500  # a bright-field image, not zeros
+
+
+@needs_czi
+def test_a_mosaic_czi_is_stitched_into_one_zcyx_stack() -> None:
+    import aicspylibczi
+
+    stack = read_stack(VENDOR / "tiles_z.czi")
+    assert stack.shape_zcyx == (2, 2, 512, 510)  # 2 x 2 tiles of 256 px, 2 px overlap in X
+    assert stack.data.dtype == np.uint8
+    assert stack.pixel_size_um == pytest.approx(0.83026582, rel=1e-6)
+    assert stack.z_step_um == pytest.approx(4.0)
+    assert stack.channel_names == ("Ch1", "T PMT")
+    czi = aicspylibczi.CziFile(VENDOR / "tiles_z.czi")
+    origin = czi.get_mosaic_bounding_box()
+    for m in range(4):  # every tile lands where its own bounding box says
+        box = czi.get_mosaic_tile_bounding_box(M=m, Z=1, C=0)
+        tile = czi.read_image(M=m, Z=1, C=0)[0].reshape(box.h, box.w)
+        y, x = box.y - origin.y, box.x - origin.x
+        np.testing.assert_array_equal(stack.data[1, 0, y : y + box.h, x : x + box.w], tile)
+
+
+@needs_czi
+def test_a_czi_tile_is_the_window_of_the_stack() -> None:
+    stack = read_stack(VENDOR / "tiles_z.czi")
+    tile = read_tile(VENDOR / "tiles_z.czi", 100, 300, 50, 90)
+    np.testing.assert_array_equal(tile, stack.data[:, :, 100:300, 50:90])
+
+
+@needs_czi
+def test_a_czi_larger_than_the_budget_is_refused_before_decoding() -> None:
+    with pytest.raises(InvalidImageError, match=r"tiles_z\.czi.*max_pixels"):
+        read_stack(VENDOR / "tiles_z.czi", limits=ReadLimits(max_pixels=100_000))
+    with pytest.raises(InvalidImageError, match=r"tiles_z\.czi.*max_in_memory_bytes"):
+        read_stack(VENDOR / "tiles_z.czi", limits=ReadLimits(max_in_memory_bytes=100_000))
+
+
+@needs_czi
+def test_a_czi_with_too_few_channels_names_the_roles() -> None:
+    with pytest.raises(InvalidImageError, match=r"1 channel; the pipeline needs 2 \(cell, pnp\)"):
+        read_stack(
+            VENDOR / "s_1_t_1_c_1_z_1.czi", channels_required=2, channel_roles=("cell", "pnp")
+        )
+
+
+@needs_czi
+def test_a_scene_that_does_not_exist_is_refused() -> None:
+    with pytest.raises(InvalidImageError, match=r"scene 2 is out of range 0\.\.0"):
+        read_stack(VENDOR / "s_1_t_1_c_1_z_1.czi", scene=2)
+
+
+# --- Nikon ND2 ----------------------------------------------------------------------------
+
+
+@needs_nd2
+def test_an_nd2_with_timepoints_says_how_many_and_reads_one() -> None:
+    with pytest.raises(InvalidImageError, match=r"cluster\.nd2.*3 timepoints.*timepoint=0\.\.2"):
+        read_stack(VENDOR / "cluster.nd2")
+    stack = read_stack(VENDOR / "cluster.nd2", timepoint=2)
+    # Expected values as Bio-Formats reports them in pims' own tests: 3 frames of Z 10, C 2,
+    # 31 x 38 px, channel 0 '5-FAM/pH 9.0', pixel size 0.167808983 µm.
+    assert stack.shape_zcyx == (10, 2, 31, 38)
+    assert stack.data.dtype == np.uint16
+    assert stack.image_id == "cluster"
+    assert stack.pixel_size_um == pytest.approx(0.167808983, rel=1e-6)
+    assert stack.z_step_um == pytest.approx(0.5)
+    assert stack.channel_names == ("5-FAM/pH 9.0", "FM 4-64/2% CHAPS")
+    assert stack.metadata["timepoint"] == 2 and stack.metadata["n_timepoints"] == 3
+    assert stack.metadata["acquired_at"].startswith("2014-06-18")
+    assert stack.data.max() > 0
+
+
+@needs_nd2
+def test_each_nd2_timepoint_is_its_own_frame() -> None:
+    import nd2
+
+    everything = nd2.imread(VENDOR / "cluster.nd2")  # T Z C Y X, the library's own full read
+    for t in range(3):
+        np.testing.assert_array_equal(
+            read_stack(VENDOR / "cluster.nd2", timepoint=t).data, everything[t]
+        )
+
+
+@needs_nd2
+def test_nd2_info_declares_without_decoding() -> None:
+    info = read_vendor_info(VENDOR / "cluster.nd2")
+    assert (info.n_scenes, info.n_timepoints, info.shape_zcyx) == (1, 3, (10, 2, 31, 38))
+
+
+# --- broken files -------------------------------------------------------------------------
+
+
+@needs_czi
+@needs_nd2
+@pytest.mark.parametrize("name", ["s_1_t_1_c_1_z_1.czi", "cluster.nd2"])
+def test_damaged_vendor_files_are_refused_naming_the_file(tmp_path: Path, name: str) -> None:
+    truncated = tmp_path / name
+    truncated.write_bytes((VENDOR / name).read_bytes()[:300])
+    with pytest.raises(InvalidImageError, match=name.replace(".", r"\.")):
+        read_stack(truncated)
+    empty = tmp_path / f"empty{Path(name).suffix}"
+    empty.touch()
+    with pytest.raises(InvalidImageError, match="file is empty"):
+        read_stack(empty)
+    foreign = tmp_path / f"png{Path(name).suffix}"
+    foreign.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(500))
+    with pytest.raises(InvalidImageError, match=r"png\.(czi|nd2): is not a readable"):
+        read_stack(foreign)
+
+
+def test_a_missing_reader_package_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_nd2(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name == "nd2":
+            raise ImportError("No module named 'nd2'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_nd2)
+    copy = shutil.copy(VENDOR / "cluster.nd2", tmp_path / "a.nd2")
+    with pytest.raises(InvalidImageError, match=r"a\.nd2.*pip install 'overnight\[formats\]'"):
+        read_stack(Path(copy))
