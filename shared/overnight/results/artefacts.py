@@ -6,7 +6,9 @@ object storage, a Kubernetes pod), so every reader sees one format.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,11 +22,55 @@ from overnight.results.record import ImageResult
 RESULT_FILES = ("labels.tif", "cells.csv", "pnps.csv", "qc.png", RESULT_FILE)
 
 
-def labels_tiff_bytes(labels: np.ndarray) -> bytes:
-    """A ``YX`` label image as a compressed TIFF (uint16 when ids fit, else uint32)."""
+def labels_tiff_bytes(labels: np.ndarray, pixel_size_um: float | None = None) -> bytes:
+    """A ``YX`` label image as a compressed OME-TIFF (uint16 when ids fit, else uint32).
+
+    Parameters
+    ----------
+    labels : ndarray of shape (Y, X)
+        Instance labels, 0 = background.
+    pixel_size_um : float, optional
+        Written as OME ``PhysicalSizeX`` / ``PhysicalSizeY`` in µm (and as the TIFF resolution
+        tags, in cm, for readers that do not parse OME-XML); omitted when unknown.
+
+    Returns
+    -------
+    bytes
+        An OME-TIFF with one ``YX`` plane, named ``labels``; plain ``tifffile.imread`` reads it
+        back as the (Y, X) array, and OME readers (Bio-Formats, napari, bioio) with its scale.
+    """
+    if labels.ndim != 2:
+        raise ValueError(f"labels should be YX (2 axes) but have shape {labels.shape}")
     dtype = np.uint16 if labels.max(initial=0) < 2**16 else np.uint32
+    pixels = np.ascontiguousarray(labels.astype(dtype))
+    # OME files carry a UUID; one derived from the content keeps the bytes reproducible
+    # (a re-run publishes identical files, and their sha256 in manifest.json is stable).
+    identity = hashlib.sha256(pixels.tobytes() + repr((pixels.shape, pixel_size_um)).encode())
+    metadata: dict[str, object] = {
+        "axes": "YX",
+        "Name": "labels",
+        "UUID": f"urn:uuid:{uuid.UUID(bytes=identity.digest()[:16], version=4)}",
+    }
+    resolution: dict[str, object] = {}
+    if pixel_size_um is not None and pixel_size_um > 0:
+        metadata |= {
+            "PhysicalSizeX": pixel_size_um,
+            "PhysicalSizeXUnit": "µm",
+            "PhysicalSizeY": pixel_size_um,
+            "PhysicalSizeYUnit": "µm",
+        }
+        pixels_per_cm = 1e4 / pixel_size_um
+        resolution = {"resolution": (pixels_per_cm, pixels_per_cm), "resolutionunit": "CENTIMETER"}
     buffer = io.BytesIO()
-    tifffile.imwrite(buffer, labels.astype(dtype), compression="zlib", metadata={"axes": "YX"})
+    tifffile.imwrite(
+        buffer,
+        pixels,
+        ome=True,
+        photometric="minisblack",
+        compression="zlib",
+        metadata=metadata,
+        **resolution,
+    )
     return buffer.getvalue()
 
 
@@ -36,7 +82,7 @@ def csv_bytes(table: pd.DataFrame) -> bytes:
 def result_artefacts(values: Mapping[str, Any], result: ImageResult) -> dict[str, bytes]:
     """File name → bytes for one image, from the pipeline's values and its record."""
     return {
-        "labels.tif": labels_tiff_bytes(values["cell_labels"]),
+        "labels.tif": labels_tiff_bytes(values["cell_labels"], result.pixel_size_um),
         "cells.csv": csv_bytes(values["cells_table"]),
         "pnps.csv": csv_bytes(values["pnps_table"]),
         "qc.png": values["qc_png"],
