@@ -51,7 +51,7 @@ def labels_tiff_bytes(labels: np.ndarray, pixel_size_um: float | None = None) ->
         "Name": "labels",
         "UUID": f"urn:uuid:{uuid.UUID(bytes=identity.digest()[:16], version=4)}",
     }
-    resolution: dict[str, object] = {}
+    resolution: tuple[float, float] | None = None
     if pixel_size_um is not None and pixel_size_um > 0:
         metadata |= {
             "PhysicalSizeX": pixel_size_um,
@@ -60,7 +60,7 @@ def labels_tiff_bytes(labels: np.ndarray, pixel_size_um: float | None = None) ->
             "PhysicalSizeYUnit": "µm",
         }
         pixels_per_cm = 1e4 / pixel_size_um
-        resolution = {"resolution": (pixels_per_cm, pixels_per_cm), "resolutionunit": "CENTIMETER"}
+        resolution = (pixels_per_cm, pixels_per_cm)
     buffer = io.BytesIO()
     tifffile.imwrite(
         buffer,
@@ -69,7 +69,8 @@ def labels_tiff_bytes(labels: np.ndarray, pixel_size_um: float | None = None) ->
         photometric="minisblack",
         compression="zlib",
         metadata=metadata,
-        **resolution,
+        resolution=resolution,
+        resolutionunit="CENTIMETER" if resolution else None,
     )
     return buffer.getvalue()
 
