@@ -115,6 +115,18 @@ def test_an_nd2_with_timepoints_says_how_many_and_reads_one() -> None:
 
 
 @needs_nd2
+def test_the_acquisition_fields_of_an_nd2_timepoint() -> None:
+    fields = read_stack(VENDOR / "cluster.nd2", timepoint=2).acquisition_fields()
+    assert fields == {
+        "acquired_at": fields["acquired_at"],
+        "file_format": "nd2",
+        "channel_names": "5-FAM/pH 9.0;FM 4-64/2% CHAPS",
+        "timepoint": "2",
+    }
+    assert fields["acquired_at"].startswith("2014-06-18T")
+
+
+@needs_nd2
 def test_each_nd2_timepoint_is_its_own_frame() -> None:
     import nd2
 

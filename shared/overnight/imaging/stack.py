@@ -10,6 +10,9 @@ import numpy as np
 #: The pipeline's axis order. Readers convert to it once; nothing else reorders axes.
 PIPELINE_AXES = "ZCYX"
 
+# ImageStack.metadata keys that describe the acquisition rather than the file's layout.
+_ACQUISITION_KEYS = ("acquired_at", "file_format")
+
 
 @dataclass(frozen=True)
 class ImageStack:
@@ -43,3 +46,27 @@ class ImageStack:
     def channel(self, index: int) -> np.ndarray:
         """One channel as ``ZYX`` (a view, not a copy)."""
         return self.data[:, index]
+
+    def acquisition_fields(self) -> dict[str, str]:
+        """What the file says about its acquisition, as flat text fields for ``result.json``.
+
+        ``acquired_at`` (ISO 8601), ``channel_names`` (joined with ``;``), ``file_format``,
+        ``scene`` and ``timepoint`` (of files that hold several), those the reader found (a
+        TIFF gives at most OME channel names). Pixel size and z-step have their own fields.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> stack = ImageStack(np.zeros((1, 2, 4, 4), "uint16"), "a", "a.nd2",
+        ...                    channel_names=("DAPI", "GFP"),
+        ...                    metadata={"acquired_at": "2014-06-18T13:55:23+00:00"})
+        >>> stack.acquisition_fields()
+        {'acquired_at': '2014-06-18T13:55:23+00:00', 'channel_names': 'DAPI;GFP'}
+        """
+        fields = {key: str(self.metadata[key]) for key in _ACQUISITION_KEYS if key in self.metadata}
+        if self.channel_names:
+            fields["channel_names"] = ";".join(self.channel_names)
+        for key, count in (("scene", "n_scenes"), ("timepoint", "n_timepoints")):
+            if int(self.metadata.get(count, 1)) > 1:
+                fields[key] = str(self.metadata[key])
+        return fields
