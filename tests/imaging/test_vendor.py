@@ -65,6 +65,29 @@ def test_a_mosaic_czi_is_stitched_into_one_zcyx_stack() -> None:
 
 
 @needs_czi
+def test_a_czi_time_series_is_read_one_timepoint_at_a_time() -> None:
+    import aicspylibczi
+
+    name = "CD_s_1_t_3_c_2_z_5.czi"
+    with pytest.raises(InvalidImageError, match=r"3 timepoints \(T axis\).*timepoint=0\.\.2"):
+        read_stack(VENDOR / name)
+    czi = aicspylibczi.CziFile(VENDOR / name)
+    whole, dims = czi.read_image()  # the library's own read of every plane, axes BTCZYX
+    assert "".join(a for a, _ in dims) == "BTCZYX"
+    tzcyx = whole[0].transpose(0, 2, 1, 3, 4)
+    for t in range(3):
+        stack = read_stack(VENDOR / name, timepoint=t, channels_required=2)
+        np.testing.assert_array_equal(stack.data, tzcyx[t])
+    assert stack.shape_zcyx == (5, 2, 170, 240)
+    assert stack.pixel_size_um == pytest.approx(0.0905767, rel=1e-5)
+    assert stack.z_step_um == pytest.approx(0.32)
+    assert stack.channel_names == ("LED555", "LED470")
+    assert stack.metadata["acquired_at"].startswith("2016-02-12T09:41:02")
+    with pytest.raises(InvalidImageError, match=r"timepoint 3 is out of range 0\.\.2"):
+        read_stack(VENDOR / name, timepoint=3)
+
+
+@needs_czi
 def test_a_czi_tile_is_the_window_of_the_stack() -> None:
     stack = read_stack(VENDOR / "tiles_z.czi")
     tile = read_tile(VENDOR / "tiles_z.czi", 100, 300, 50, 90)
