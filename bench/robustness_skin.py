@@ -75,6 +75,9 @@ def _series_options(sweep: Sweep, value: float, size: int) -> dict[str, Any]:
     from overnight.synth.skin_look import SPEC_LOOK
 
     look = SPEC_LOOK
+    if sweep.name.startswith("follicle"):
+        # the generator keeps a follicle under 0.35 × the field: 512² px (256 µm) holds 160 µm
+        size = max(size, 512)
     options: dict[str, Any] = {"size": size, "n_timepoints": 6, "n_depths": 5}
     if sweep.name == "drug_snr":
         options["drug_snr"] = float(value)
@@ -220,7 +223,8 @@ def markdown(report: dict[str, Any]) -> str:
         "# Skin PK robustness sweep",
         "",
         f"Model `{report['model']}`; {report['series_per_point']} series per point, "
-        f"{report['size_px']}² px, 6 timepoints, 5 depths (unless swept), `spec` look. "
+        f"{report['size_px']}² px (follicle sweeps 512² px: a follicle stays under 0.35 × the "
+        "field), 6 timepoints, 5 depths (unless swept), `spec` look. "
         f"Reproduce: `{report['command']}` ({report['wall_s']:.0f} s). "
         "In range: the value lies in IMAGING_MODEL.md §2's range (trained: in the training "
         "range). Hits: share of compartment × series within target (Tmax ±1 sample, Cmax and "
