@@ -58,7 +58,9 @@ class QcThresholds:
 
     min_drug_snr: float = 2.0
     min_structure_contrast: float = 6.0
-    min_mean_max_probability: float = 0.8
+    #: chosen on tuning series (seed 4242, spec and training looks, 52 planes): of planes with
+    #: pixel-weighted IoU < 0.8, 0.85 flags 71 % with 20 % false alarms (0.8: 41 %, 12 %)
+    min_mean_max_probability: float = 0.85
     max_none: float = 0.2
     max_fraction_by_depth: Mapping[str, tuple[tuple[float, float, float], ...]] = field(
         default_factory=lambda: dict(DEFAULT_MAX_FRACTION_BY_DEPTH)
