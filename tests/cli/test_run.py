@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,10 @@ from click.testing import CliRunner
 import overnight.results
 from overnight.cli.main import cli
 from overnight.evaluation.cytometry import score_dataset
+from overnight.imaging import relative_stem_of
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from adversarial import write_adversarial_folder  # noqa: E402
 
 PIPELINE = "cytometry-classical"
 
@@ -138,3 +143,28 @@ def test_an_unwritable_output_is_a_clear_error(images_copy, tmp_path):
 def test_help_explains_the_outputs():
     result = CliRunner().invoke(cli, ["run", "--help"])
     assert result.exit_code == 0 and "summary.csv" in result.output and "--workers" in result.output
+
+
+def test_the_adversarial_folder_loses_nothing(small_dataset, tmp_path):
+    """Issue 13: every image-named entry is analysed or listed with a reason in failures.json."""
+    image = sorted((small_dataset / "images").glob("*.tif"))[0]
+    root = tmp_path / "data"
+    found = write_adversarial_folder(root, image, tmp_path / "elsewhere")
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(
+        str(root), "--out", str(out), "--pipeline", PIPELINE, "--workers", "1"
+    )
+    assert code != 0  # some entries cannot be analysed
+    summary = pd.read_csv(out / "summary.csv")
+    failures = json.loads((out / "failures.json").read_text())
+    analysed = {relative_stem_of(i) for i in summary.image_id}
+    failed = {relative_stem_of(f["image_id"]): f["reason"] for f in failures}
+    assert all(failed.values())
+    stems = {f.removesuffix(".ome.tif").removesuffix(".tif") for f in found}
+    assert analysed | set(failed) == (stems - {"a"}) | {"a", "a.tif"}  # a.tif: a.ome.tif's id
+    assert {"drug-rux/X", "drug-placebo/X", "summary.csv", "cellule é 1", "outside"} <= analysed
+    assert len(summary) == len(analysed) == 9
+    assert {"dangling", "folder"} <= set(failed) and "same image id" in failed["a.tif"]
+    for name in ("summary.csv", "failures.json"):
+        assert (out / name).is_file()  # never a folder of an image's result
+    assert "not analysed: dangling.tif" in stderr

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from overnight.cli.main import cli
 from overnight.config import load_settings
+from overnight.imaging import image_id_for
 from overnight.jobs.connection import connect
 from overnight.jobs.settings import JobSettings
 from overnight.jobs.sources import list_images, open_source
@@ -133,13 +134,13 @@ def test_embedded_queue_and_pod_write_the_same_results(
             cli, ["worker", "run-image", "--dataset-id", pod_id, "--image-key", key]
         )
         assert result.exit_code == 0, result.output
-        image_id = key.rsplit("/", 1)[-1].removesuffix(".tif")
+        image_id = image_id_for(key)  # the folders are part of the id
         book.claim_image(pod_id, image_id, key, f"job-{image_id}")
         book.set_status(pod_id, image_id, JobStatus.DONE)  # what the dispatcher records
     pod = DatasetResults.of_dataset(open_store(str(tmp_path / "pod")), pod_id)
     assert finish_if_done(book, pod, pod_id)
 
-    image_ids = sorted(p.name.removesuffix(".tif") for p in paths)
+    image_ids = sorted(image_id_for(p.relative_to(study).as_posix()) for p in paths)
     for results in (queued, pod):
         assert sorted(p.rsplit("/", 1)[-1] for p in results.published_images()) == image_ids
         for name in ("summary.csv", "failures.json"):
@@ -160,7 +161,9 @@ def test_embedded_queue_and_pod_write_the_same_results(
                 embedded.store.read_bytes(f"{embedded.image_prefix(image_id)}/result.json")
             )
 
-    deepest = next(p for p in paths if p.parent.name == "timepoint-30min").name.removesuffix(".tif")
+    deepest = image_id_for(
+        next(p for p in paths if p.parent.name == "timepoint-30min").relative_to(study).as_posix()
+    )
     record = json.loads(embedded.store.read_bytes(f"{deepest}/result.json"))
     assert record["schema_version"] == 2
     assert set(record["qc"]) == {"flags", "doubt", "signals"}  # the QC flags step's entry

@@ -1,16 +1,20 @@
 """The ingest API over a real Redis (FastAPI's TestClient): contract, tokens, traversal, caps."""
 
+import json
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from adversarial import write_adversarial_folder
 from fixtures_redis import API_TOKEN, AUTH, UPLOAD_CAP_BYTES, fill_plate
 from overnight.config import load_settings
 from overnight.errors import ConfigError
+from overnight.imaging import relative_stem_of
 from overnight.jobs.connection import connect
 from overnight.jobs.state import JobBook
 from overnight.jobs.status import JobStatus
+from overnight.jobs.worker import run_worker
 from overnight_ingest.app import create_app
 from overnight_ingest.core.config import IngestSettings
 
@@ -154,6 +158,9 @@ def test_the_service_does_not_start_without_a_real_token(
         "relative/path",
         "http://example.org/x",
         "file://{nas}/link-out",
+        "file://{nas}/no-such-folder",
+        "s3://bucket/../../etc",
+        "s3://bucket/a/%2e%2e/%2e%2e/etc",
     ],
 )
 def test_sources_outside_the_nas_are_refused(
@@ -298,3 +305,32 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         settings.watched_sources() == ["file:///a", "s3://b/c"]
         and settings.upload_max_bytes == 1234
     )
+
+
+def test_the_adversarial_folder_loses_nothing_over_rest(
+    client: TestClient,
+    nas: Path,
+    synth_images: list[Path],
+    ingest_settings: IngestSettings,
+    tmp_path: Path,
+) -> None:
+    """Issue 13: every entry is analysed or failed with a reason, in the API and failures.json."""
+    root = nas / "hostile"
+    found = write_adversarial_folder(root, synth_images[0], tmp_path / "elsewhere")
+    created = create(client, root.as_uri())
+    assert created["n_images"] == len(found)
+    run_worker(ingest_settings, "all", burst=True)
+    status = client.get(f"/datasets/{created['id']}").json()
+    failed = {relative_stem_of(f["image_id"]): f["reason"] for f in status["failures"]}
+    assert status["state"] == "done_with_failures" or status["counts"]["queued"] == 0
+    assert status["counts"]["done"] == 8 and status["counts"]["failed"] == 4, status
+    assert set(failed) == {"dangling", "folder", "outside", "a.tif"} and all(failed.values())
+    assert "same image id" in failed["a.tif"]
+    assert "outside the dataset folder" in failed["outside"]
+    store = Path(ingest_settings.storage_url.removeprefix("file://")) / "results" / created["id"]
+    summary = (store / "summary.csv").read_text(encoding="utf-8")
+    assert len(summary.splitlines()) == 1 + 8
+    on_disk = json.loads((store / "failures.json").read_text())
+    assert {relative_stem_of(f["image_id"]) for f in on_disk} == set(failed)
+    for image_id in ("drug-rux~2FX", "drug-placebo~2FX", "cellule~20~C3~A9~201"):
+        assert (store / image_id / "manifest.json").is_file()

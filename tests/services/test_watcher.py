@@ -8,12 +8,15 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from adversarial import write_adversarial_folder
 from fixtures_redis import AUTH, RedisServer, ServiceProcess, fill_plate, service_env, wait_for
+from overnight.imaging import relative_stem_of
 from overnight.jobs.connection import connect
 from overnight.jobs.ids import dataset_id_for
 from overnight.jobs.queues import stage_queue
 from overnight.jobs.state import JobBook
 from overnight.jobs.submit import Submitter
+from overnight.jobs.worker import run_worker
 from overnight.storage import open_store
 from overnight_ingest.core.config import IngestSettings
 from overnight_ingest.watcher import Watcher
@@ -129,3 +132,26 @@ def test_restarts_and_duplicate_submissions_never_enqueue_twice(
     assert 0 < at_kill <= stopped_at < total, (
         f"the watcher was killed after its scan ({stopped_at} queued)"
     )
+
+
+def test_the_adversarial_folder_loses_nothing_through_the_watcher(
+    ingest_settings: IngestSettings, nas: Path, synth_images: list[Path], tmp_path: Path
+) -> None:
+    """Issue 13: spaces, accents, nested twins, links and folders: analysed or failed, with why."""
+    root = nas / "hostile"
+    found = write_adversarial_folder(root, synth_images[0], tmp_path / "elsewhere")
+    watcher = watcher_for(ingest_settings, root, stable_s=0)
+    report = watcher.scan(time.time() + 60)
+    assert len(report.enqueued) == 8  # every readable entry inside the folder, one per id
+    run_worker(ingest_settings, "all", burst=True)
+    book = JobBook(connect(ingest_settings.redis_url))
+    dataset_id = dataset_id_for(root.as_uri(), "cytometry-classical")
+    states = book.images(dataset_id)
+    assert len(states) == len(found)
+    failed = {relative_stem_of(s.image_id): s.reason for s in states if s.status == "failed"}
+    assert set(failed) == {"dangling", "folder", "outside", "a.tif"} and all(failed.values())
+    assert sum(s.status == "done" for s in states) == 8  # outside.tif: refused by the service
+    watcher.scan(time.time() + 120)  # a second scan changes nothing
+    assert len(book.images(dataset_id)) == len(found)
+    store = Path(ingest_settings.storage_url.removeprefix("file://")) / "results" / dataset_id
+    assert (store / "summary.csv").is_file() and (store / "failures.json").is_file()

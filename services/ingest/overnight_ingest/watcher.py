@@ -22,7 +22,7 @@ from pathlib import Path
 
 from overnight.errors import ObjectNotFoundError, OvernightError
 from overnight.jobs.connection import REDIS_TRANSIENT_ERRORS
-from overnight.jobs.sources import list_images, open_source
+from overnight.jobs.sources import list_source, open_source
 from overnight.jobs.state import DatasetRecord
 from overnight.jobs.submit import Submitter
 from overnight.storage import ObjectInfo
@@ -81,12 +81,16 @@ class Watcher:
         for url in self.sources:
             record, _ = self.submitter.register(url, self.pipeline)
             stable = []
-            for info in list_images(open_source(url, self.submitter.settings)):
+            listing = list_source(open_source(url, self.submitter.settings))
+            for info in listing.images:
                 verdict = self._consider(record, info, now)
                 known += verdict == "known"
                 if verdict == "stable":
                     stable.append(info)
             enqueued += self._enqueue(record, stable)
+            self.submitter.record_ignored(
+                self.submitter.book.dataset(record.id) or record, listing.ignored
+            )
         return ScanReport(tuple(enqueued), self.waiting, known)
 
     def recheck(self, now: float | None = None) -> ScanReport:

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from overnight.config import CommonSettings, load_settings
 from overnight.errors import OvernightError
-from overnight.imaging import require_images
+from overnight.imaging import require_scan
 from overnight.logs import configure_logging
 from overnight.pipeline.batch import BatchOptions, ImageOutcome, default_workers, run_batch
 from overnight.pipeline.definition import is_series_pipeline
@@ -75,7 +75,8 @@ def run(
         ctx.invoke(pk_run, input_path=input_dir, out=out, force=force)
         return
     try:
-        paths = require_images(input_dir)
+        scan = require_scan(input_dir)
+        paths = scan.images
         _check_writable(out)
     except OvernightError as err:
         raise click.ClickException(str(err)) from err
@@ -92,6 +93,8 @@ def run(
         click.echo(
             f"Analysing {len(paths)} images from {input_dir} with {n_workers} worker(s) → {out}"
         )
+        for item in scan.ignored:
+            click.echo(f"  not analysed: {item.relative}: {item.reason}", err=True)
     with tqdm(total=len(paths), unit="image", disable=quiet, dynamic_ncols=True) as bar:
 
         def progress(outcome: ImageOutcome) -> None:
@@ -100,7 +103,11 @@ def run(
 
         try:
             outcomes = run_batch(
-                paths, options, workers=min(n_workers, len(paths)), on_outcome=progress
+                paths,
+                options,
+                workers=max(1, min(n_workers, len(paths))),
+                on_outcome=progress,
+                ignored=scan.ignored,
             )
         except OvernightError as err:
             raise click.ClickException(str(err)) from err

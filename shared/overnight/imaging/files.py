@@ -1,7 +1,21 @@
-"""Finding image files in a folder, and their ``image_id``: the file name less its extension."""
+"""Finding image files in a folder, and their ``image_id``, unique within the dataset.
+
+An image's id is its path relative to the dataset folder, less the image extension. A file
+directly in the dataset folder whose name is plain (letters, digits, ``._-``) keeps that name
+as its id (``field_007.tif`` → ``field_007``), as it always had. Any other path — in a
+sub-folder, with spaces or accents, or named like a dataset-level file — is encoded
+reversibly: every byte outside ``[A-Za-z0-9._-]`` becomes ``~HH`` (its UTF-8 hex), so
+``drug-rux/X.tif`` → ``drug-rux~2FX`` and ``drug-placebo/X.tif`` → ``drug-placebo~2FX``. An
+encoded id always holds a ``~`` and a plain one never does, so two files never share an id.
+Ids are ASCII and safe as a storage key segment and in a URL.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from overnight.errors import NoImagesError
@@ -32,6 +46,156 @@ def image_id_from_name(name: str) -> str:
     return name
 
 
+#: Names of the dataset-level files beside the image folders (``results.layout``): an image
+#: id is never one of them (``summary.csv.tif`` gets ``~73ummary.csv``).
+RESERVED_IDS: frozenset[str] = frozenset({"summary.csv", "failures.json", "dataset.json"})
+#: The escape character of encoded ids; never part of a plain id.
+ID_ESCAPE = "~"
+#: Longest image id; a longer encoded path is cut and ends in ``~~<hash>``.
+MAX_IMAGE_ID_CHARS = 200
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+_PLAIN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+_ESCAPED = re.compile(r"(?:~[0-9A-F]{2})+")
+
+
+def _escape(text: str) -> str:
+    return "".join(f"~{byte:02X}" for byte in text.encode("utf-8"))
+
+
+def image_id_for(relative: str) -> str:
+    """The image id of the file at ``relative`` (``/``-separated, from the dataset folder).
+
+    Examples
+    --------
+    >>> image_id_for("field_007.ome.tif")
+    'field_007'
+    >>> image_id_for("drug-rux/X.tif")
+    'drug-rux~2FX'
+    >>> image_id_for("cellule é 1.tif")
+    'cellule~20~C3~A9~201'
+    >>> image_id_for("summary.csv.tif")
+    '~73ummary.csv'
+    """
+    folder, _, name = relative.strip("/").rpartition("/")
+    stem = f"{folder}/{image_id_from_name(name)}" if folder else image_id_from_name(name)
+    if _PLAIN_ID.match(stem) and stem not in RESERVED_IDS and len(stem) <= MAX_IMAGE_ID_CHARS:
+        return stem
+    encoded = "".join(ch if ch in _PLAIN_CHARS else _escape(ch) for ch in stem)
+    if ID_ESCAPE not in encoded or encoded.startswith("."):
+        encoded = _escape(encoded[0]) + encoded[1:]
+    if len(encoded) > MAX_IMAGE_ID_CHARS:  # unique still, no longer reversible
+        digest = hashlib.sha256(stem.encode("utf-8")).hexdigest()[:16]
+        head = encoded[: MAX_IMAGE_ID_CHARS - 18]
+        head = head[: head.rfind("~")] if "~" in head[-2:] else head  # no cut escape
+        encoded = f"{head}~~{digest}"
+    return encoded
+
+
+def relative_stem_of(image_id: str) -> str:
+    """The relative path (less the image extension) an image id was made from.
+
+    Examples
+    --------
+    >>> relative_stem_of("drug-rux~2FX")
+    'drug-rux/X'
+    >>> relative_stem_of(image_id_for("a b/é.tif"))
+    'a b/é'
+    """
+    return _ESCAPED.sub(
+        lambda m: bytes.fromhex(m.group(0).replace("~", "")).decode("utf-8", "replace"),
+        image_id,
+    )
+
+
+@dataclass(frozen=True)
+class IgnoredFile:
+    """A file found in a dataset folder that cannot be analysed, and why."""
+
+    relative: str
+    reason: str
+    #: Whether its id is an analysed image's too: it is then listed under its whole name.
+    clash: bool = False
+
+    @property
+    def image_id(self) -> str:
+        """The id it is listed under: its own, or for a clash its whole name's (``a.tif``)."""
+        return image_id_for(f"{self.relative}.tif" if self.clash else self.relative)
+
+
+@dataclass(frozen=True)
+class FolderScan:
+    """What a dataset folder holds: the images to analyse and the entries ignored, with why."""
+
+    images: list[Path] = field(default_factory=list)
+    ignored: list[IgnoredFile] = field(default_factory=list)
+
+
+def scan_folder(folder: Path, *, follow_outside: bool = True) -> FolderScan:
+    """Every image under ``folder`` and every image-named entry that cannot be one, with why.
+
+    Hidden names (``.`` first, files or folders) are skipped. An entry named like an image is
+    ignored, with a reason, when it is a folder, a dangling symlink, a symlink out of
+    ``folder`` (unless ``follow_outside``), or when its id equals an earlier file's
+    (``a.tif`` and ``a.ome.tif``). Nothing named like an image is dropped without a reason.
+    """
+    images: list[Path] = []
+    ignored: list[IgnoredFile] = []
+    real_root = folder.resolve()
+    for current, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        here = Path(current)
+        for name in sorted([*files, *(d for d in dirs if is_image_name(d))]):
+            if not is_image_name(name):
+                continue
+            path = here / name
+            relative = path.relative_to(folder).as_posix()
+            if path.is_symlink() and not path.exists():
+                ignored.append(
+                    IgnoredFile(
+                        relative,
+                        f"{path} is a symlink to {os.readlink(path)}, which does not exist",
+                    )
+                )
+            elif path.is_dir():
+                ignored.append(IgnoredFile(relative, f"{path} is a folder, not an image file"))
+            elif not path.is_file():
+                ignored.append(IgnoredFile(relative, f"{path} is not a regular file"))
+            elif not follow_outside and not path.resolve().is_relative_to(real_root):
+                ignored.append(
+                    IgnoredFile(
+                        relative,
+                        f"{path} is a symlink to {path.resolve()}, "
+                        "outside the dataset folder; copy the file in",
+                    )
+                )
+            else:
+                images.append(path)
+    images.sort()
+    return FolderScan(*_unique_ids(images, folder, ignored))
+
+
+def _unique_ids(
+    images: list[Path], folder: Path, ignored: list[IgnoredFile]
+) -> tuple[list[Path], list[IgnoredFile]]:
+    """Images whose id no earlier image has; the others join ``ignored`` with the clash."""
+    kept: list[Path] = []
+    owners: dict[str, Path] = {}
+    for path in images:
+        image_id = image_id_for(path.relative_to(folder).as_posix())
+        if image_id in owners:
+            ignored.append(
+                IgnoredFile(
+                    path.relative_to(folder).as_posix(),
+                    f"{path} has the same image id {image_id!r} as {owners[image_id]}; rename one",
+                    clash=True,
+                )
+            )
+            continue
+        owners[image_id] = path
+        kept.append(path)
+    return kept, sorted(ignored, key=lambda f: f.relative)
+
+
 def find_images(folder: Path) -> list[Path]:
     """Every TIFF under ``folder`` (recursive), sorted, skipping hidden files and folders.
 
@@ -46,14 +210,23 @@ def find_images(folder: Path) -> list[Path]:
         Files whose names end in ``.tif``, ``.tiff``, ``.ome.tif`` or ``.ome.tiff`` (any case),
         sorted by path; names starting with ``.`` (files or folders) are skipped.
     """
-    found = []
-    for path in folder.rglob("*"):
-        relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if path.is_file() and is_image_name(path.name):
-            found.append(path)
-    return sorted(found)
+    return scan_folder(folder).images
+
+
+def require_scan(folder: Path) -> FolderScan:
+    """:func:`scan_folder`, raising when the folder is missing or holds nothing image-named.
+
+    Raises
+    ------
+    NoImagesError
+        When ``folder`` is missing, not a folder, or holds no TIFF images.
+    """
+    if not folder.is_dir():
+        raise NoImagesError(f"{folder} is not a folder; give the folder that holds the images")
+    scan = scan_folder(folder)
+    if not scan.images and not scan.ignored:
+        raise NoImagesError(f"no TIFF images (*.tif, *.tiff, *.ome.tif) found in {folder}")
+    return scan
 
 
 def require_images(folder: Path) -> list[Path]:

@@ -8,16 +8,25 @@ configured roots (``OVERNIGHT_NAS_ROOT``), so a request cannot make the service 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
-from overnight.errors import ConfigError, UnsafeKeyError
-from overnight.imaging.files import image_id_from_name, is_image_name
+from overnight.errors import ConfigError, NoImagesError, UnsafeKeyError
+from overnight.imaging.files import IgnoredFile, image_id_for, is_image_name, scan_folder
 from overnight.jobs.settings import JobSettings
-from overnight.storage import ObjectInfo, ObjectStore, open_store, parse_store_url, validate_id
+from overnight.storage import (
+    LocalStore,
+    ObjectInfo,
+    ObjectStore,
+    open_store,
+    parse_store_url,
+    validate_id,
+    validate_key,
+)
 
 logger = logging.getLogger(__name__)
 
 
-def check_source_url(url: str, settings: JobSettings) -> str:
+def check_source_url(url: str, settings: JobSettings, *, must_exist: bool = False) -> str:
     """Return ``url`` normalised (no trailing ``/``) if it is a source the service may read.
 
     Raises
@@ -27,6 +36,8 @@ def check_source_url(url: str, settings: JobSettings) -> str:
         every allowed root.
     ConfigError
         An unknown scheme, or a ``file://`` source while no root is configured.
+    NoImagesError
+        With ``must_exist``, a ``file://`` source that is not an existing folder.
     """
     if any(ch in url for ch in ("\x00", "\\")) or any(ord(ch) < 0x20 for ch in url):
         raise UnsafeKeyError(f"source {url!r} holds NUL, a control character or a backslash")
@@ -34,6 +45,9 @@ def check_source_url(url: str, settings: JobSettings) -> str:
         raise ConfigError(f"source {url!r}: use file:///absolute/path or s3://bucket/prefix")
     location = parse_store_url(url)
     if location.scheme == "s3":
+        prefix = (location.prefix or "").strip("/")
+        if prefix:
+            validate_key(prefix)  # no '..', '.', empty or encoded-dot segments
         return url.rstrip("/")
     assert location.path is not None
     if not location.path.is_absolute() or ".." in location.path.parts:
@@ -48,6 +62,8 @@ def check_source_url(url: str, settings: JobSettings) -> str:
         raise UnsafeKeyError(
             f"source {url!r} is outside the allowed roots ({', '.join(map(str, roots))})"
         )
+    if must_exist and not resolved.is_dir():
+        raise NoImagesError(f"source {url!r} is not a folder; give the folder of the images")
     return url.rstrip("/")
 
 
@@ -58,22 +74,57 @@ def open_source(url: str | None, settings: JobSettings) -> ObjectStore:
     return open_store(check_source_url(url, settings), settings)
 
 
-def list_images(store: ObjectStore, prefix: str = "") -> list[ObjectInfo]:
-    """Image objects (``.tif``, ``.ome.tif``, …) under ``prefix`` whose id is valid, by key."""
-    found = []
+@dataclass(frozen=True)
+class SourceListing:
+    """A source's images (by key) and the image-named entries it holds that cannot be analysed."""
+
+    images: list[ObjectInfo] = field(default_factory=list)
+    ignored: list[IgnoredFile] = field(default_factory=list)
+
+
+def list_source(store: ObjectStore, prefix: str = "") -> SourceListing:
+    """Every image under ``prefix`` and every image-named entry ignored, each with its reason.
+
+    Ignored: two keys with one image id (``a.tif`` and ``a.ome.tif``; the first by key is
+    analysed) and, in a NAS folder, folders named like images, dangling symlinks and
+    symlinks out of the folder (the service reads only inside its allowed roots).
+    """
+    images: list[ObjectInfo] = []
+    ignored: list[IgnoredFile] = []
+    owners: dict[str, str] = {}
     for info in store.list(prefix):
         name = info.key.rsplit("/", 1)[-1]
         if any(part.startswith(".") for part in info.key.split("/")) or not is_image_name(name):
             continue
-        try:
-            validate_id(image_id_from_name(name))
-        except UnsafeKeyError:
-            logger.warning("skipping %s: its name cannot be an image id", info.key)
+        image_id = image_id_for(info.key)
+        if image_id in owners:
+            ignored.append(
+                IgnoredFile(
+                    info.key,
+                    f"{info.key} has the same image id {image_id!r} as "
+                    f"{owners[image_id]}; rename one",
+                    clash=True,
+                )
+            )
             continue
-        found.append(info)
-    return found
+        owners[image_id] = info.key
+        images.append(info)
+    if isinstance(store, LocalStore) and store.root.is_dir():
+        listed = {info.key for info in images} | {f.relative for f in ignored}
+        for item in scan_folder(store.root, follow_outside=False).ignored:
+            if item.relative.startswith(prefix) and item.relative not in listed:
+                ignored.append(item)
+    return SourceListing(images, sorted(ignored, key=lambda f: f.relative))
 
 
-def image_id_of(key: str) -> str:
-    """The image id of a source key: its file name without the image extension."""
-    return validate_id(image_id_from_name(key.rsplit("/", 1)[-1]))
+def list_images(store: ObjectStore, prefix: str = "") -> list[ObjectInfo]:
+    """Image objects (``.tif``, ``.ome.tif``, …) under ``prefix``, one per image id, by key."""
+    return list_source(store, prefix).images
+
+
+def image_id_of(key: str, base: str = "") -> str:
+    """The image id of a source key (``base`` stripped first): its path, encoded.
+
+    See :func:`overnight.imaging.files.image_id_for`.
+    """
+    return validate_id(image_id_for(key.removeprefix(base)))

@@ -63,7 +63,7 @@ class StageContext:
 
     def image_source(self, job: ImageJob) -> ImageSource:
         """Where the job's image lies: its key in the dataset's source store."""
-        return ImageSource(key=job.image_key, store=self.source(job.source_url))
+        return ImageSource(key=job.image_key, store=self.source(job.source_url), id=job.image_id)
 
     def results(self, dataset_id: str) -> DatasetResults:
         """The results of dataset ``dataset_id`` (``results/<id>`` of the store)."""

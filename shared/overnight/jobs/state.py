@@ -140,6 +140,32 @@ class JobBook:
             )
         )
 
+    def record_ignored_image(
+        self, dataset_id: str, image_id: str, image_key: str, reason: str
+    ) -> bool:
+        """Record a file that cannot be analysed as failed with ``reason`` (never enqueued).
+
+        Replaces an earlier ignored entry for the same id (the reason may have changed), never
+        an image that was queued or analysed.
+        """
+        key = _key("dataset", dataset_id, "images")
+        state = ImageState(
+            image_id=image_id,
+            image_key=image_key,
+            job_id="",
+            status=JobStatus.FAILED,
+            reason=reason,
+        )
+        current = self.image(dataset_id, image_id)
+        if current is not None and (current.job_id or current.reason == reason):
+            return False
+        self.redis.hset(key, image_id, state.model_dump_json())
+        return True
+
+    def forget_image(self, dataset_id: str, image_id: str) -> None:
+        """Drop an image's state (an ignored entry that became a readable image)."""
+        self.redis.hdel(_key("dataset", dataset_id, "images"), image_id)
+
     def requeue_image(self, dataset_id: str, image_id: str) -> None:
         """Put a failed image back to ``queued`` (a deliberate retry)."""
         current = self.image(dataset_id, image_id)

@@ -20,21 +20,28 @@ from typing import Any
 
 from redis import Redis
 
+from overnight.imaging.files import IgnoredFile
 from overnight.jobs.ids import dataset_id_for, job_id_for, upload_dataset_id
 from overnight.jobs.payload import ImageJob
 from overnight.jobs.queues import enqueue_stage, fetch_job
 from overnight.jobs.settings import JobSettings
 from overnight.jobs.sources import check_source_url, image_id_of
+from overnight.jobs.stages import finish_if_done
 from overnight.jobs.state import DatasetRecord, JobBook
 from overnight.jobs.status import JobStatus
 from overnight.pipeline.definition import load_pipeline
 from overnight.results.layout import DATASET_FILE, DatasetResults
-from overnight.storage import ObjectInfo, ObjectStore, is_complete
+from overnight.storage import ObjectInfo, ObjectStore, is_complete, validate_id
 
 logger = logging.getLogger(__name__)
 
 #: Source value of datasets filled by uploads.
 UPLOAD_SOURCE = "upload"
+
+
+def upload_prefix(dataset_id: str) -> str:
+    """``uploads/<dataset_id>/``: where an upload dataset's images lie in the service's store."""
+    return f"uploads/{dataset_id}/"
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,7 @@ class Submitter:
         if source is None:
             dataset_id, source = upload_dataset_id(UPLOAD_SOURCE), UPLOAD_SOURCE
         else:
-            source = check_source_url(source, self.settings)
+            source = check_source_url(source, self.settings, must_exist=True)
             dataset_id = dataset_id_for(source, pipeline)
         record = DatasetRecord(
             id=dataset_id, source=source, pipeline=pipeline, metadata=metadata or {}
@@ -89,10 +96,29 @@ class Submitter:
             self.write_record(record.model_copy(update={"n_images": known}))
         return enqueued
 
+    def record_ignored(self, record: DatasetRecord, ignored: Iterable[IgnoredFile]) -> int:
+        """List each file that cannot be analysed as a failed image with its reason.
+
+        They count in the dataset's images and land in ``failures.json``; a dataset with
+        nothing left to run is finished now. Returns how many entries are new.
+        """
+        new = 0
+        for item in ignored:
+            image_id = validate_id(item.image_id)
+            new += self.book.record_ignored_image(record.id, image_id, item.relative, item.reason)
+        if new:
+            known = len(self.book.images(record.id))
+            self.write_record(record.model_copy(update={"n_images": known}))
+            finish_if_done(self.book, DatasetResults.of_dataset(self.store, record.id), record.id)
+        return new
+
     def enqueue_image(self, record: DatasetRecord, key: str) -> bool:
         """Enqueue the image at ``key`` of ``record``'s source once; True if enqueued now."""
         image = self.image_job(record, key)
         job_id = job_id_for("segmentation", record.id, image.image_id)
+        earlier = self.book.image(record.id, image.image_id)
+        if earlier is not None and not earlier.job_id:  # ignored before, an image now
+            self.book.forget_image(record.id, image.image_id)
         if self.book.image(record.id, image.image_id) is None and is_complete(
             self.store, image.result_prefix
         ):
@@ -125,7 +151,9 @@ class Submitter:
         """The queue payload for the image at ``key`` of ``record``."""
         return ImageJob(
             dataset_id=record.id,
-            image_id=image_id_of(key),
+            image_id=image_id_of(
+                key, upload_prefix(record.id) if record.source == UPLOAD_SOURCE else ""
+            ),
             image_key=key,
             source_url=None if record.source == UPLOAD_SOURCE else record.source,
             pipeline=record.pipeline,

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from overnight.imaging import ReadLimits, image_id_from_name
+from overnight.imaging import IgnoredFile, ReadLimits
 from overnight.pipeline.definition import Pipeline, load_pipeline
 from overnight.pipeline.image import ImageSource, analyse_image
 from overnight.pipeline.outcome import ImageOutcome, Status, sort_error
@@ -109,11 +109,14 @@ def run_batch(
     options: BatchOptions,
     workers: int = 1,
     on_outcome: Callable[[ImageOutcome], None] | None = None,
+    ignored: Sequence[IgnoredFile] = (),
 ) -> list[ImageOutcome]:
     """Analyse ``paths`` with ``workers`` processes (1 = this process); outcomes in input order.
 
-    Writes ``summary.csv`` over every complete result in the output, and ``failures.json``
-    for this run's failures.
+    ``ignored`` are the files found that cannot be analysed (see
+    :func:`~overnight.imaging.scan_folder`): each becomes a failed outcome with its reason,
+    after the others. Writes ``summary.csv`` over every complete result in the output, and
+    ``failures.json`` for this run's failures.
     """
     load_pipeline(
         options.pipeline, options.step_overrides
@@ -138,7 +141,7 @@ def run_batch(
                     outcomes[path] = future.result()
                 except Exception as err:  # the worker process itself died
                     outcomes[path] = ImageOutcome(
-                        image_id_from_name(path.name),
+                        ImageSource.file(path, options.dataset_dir).image_id,
                         str(path),
                         "failed",
                         reason=f"worker process failed: {type(err).__name__}: {err}",
@@ -146,6 +149,10 @@ def run_batch(
                 if on_outcome:
                     on_outcome(outcomes[path])
     ordered = [outcomes[p] for p in paths]
+    root = options.dataset_dir or Path(".")
+    ordered += [
+        ImageOutcome(f.image_id, str(root / f.relative), "failed", reason=f.reason) for f in ignored
+    ]
     failures = [asdict(o) for o in ordered if o.status == "failed"]
     finish_dataset(DatasetResults(open_store(options.out_url)), failures)
     return ordered

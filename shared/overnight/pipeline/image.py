@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from overnight import __version__
-from overnight.imaging import ReadLimits, image_id_from_name, read_stack
+from overnight.imaging import ReadLimits, image_id_for, read_stack
 from overnight.imaging.stack import ImageStack
 from overnight.metadata import metadata_for
 from overnight.pipeline.definition import Pipeline
@@ -46,6 +46,8 @@ class ImageSource:
     key: str
     store: ObjectStore | None = None
     dataset_dir: Path | None = None
+    #: The image's id when the runner has it (a queue job's payload); None: from ``key``.
+    id: str | None = None
 
     @classmethod
     def file(cls, path: Path, dataset_dir: Path | None = None) -> ImageSource:
@@ -54,8 +56,17 @@ class ImageSource:
 
     @property
     def image_id(self) -> str:
-        """The file name without its image extension."""
-        return image_id_from_name(self.key.rsplit("/", 1)[-1])
+        """The id of the image: its path in the dataset, encoded (see ``image_id_for``)."""
+        if self.id is not None:
+            return self.id
+        if self.store is not None:
+            return image_id_for(self.key)
+        path = Path(self.key)
+        if self.dataset_dir is not None and path.absolute().is_relative_to(
+            self.dataset_dir.absolute()
+        ):
+            return image_id_for(path.absolute().relative_to(self.dataset_dir.absolute()).as_posix())
+        return image_id_for(path.name)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ MAX_SEGMENT_BYTES = 255
 MAX_ID_CHARS = 200
 
 _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
-_ID = re.compile(rf"^[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{MAX_ID_CHARS - 1}}}$")
+# ``~`` is the escape of encoded image ids (overnight.imaging.files.image_id_for).
+_ID = re.compile(rf"^[A-Za-z0-9_~-][A-Za-z0-9._~-]{{0,{MAX_ID_CHARS - 1}}}$")
 # Percent-decoding more than this many times is not a real name, it is an attack.
 _MAX_UNQUOTE_ROUNDS = 4
 
@@ -112,7 +113,7 @@ def validate_prefix(prefix: str) -> str:
 
 
 def validate_id(value: str) -> str:
-    """Check a dataset or image id: letters, digits and ``._-``, 1–200 chars, no leading ``.``.
+    """Check a dataset or image id: letters, digits and ``._~-``, 1–200 chars, no leading ``.``.
 
     Raises
     ------
@@ -121,7 +122,7 @@ def validate_id(value: str) -> str:
     """
     if not isinstance(value, str) or not _ID.match(value):
         raise UnsafeKeyError(
-            f"invalid id {value!r}: use 1-{MAX_ID_CHARS} letters, digits, '.', '_' or '-', "
+            f"invalid id {value!r}: use 1-{MAX_ID_CHARS} letters, digits, '.', '_', '~' or '-', "
             "not starting with '.'"
         )
     return value

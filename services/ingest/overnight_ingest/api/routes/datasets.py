@@ -9,10 +9,10 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from overnight.errors import NoImagesError
 from overnight.imaging.files import is_image_name
 from overnight.jobs.ids import job_id_for
-from overnight.jobs.sources import image_id_of, list_images, open_source
+from overnight.jobs.sources import image_id_of, list_source, open_source
 from overnight.jobs.state import DatasetRecord, JobBook
 from overnight.jobs.status import JobStatus, dataset_state
-from overnight.jobs.submit import UPLOAD_SOURCE
+from overnight.jobs.submit import UPLOAD_SOURCE, upload_prefix
 from overnight.storage import LocalStore, validate_id, validate_key
 from overnight_ingest.api.deps import (
     BookDep,
@@ -58,7 +58,9 @@ def create_dataset(
         source = open_source(record.source, settings)
         if isinstance(source, LocalStore) and not source.root.is_dir():
             raise NoImagesError(f"source {record.source} is not a folder")
-        enqueued = submitter.enqueue_images(record, list_images(source))
+        listing = list_source(source)
+        enqueued = submitter.enqueue_images(record, listing.images)
+        submitter.record_ignored(record, listing.ignored)
     if not created:
         response.status_code = status.HTTP_200_OK
     n_images = len(submitter.book.images(record.id))
@@ -144,7 +146,7 @@ async def upload_image(
     )
     with received.content:
         key = _upload_key(record.id, received.filename)
-        image_id = image_id_of(key)
+        image_id = image_id_of(key, upload_prefix(record.id))
         if book.image(record.id, image_id) is not None:
             raise HTTPException(
                 status.HTTP_409_CONFLICT, detail=f"image {image_id!r} was uploaded already"
@@ -179,7 +181,7 @@ def _upload_key(dataset_id: str, filename: str) -> str:
         raise BadUpload(
             f"file name {filename!r} must be a plain .tif/.tiff/.ome.tif name, without folders"
         )
-    return validate_key(f"uploads/{dataset_id}/{filename}")
+    return validate_key(f"{upload_prefix(dataset_id)}{filename}")
 
 
 def _too_large(limit: int) -> str:
