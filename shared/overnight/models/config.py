@@ -42,8 +42,8 @@ class UNetConfig(_Frozen):
         0,
         ge=0,
         description="3D only. 0: 3D convolutions over any number of slices. K > 0: a 2.5-D "
-        "network, a 2D U-Net over windows of exactly K slices taken as channels (in and out); "
-        "~8x fewer FLOP than the 3D one for 12 slices. Input/output stay (batch, Z, Y, X, C)",
+        "network, a 2D U-Net over windows of exactly K slices taken as channels (in and out): "
+        "4-8x fewer FLOP than 3D convolutions for 12 slices. Input/output stay (batch, Z, Y, X, C)",
     )
 
     @property
@@ -151,7 +151,7 @@ class PnpModelConfig(_Frozen):
         ndim=3,
         in_channels=1,
         out_channels=1,
-        base_filters=16,
+        base_filters=24,
         head_activation="linear",
         z_window_slices=12,
     )
