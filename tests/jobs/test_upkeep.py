@@ -5,7 +5,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from redis import Redis
 from rq import Queue
+from rq.job import Job
 from rq.job import JobStatus as RQStatus
 from rq.serializers import JSONSerializer
 
@@ -13,10 +15,14 @@ from fixtures_redis import RedisServer, ServiceProcess, service_env, wait_for
 from overnight.jobs.connection import connect
 from overnight.jobs.queues import fetch_job, stage_queue
 from overnight.jobs.settings import JobSettings
+from overnight.jobs.sources import list_images, open_source
 from overnight.jobs.stages import StageContext
 from overnight.jobs.state import JobBook
+from overnight.jobs.submit import Submitter
+from overnight.jobs.tasks import fail_dead_job, use_context
 from overnight.jobs.upkeep import release_due_retries, requeue_abandoned, requeue_stranded
 from overnight.jobs.worker import build_worker
+from overnight.storage import open_store
 
 Start = Callable[[list[str], dict[str, str]], ServiceProcess]
 
@@ -123,3 +129,51 @@ def test_a_job_taken_but_never_started_is_requeued_after_the_grace(
     assert requeue_stranded(redis, grace_s=2, now=now + 3) == ["stranded"]
     assert queue.job_ids == ["stranded"] and redis.llen(f"{queue.key}:intermediate") == 0
     assert requeue_stranded(redis, grace_s=2, now=now + 10) == []
+
+
+def _start_as_dead_worker(redis: Redis, settings: JobSettings, queue: Queue) -> Job:
+    """Take the next job as a worker that then dies (its lease runs out, nobody beats)."""
+    worker = build_worker(StageContext(settings, redis), "segmentation")
+    worker.register_birth()
+    taken = Queue.dequeue_any([queue], None, connection=redis, serializer=JSONSerializer)
+    assert taken is not None
+    job = taken[0]
+    worker.prepare_execution(job)
+    with redis.pipeline() as pipe:
+        job.prepare_for_execution(worker.name, pipe)
+        pipe.execute()
+    return job
+
+
+def test_a_poison_image_goes_to_the_back_and_fails_after_its_retries(
+    job_settings: JobSettings, nas: Path
+) -> None:
+    """Issue 13 #2: a job whose worker dies is re-queued at the back, then failed."""
+    redis = connect(job_settings.redis_url)
+    submitter = Submitter(redis, open_store(job_settings.storage_url, job_settings), job_settings)
+    record, _ = submitter.register((nas / "plate1").as_uri(), "cytometry-classical")
+    images = list_images(open_source(record.source, job_settings))
+    submitter.enqueue_images(record, images)
+    queue = stage_queue(redis, "segmentation")
+    poison_id = queue.job_ids[0]
+    use_context(StageContext(job_settings, redis))
+    book = JobBook(redis)
+    later = time.time()
+    for death in range(1, job_settings.retry_max + 2):
+        job = _start_as_dead_worker(redis, job_settings, queue)
+        assert job.id == poison_id
+        later += job_settings.lease_s + 1
+        requeue_abandoned(
+            redis, now=later, max_deaths=job_settings.retry_max, on_poison=fail_dead_job
+        )
+        if death == 1:  # re-queued at the back: every good image is taken before it again
+            assert queue.job_ids[-1] == poison_id and len(queue.job_ids) == len(images)
+            good_ids = queue.job_ids[:-1]
+            for good_id in good_ids:
+                queue.remove(good_id)  # (as if run: only the order is under test)
+    assert queue.job_ids == []
+    assert fetch_job(redis, poison_id).get_status() == RQStatus.FAILED
+    poison = next(s for s in book.images(record.id) if s.job_id == poison_id)
+    assert poison.status == "failed"
+    assert f"worker died {job_settings.retry_max + 1} times (memory limit?)" in poison.reason
+    assert len(book.requeues()) == job_settings.retry_max

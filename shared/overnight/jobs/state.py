@@ -220,6 +220,19 @@ class JobBook:
 
     # -- metrics -------------------------------------------------------------------------------
 
+    def count_death(self, job_id: str) -> int:
+        """Count one death of a worker running ``job_id``; return the deaths so far."""
+        return int(self.redis.hincrby(_key("deaths"), job_id, 1))
+
+    def deaths(self, job_id: str) -> int:
+        """How many workers died running ``job_id``."""
+        return int(self.redis.hget(_key("deaths"), job_id) or 0)
+
+    def clear_deaths(self, *job_ids: str) -> None:
+        """Forget the deaths of ``job_ids`` (a deliberate retry starts afresh)."""
+        if job_ids:
+            self.redis.hdel(_key("deaths"), *job_ids)
+
     def record_duration(self, stage: str, seconds: float) -> None:
         """Add one job duration of ``stage`` to the running totals."""
         with self.redis.pipeline() as pipe:

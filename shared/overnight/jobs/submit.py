@@ -21,7 +21,7 @@ from typing import Any
 from redis import Redis
 
 from overnight.imaging.files import IgnoredFile
-from overnight.jobs.ids import dataset_id_for, job_id_for, upload_dataset_id
+from overnight.jobs.ids import STAGE_PREFIX, dataset_id_for, job_id_for, upload_dataset_id
 from overnight.jobs.payload import ImageJob
 from overnight.jobs.queues import enqueue_stage, fetch_job
 from overnight.jobs.settings import JobSettings
@@ -139,6 +139,9 @@ class Submitter:
             if state.status != JobStatus.FAILED:
                 continue
             self.book.requeue_image(record.id, state.image_id)
+            self.book.clear_deaths(
+                *(job_id_for(stage, record.id, state.image_id) for stage in STAGE_PREFIX)
+            )
             image = self.image_job(record, state.image_key)
             count = partial(self.book.count_enqueue, record.id, state.image_id)
             enqueue_stage(

@@ -17,8 +17,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from rq import get_current_job
+from rq.job import Job
 
 from overnight.config import load_settings
+from overnight.errors import ConfigError
 from overnight.jobs.connection import REDIS_TRANSIENT_ERRORS
 from overnight.jobs.handoff import Handoff, handoff_names, pack_handoff, unpack_handoff
 from overnight.jobs.payload import ImageJob
@@ -32,6 +34,7 @@ from overnight.jobs.stages import (
     is_staged,
 )
 from overnight.jobs.status import JobStatus
+from overnight.jobs.upkeep import died_reason
 from overnight.pipeline.image import (
     ImageFacts,
     analyse_image,
@@ -171,6 +174,19 @@ def run_image(ctx: StageContext, job: ImageJob) -> JobStatus:
         ctx.image_source(job), ctx.pipeline(job.pipeline), ctx.results(job.dataset_id), verify=True
     )
     return JobStatus.DONE
+
+
+def fail_dead_job(job: Job, deaths: int) -> None:
+    """Fail the image of an RQ job whose workers died ``deaths`` times (a poison image).
+
+    Called by the queue upkeep (:func:`~overnight.jobs.upkeep.requeue_abandoned`); a job that
+    is not an image stage (no :class:`ImageJob` argument) has no image to fail.
+    """
+    try:
+        image = ImageJob.from_json(job.args[0])
+    except (ConfigError, IndexError, TypeError, AttributeError):
+        return
+    _fail(current_context(), image, f"{image.image_key}: {died_reason(deaths)}")
 
 
 def _done(ctx: StageContext, job: ImageJob) -> str:

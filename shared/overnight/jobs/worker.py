@@ -30,7 +30,7 @@ from overnight.jobs.connection import REDIS_TRANSIENT_ERRORS, check_redis, conne
 from overnight.jobs.queues import STAGE_QUEUES, WORKER_STAGES, stage_queue
 from overnight.jobs.settings import JobSettings
 from overnight.jobs.stages import StageContext
-from overnight.jobs.tasks import use_context
+from overnight.jobs.tasks import fail_dead_job, use_context
 from overnight.jobs.upkeep import Upkeep, requeue_abandoned
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,8 @@ class OvernightWorker(SimpleWorker):
     """RQ ``SimpleWorker`` with a short, heartbeat-renewed job lease (see the module doc)."""
 
     lease_s: int = 10
+    #: Worker deaths a job may cause before it fails (``JobSettings.retry_max``).
+    max_deaths: int | None = None
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """A running job's lease: renewed by the heartbeat thread, expires if the worker dies."""
@@ -90,7 +92,7 @@ class OvernightWorker(SimpleWorker):
 
     def clean_registries(self) -> None:
         """Re-queue abandoned jobs first: RQ's own clean-up would fail them (or spend a retry)."""
-        requeue_abandoned(self.connection)
+        requeue_abandoned(self.connection, max_deaths=self.max_deaths, on_poison=fail_dead_job)
         super().clean_registries()
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
@@ -116,6 +118,7 @@ def build_worker(context: StageContext, kind: str, **options: Any) -> OvernightW
         **options,
     )
     worker.lease_s = context.settings.lease_s
+    worker.max_deaths = context.settings.retry_max
     return worker
 
 
@@ -132,7 +135,11 @@ def run_worker(
     check_redis(context.redis)
     context.warm(settings.pipeline)
     upkeep = Upkeep(
-        context.redis, interval_s=max(0.5, settings.lease_s / 4), stranded_grace_s=settings.lease_s
+        context.redis,
+        interval_s=max(0.5, settings.lease_s / 4),
+        stranded_grace_s=settings.lease_s,
+        max_deaths=settings.retry_max,
+        on_poison=fail_dead_job,
     )
     upkeep.start()
     runs = 0
