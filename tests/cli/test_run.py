@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import tifffile
@@ -13,8 +15,10 @@ from click.testing import CliRunner
 
 import overnight.results
 from overnight.cli.main import cli
+from overnight.errors import InvalidImageError
 from overnight.evaluation.cytometry import score_dataset
-from overnight.imaging import relative_stem_of
+from overnight.imaging import ReadLimits, relative_stem_of
+from overnight.imaging.limits import check_working_set, working_set_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from adversarial import write_adversarial_folder  # noqa: E402
@@ -168,3 +172,48 @@ def test_the_adversarial_folder_loses_nothing(small_dataset, tmp_path):
     for name in ("summary.csv", "failures.json"):
         assert (out / name).is_file()  # never a folder of an image's result
     assert "not analysed: dangling.tif" in stderr
+
+
+def _write_zero_mosaic(path: Path, shape: tuple[int, ...], axes: str) -> None:
+    """A deflate-compressed tiled TIFF of zeros: a few hundred kB that declare ``shape``."""
+    tile = 1024
+    n_tiles = math.prod(shape[:-2]) * (shape[-2] // tile) * (shape[-1] // tile)
+    zeros = np.zeros((tile, tile), np.uint16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(
+        path,
+        (zeros for _ in range(n_tiles)),
+        shape=shape,
+        dtype=np.uint16,
+        tile=(tile, tile),
+        compression="zlib",
+        metadata={"axes": axes},
+    )
+
+
+def test_an_image_beyond_the_working_set_is_refused_up_front(tmp_path, monkeypatch):
+    """Issue 13 #3: a 635 kB file declaring 2 x 12288² uint16 must not take 19 GB."""
+    name = "20261125_0930_jdoe_darkfield1_S01_field-001.tif"
+    _write_zero_mosaic(tmp_path / "in" / name, (2, 12288, 12288), "CYX")
+    assert (tmp_path / "in" / name).stat().st_size < 2**20
+    monkeypatch.setenv("OVERNIGHT_MAX_WORKING_SET_GB", "3.5")
+    code, stdout, stderr = run_cli(
+        str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--pipeline", PIPELINE
+    )
+    assert code != 0
+    failures = json.loads((tmp_path / "out" / "failures.json").read_text())
+    reason = failures[0]["reason"]
+    assert failures[0]["source"].endswith(name)
+    for words in ("12288x12288", "576.0 MiB", "OVERNIGHT_MAX_WORKING_SET_GB", "3.5 GiB"):
+        assert words in reason, reason
+
+
+def test_the_working_set_estimate_is_monotone_and_names_the_setting():
+    small = working_set_bytes((1, 2, 512, 512), np.dtype("uint16"))
+    assert small < working_set_bytes((1, 2, 2048, 2048), np.dtype("uint16"))
+    assert small < working_set_bytes((24, 2, 512, 512), np.dtype("uint16"))
+    check_working_set("a.tif", (1, 2, 2048, 2048), np.dtype("uint16"), ReadLimits())
+    with pytest.raises(InvalidImageError, match="OVERNIGHT_MAX_WORKING_SET_GB"):
+        check_working_set(
+            "a.tif", (1, 2, 2048, 2048), np.dtype("uint16"), ReadLimits.with_working_set_gb(0.5)
+        )

@@ -12,6 +12,7 @@ from tqdm import tqdm
 from overnight.config import CommonSettings, load_settings
 from overnight.errors import OvernightError
 from overnight.imaging import require_scan
+from overnight.imaging.limits import DEFAULT_MAX_WORKING_SET_GB, ReadLimits
 from overnight.logs import configure_logging
 from overnight.pipeline.batch import BatchOptions, ImageOutcome, default_workers, run_batch
 from overnight.pipeline.definition import is_series_pipeline
@@ -28,6 +29,12 @@ class RunSettings(CommonSettings):
         "cytometry", description="Pipeline of `overnight run`: a built-in name or a YAML file."
     )
     workers: int = Field(0, description="Worker processes of `overnight run` (0 = one per core).")
+    max_working_set_gb: float = Field(
+        DEFAULT_MAX_WORKING_SET_GB,
+        gt=0,
+        description="Most memory one image's analysis may need (GiB), estimated from its "
+        "declared shape before reading; a larger image fails at once with the reason.",
+    )
     channels: dict[str, int] | None = Field(
         None, description='Channel roles, e.g. {"cell": 0, "pnp": 1}; overrides the pipeline file.'
     )
@@ -88,6 +95,7 @@ def run(
         force=force,
         step_overrides=overrides,
         dataset_dir=input_dir,
+        limits=ReadLimits.with_working_set_gb(settings.max_working_set_gb),
     )
     if not quiet:
         click.echo(

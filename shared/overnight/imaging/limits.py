@@ -16,6 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from overnight.errors import InvalidImageError
 
 GIB = 2**30
+#: Default working-set budget of one image's analysis (GB = GiB here): fits the chart's 4 GiB
+#: worker pod with room for the interpreter, the libraries and the models.
+DEFAULT_MAX_WORKING_SET_GB = 3.5
+#: Memory the analysis holds besides the image (interpreter, libraries, models), bytes.
+BASE_WORKING_SET_BYTES = 1 * GIB
+#: Bytes the pipeline holds per pixel of the Y x X plane (float32 intermediates of the whole
+#: field: normalised channels, network outputs and their tiled accumulators, labels, maps).
+WORKING_SET_BYTES_PER_PLANE_PIXEL = 64
+#: Bytes the pipeline holds per voxel of the Z x Y x X stack (float copies for spot finding).
+WORKING_SET_BYTES_PER_VOXEL = 12
 
 #: Pixel types the pipeline analyses. Detectors give unsigned integers; anything else
 #: (float, signed) usually means a processed file, not raw counts.
@@ -39,6 +49,10 @@ class ReadLimits(BaseModel):
         Most bytes that may be decoded into RAM at once: a whole compressed image read by
         ``read_stack``, or one page or compressed tile/strip read by ``read_tile``.
         Default 8 GiB. Uncompressed contiguous files are memory-mapped and not bound by it.
+    max_working_set_bytes : int
+        Most memory the analysis of one image may need, estimated from the declared shape
+        (:func:`working_set_bytes`) before the pixels are read; the setting
+        ``OVERNIGHT_MAX_WORKING_SET_GB``. Default 3.5 GiB, for a 4 GiB worker.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -46,6 +60,12 @@ class ReadLimits(BaseModel):
     max_pixels: int = Field(default=2**34, gt=0)
     max_bytes: int = Field(default=64 * GIB, gt=0)
     max_in_memory_bytes: int = Field(default=8 * GIB, gt=0)
+    max_working_set_bytes: int = Field(default=int(DEFAULT_MAX_WORKING_SET_GB * GIB), gt=0)
+
+    @classmethod
+    def with_working_set_gb(cls, max_working_set_gb: float) -> ReadLimits:
+        """The default limits with a working-set budget of ``max_working_set_gb`` GiB."""
+        return cls(max_working_set_bytes=int(max_working_set_gb * GIB))
 
 
 #: The limits used when a caller gives none.
@@ -130,3 +150,47 @@ def check_declared_size(
             f"{_format_bytes(limits.max_in_memory_bytes)} (ReadLimits.max_in_memory_bytes); "
             "read it in tiles with read_tile, or save it uncompressed so it can be memory-mapped",
         )
+
+
+def working_set_bytes(shape_zcyx: Sequence[int], dtype: np.dtype) -> int:
+    """Estimated peak memory (bytes) of analysing a ``shape_zcyx`` image of ``dtype``.
+
+    The decoded stack, plus per-plane and per-voxel intermediates, plus the fixed base; the
+    coefficients are measured peaks of ``overnight run`` (see the constants above).
+
+    >>> round(working_set_bytes((1, 2, 2048, 2048), np.dtype("uint16")) / GIB, 2)
+    1.27
+    """
+    z, c, y, x = (int(v) for v in shape_zcyx)
+    decoded = z * c * y * x * np.dtype(dtype).itemsize
+    return (
+        BASE_WORKING_SET_BYTES
+        + decoded
+        + WORKING_SET_BYTES_PER_PLANE_PIXEL * y * x
+        + WORKING_SET_BYTES_PER_VOXEL * z * y * x
+    )
+
+
+def check_working_set(
+    source: str, shape_zcyx: Sequence[int], dtype: np.dtype, limits: ReadLimits
+) -> None:
+    """Refuse an image whose analysis would need more than ``limits.max_working_set_bytes``.
+
+    Raises
+    ------
+    InvalidImageError
+        Naming the file, its shape, the estimate and the setting to raise.
+    """
+    need = working_set_bytes(shape_zcyx, dtype)
+    if need <= limits.max_working_set_bytes:
+        return
+    z, c, y, x = (int(v) for v in shape_zcyx)
+    decoded = z * c * y * x * np.dtype(dtype).itemsize
+    raise InvalidImageError(
+        source,
+        f"a {x}x{y} field with {z} z-slice(s) and {c} channel(s) of {np.dtype(dtype).name} "
+        f"({_format_bytes(decoded)} decoded) needs about {_format_bytes(need)} to analyse, more "
+        f"than the working-set budget of {_format_bytes(limits.max_working_set_bytes)} "
+        "(OVERNIGHT_MAX_WORKING_SET_GB); raise the setting together with the worker's memory "
+        "limit, or split the image into smaller fields",
+    )

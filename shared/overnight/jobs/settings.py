@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from overnight.config import CommonSettings
+from overnight.imaging.limits import DEFAULT_MAX_WORKING_SET_GB, ReadLimits
 
 #: Seconds a job may run before RQ stops it (a 2 GiB stack takes a few minutes).
 DEFAULT_JOB_TIMEOUT_S = 1800
@@ -42,6 +43,13 @@ class JobSettings(CommonSettings):
     retry_backoff_s: int = Field(
         5, ge=0, description="First retry delay (s); each further retry waits 4× longer."
     )
+    max_working_set_gb: float = Field(
+        DEFAULT_MAX_WORKING_SET_GB,
+        gt=0,
+        description="Most memory one image's analysis may need (GiB), estimated from its "
+        "declared shape before reading; a larger image fails at once with the reason. Keep "
+        "it below the worker's memory limit.",
+    )
     result_ttl_s: int = Field(
         7 * 24 * 3600,
         gt=0,
@@ -53,6 +61,10 @@ class JobSettings(CommonSettings):
         if not self.nas_root:
             return ()
         return tuple(Path(p.strip()).resolve() for p in self.nas_root.split(",") if p.strip())
+
+    def read_limits(self) -> ReadLimits:
+        """The image read limits these settings imply (the working-set budget)."""
+        return ReadLimits.with_working_set_gb(self.max_working_set_gb)
 
     def step_overrides(self) -> dict[str, dict[str, Any]]:
         """Pipeline parameter overrides these settings imply (the channel roles)."""

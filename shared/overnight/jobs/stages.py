@@ -14,6 +14,7 @@ from dataclasses import asdict
 
 from redis import Redis
 
+from overnight.imaging.limits import ReadLimits
 from overnight.jobs.connection import connect
 from overnight.jobs.payload import ImageJob
 from overnight.jobs.settings import JobSettings
@@ -64,6 +65,11 @@ class StageContext:
     def image_source(self, job: ImageJob) -> ImageSource:
         """Where the job's image lies: its key in the dataset's source store."""
         return ImageSource(key=job.image_key, store=self.source(job.source_url), id=job.image_id)
+
+    @property
+    def limits(self) -> ReadLimits:
+        """Read limits of every image (``OVERNIGHT_MAX_WORKING_SET_GB``)."""
+        return self.settings.read_limits()
 
     def results(self, dataset_id: str) -> DatasetResults:
         """The results of dataset ``dataset_id`` (``results/<id>`` of the store)."""

@@ -83,7 +83,7 @@ def segment_image(payload: dict[str, Any]) -> str:
         if results.is_complete(job.image_id):
             return _done(ctx, job)
         ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.READING)
-        with opened_image(ctx.image_source(job), prepared.pipeline) as image:
+        with opened_image(ctx.image_source(job), prepared.pipeline, ctx.limits) as image:
             ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.SEGMENTING)
             if not is_staged(prepared):
                 run = run_steps(prepared, image)
@@ -115,7 +115,7 @@ def count_image(payload: dict[str, Any]) -> str:
         handoff = unpack_handoff(ctx.store.read_bytes(job.handoff_key))
         segmented = PipelineRun(values=handoff.values, timings_s=handoff.timings_s)
         facts = ImageFacts(handoff.metadata, handoff.warnings, handoff.read_s)
-        with opened_image(ctx.image_source(job), prepared.pipeline) as image:
+        with opened_image(ctx.image_source(job), prepared.pipeline, ctx.limits) as image:
             ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.COUNTING)
             run = run_steps(prepared, image, SECOND_STAGE, segmented)
             ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.PUBLISHING)
@@ -171,7 +171,11 @@ def run_image(ctx: StageContext, job: ImageJob) -> JobStatus:
         state = ctx.book.image(job.dataset_id, job.image_id)
         return state.status if state is not None else JobStatus.DONE
     analyse_image(
-        ctx.image_source(job), ctx.pipeline(job.pipeline), ctx.results(job.dataset_id), verify=True
+        ctx.image_source(job),
+        ctx.pipeline(job.pipeline),
+        ctx.results(job.dataset_id),
+        verify=True,
+        limits=ctx.limits,
     )
     return JobStatus.DONE
 

@@ -20,8 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from overnight import __version__
-from overnight.imaging import ReadLimits, image_id_for, read_stack
+from overnight.imaging import IMAGE_EXTENSIONS, ReadLimits, image_id_for, read_info, read_stack
+from overnight.imaging.limits import check_working_set
 from overnight.imaging.stack import ImageStack
 from overnight.metadata import metadata_for
 from overnight.pipeline.definition import Pipeline
@@ -119,17 +122,38 @@ def opened_image(
         The file cannot be analysed (never retried).
     """
     start = time.perf_counter()
+    limits = limits or ReadLimits()
     with local_image(source) as (path, dataset_dir):
         metadata, warnings = image_metadata(path, dataset_dir)
         roles = pipeline.channel_roles
+        declared = _declared_shape(path, limits)
+        if declared is not None:  # refused before a pixel is decoded
+            check_working_set(path.name, *declared, limits)
         stack = read_stack(
             path,
             image_id=source.image_id,
-            limits=limits or ReadLimits(),
+            limits=limits,
             channels_required=len(roles),
             channel_roles=roles,
         )
+        check_working_set(path.name, stack.shape_zcyx, stack.data.dtype, limits)
         yield LoadedImage(stack, ImageFacts(metadata, warnings, time.perf_counter() - start))
+
+
+def _declared_shape(
+    path: Path, limits: ReadLimits
+) -> tuple[tuple[int, int, int, int], np.dtype] | None:
+    """A TIFF's declared ZCYX shape and pixel type from its header; None for other files.
+
+    Errors are left to :func:`read_stack`, which reports them with their reasons.
+    """
+    if not path.name.lower().endswith(IMAGE_EXTENSIONS):
+        return None
+    try:
+        info = read_info(path, limits=limits)
+    except Exception:  # read_stack raises the same error with its context
+        return None
+    return info.shape_zcyx, info.dtype
 
 
 def run_steps(
