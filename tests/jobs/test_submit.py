@@ -67,6 +67,26 @@ def test_an_unknown_pipeline_is_refused(job_settings: JobSettings, nas: Path) ->
         submitter_for(job_settings).register((nas / "plate1").as_uri(), "no-such-pipeline")
 
 
+@pytest.mark.parametrize("pipeline", ["/etc/passwd", "../../../../etc/passwd", "/etc/hostname"])
+def test_a_pipeline_path_is_never_opened_nor_echoed(
+    job_settings: JobSettings, nas: Path, pipeline: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: a request names a built-in pipeline; a file path is refused unread."""
+    opened: list[str] = []
+    real_open = Path.read_text
+
+    def spy(self: Path, *args: object, **kwargs: object) -> str:
+        opened.append(str(self))
+        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", spy)
+    with pytest.raises(ConfigError) as refused:
+        submitter_for(job_settings).register((nas / "plate1").as_uri(), pipeline)
+    assert "root:" not in str(refused.value) and "not a built-in" in str(refused.value)
+    assert not any(path.startswith("/etc") for path in opened)
+    assert JobBook(connect(job_settings.redis_url)).dataset_ids() == []
+
+
 def test_retry_requeues_failed_images_only(job_settings: JobSettings, nas: Path) -> None:
     submitter = submitter_for(job_settings)
     record, _ = submitter.register((nas / "plate1").as_uri(), "cytometry-classical")

@@ -20,6 +20,7 @@ from typing import Any
 
 from redis import Redis
 
+from overnight.errors import ConfigError
 from overnight.imaging.files import IgnoredFile
 from overnight.jobs.ids import STAGE_PREFIX, dataset_id_for, job_id_for, upload_dataset_id
 from overnight.jobs.payload import ImageJob
@@ -29,7 +30,7 @@ from overnight.jobs.sources import check_source_url, image_id_of
 from overnight.jobs.stages import finish_if_done
 from overnight.jobs.state import DatasetRecord, JobBook
 from overnight.jobs.status import JobStatus
-from overnight.pipeline.definition import load_pipeline
+from overnight.pipeline.definition import builtin_pipelines, load_pipeline
 from overnight.results.layout import DATASET_FILE, DatasetResults
 from overnight.storage import ObjectInfo, ObjectStore, is_complete, validate_id
 
@@ -65,6 +66,12 @@ class Submitter:
         The id is derived from the source and pipeline, so registering the same folder again
         returns the existing dataset.
         """
+        if pipeline != self.settings.pipeline and pipeline not in builtin_pipelines():
+            # a request names a built-in, never a file: nothing outside them is ever opened
+            raise ConfigError(
+                f"pipeline {pipeline[:80]!r} is not a built-in pipeline "
+                f"({', '.join(builtin_pipelines())}) nor this service's OVERNIGHT_PIPELINE"
+            )
         check_pipeline(pipeline)
         if source is None:
             dataset_id, source = upload_dataset_id(UPLOAD_SOURCE), UPLOAD_SOURCE
