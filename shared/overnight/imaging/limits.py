@@ -20,12 +20,15 @@ GIB = 2**30
 #: worker pod with room for the interpreter, the libraries and the models.
 DEFAULT_MAX_WORKING_SET_GB = 3.5
 #: Memory the analysis holds besides the image (interpreter, libraries, models), bytes.
-BASE_WORKING_SET_BYTES = 1 * GIB
+#: The coefficients below are fitted to peak RSS of ``overnight run --workers 1`` (learned
+#: ``cytometry``, the larger of the two pipelines) on 2048² two-channel uint16 fields: 1.56 GiB
+#: with 1 z-slice, 2.59 GiB with 10; and to the issue's 2 x 12288² field, 19.3 GB.
+BASE_WORKING_SET_BYTES = int(1.1 * GIB)
 #: Bytes the pipeline holds per pixel of the Y x X plane (float32 intermediates of the whole
 #: field: normalised channels, network outputs and their tiled accumulators, labels, maps).
-WORKING_SET_BYTES_PER_PLANE_PIXEL = 64
+WORKING_SET_BYTES_PER_PLANE_PIXEL = 120
 #: Bytes the pipeline holds per voxel of the Z x Y x X stack (float copies for spot finding).
-WORKING_SET_BYTES_PER_VOXEL = 12
+WORKING_SET_BYTES_PER_VOXEL = 28
 
 #: Pixel types the pipeline analyses. Detectors give unsigned integers; anything else
 #: (float, signed) usually means a processed file, not raw counts.
@@ -159,7 +162,7 @@ def working_set_bytes(shape_zcyx: Sequence[int], dtype: np.dtype) -> int:
     coefficients are measured peaks of ``overnight run`` (see the constants above).
 
     >>> round(working_set_bytes((1, 2, 2048, 2048), np.dtype("uint16")) / GIB, 2)
-    1.27
+    1.69
     """
     z, c, y, x = (int(v) for v in shape_zcyx)
     decoded = z * c * y * x * np.dtype(dtype).itemsize
