@@ -207,6 +207,8 @@ def images(docker: Docker) -> Images:
         inputs = _tree_hash([STANDINS / standin], standin, base)
         _build(docker, [f"overnight-standin/{standin}:{images.standin_tag}"], inputs,
                ["--build-arg", f"BASE_IMAGE={base}", str(STANDINS / standin)], standin, images)
+    if images.rebuilt:  # the images they replaced: untagged now, their own layers unused
+        docker.run("image", "prune", "-f")
     return images
 
 
