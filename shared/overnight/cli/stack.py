@@ -7,9 +7,13 @@ Starts, in order: ``redis-server`` from PATH (unless ``OVERNIGHT_REDIS_URL`` is 
 append-only persistence in ``<data>/redis``; the ingest API; the watcher (when
 ``OVERNIGHT_WATCH_SOURCES`` is set); the QC web (when installed, unless its port is 0); N
 segmentation and N pnp-counter workers. A child that
-dies is started again (like ``restart: unless-stopped`` in compose). SIGTERM or Ctrl-C stops
-the workers and the API with SIGTERM (a worker finishes its job first; after ``grace_s`` it is
-killed — its job is re-queued by the others' upkeep on the next start), then Redis.
+dies is started again, forever (like ``restart: unless-stopped`` in compose), Redis included;
+one that keeps dying within seconds waits longer each time (1, 2, 4 … up to 60 s), so a
+worker that dies while Redis is down comes back once Redis is. The stack refuses to start its
+own Redis on a port something else already listens on (someone else's Redis, with their data).
+SIGTERM or Ctrl-C stops the workers and the API with SIGTERM (a worker finishes its job
+first; after ``grace_s`` it is killed — its job is re-queued by the others' upkeep on the
+next start), then Redis.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -38,9 +43,11 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a child may take to stop after SIGTERM before it is killed.
 DEFAULT_GRACE_S = 30.0
-#: A child that dies sooner than this after starting, too often, is not restarted again.
+#: A child that dies sooner than this after starting counts a quick death: its restart waits.
 _MIN_UPTIME_S = 5.0
-_MAX_QUICK_DEATHS = 5
+#: Back-off after quick deaths (s): the first, doubled each time, at most the last.
+RESTART_BACKOFF_S = 1.0
+RESTART_BACKOFF_MAX_S = 60.0
 
 
 @dataclass
@@ -52,7 +59,8 @@ class Child:
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     quick_deaths: int = 0
-    restartable: bool = True
+    #: When a dead child may be started again (epoch s); 0: as soon as it is seen dead.
+    restart_at: float = 0.0
 
     def start(self, env: dict[str, str]) -> None:
         """Start (or restart) the process in its own process group."""
@@ -132,18 +140,36 @@ class Stack:
     def supervise(self, poll_s: float = 0.5) -> None:
         """Restart children that die, until :meth:`stop` is asked for."""
         while not self.stopping.wait(poll_s):
-            for child in self.children:
-                if child.alive() or not child.restartable:
-                    continue
+            self.supervise_once()
+
+    def supervise_once(self, now: float | None = None) -> list[str]:
+        """Restart every dead child whose back-off is over (Redis first); return their names."""
+        now = time.time() if now is None else now
+        restarted = []
+        for child in [c for c in (self.redis, *self.children) if c is not None]:
+            if child.alive() or self.stopping.is_set():
+                continue
+            if child.restart_at == 0.0:  # seen dead now: decide when it comes back
                 code = child.process.returncode if child.process else None
-                quick = time.time() - child.started_at < _MIN_UPTIME_S
+                quick = now - child.started_at < _MIN_UPTIME_S
                 child.quick_deaths = child.quick_deaths + 1 if quick else 0
-                if child.quick_deaths >= _MAX_QUICK_DEATHS:
-                    logger.error("%s keeps dying (exit %s); not restarting it", child.name, code)
-                    child.restartable = False
-                    continue
-                logger.warning("%s exited with %s; restarting", child.name, code)
+                delay = restart_delay_s(child.quick_deaths)
+                child.restart_at = now + delay
+                log = logger.error if child.quick_deaths > 1 else logger.warning
+                log("%s exited with %s; restarting in %.0f s", child.name, code, delay)
+            if now < child.restart_at:
+                continue
+            try:
+                if child is self.redis:
+                    _check_port_free(self.config.redis_port)
                 child.start(self.env)
+            except (ConfigError, OSError) as err:
+                child.restart_at = now + restart_delay_s(child.quick_deaths + 1)
+                logger.error("cannot restart %s: %s", child.name, err)
+                continue
+            child.restart_at = 0.0
+            restarted.append(child.name)
+        return restarted
 
     def stop(self) -> None:
         """SIGTERM every service, wait up to ``grace_s``, kill what is left, then stop Redis."""
@@ -156,6 +182,7 @@ class Stack:
         binary = shutil.which("redis-server")
         if binary is None:
             raise ConfigError("redis-server is not on PATH: install it or set OVERNIGHT_REDIS_URL")
+        _check_port_free(self.config.redis_port)
         folder = self.config.data_dir / "redis"
         folder.mkdir(parents=True, exist_ok=True)
         self.redis = Child(
@@ -186,6 +213,30 @@ def overnight_command() -> list[str]:
     """The ``overnight`` entry point of this Python environment (the venv's, not PATH's)."""
     script = Path(sys.executable).with_name("overnight")
     return [str(script)] if script.exists() else ["overnight"]
+
+
+def restart_delay_s(quick_deaths: int) -> float:
+    """Wait before restarting a child after ``quick_deaths`` quick deaths in a row (s).
+
+    >>> [restart_delay_s(n) for n in (0, 1, 2, 3, 10)]
+    [0.0, 0.0, 1.0, 2.0, 60.0]
+    """
+    if quick_deaths <= 1:
+        return 0.0
+    return min(RESTART_BACKOFF_MAX_S, RESTART_BACKOFF_S * 2 ** (quick_deaths - 2))
+
+
+def _check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """Refuse, loudly, to start our Redis where something already listens (someone else's)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        taken = probe.connect_ex((host, port)) == 0
+    if taken:
+        raise ConfigError(
+            f"port {port} on {host} is already taken (another Redis, with someone else's data?); "
+            "overnight stack starts its own redis-server: give it a free port with --redis-port, "
+            "or set OVERNIGHT_REDIS_URL to use that server on purpose"
+        )
 
 
 def _wait_for_redis(url: str, child: Child, timeout_s: float = 20.0) -> None:
