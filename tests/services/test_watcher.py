@@ -155,3 +155,30 @@ def test_the_adversarial_folder_loses_nothing_through_the_watcher(
     assert len(book.images(dataset_id)) == len(found)
     store = Path(ingest_settings.storage_url.removeprefix("file://")) / "results" / dataset_id
     assert (store / "summary.csv").is_file() and (store / "failures.json").is_file()
+
+
+def test_a_stalled_copy_that_failed_is_analysed_again_once_finished(
+    ingest_settings: IngestSettings, nas: Path, synth_images: list[Path]
+) -> None:
+    """Issue 13 #7: a copy stalled past the stability wait fails; the finished file is analysed."""
+    plate = nas / "plate1"
+    plate.mkdir()
+    content = synth_images[0].read_bytes()
+    target = plate / "stalled.tif"
+    target.write_bytes(content[: len(content) // 3])
+    watcher = watcher_for(ingest_settings, plate, stable_s=1)
+    now = time.time()
+    watcher.scan(now)
+    assert watcher.scan(now + 2).enqueued == ("stalled.tif",)  # the stall outlasted the wait
+    run_worker(ingest_settings, "all", burst=True)
+    book = JobBook(connect(ingest_settings.redis_url))
+    dataset_id = dataset_id_for(plate.as_uri(), "cytometry-classical")
+    assert book.image(dataset_id, "stalled").status == "failed"
+
+    target.write_bytes(content)  # the copy resumes and finishes
+    later = time.time()
+    watcher.scan(later)
+    assert watcher.scan(later + 2).enqueued == ("stalled.tif",)
+    run_worker(ingest_settings, "all", burst=True)
+    assert book.image(dataset_id, "stalled").status == "done"
+    assert watcher.scan(later + 10).enqueued == ()  # unchanged since: nothing more

@@ -7,7 +7,9 @@ old — so a file still being copied is never read. Dedupe does not rest on this
 memory: the fingerprint (size + mtime/ETag) of every handled key is recorded in Redis, and
 the once-only claim of :class:`~overnight.jobs.submit.Submitter` (plus the check for an
 existing result) stops a restarted watcher, a re-scan, a touched file or a concurrent REST
-submission from enqueueing an image twice.
+submission from enqueueing an image twice. An image whose analysis failed is analysed again
+once its file changed and is stable again (a copy that stalled longer than ``stable_s`` was
+read half-written; the finished file is read whole).
 """
 
 from __future__ import annotations
@@ -134,7 +136,13 @@ class Watcher:
         if not stable:
             return []
         fresh = self.submitter.book.dataset(record.id) or record
-        enqueued = self.submitter.enqueue_images(fresh, stable)
+        retried = [
+            info.key
+            for info in stable
+            if self.submitter.book.seen_fingerprint(record.id, info.key) is not None
+            and self.submitter.retry_changed(fresh, info.key)
+        ]
+        enqueued = retried + self.submitter.enqueue_images(fresh, stable)
         for info in stable:
             self.submitter.book.mark_seen(record.id, info.key, fingerprint(info))
             self._sightings.pop((record.id, info.key), None)

@@ -28,7 +28,7 @@ from overnight.jobs.queues import enqueue_stage, fetch_job
 from overnight.jobs.settings import JobSettings
 from overnight.jobs.sources import check_source_url, image_id_of
 from overnight.jobs.stages import finish_if_done
-from overnight.jobs.state import DatasetRecord, JobBook
+from overnight.jobs.state import DatasetRecord, ImageState, JobBook
 from overnight.jobs.status import JobStatus
 from overnight.pipeline.definition import builtin_pipelines, load_pipeline
 from overnight.results.layout import DATASET_FILE, DatasetResults
@@ -145,17 +145,33 @@ class Submitter:
         for state in self.book.images(record.id):
             if state.status != JobStatus.FAILED:
                 continue
-            self.book.requeue_image(record.id, state.image_id)
-            self.book.clear_deaths(
-                *(job_id_for(stage, record.id, state.image_id) for stage in STAGE_PREFIX)
-            )
-            image = self.image_job(record, state.image_key)
-            count = partial(self.book.count_enqueue, record.id, state.image_id)
-            enqueue_stage(
-                self.redis, "segmentation", image, self.settings, again=True, with_enqueue=count
-            )
+            self._retry(record, state)
             retried.append(state.image_id)  # enqueued now, or its job is pending already
         return retried
+
+    def retry_changed(self, record: DatasetRecord, key: str) -> bool:
+        """Re-enqueue the image at ``key`` if it failed: its file changed since (the watcher).
+
+        A copy that stalled longer than the stability wait was analysed half-written and
+        failed; once the finished file is stable it is analysed again. Returns whether it was.
+        """
+        state = self.book.image(record.id, self.image_job(record, key).image_id)
+        if state is None or state.status != JobStatus.FAILED or not state.job_id:
+            return False
+        logger.info("image %s failed before and its file changed; analysing it again", key)
+        self._retry(record, state)
+        return True
+
+    def _retry(self, record: DatasetRecord, state: ImageState) -> None:
+        self.book.requeue_image(record.id, state.image_id)
+        self.book.clear_deaths(
+            *(job_id_for(stage, record.id, state.image_id) for stage in STAGE_PREFIX)
+        )
+        image = self.image_job(record, state.image_key)
+        count = partial(self.book.count_enqueue, record.id, state.image_id)
+        enqueue_stage(
+            self.redis, "segmentation", image, self.settings, again=True, with_enqueue=count
+        )
 
     def image_job(self, record: DatasetRecord, key: str) -> ImageJob:
         """The queue payload for the image at ``key`` of ``record``."""
