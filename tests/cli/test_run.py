@@ -217,3 +217,32 @@ def test_the_working_set_estimate_is_monotone_and_names_the_setting():
         check_working_set(
             "a.tif", (1, 2, 2048, 2048), np.dtype("uint16"), ReadLimits.with_working_set_gb(0.5)
         )
+
+
+def test_an_image_that_kills_its_worker_fails_alone(tmp_path, monkeypatch):
+    """Issue 13 #2 in the embedded run: a dead worker process no longer fails every image."""
+    import os
+    import signal
+
+    from overnight.pipeline import batch
+
+    names = (
+        [f"good-{i}.tif" for i in range(3)] + ["poison.tif"] + [f"late-{i}.tif" for i in range(3)]
+    )
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+
+    def analyse(self, path):  # forked into the workers
+        if path.name == "poison.tif":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return batch.ImageOutcome(path.stem, str(path), "done")
+
+    monkeypatch.setattr(batch.ImageAnalyser, "analyse", analyse)
+    paths = sorted(tmp_path.glob("*.tif"))
+    options = batch.BatchOptions(pipeline=PIPELINE, out_url=str(tmp_path / "out"))
+    outcomes = {o.image_id: o for o in batch.run_batch(paths, options, workers=2)}
+    assert {i for i, o in outcomes.items() if o.status == "done"} == {
+        p.removesuffix(".tif") for p in names if p != "poison.tif"
+    }
+    assert outcomes["poison"].status == "failed"
+    assert "worker died 2 times (memory limit?)" in outcomes["poison"].reason

@@ -12,7 +12,8 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,25 +130,14 @@ def run_batch(
             if on_outcome:
                 on_outcome(outcomes[path])
     else:
-        with ProcessPoolExecutor(
-            max_workers=workers,
-            initializer=_init_worker,
-            initargs=(options, logging.getLogger().level),
-        ) as pool:
-            futures = {pool.submit(_analyse_in_worker, p): p for p in paths}
-            for future in as_completed(futures):
-                path = futures[future]
-                try:
-                    outcomes[path] = future.result()
-                except Exception as err:  # the worker process itself died
-                    outcomes[path] = ImageOutcome(
-                        ImageSource.file(path, options.dataset_dir).image_id,
-                        str(path),
-                        "failed",
-                        reason=f"worker process failed: {type(err).__name__}: {err}",
-                    )
-                if on_outcome:
-                    on_outcome(outcomes[path])
+
+        def record(path: Path, outcome: ImageOutcome) -> None:
+            outcomes[path] = outcome
+            if on_outcome:
+                on_outcome(outcome)
+
+        suspects = _run_pool(list(paths), options, workers, record)
+        _run_isolated(suspects, options, record)
     ordered = [outcomes[p] for p in paths]
     root = options.dataset_dir or Path(".")
     ordered += [
@@ -156,6 +146,85 @@ def run_batch(
     failures = [asdict(o) for o in ordered if o.status == "failed"]
     finish_dataset(DatasetResults(open_store(options.out_url)), failures)
     return ordered
+
+
+#: Worker deaths an image may cause in the embedded run before it fails: the one in the
+#: shared pool (it and its neighbours are suspects) and one alone in a pool of its own.
+MAX_WORKER_DEATHS = 2
+
+
+def _pool(options: BatchOptions, workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        initializer=_init_worker,
+        initargs=(options, logging.getLogger().level),
+    )
+
+
+def _run_pool(
+    paths: list[Path],
+    options: BatchOptions,
+    workers: int,
+    record: Callable[[Path, ImageOutcome], None],
+) -> list[Path]:
+    """Analyse ``paths`` in a pool, one image per worker at a time; return the suspects.
+
+    When a worker process dies (killed for memory, say) the pool breaks: the images being
+    analysed then are suspects, returned for :func:`_run_isolated`; the images not started
+    yet go on in a fresh pool, so one poison image never fails the others.
+    """
+    queue = list(reversed(paths))
+    suspects: list[Path] = []
+    while queue:
+        in_flight: dict[Future[ImageOutcome], Path] = {}
+        with _pool(options, workers) as pool:
+            try:
+                while queue or in_flight:
+                    while queue and len(in_flight) < workers:
+                        path = queue.pop()
+                        in_flight[pool.submit(_analyse_in_worker, path)] = path
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        outcome = future.result()  # BrokenProcessPool: a worker died
+                        record(in_flight.pop(future), outcome)
+            except BrokenProcessPool:
+                logger.warning(
+                    "a worker process died analysing one of %s; each runs again alone",
+                    ", ".join(p.name for p in in_flight.values()),
+                )
+                suspects += in_flight.values()
+    return suspects
+
+
+def _run_isolated(
+    paths: list[Path], options: BatchOptions, record: Callable[[Path, ImageOutcome], None]
+) -> None:
+    """Analyse each suspect alone, in a one-worker pool: a death now is its own."""
+    pending = list(reversed(paths))
+    deaths = dict.fromkeys(paths, 1)
+    while pending:
+        with _pool(options, 1) as pool:
+            try:
+                while pending:
+                    path = pending[-1]
+                    record(path, pool.submit(_analyse_in_worker, path).result())
+                    pending.pop()
+            except BrokenProcessPool:
+                path = pending[-1]
+                deaths[path] += 1
+                if deaths[path] >= MAX_WORKER_DEATHS:
+                    pending.pop()
+                    record(
+                        path,
+                        ImageOutcome(
+                            ImageSource.file(path, options.dataset_dir).image_id,
+                            str(path),
+                            "failed",
+                            reason=f"worker died {deaths[path]} times (memory limit?): the "
+                            "image needs more memory than a worker has; lower "
+                            "OVERNIGHT_MAX_WORKING_SET_GB or run fewer --workers",
+                        ),
+                    )
 
 
 def default_workers() -> int:
