@@ -18,6 +18,7 @@ import tifffile
 
 from overnight.results.layout import RESULT_FILE
 from overnight.results.record import ImageResult
+from overnight.results.summary import spreadsheet_safe
 
 RESULT_FILES = ("labels.tif", "cells.csv", "pnps.csv", "qc.png", RESULT_FILE)
 
@@ -76,8 +77,8 @@ def labels_tiff_bytes(labels: np.ndarray, pixel_size_um: float | None = None) ->
 
 
 def csv_bytes(table: pd.DataFrame) -> bytes:
-    """A table as UTF-8 CSV without the index."""
-    return table.to_csv(index=False).encode("utf-8")
+    """A table as UTF-8 CSV without the index, formula-like text quoted (``spreadsheet_safe``)."""
+    return spreadsheet_safe(table).to_csv(index=False).encode("utf-8")
 
 
 def result_artefacts(values: Mapping[str, Any], result: ImageResult) -> dict[str, bytes]:

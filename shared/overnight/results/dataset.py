@@ -16,7 +16,7 @@ import pandas as pd
 
 from overnight.results.layout import FAILURES_FILE, SUMMARY_FILE, DatasetResults
 from overnight.results.record import ImageResult
-from overnight.results.summary import summary_table
+from overnight.results.summary import spreadsheet_safe, summary_table
 from overnight.storage import read_manifest
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,8 @@ def finish_dataset(
     ``status``, ``reason``, …).
     """
     table = summary_of(results)
-    results.write_file(SUMMARY_FILE, table.to_csv(index=False).encode("utf-8"))
+    safe = spreadsheet_safe(table)  # metadata may hold "=HYPERLINK(...)"
+    results.write_file(SUMMARY_FILE, safe.to_csv(index=False).encode("utf-8"))
     if failures is not None:
         body = json.dumps(list(failures), indent=2).encode("utf-8")
         results.write_file(FAILURES_FILE, body)

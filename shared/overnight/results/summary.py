@@ -51,3 +51,35 @@ def summary_table(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 def _round(value: float) -> float:
     return float("nan") if np.isnan(value) else round(value, 4)
+
+
+#: First characters that make a spreadsheet read a cell as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with every text cell that a spreadsheet would run as a formula quoted.
+
+    A text starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (metadata
+    from file names, folders and sidecars: ``=HYPERLINK(...)``) gets a leading ``'``, which
+    spreadsheets show but do not evaluate. Numbers, also negative ones, are left alone.
+
+    >>> table = pd.DataFrame({"drug": ["=1+1", "rux", "-3", "@x"], "n": [1, 2, 3, -4]})
+    >>> spreadsheet_safe(table).drug.tolist()
+    ["'=1+1", 'rux', '-3', "'@x"]
+    """
+    safe = table.copy()
+    for column in safe.columns:
+        if not pd.api.types.is_numeric_dtype(safe[column]):
+            safe[column] = safe[column].map(_quoted)
+    return safe
+
+
+def _quoted(value: Any) -> Any:
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return f"'{value}"
+    return value
