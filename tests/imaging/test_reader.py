@@ -397,3 +397,23 @@ def test_zero_width_image(tmp_path: Path) -> None:
     path = write(tmp_path / "flat.tif", np.ones((4, 4), np.uint16))
     patch_tag(path, "ImageWidth", 0)
     assert_refused(path, "TIFF structure cannot be parsed (integer division or modulo by zero)")
+
+
+def test_a_truncated_multi_page_file_says_truncated_not_channels(tmp_path, caplog) -> None:
+    """Issue 13: a cut copy read as 'has 1 channel … check the channel settings'."""
+    whole = tmp_path / "whole.tif"
+    tifffile.imwrite(whole, np.zeros((2, 64, 64), np.uint16), metadata={"axes": "CYX"})
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2 + 100])
+    caplog.set_level("DEBUG")
+    with pytest.raises(InvalidImageError, match="truncated.*interrupted copy") as err:
+        read_stack(cut, channels_required=2)
+    assert "channel" not in str(err.value)
+    # tifffile's ERROR line reaches no handler (the terminal); it is kept at DEBUG as ours
+    assert not [r for r in caplog.records if r.name == "tifffile"]
+    assert any(
+        r.name == "overnight.imaging.header"
+        and r.levelname == "DEBUG"
+        and "invalid page" in r.message
+        for r in caplog.records
+    )

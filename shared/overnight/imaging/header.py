@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import struct
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,39 @@ from overnight.imaging.limits import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class _TifffileRecords(logging.Filter):
+    """Keeps tifffile's own log lines off the terminal.
+
+    Each goes to this module's logger at DEBUG; while :func:`open_tiff` reads a header it is
+    also kept, to tell the user what broke.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        logger.debug("tifffile: %s", message)
+        kept = getattr(self.local, "messages", None)
+        if kept is not None:
+            kept.append(message)
+        return False  # handled here: nothing reaches tifffile's own handlers
+
+    @contextmanager
+    def kept(self) -> Iterator[list[str]]:
+        """The messages tifffile logs in this thread while the block runs."""
+        self.local.messages = messages = []
+        try:
+            yield messages
+        finally:
+            self.local.messages = None
+
+
+_TIFFFILE_RECORDS = _TifffileRecords()
+logging.getLogger("tifffile").addFilter(_TIFFFILE_RECORDS)
 
 # What tifffile and the codecs raise on malformed files (imagecodecs errors are RuntimeErrors;
 # corrupt tags also surface as ZeroDivisionError and AssertionError from tifffile's internals,
@@ -108,11 +142,24 @@ def open_tiff(path: Path) -> Iterator[tifffile.TiffFile]:
         raise InvalidImageError(source, "file not found" if not path.exists() else "not a file")
     if path.stat().st_size == 0:
         raise InvalidImageError(source, "file is empty (0 bytes)")
-    try:
-        tif = tifffile.TiffFile(path)
-    except TIFF_ERRORS as err:
-        raise InvalidImageError(source, _describe_non_tiff(path)) from err
+    with _TIFFFILE_RECORDS.kept() as messages:
+        try:
+            tif = tifffile.TiffFile(path)
+        except TIFF_ERRORS as err:
+            raise InvalidImageError(source, _describe_non_tiff(path)) from err
+        try:
+            n_pages = len(tif.pages)  # follows every page's offset: a cut file shows here
+        except TIFF_ERRORS:
+            n_pages = 0
     with tif:
+        lost = [m for m in messages if "invalid page offset" in m or "invalid offset to page" in m]
+        if lost:
+            raise InvalidImageError(
+                source,
+                f"file is truncated: {n_pages} page(s) read, then the next page lies past the "
+                f"end of the file ({path.stat().st_size} bytes) — an interrupted copy? Copy the "
+                "file again",
+            )
         yield tif
 
 
