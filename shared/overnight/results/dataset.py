@@ -40,9 +40,14 @@ def finish_dataset(
 ) -> int:
     """Write ``summary.csv`` (and ``failures.json`` when ``failures`` is given); return rows.
 
+    Staging left under ``<image_id>/.attempts/`` by killed publications is deleted first.
+
     ``failures`` are JSON-ready records, one per failed image (``image_id``, ``source``,
     ``status``, ``reason``, …).
     """
+    for key in list(results.leftover_staging()):  # no publication runs any more
+        logger.info("deleting %s, left by a publication that never finished", key)
+        results.store.delete(key)
     table = summary_of(results)
     safe = spreadsheet_safe(table)  # metadata may hold "=HYPERLINK(...)"
     results.write_file(SUMMARY_FILE, safe.to_csv(index=False).encode("utf-8"))

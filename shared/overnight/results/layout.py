@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from overnight.storage import ObjectStore, is_complete, validate_id, write_dataset_file
+from overnight.storage.publish import ATTEMPTS_DIR
 
 #: Key prefix of the services' results: one folder per dataset under it.
 RESULTS_ROOT = "results"
@@ -81,6 +82,18 @@ class DatasetResults:
             parts = info.key[len(base) :].split("/")
             if len(parts) == 2 and parts[1] == "manifest.json" and not parts[0].startswith("."):
                 yield f"{base}{parts[0]}"
+
+    def leftover_staging(self) -> Iterator[str]:
+        """Keys under ``<image_id>/.attempts/``: staging of publications that never finished.
+
+        A worker killed between staging and commit leaves its copy there; once the dataset
+        is finished no publication is running, so :func:`finish_dataset` deletes them.
+        """
+        base = f"{self.prefix}/" if self.prefix else ""
+        for info in self.store.list(base):
+            parts = info.key[len(base) :].split("/")
+            if len(parts) > 2 and parts[1] == ATTEMPTS_DIR:
+                yield info.key
 
     def write_file(self, name: str, data: bytes) -> None:
         """Write a dataset-level file (``summary.csv``, ``failures.json``) atomically."""
