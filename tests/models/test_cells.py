@@ -147,3 +147,17 @@ def test_shape_only_features_ignore_the_network() -> None:
     labels[5:20, 5:20] = 1
     ids, x = cell_features(labels, None, 0.2)
     assert ids.tolist() == [1] and x.shape == (1, 5)
+
+
+def test_objects_the_network_half_sees_are_dropped() -> None:
+    probs = np.zeros((60, 60, 3), np.float32)
+    probs[..., 0] = 1.0
+    for (y, x), p_cell in (((15, 15), 0.98), ((45, 45), 0.6)):  # a clear cell, a faint blob
+        yy, xx = np.mgrid[:60, :60]
+        disk = (yy - y) ** 2 + (xx - x) ** 2 < 10**2
+        probs[disk] = (1 - p_cell, p_cell, 0.0)
+    keep_all = CellModelConfig(min_mean_foreground=0.0, seed_h_px=1.0)
+    assert len(np.unique(instance_labels(probs, keep_all))) == 3
+    strict = keep_all.model_copy(update={"min_mean_foreground": 0.78})
+    labels = instance_labels(probs, strict)
+    assert np.unique(labels).tolist() == [0, 1] and labels[15, 15] == 1

@@ -59,7 +59,9 @@ def instance_labels(probabilities: np.ndarray, config: CellModelConfig) -> np.nd
     boundary band. Where the band between two touching cells is faint, their interiors still
     join at a narrow neck, so seeds are the maxima of the interiors' distance transform
     (smoothed by ``seed_smooth_px``) that stand ``seed_h_px`` above their surroundings, and
-    the watershed of the distance grows them over the foreground.
+    the watershed of the distance grows them over the foreground. Cells the network only
+    half-sees (mean foreground probability below ``min_mean_foreground``: blobs of noise in a
+    dim field) are dropped.
     """
     foreground = ndi.binary_fill_holes(
         1.0 - probabilities[..., BACKGROUND] > config.foreground_threshold
@@ -75,6 +77,10 @@ def instance_labels(probabilities: np.ndarray, config: CellModelConfig) -> np.nd
     sizes = np.bincount(labels.ravel())
     small = np.flatnonzero(sizes < config.min_cell_px)
     labels[np.isin(labels, small[small > 0])] = 0
+    if config.min_mean_foreground > 0 and labels.any():
+        ids = np.unique(labels[labels > 0])
+        confidence = ndi.mean(1.0 - probabilities[..., BACKGROUND], labels, ids)
+        labels[np.isin(labels, ids[np.asarray(confidence) < config.min_mean_foreground])] = 0
     return relabel_sequential(labels)
 
 
@@ -168,11 +174,7 @@ class CellModel:
         first configured type, or ``""``, with confidence NaN.
         """
         network_features = features if self.config.type_network_features else None
-        if self.classifier is not None and len(self.classifier.mean) == 4 + features.shape[-1]:
-            network_features = features  # TEMPORARY: classifier.json from before the fitted size
         ids, rows = cell_features(labels, network_features, pixel_size_um)
-        if self.classifier is not None and len(self.classifier.mean) == 4 + features.shape[-1]:
-            rows = np.delete(rows, 1, axis=1)
         if self.classifier is None:
             name = self.config.cell_types[0] if self.config.cell_types else ""
             return ids, (name,) * len(ids), np.full(len(ids), np.nan)

@@ -107,9 +107,16 @@ class CellModelConfig(_Frozen):
     marker_threshold: float = Field(0.3, description="p(interior) above this is a cell's interior")
     min_marker_px: int = Field(20, description="smaller interior regions are dropped (px²)")
     seed_h_px: float = Field(
-        3.0, gt=0, description="seeds: distance-transform maxima this high above their saddle (px)"
+        6.0, gt=0, description="seeds: distance-transform maxima this high above their saddle (px)"
     )
-    seed_smooth_px: float = Field(1.0, ge=0, description="Gaussian σ on the distance map (px)")
+    seed_smooth_px: float = Field(2.0, ge=0, description="Gaussian σ on the distance map (px)")
+    min_mean_foreground: float = Field(
+        0.78,
+        ge=0,
+        le=1,
+        description="cells whose mean foreground probability is below this are dropped "
+        "(objects the network half-sees in noise); 0 keeps every one",
+    )
     min_cell_px: int = Field(60, description="smaller cells are dropped (px²)")
     cell_types: tuple[str, ...] = Field(
         ("lymphocyte", "monocyte"), description="type labels, in classifier order; () = no types"

@@ -31,6 +31,8 @@ def nuclei_config() -> CellModelConfig:
         min_cell_px=12,
         marker_threshold=0.5,
         seed_h_px=0.5,
+        seed_smooth_px=1.0,
+        min_mean_foreground=0.0,
         class_weights=(1.0, 1.0, 2.0),
         train=TrainConfig(
             epochs=57,
