@@ -230,3 +230,34 @@ def test_unsafe_ids_cannot_be_written(client: TestClient, dataset_dir: Path) -> 
     )
     assert response.status_code == 404
     assert not list(dataset_dir.parent.glob("**/escape*"))
+
+
+def test_images_from_folders_and_with_accents_have_pages_and_verdicts(tmp_path: Path) -> None:
+    """Issue 13: ids of non-ASCII names and sub-folders were listed, but their pages 404ed."""
+    import shutil
+
+    from overnight.pipeline.batch import BatchOptions, run_batch
+    from overnight.synth.cytometry import write_dataset
+
+    [image] = write_dataset(tmp_path / "synth", 1, seed=5, size=256)
+    source = tmp_path / "in"
+    for relative in ("drug-rux/X.tif", "drug-placebo/X.tif", "cellule é 1.tif"):
+        (source / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(image, source / relative)
+    out = tmp_path / "run1"
+    run_batch(
+        sorted(source.rglob("*.tif")),
+        BatchOptions(pipeline="cytometry-classical", out_url=str(out), dataset_dir=source),
+    )
+    ids = image_ids(out)
+    assert sorted(ids) == sorted(["drug-rux~2FX", "drug-placebo~2FX", "cellule~20~C3~A9~201"])
+    with TestClient(create_app(settings_for(out))) as client:
+        listing = client.get("/datasets/run1", headers={"Accept": "text/html"})
+        assert listing.status_code == 200
+        for image_id in ids:
+            assert image_id in listing.text
+            assert client.get(f"/datasets/run1/images/{image_id}").status_code == 200
+            assert client.get(f"/datasets/run1/images/{image_id}/qc.png").status_code == 200
+            answer = client.post(_verdict_url(image_id), data={"verdict": "accepted"}, headers=AUTH)
+            assert answer.status_code == 200, answer.text
+            assert (out / image_id / "verdict.json").is_file()
