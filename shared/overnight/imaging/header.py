@@ -55,7 +55,8 @@ class _TifffileRecords(logging.Filter):
     @contextmanager
     def kept(self) -> Iterator[list[str]]:
         """The messages tifffile logs in this thread while the block runs."""
-        self.local.messages = messages = []
+        messages: list[str] = []
+        self.local.messages = messages
         try:
             yield messages
         finally:
