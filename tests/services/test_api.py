@@ -161,6 +161,7 @@ def test_the_service_does_not_start_without_a_real_token(
         "file://{nas}/no-such-folder",
         "s3://bucket/../../etc",
         "s3://bucket/a/%2e%2e/%2e%2e/etc",
+        "file://{nas}/" + "a" * 300,
     ],
 )
 def test_sources_outside_the_nas_are_refused(
@@ -255,6 +256,32 @@ def test_oversized_uploads_are_413_and_leave_nothing(client: TestClient, tmp_pat
     assert files_under(tmp_path) - before == set()
 
 
+def test_other_form_fields_count_against_the_upload_cap(client: TestClient, tmp_path: Path) -> None:
+    """Issue 13: 300 MB of non-file form fields were accepted; a huge part header gave 500."""
+    dataset_id = client.post("/datasets", json={}, headers=AUTH).json()["id"]
+    boundary = "xyzBOUNDARYxyz"
+
+    def padded():  # a small file, then a giant ordinary field, no Content-Length
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.tif"\r\n'
+            f"\r\nII*\x00\r\n--{boundary}\r\n"
+            'Content-Disposition: form-data; name="note"\r\n\r\n'
+        ).encode()
+        for _ in range(UPLOAD_CAP_BYTES // 65536 + 4):
+            yield b"x" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    answer = client.post(f"/datasets/{dataset_id}/images", content=padded(), headers=headers)
+    assert answer.status_code == 413, answer.text
+    long_header = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="{"a" * 20000}.tif"\r\n\r\nII*\x00\r\n--{boundary}--\r\n'
+    ).encode()
+    answer = client.post(f"/datasets/{dataset_id}/images", content=long_header, headers=headers)
+    assert answer.status_code == 400, answer.text
+
+
 def test_uploading_into_a_folder_dataset_is_refused(
     client: TestClient, nas: Path, synth_images: list[Path]
 ) -> None:
@@ -334,3 +361,9 @@ def test_the_adversarial_folder_loses_nothing_over_rest(
     assert {relative_stem_of(f["image_id"]) for f in on_disk} == set(failed)
     for image_id in ("drug-rux~2FX", "drug-placebo~2FX", "cellule~20~C3~A9~201"):
         assert (store / image_id / "manifest.json").is_file()
+
+
+def test_oversized_metadata_is_refused(client: TestClient, nas: Path) -> None:
+    answer = client.post("/datasets", json={"metadata": {"x": "y" * 100_000}}, headers=AUTH)
+    assert answer.status_code == 422
+    assert client.get("/datasets").json() == []

@@ -22,6 +22,7 @@ from overnight.storage import (
     validate_id,
     validate_key,
 )
+from overnight.storage.keys import MAX_SEGMENT_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ def check_source_url(url: str, settings: JobSettings, *, must_exist: bool = Fals
             validate_key(prefix)  # no '..', '.', empty or encoded-dot segments
         return url.rstrip("/")
     assert location.path is not None
+    too_long = [p for p in location.path.parts if len(p.encode("utf-8")) > MAX_SEGMENT_BYTES]
+    if too_long:
+        raise UnsafeKeyError(
+            f"source {url[:120]!r}: a folder name is longer than {MAX_SEGMENT_BYTES} bytes"
+        )
     if not location.path.is_absolute() or ".." in location.path.parts:
         raise UnsafeKeyError(f"source {url!r} must be an absolute path without '..'")
     roots = settings.nas_roots()

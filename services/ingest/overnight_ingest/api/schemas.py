@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from overnight.jobs.status import DatasetState, JobStatus, StatusCounts
+
+#: Largest ``metadata`` of a dataset (bytes of JSON): it is stored in Redis and dataset.json.
+MAX_METADATA_BYTES = 64 * 1024
 
 
 class DatasetCreate(BaseModel):
@@ -16,10 +20,23 @@ class DatasetCreate(BaseModel):
 
     source: str | None = Field(
         None,
+        max_length=4096,
         description="file:///abs/path or s3://bucket/prefix; omit to fill the dataset by uploads",
     )
-    pipeline: str | None = Field(None, description="pipeline name (default: the service's)")
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    pipeline: str | None = Field(
+        None, max_length=200, description="pipeline name (default: the service's)"
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description=f"at most {MAX_METADATA_BYTES} bytes as JSON"
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, default=str).encode("utf-8"))
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is {size} bytes as JSON; at most {MAX_METADATA_BYTES}")
+        return value
 
 
 class DatasetCreated(BaseModel):

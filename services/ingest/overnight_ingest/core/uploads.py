@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from python_multipart import MultipartParser
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import parse_options_header
 
 from overnight.errors import OvernightError
@@ -23,6 +24,10 @@ from overnight.errors import OvernightError
 SPOOL_BYTES = 1024 * 1024
 #: The form field that carries the image.
 FILE_FIELD = "file"
+#: Bytes the whole body may hold beyond the file cap: boundaries, part headers, small fields.
+FORM_OVERHEAD_BYTES = 64 * 1024
+#: Longest part header (name + value) accepted, bytes.
+MAX_PART_HEADER_BYTES = 8 * 1024
 
 
 class UploadTooLarge(OvernightError):
@@ -70,9 +75,15 @@ class _FilePart:
 
     def _add_field(self, data: bytes) -> None:
         self.header_field += data
+        self._check_header()
 
     def _add_value(self, data: bytes) -> None:
         self._value += data
+        self._check_header()
+
+    def _check_header(self) -> None:
+        if len(self.header_field) + len(self._value) > MAX_PART_HEADER_BYTES:
+            raise BadUpload(f"a multipart part header is longer than {MAX_PART_HEADER_BYTES} bytes")
 
     def _header_end(self) -> None:
         self.headers[self.header_field.lower()] = self._value
@@ -119,13 +130,22 @@ async def receive_file(
         raise BadUpload("send the image as multipart/form-data with a 'file' field")
     part = _FilePart(limit)
     parser = MultipartParser(boundary, part.callbacks())  # type: ignore[arg-type]
+    received = 0
     try:
         async for chunk in body:
+            received += len(chunk)
+            if received > limit + FORM_OVERHEAD_BYTES:  # other form fields count too
+                raise UploadTooLarge(
+                    f"request body larger than the upload limit of {limit} bytes "
+                    f"(+{FORM_OVERHEAD_BYTES} for the form)"
+                )
             parser.write(chunk)
         parser.finalize()
-    except (UploadTooLarge, BadUpload):
+    except (UploadTooLarge, BadUpload, MultipartParseError) as err:
         if part.file is not None:
             part.file.content.close()
+        if isinstance(err, MultipartParseError):  # e.g. a part header past the parser's cap
+            raise BadUpload(f"malformed multipart body: {err}") from err
         raise
     if part.file is None:
         raise BadUpload("the form has no 'file' part with a file name")
