@@ -57,7 +57,10 @@ def test_timepoint_is_selected() -> None:
 
 
 def test_several_timepoints_need_a_choice() -> None:
-    with pytest.raises(InvalidImageError, match=r"a\.tif.*4 timepoints.*timepoint=0\.\.3"):
+    # issue 13: the message says what to do in the runners, which have no timepoint option
+    with pytest.raises(
+        InvalidImageError, match=r"a\.tif.*4 timepoints.*its own file.*timepoint=0\.\.3"
+    ):
         to_zcyx(labelled((4, 2, 4, 5)), "TCYX", source="a.tif")
 
 

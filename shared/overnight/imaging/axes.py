@@ -53,7 +53,10 @@ def _select_timepoint(
         if n_t == 1:
             return np.take(data, 0, axis=axes.index("T")), axes.replace("T", "")
         raise InvalidImageError(
-            source, f"has {n_t} timepoints (T axis); read one at a time with timepoint=0..{n_t - 1}"
+            source,
+            f"has {n_t} timepoints (T axis); the pipeline analyses one field per file: save "
+            "each timepoint as its own file (e.g. with a timepoint-<n> field in its name), "
+            f"or read one in Python with read_stack(path, timepoint=0..{n_t - 1})",
         )
     if not 0 <= timepoint < n_t:
         raise InvalidImageError(source, f"timepoint {timepoint} is out of range 0..{n_t - 1}")
