@@ -104,6 +104,7 @@ def score(truth: Path, results: Path) -> dict[str, Any]:
             "cell_f1": _clean(row["cell_f1"]),
             "type_accuracy": _clean(row["type_accuracy"]),
             "count_mae": _clean(row["count_mae"]),
+            "pnp_f1": _clean(row["pnp_f1"]),
             "cell_signal_adu": _clean(row.get("param_cell_signal_adu")),
             "snr": _clean(row.get("param_snr")),
             **flags.get(row["image_id"], {"flags": [], "doubt": 0}),
