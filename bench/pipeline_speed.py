@@ -126,7 +126,7 @@ def _median_of(runs: list[dict[str, object]], key: str) -> float:
 
 def summarise(runs: list[dict[str, object]], fields: int) -> dict[str, object]:
     """Medians over the repeats of one configuration."""
-    names = list(runs[0]["step_median_s"])  # type: ignore[call-overload]
+    names = sorted({n for r in runs for n in r["step_median_s"]})  # type: ignore[attr-defined]
     marginal = _median_of(runs, "marginal_s_per_field")
     return {
         "repeats": len(runs),
@@ -137,7 +137,14 @@ def summarise(runs: list[dict[str, object]], fields: int) -> dict[str, object]:
         "seconds_per_field_in_worker": round(_median_of(runs, "seconds_per_field_median"), 3),
         "peak_rss_mib": round(_median_of(runs, "peak_rss_mib"), 1),
         "step_median_s": {
-            n: round(statistics.median(r["step_median_s"][n] for r in runs), 4)  # type: ignore[index]
+            n: round(
+                statistics.median(
+                    r["step_median_s"][n]  # type: ignore[index]
+                    for r in runs
+                    if n in r["step_median_s"]  # type: ignore[operator]
+                ),
+                4,
+            )
             for n in names
         },
         "failed": runs[0]["failed"],
@@ -227,6 +234,8 @@ def main() -> int:
                     f"(wall {result['wall_s']:.1f} s)",
                     file=sys.stderr,
                 )
+        RESULTS.mkdir(parents=True, exist_ok=True)  # the raw runs first: summaries can fail
+        (RESULTS / "pipeline_speed-runs.json").write_text(json.dumps(runs, indent=2) + "\n")
         configurations = {k: summarise(v, args.fields) for k, v in runs.items()}
         scaling: dict[str, dict[str, float]] = {}
         if not args.no_scaling and "cytometry@1" in configurations:
