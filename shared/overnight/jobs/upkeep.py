@@ -133,6 +133,8 @@ def requeue_stranded(redis: Redis, grace_s: float, now: float | None = None) -> 
             job = fetch_job(redis, job_id)
             if job is None or job.get_status() not in (RQStatus.QUEUED, RQStatus.STARTED):
                 continue
+            if redis.lpos(queue.key, job_id) is not None:
+                continue  # re-queued already (its worker died after starting it): only tidy
             queue.enqueue_job(job, at_front=True)
             JobBook(redis).record_requeue(job_id, first_seen, time.time())
             logger.warning(

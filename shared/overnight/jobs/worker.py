@@ -107,8 +107,13 @@ def worker_name(kind: str) -> str:
 
 
 def build_worker(context: StageContext, kind: str, **options: Any) -> OvernightWorker:
-    """An RQ worker of ``kind`` (``segmentation``, ``pnp`` or ``all``) over the context's Redis."""
-    stages = list(STAGE_QUEUES) if kind == "all" else [WORKER_STAGES[kind]]
+    """An RQ worker of ``kind`` (``segmentation``, ``pnp`` or ``all``) over the context's Redis.
+
+    ``all`` takes counting jobs before segmentation jobs: images already segmented finish
+    first, and a re-queued image that kills its workers never holds back the counting of
+    the others.
+    """
+    stages = list(reversed(STAGE_QUEUES)) if kind == "all" else [WORKER_STAGES[kind]]
     worker = OvernightWorker(
         [stage_queue(context.redis, s) for s in stages],
         name=worker_name(kind),
