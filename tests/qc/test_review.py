@@ -261,3 +261,35 @@ def test_images_from_folders_and_with_accents_have_pages_and_verdicts(tmp_path: 
             answer = client.post(_verdict_url(image_id), data={"verdict": "accepted"}, headers=AUTH)
             assert answer.status_code == 200, answer.text
             assert (out / image_id / "verdict.json").is_file()
+
+
+def test_logout_invalidates_a_copy_of_the_cookies(client: TestClient, dataset_dir: Path) -> None:
+    """Issue 13: the login cookie kept working after logout (it was the same for every login)."""
+    image_id = image_ids(dataset_dir)[0]
+    _sign_in(client)
+    stolen = dict(client.cookies)
+    assert (
+        client.post(
+            _verdict_url(image_id), data={"verdict": "accepted"}, headers=ORIGIN
+        ).status_code
+        == 200
+    )
+    assert client.post("/logout", headers=ORIGIN, follow_redirects=False).status_code == 303
+    client.cookies.clear()
+    for name, value in stolen.items():
+        client.cookies.set(name, value)
+    replay = client.post(_verdict_url(image_id), data={"verdict": "rejected"}, headers=ORIGIN)
+    assert replay.status_code == 401
+    client.cookies.set("overnight_qc_sid", "forged.0000")
+    assert (
+        client.post(
+            _verdict_url(image_id), data={"verdict": "rejected"}, headers=ORIGIN
+        ).status_code
+        == 401
+    )
+    client.cookies.clear()
+    _sign_in(client)  # signing in again gives a fresh session that works
+    assert (
+        client.post(_verdict_url(image_id), data={"verdict": "flagged"}, headers=ORIGIN).status_code
+        == 200
+    )

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
+from overnight_qc.api.sessions import live_session
 from overnight_qc.core.config import QcSettings
 from overnight_qc.core.security import Reviewer, is_same_origin, reviewer_of
 from overnight_qc.core.state import QcState
@@ -33,8 +34,13 @@ SettingsDep = Annotated[QcSettings, Depends(get_settings_dep)]
 
 
 def get_reviewer(request: Request, state: StateDep) -> Reviewer | None:
-    """The signed-in reviewer, if any."""
-    return reviewer_of(request, state.token)
+    """The signed-in reviewer, if any (a cookie sign-in only while its session is live)."""
+    reviewer = reviewer_of(request, state.token)
+    if reviewer is not None and reviewer.via == "cookie":
+        assert state.token is not None
+        if not live_session(request, state.token):
+            return None
+    return reviewer
 
 
 OptionalReviewerDep = Annotated[Reviewer | None, Depends(get_reviewer)]

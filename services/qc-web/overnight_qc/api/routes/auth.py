@@ -1,4 +1,8 @@
-"""Sign in with the API token (sets an HttpOnly, SameSite=Strict cookie) and sign out."""
+"""Sign in with the API token (sets an HttpOnly, SameSite=Strict cookie) and sign out.
+
+Each sign-in also gets a session id (:mod:`overnight_qc.api.sessions`); signing out revokes
+it, so a copy of the cookies stops working at once.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,12 @@ from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from overnight_qc.api.deps import OptionalReviewerDep, StateDep
+from overnight_qc.api.sessions import (
+    SESSION_ID_COOKIE,
+    SESSION_MAX_AGE_S,
+    new_session_id,
+    revoked_sessions,
+)
 from overnight_qc.core.security import (
     SESSION_COOKIE,
     clean_name,
@@ -15,9 +25,6 @@ from overnight_qc.core.security import (
 )
 
 router = APIRouter()
-
-#: How long a sign-in lasts (s).
-SESSION_MAX_AGE_S = 12 * 3600
 
 
 def _safe_next(target: str) -> str:
@@ -82,21 +89,29 @@ def login_submit(
     if not token_matches(token.strip(), state.token):
         return _form(request, state, "Wrong token.", next_url, status.HTTP_401_UNAUTHORIZED)
     response = RedirectResponse(_safe_next(next_url), status_code=status.HTTP_303_SEE_OTHER)
-    response.set_cookie(
-        SESSION_COOKIE,
-        session_value(state.token, reviewer),
-        max_age=SESSION_MAX_AGE_S,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
+    for name, value in (
+        (SESSION_COOKIE, session_value(state.token, reviewer)),
+        (SESSION_ID_COOKIE, new_session_id(state.token)),
+    ):
+        response.set_cookie(
+            name,
+            value,
+            max_age=SESSION_MAX_AGE_S,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
     return response
 
 
 @router.post("/logout", name="logout")
 def logout(request: Request) -> Response:
-    """Forget the session cookie."""
+    """Revoke this sign-in's session id and forget the cookies: a copy of them stops working."""
+    session_id = request.cookies.get(SESSION_ID_COOKIE, "").partition(".")[0]
+    if session_id:
+        revoked_sessions(request).revoke(session_id)
     response = RedirectResponse("/", status_code=status.HTTP_303_SEE_OTHER)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    for name in (SESSION_COOKIE, SESSION_ID_COOKIE):
+        response.delete_cookie(name, path="/", httponly=True, samesite="strict")
     return response
