@@ -20,6 +20,15 @@
 # and its small install layer in each image.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
+# --- requirements: the lists each image installs, from pyproject.toml (extras.py prints them) -
+# Only these lists reach the install layers, so an edit elsewhere in pyproject.toml (another
+# extra, a tool setting) rebuilds none of them.
+FROM ${PYTHON_IMAGE} AS requirements
+WORKDIR /src
+COPY pyproject.toml scripts/extras.py ./
+RUN python extras.py > core.txt \
+ && for extra in dispatch models gpu; do python extras.py --only $extra > $extra.txt; done
+
 # --- deps: a venv with the pinned core dependencies; survives every code change ----------------
 FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 \
@@ -27,15 +36,14 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/venv
-# extras.py prints the requirements of the core or of one extra from pyproject.toml.
-COPY pyproject.toml requirements.lock scripts/extras.py ./
-RUN python extras.py > core.txt \
- && /opt/venv/bin/pip install --constraint requirements.lock --requirement core.txt \
+COPY requirements.lock ./
+COPY --from=requirements /src/core.txt ./
+RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement core.txt \
  && find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} +
 
 # --- wheel: overnight itself (the only layer a code change rebuilds, with the installs below) --
 FROM deps AS wheel
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY shared/ shared/
 COPY services/ services/
 RUN /opt/venv/bin/pip wheel --no-deps --wheel-dir /wheels .
@@ -79,8 +87,8 @@ CMD ["overnight", "qc-web", "--host", "0.0.0.0", "--port", "8080"]
 
 # --- dispatcher: one Kubernetes Job per image (adds the Kubernetes client) ---------------------
 FROM deps AS deps-dispatch
-RUN python extras.py --only dispatch > dispatch.txt \
- && /opt/venv/bin/pip install --constraint requirements.lock --requirement dispatch.txt \
+COPY --from=requirements /src/dispatch.txt ./
+RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement dispatch.txt \
  && find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} +
 
 FROM runtime AS dispatcher
@@ -92,8 +100,8 @@ CMD ["overnight", "dispatch", "run"]
 
 # --- worker: TensorFlow (CPU) and the shipped models; segmentation, pnp and image Jobs -------
 FROM deps AS deps-models
-RUN python extras.py --only models > models.txt \
- && /opt/venv/bin/pip install --constraint requirements.lock --requirement models.txt \
+COPY --from=requirements /src/models.txt ./
+RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement models.txt \
  && find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} + \
  && rm -rf /opt/venv/lib/python3*/site-packages/tensorflow/include
 
@@ -110,8 +118,8 @@ CMD ["overnight", "worker", "segmentation"]
 
 # --- worker-gpu: the worker with TensorFlow's CUDA build (for GPU nodes; not built by compose) -
 FROM deps AS deps-gpu
-RUN python extras.py --only gpu > gpu.txt \
- && /opt/venv/bin/pip install --constraint requirements.lock --requirement gpu.txt \
+COPY --from=requirements /src/gpu.txt ./
+RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement gpu.txt \
  && find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} +
 
 FROM runtime AS worker-gpu

@@ -197,10 +197,10 @@ def test_dockerfile_target_is_non_root_and_runs_the_contract(target: str) -> Non
     source = _stage_chain(venv.split()[1].split("=", 1)[1])
     installs = " ".join(line for stage in source for line in stages[stage])
     if target in MODEL_FREE:  # no TensorFlow, no models
-        assert "--only models" not in installs and "--only gpu" not in installs, target
+        assert "models.txt" not in installs and "gpu.txt" not in installs, target
         assert "COPY models/ /opt/overnight/models/" not in last_stage
     else:  # they run the models (and the image Jobs)
-        assert f"--only {'gpu' if target == 'worker-gpu' else 'models'}" in installs
+        assert f"--requirement {'gpu' if target == 'worker-gpu' else 'models'}.txt" in installs
         assert "COPY models/ /opt/overnight/models/" in last_stage
         assert "ENV OVERNIGHT_MODELS_DIR=/opt/overnight/models" in last_stage
 
