@@ -219,57 +219,37 @@ class FlagParams(_Params):
     )
 
 
+#: What the QC flags read: both channels, the projection, the cells, their types, the spots.
+QC_INPUTS = (
+    "cell_volume",
+    "pnp_volume",
+    "cell_image",
+    "cell_labels",
+    "cell_types",
+    "spots",
+    "stack",
+)
+
+
 def qc_flags_of(
-    cell_volume: np.ndarray,
-    pnp_volume: np.ndarray,
-    cell_image: np.ndarray,
-    cell_labels: np.ndarray,
-    cell_types: classify.CellTypes,
-    spots: pnp.Spots,
-    stack: ImageStack,
-    params: FlagParams,
-    confidence: tuple[float, float] | None = None,
+    values: dict[str, Any], params: FlagParams, confidence: tuple[float, float] | None = None
 ) -> dict[str, Any]:
-    """The ``qc`` entry of ``result.json``: flags, doubt and the signals behind them."""
+    """The ``qc`` entry of ``result.json`` from the :data:`QC_INPUTS` ``values``."""
+    stack: ImageStack = values["stack"]
     return flags.qc_report(
-        cell_volume,
-        pnp_volume,
-        cell_image,
-        cell_labels,
+        values["cell_volume"],
+        values["pnp_volume"],
+        values["cell_image"],
+        values["cell_labels"],
         pixel_size_of(stack, params.fallback_pixel_size_um),
-        np.asarray(cell_types.confidence, float),
-        np.asarray(spots.intensity, float),
+        np.asarray(values["cell_types"].confidence, float),
+        np.asarray(values["spots"].intensity, float),
         confidence,
         params.thresholds,
     ).as_dict()
 
 
-@step(
-    "qc_flags",
-    requires=(
-        "cell_volume",
-        "pnp_volume",
-        "cell_image",
-        "cell_labels",
-        "cell_types",
-        "spots",
-        "stack",
-    ),
-    provides=("qc",),
-    params=FlagParams,
-)
-def qc_flags_step(
-    cell_volume: np.ndarray,
-    pnp_volume: np.ndarray,
-    cell_image: np.ndarray,
-    cell_labels: np.ndarray,
-    cell_types: classify.CellTypes,
-    spots: pnp.Spots,
-    stack: ImageStack,
-    params: FlagParams,
-    state: Any,
-) -> dict[str, Any]:
+@step("qc_flags", requires=QC_INPUTS, provides=("qc",), params=FlagParams)
+def qc_flags_step(params: FlagParams, state: Any, **values: Any) -> dict[str, Any]:
     """QC flags: say when the result is doubtful (dim cells or particles, odd sizes, focus)."""
-    return qc_flags_of(
-        cell_volume, pnp_volume, cell_image, cell_labels, cell_types, spots, stack, params
-    )
+    return qc_flags_of(values, params)

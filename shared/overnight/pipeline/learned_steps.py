@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from overnight.errors import StepError
 from overnight.imaging.stack import ImageStack
-from overnight.pipeline.builtin_steps import FlagParams, qc_flags_of
+from overnight.pipeline.builtin_steps import QC_INPUTS, FlagParams, qc_flags_of
 from overnight.pipeline.registry import step
 from overnight.steps import cells, classify, flags, pnp
 
@@ -188,41 +188,13 @@ def cell_confidence_step(cell_prediction: Any, params: Any, state: Any) -> np.nd
 
 @step(
     "qc_flags_ae",
-    requires=(
-        "cell_volume",
-        "pnp_volume",
-        "cell_image",
-        "cell_labels",
-        "cell_types",
-        "spots",
-        "stack",
-        "cell_confidence",
-    ),
+    requires=(*QC_INPUTS, "cell_confidence"),
     provides=("qc",),
     params=FlagParams,
 )
 def qc_flags_ae_step(
-    cell_volume: np.ndarray,
-    pnp_volume: np.ndarray,
-    cell_image: np.ndarray,
-    cell_labels: np.ndarray,
-    cell_types: classify.CellTypes,
-    spots: pnp.Spots,
-    stack: ImageStack,
-    cell_confidence: np.ndarray,
-    params: FlagParams,
-    state: Any,
+    cell_confidence: np.ndarray, params: FlagParams, state: Any, **values: Any
 ) -> dict[str, Any]:
     """QC flags of the learned pipeline: also the cell network's own confidence."""
     mean, uncertain = (float(v) for v in cell_confidence)
-    return qc_flags_of(
-        cell_volume,
-        pnp_volume,
-        cell_image,
-        cell_labels,
-        cell_types,
-        spots,
-        stack,
-        params,
-        (mean, uncertain),
-    )
+    return qc_flags_of(values, params, (mean, uncertain))
