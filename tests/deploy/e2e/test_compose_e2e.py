@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -53,11 +54,26 @@ def report(images: Images) -> Any:
 
 # --- helpers -------------------------------------------------------------------------------
 
+
 def synth(tmp: Path, name: str, n: int, seed: int) -> Path:
     """``n`` generated fields in ``tmp/name/images``; their ids recorded under ``name``."""
     out = tmp / name
-    subprocess.run([OVERNIGHT, "synth", "cytometry", str(out), "--n", str(n), "--seed",
-                    str(seed), "--size", str(FIELD_SIZE)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            OVERNIGHT,
+            "synth",
+            "cytometry",
+            str(out),
+            "--n",
+            str(n),
+            "--seed",
+            str(seed),
+            "--size",
+            str(FIELD_SIZE),
+        ],
+        check=True,
+        capture_output=True,
+    )
     IMAGE_IDS[name] = sorted(p.name.removesuffix(".tif") for p in (out / "images").glob("*.tif"))
     return out / "images"
 
@@ -71,8 +87,9 @@ def into_nas(stack: Stack, images: Path, folder: str) -> None:
 
 
 def api(stack: Stack) -> httpx.Client:
-    return httpx.Client(base_url=stack.api, timeout=30,
-                        headers={"Authorization": f"Bearer {stack.token}"})
+    return httpx.Client(
+        base_url=stack.api, timeout=30, headers={"Authorization": f"Bearer {stack.token}"}
+    )
 
 
 def dataset(stack: Stack, dataset_id: str) -> dict[str, Any]:
@@ -101,8 +118,9 @@ def done(stack: Stack, dataset_id: str, n: int) -> dict[str, Any] | None:
 
 def submit(stack: Stack, folder: str) -> str:
     with api(stack) as client:
-        reply = client.post("/datasets", json={"source": f"file:///data/nas/{folder}",
-                                               "pipeline": "cytometry"})
+        reply = client.post(
+            "/datasets", json={"source": f"file:///data/nas/{folder}", "pipeline": "cytometry"}
+        )
     assert reply.status_code == 201, reply.text
     return str(reply.json()["id"])
 
@@ -110,9 +128,13 @@ def submit(stack: Stack, folder: str) -> str:
 def s3(stack: Stack) -> Any:
     from minio import Minio
 
-    return Minio(f"{stack.ip('minio')}:9000", access_key=stack.values["MINIO_ROOT_USER"],
-                 secret_key=stack.values["MINIO_ROOT_PASSWORD"], secure=False,
-                 region="us-east-1")
+    return Minio(
+        f"{stack.ip('minio')}:9000",
+        access_key=stack.values["MINIO_ROOT_USER"],
+        secret_key=stack.values["MINIO_ROOT_PASSWORD"],
+        secure=False,
+        region="us-east-1",
+    )
 
 
 def check_results(stack: Stack, dataset_id: str, image_ids: list[str]) -> None:
@@ -134,15 +156,16 @@ def check_results(stack: Stack, dataset_id: str, image_ids: list[str]) -> None:
 
 def s3_writes(stack: Stack) -> list[tuple[str, str]]:
     """(method, key) of every write the S3 stand-in received, from its log on the volume."""
-    proc = stack.docker.run("exec", stack.containers("minio")[0], "cat",
-                            "/data/moto-writes.jsonl", timeout_s=300)
+    proc = stack.docker.run(
+        "exec", stack.containers("minio")[0], "cat", "/data/moto-writes.jsonl", timeout_s=300
+    )
     bucket = stack.values["OVERNIGHT_BUCKET"]
     writes = []
     for line in proc.stdout.splitlines():
         entry = json.loads(line)
         path = unquote(urlparse(entry["url"]).path).lstrip("/")
         if path.startswith(bucket + "/"):
-            writes.append((entry["method"], path[len(bucket) + 1:]))
+            writes.append((entry["method"], path[len(bucket) + 1 :]))
     return writes
 
 
@@ -182,17 +205,24 @@ def metric(stack: Stack, name: str) -> float | None:
         reply.raise_for_status()
     except httpx.HTTPError:
         return None
-    return sum(float(line.split()[-1]) for line in reply.text.splitlines()
-               if line.split(" ")[0].split("{")[0] in (name, name + "_total"))
+    return sum(
+        float(line.split()[-1])
+        for line in reply.text.splitlines()
+        if line.split(" ")[0].split("{")[0] in (name, name + "_total")
+    )
 
 
 def crash(stack: Stack, container: str) -> None:
     """What a real crash does: SIGKILL of the container's main process, from the host."""
-    subprocess.run(["bash", "-c", f"kill -9 $(docker inspect -f '{{{{.State.Pid}}}}' {container})"],
-                   env=stack.docker.env, check=True)
+    subprocess.run(
+        ["bash", "-c", f"kill -9 $(docker inspect -f '{{{{.State.Pid}}}}' {container})"],
+        env=stack.docker.env,
+        check=True,
+    )
 
 
 # --- the night -----------------------------------------------------------------------------
+
 
 def test_stack_comes_up_healthy(stack: Stack) -> None:
     started = time.monotonic()
@@ -204,8 +234,12 @@ def test_stack_comes_up_healthy(stack: Stack) -> None:
     for service in ("ingest", "watcher", "segmentation", "pnp-counter", "qc-web"):
         info = stack.docker.inspect(stack.containers(service)[0])[0]
         assert info["Config"]["User"] == "10001:10001", service
-    for image in ("overnight/ingest", "overnight/segmentation", "overnight/qc-web",
-                  "overnight/dispatcher"):
+    for image in (
+        "overnight/ingest",
+        "overnight/segmentation",
+        "overnight/qc-web",
+        "overnight/dispatcher",
+    ):
         history = stack.docker.run("history", "--no-trunc", f"{image}:0.1.0").stdout
         for secret in (stack.token, stack.values["REDIS_PASSWORD"], "PASSWORD=", "TOKEN="):
             assert secret not in history, f"{image} history mentions {secret!r}"
@@ -214,11 +248,30 @@ def test_stack_comes_up_healthy(stack: Stack) -> None:
 
 def test_refuses_to_start_without_a_secret(stack: Stack) -> None:
     env_file = stack.workdir / "no-token.env"
-    env_file.write_text("\n".join(line for line in stack.env_file.read_text().splitlines()
-                                  if not line.startswith("OVERNIGHT_API_TOKEN=")) + "\n")
-    proc = subprocess.run(["docker-compose", "--project-directory", str(ROOT), "--env-file",
-                           str(env_file), "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-                          env=stack.env, capture_output=True, text=True)
+    env_file.write_text(
+        "\n".join(
+            line
+            for line in stack.env_file.read_text().splitlines()
+            if not line.startswith("OVERNIGHT_API_TOKEN=")
+        )
+        + "\n"
+    )
+    proc = subprocess.run(
+        [
+            "docker-compose",
+            "--project-directory",
+            str(ROOT),
+            "--env-file",
+            str(env_file),
+            "-f",
+            str(ROOT / "docker-compose.yml"),
+            "config",
+            "-q",
+        ],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode != 0 and "OVERNIGHT_API_TOKEN" in proc.stderr
 
 
@@ -256,8 +309,7 @@ def test_rest_dataset_needs_the_token_and_finishes_with_one_worker(
 
 
 def test_two_worker_replicas(stack: Stack, tmp_path_factory) -> None:
-    stack.compose("up", "-d", "--no-build", "--scale", "segmentation=2",
-                  "--scale", "pnp-counter=2")
+    stack.compose("up", "-d", "--no-build", "--scale", "segmentation=2", "--scale", "pnp-counter=2")
     wait_for(stack.all_healthy, 300, "every service healthy with 2 workers each", every_s=1)
     images = synth(tmp_path_factory.mktemp("synth"), "rest2", 12, seed=3)
     into_nas(stack, images, "rest2")
@@ -272,9 +324,19 @@ def test_embedded_run_of_the_same_images(stack: Stack, tmp_path: Path) -> None:
     """``overnight run`` on this machine, same 12 images, 1 and 2 workers: the ratio."""
     for workers, name in ((1, "rest1"), (2, "rest2")):
         started = time.monotonic()
-        proc = subprocess.run([OVERNIGHT, "run", str(stack.nas / name), "--out",
-                               str(tmp_path / name), "--workers", str(workers)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                OVERNIGHT,
+                "run",
+                str(stack.nas / name),
+                "--out",
+                str(tmp_path / name),
+                "--workers",
+                str(workers),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         seconds = round(time.monotonic() - started, 1)
         FIGURES[f"overnight_run_12_images_{workers}_workers_s"] = seconds
@@ -292,23 +354,36 @@ def test_qc_web_over_http_and_in_chromium(stack: Stack) -> None:
     png = httpx.get(f"{stack.qc}/datasets/{dataset_id}/images/{image_id}/qc.png", timeout=30)
     assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
 
-    from playwright.sync_api import sync_playwright
-
+    # Chromium's own headless screenshot: the browser tests keep a session-wide Playwright
+    # (sync API) open, and a second sync Playwright in the same process is refused.
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "chromium is missing (apt-get install -y chromium)"
     shot = Path(os.environ.get("OVERNIGHT_DEPLOY_ARTEFACTS", stack.workdir)) / "deploy-qc.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        try:
-            view = browser.new_page(viewport={"width": 1280, "height": 900})
-            view.goto(f"{stack.qc}/datasets/{dataset_id}", wait_until="networkidle")
-            assert image_id in view.content()
-            view.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+    profile = Path(tempfile.mkdtemp(prefix="overnight-e2e-chromium-"))
+    try:
+        subprocess.run(
+            [
+                chromium,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--window-size=1280,900",
+                "--virtual-time-budget=10000",
+                f"--screenshot={shot}",
+                f"{stack.qc}/datasets/{dataset_id}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
     assert shot.stat().st_size > 10_000
     FIGURES["qc_screenshot"] = str(shot)
 
@@ -325,8 +400,15 @@ def test_chaos_crashed_workers_and_a_redis_restart_lose_nothing(
     workers = [c for service in WORKERS for c in stack.containers(service)]
     while len(kills) < 6:
         # Crash a worker (in turn) while the dataset has images running.
-        info = wait_for(lambda: (d := dataset_or_none(stack, dataset_id)) and (
-            d["counts"]["running"] or d["state"] == "done") and d, 600, "an image running")
+        info = wait_for(
+            lambda: (
+                (d := dataset_or_none(stack, dataset_id))
+                and (d["counts"]["running"] or d["state"] == "done")
+                and d
+            ),
+            600,
+            "an image running",
+        )
         if info["state"] == "done":
             break
         victim = workers[len(kills) % len(workers)]
@@ -336,16 +418,22 @@ def test_chaos_crashed_workers_and_a_redis_restart_lose_nothing(
         killed_at = time.monotonic()
         kills.append({"container": victim[:12], "restarts_before": restarts})
         # The restart policy, not the test, brings it back.
-        wait_for(lambda v=victim, r=restarts: stack.docker.inspect(v)[0]["RestartCount"] > r,
-                 120, f"{victim} restarted by its restart policy")
+        wait_for(
+            lambda v=victim, r=restarts: stack.docker.inspect(v)[0]["RestartCount"] > r,
+            120,
+            f"{victim} restarted by its restart policy",
+        )
         if len(kills) == 2 and not redis_restarted:
             stack.docker.run("restart", stack.containers("redis")[0])
             redis_restarted = True
             continue
         # Its job in hand (if it had one) is re-queued once the lease runs out.
         try:
-            wait_for(lambda r=requeued: (metric(stack, "overnight_abandoned_jobs_requeued")
-                                         or 0) > r, 45, "the crashed worker's job re-queued")
+            wait_for(
+                lambda r=requeued: (metric(stack, "overnight_abandoned_jobs_requeued") or 0) > r,
+                45,
+                "the crashed worker's job re-queued",
+            )
             requeue_delays.append(round(time.monotonic() - killed_at, 1))
         except AssertionError:
             pass  # the victim was between jobs
@@ -353,21 +441,27 @@ def test_chaos_crashed_workers_and_a_redis_restart_lose_nothing(
     assert redis_restarted
     assert requeue_delays, "no crash hit a worker with a job in hand"
     FIGURES["kill_to_requeue_s"] = requeue_delays
-    wait_for(lambda: done(stack, dataset_id, 24), 1800, "the chaos dataset done, no human step",
-             every_s=2)
+    wait_for(
+        lambda: done(stack, dataset_id, 24),
+        1800,
+        "the chaos dataset done, no human step",
+        every_s=2,
+    )
     check_results(stack, dataset_id, IMAGE_IDS["chaos"])
     complete, commits = analyses(stack, dataset_id)
     twice = sorted(i for i in IMAGE_IDS["chaos"] if complete[i] > 1 or commits[i] > 1)
     missing = sorted(i for i in IMAGE_IDS["chaos"] if commits[i] == 0)
-    FIGURES.update({
-        "chaos_images_submitted": 24,
-        "chaos_images_published": 24 - len(missing),
-        "worker_kills": len(kills),
-        "redis_restarts": int(redis_restarted),
-        "images_lost": len(missing),
-        "images_analysed_twice": len(twice),
-        "jobs_requeued_after_crashes": len(requeue_delays),
-    })
+    FIGURES.update(
+        {
+            "chaos_images_submitted": 24,
+            "chaos_images_published": 24 - len(missing),
+            "worker_kills": len(kills),
+            "redis_restarts": int(redis_restarted),
+            "images_lost": len(missing),
+            "images_analysed_twice": len(twice),
+            "jobs_requeued_after_crashes": len(requeue_delays),
+        }
+    )
     assert not missing and not twice, f"lost {missing}, analysed twice {twice}"
 
 
@@ -396,8 +490,11 @@ def test_down_and_up_keeps_results_and_enqueues_nothing(stack: Stack) -> None:
     stack.compose("up", "-d", "--no-build")
     wait_for(stack.all_healthy, 300, "every service healthy after down/up", every_s=1)
     FIGURES["seconds_to_healthy_after_down_up"] = round(time.monotonic() - started, 1)
-    wait_for(lambda: time.monotonic() - started > FIGURES["seconds_to_healthy_after_down_up"] + 10,
-             30, "a few watcher scans")
+    wait_for(
+        lambda: time.monotonic() - started > FIGURES["seconds_to_healthy_after_down_up"] + 10,
+        30,
+        "a few watcher scans",
+    )
     for name, dataset_id in DATASETS.items():
         info = dataset(stack, dataset_id)
         assert info["state"] == "done" and info["counts"] == counts[name], (name, info)
@@ -407,8 +504,12 @@ def test_down_and_up_keeps_results_and_enqueues_nothing(stack: Stack) -> None:
 
 # --- the cluster's container, under docker run ---------------------------------------------
 
-SECRET_VARS = ("OVERNIGHT_S3_ACCESS_KEY", "OVERNIGHT_S3_SECRET_KEY", "OVERNIGHT_REDIS_URL",
-               "OVERNIGHT_API_TOKEN")
+SECRET_VARS = (
+    "OVERNIGHT_S3_ACCESS_KEY",
+    "OVERNIGHT_S3_SECRET_KEY",
+    "OVERNIGHT_REDIS_URL",
+    "OVERNIGHT_API_TOKEN",
+)
 
 
 def _quantity(value: str) -> str:
@@ -419,8 +520,12 @@ def _quantity(value: str) -> str:
     return value
 
 
-def job_to_docker_run(job: dict[str, Any], config_maps: dict[str, dict[str, str]],
-                      secrets: dict[str, dict[str, str]], network: str) -> list[str]:
+def job_to_docker_run(
+    job: dict[str, Any],
+    config_maps: dict[str, dict[str, str]],
+    secrets: dict[str, dict[str, str]],
+    network: str,
+) -> list[str]:
     """``docker run`` arguments that start the Job's pod as a kubelet would, on one machine.
 
     Same image, command and args; env from envFrom (ConfigMaps, Secrets), secretKeyRef and
@@ -441,13 +546,21 @@ def job_to_docker_run(job: dict[str, Any], config_maps: dict[str, dict[str, str]
             ref = item["valueFrom"]["secretKeyRef"]
             env[item["name"]] = secrets[ref["name"]][ref["key"]]
         else:
-            env[item["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]),
-                                       item["value"])
+            env[item["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), item["value"])
     context, security = pod["securityContext"], container["securityContext"]
     user = context["runAsUser"]
     assert context["runAsNonRoot"] and user != 0
-    argv = ["run", "--network", network, "--user", f"{user}:{context['runAsGroup']}",
-            "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+    argv = [
+        "run",
+        "--network",
+        network,
+        "--user",
+        f"{user}:{context['runAsGroup']}",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+    ]
     if security.get("readOnlyRootFilesystem"):
         argv.append("--read-only")
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
@@ -468,8 +581,7 @@ def job_to_docker_run(job: dict[str, Any], config_maps: dict[str, dict[str, str]
     for name, value in env.items():
         argv += ["-e", f"{name}={value}"]
     command = container["command"]
-    return [*argv, "--entrypoint", command[0], container["image"], *command[1:],
-            *container["args"]]
+    return [*argv, "--entrypoint", command[0], container["image"], *command[1:], *container["args"]]
 
 
 def test_the_dispatchers_job_runs_as_a_container(stack: Stack, tmp_path: Path) -> None:
@@ -477,12 +589,10 @@ def test_the_dispatchers_job_runs_as_a_container(stack: Stack, tmp_path: Path) -
     import yaml
 
     # No compose worker may take the queued images: the Jobs' containers do the work.
-    stack.compose("up", "-d", "--no-build", "--scale", "segmentation=0",
-                  "--scale", "pnp-counter=0")
+    stack.compose("up", "-d", "--no-build", "--scale", "segmentation=0", "--scale", "pnp-counter=0")
     config = yaml.safe_load(stack.compose("config").stdout)
     service_env = config["services"]["segmentation"]["environment"]
-    config_maps = {"overnight": {k: str(v) for k, v in service_env.items()
-                                 if k not in SECRET_VARS}}
+    config_maps = {"overnight": {k: str(v) for k, v in service_env.items() if k not in SECRET_VARS}}
     secrets = {"overnight": {k.lower(): str(service_env[k]) for k in SECRET_VARS}}
     secret_env = [{"name": k, "secret": "overnight", "key": k.lower()} for k in SECRET_VARS]
 
@@ -497,26 +607,40 @@ def test_the_dispatchers_job_runs_as_a_container(stack: Stack, tmp_path: Path) -
         keys = {}
         for path in (good, corrupt, *more):
             with path.open("rb") as file:
-                up = client.post(f"/datasets/{dataset_id}/images",
-                                 files={"file": (path.name, file, "image/tiff")})
+                up = client.post(
+                    f"/datasets/{dataset_id}/images",
+                    files={"file": (path.name, file, "image/tiff")},
+                )
             assert up.status_code == 201, up.text
             keys[path.name] = up.json()["key"]
 
     def render(key: str, images_per_pod: int = 1) -> dict[str, Any]:
         proc = stack.docker.run(
-            "run", "--rm",
-            "-e", "OVERNIGHT_JOB_IMAGE=overnight/segmentation:0.1.0",
-            "-e", "OVERNIGHT_JOB_CONFIG_MAP=overnight",
-            "-e", f"OVERNIGHT_JOB_SECRET_ENV={json.dumps(secret_env)}",
-            "overnight/dispatcher:0.1.0", "overnight", "dispatch", "render-job",
-            "--dataset", dataset_id, "--image", key, "--images-per-pod", str(images_per_pod))
+            "run",
+            "--rm",
+            "-e",
+            "OVERNIGHT_JOB_IMAGE=overnight/segmentation:0.1.0",
+            "-e",
+            "OVERNIGHT_JOB_CONFIG_MAP=overnight",
+            "-e",
+            f"OVERNIGHT_JOB_SECRET_ENV={json.dumps(secret_env)}",
+            "overnight/dispatcher:0.1.0",
+            "overnight",
+            "dispatch",
+            "render-job",
+            "--dataset",
+            dataset_id,
+            "--image",
+            key,
+            "--images-per-pod",
+            str(images_per_pod),
+        )
         return yaml.safe_load(proc.stdout)
 
     def run(job: dict[str, Any]) -> subprocess.CompletedProcess[str]:
         argv = job_to_docker_run(job, config_maps, secrets, stack.network())
         name = job["metadata"]["name"]
-        proc = stack.docker.run(*argv[:1], "--name", name, *argv[1:], check=False,
-                                timeout_s=900)
+        proc = stack.docker.run(*argv[:1], "--name", name, *argv[1:], check=False, timeout_s=900)
         stack.docker.run("rm", "-f", name, check=False)
         return proc
 
