@@ -157,3 +157,12 @@ def test_every_image_named_entry_is_analysed_or_ignored_with_a_reason(tmp_path: 
     assert len({image_id_for(i) for i in images}) == len(images)
     # the embedded run follows a link out of the folder the user named
     assert "outside.tif" in [p.name for p in scan_folder(root).images]
+
+
+def test_vendor_files_are_found_and_named_without_their_extension(tmp_path: Path) -> None:
+    from overnight.imaging.files import image_id_from_name, is_image_name
+
+    assert is_image_name("plate_A1.czi") and is_image_name("run.ND2")
+    assert not is_image_name("notes.txt")
+    assert image_id_from_name("plate_A1.czi") == "plate_A1"
+    assert image_id_from_name("run.ND2") == "run"

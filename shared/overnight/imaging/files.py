@@ -20,17 +20,19 @@ from pathlib import Path
 
 from overnight.errors import NoImagesError
 
-#: Image file extensions, longest first so ``.ome.tif`` wins over ``.tif``; any case matches.
+#: TIFF image file extensions, longest first so ``.ome.tif`` wins over ``.tif``; any case.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
+#: Microscope vendor files read through ``overnight[formats]`` (:mod:`overnight.imaging.vendor`).
+VENDOR_EXTENSIONS: tuple[str, ...] = (".czi", ".nd2")
 
 
 def is_image_name(name: str) -> bool:
-    """Whether ``name`` ends in one of :data:`IMAGE_EXTENSIONS` (any case) and is not hidden."""
-    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+    """Whether ``name`` is a TIFF or a vendor file (any case) and is not hidden."""
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS + VENDOR_EXTENSIONS)
 
 
 def image_id_from_name(name: str) -> str:
-    """Return the file name without ``.tif``, ``.tiff``, ``.ome.tif`` or ``.ome.tiff`` (any case).
+    """Return the file name without its image extension (TIFF or vendor, any case).
 
     Examples
     --------
@@ -38,9 +40,11 @@ def image_id_from_name(name: str) -> str:
     'field_007'
     >>> image_id_from_name("scan.tiff")
     'scan'
+    >>> image_id_from_name("plate_A1.czi")
+    'plate_A1'
     """
     lower = name.lower()
-    for extension in IMAGE_EXTENSIONS:
+    for extension in IMAGE_EXTENSIONS + VENDOR_EXTENSIONS:
         if lower.endswith(extension):
             return name[: -len(extension)]
     return name
