@@ -98,3 +98,21 @@ def test_saturation_counts_the_top_of_the_range():
 def test_report_json_has_no_nan():
     report = QcReport({"cell_snr": float("nan")}, ())
     assert report.as_dict() == {"flags": [], "doubt": 0, "signals": {"cell_snr": None}}
+
+
+def test_saturation_is_read_on_the_stored_image_not_the_float_channels():
+    field = _field(200.0)
+    raw = field.image.copy()
+    raw[0, 0, :8, :] = 65535  # a saturated band in the stored uint16 image
+    channels = raw.astype(np.float32)
+    report = qc_report(
+        channels[:, 0],
+        channels[:, 1],
+        focus_projection(channels[:, 0]),
+        field.labels,
+        0.2,
+        np.ones(len(field.cells)),
+        field.pnps["intensity"].to_numpy(),
+        raw=raw,
+    )
+    assert "saturated" in report.flags

@@ -246,6 +246,7 @@ def qc_flags_of(
         np.asarray(values["spots"].intensity, float),
         confidence,
         params.thresholds,
+        raw=stack.data,  # the channels are float by now: saturation is read on the file's dtype
     ).as_dict()
 
 

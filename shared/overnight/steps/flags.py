@@ -223,11 +223,13 @@ def qc_report(
     spot_intensity: np.ndarray,
     confidence: tuple[float, float] | None = None,
     thresholds: FlagThresholds | None = None,
+    raw: np.ndarray | None = None,
 ) -> QcReport:
     """Measure every signal of one image (``ZYX`` channels, ``YX`` projection and labels).
 
     ``confidence`` is :func:`network_confidence` of the cell network (None for a classical
-    pipeline, whose confidence flags then stay down).
+    pipeline, whose confidence flags then stay down). ``raw`` is the image as the file stores
+    it (``ZCYX``, its own dtype), for saturation; without it the channels are used.
     """
     thresholds = thresholds or FlagThresholds()
     signals = cell_signals(
@@ -236,8 +238,10 @@ def qc_report(
     signals["pnp_snr"] = pnp_snr(pnp_volume, spot_intensity)
     if confidence is not None:
         signals["mean_confidence"], signals["uncertain_fraction"] = confidence
-    signals["saturated_fraction"] = max(
-        saturated_fraction(cell_volume), saturated_fraction(pnp_volume)
+    signals["saturated_fraction"] = (
+        saturated_fraction(raw)
+        if raw is not None
+        else max(saturated_fraction(cell_volume), saturated_fraction(pnp_volume))
     )
     ratio, at_end = focus_profile(cell_volume)
     signals["focus_ratio"] = ratio
