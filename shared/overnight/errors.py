@@ -61,3 +61,14 @@ class StepError(OvernightError):
 
 class MetadataError(OvernightError):
     """A file name or sidecar cannot be turned into metadata."""
+
+
+class AnnotationError(OvernightError):
+    """A reviewer's correction is invalid (unknown cell id, malformed spots, bad polygon)."""
+
+
+class AnnotationConflictError(AnnotationError):
+    """An annotation was saved on top of a version that is no longer the latest.
+
+    Another reviewer saved in between; the QC web answers 409 and asks to reload.
+    """

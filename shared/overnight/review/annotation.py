@@ -1,0 +1,459 @@
+"""A reviewer's corrections of one image, stored as versions next to its result.
+
+Layout under an image's prefix (``results/<dataset_id>/<image_id>``)::
+
+    annotation/v0001/labels.tif        corrected cell labels (YX, 0 = background)
+    annotation/v0001/spots.csv         corrected particles: y_px, x_px, multiplicity, cell_id
+    annotation/v0001/cells.csv         corrected per-cell table: cell_id, y, x, area_px,
+                                       cell_type, pnp_count
+    annotation/v0001/annotation.json   who, when, which model versions, file checksums;
+                                       written last: a version exists once this file does
+    annotation/v0001/.claim            the exclusive claim on the version number
+    annotation/latest.json             ``{"version": N}``, a pointer for other readers
+
+The result's own files (``labels.tif``, ``manifest.json``, …) are never written here, and the
+annotation keys are three levels below the dataset prefix, where the result listing
+(:func:`overnight.review.listing.split_dataset`, :meth:`DatasetResults.published_images`) and
+the staging sweep (``.attempts/`` only) do not look: an annotation never makes a result look
+incomplete, and a re-analysis (``publish_result(replace=True)``) deletes only the result's
+artefacts, so the corrections survive it.
+
+Concurrency: :func:`save_annotation` takes the version it edited (``expected_version``). The
+next number is claimed with the store's ``create_exclusive``; of two reviewers saving on top
+of the same version exactly one wins, the other gets :class:`AnnotationConflictError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import tifffile
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from overnight.errors import (
+    AnnotationConflictError,
+    AnnotationError,
+    ObjectNotFoundError,
+    StorageError,
+)
+from overnight.results.artefacts import csv_bytes, labels_tiff_bytes
+from overnight.results.layout import DatasetResults
+from overnight.storage.base import ObjectStore
+from overnight.storage.keys import join_key
+
+logger = logging.getLogger(__name__)
+
+ANNOTATION_DIR = "annotation"
+RECORD_NAME = "annotation.json"
+LATEST_NAME = "latest.json"
+CLAIM_NAME = ".claim"
+LABELS_NAME = "labels.tif"
+SPOTS_NAME = "spots.csv"
+CELLS_NAME = "cells.csv"
+ANNOTATION_SCHEMA_VERSION = 1
+#: A claimed version without its ``annotation.json`` after this long (s) was left by a crash.
+STALE_CLAIM_S = 300.0
+#: Longest author name and note kept (characters); longer ones are refused.
+MAX_AUTHOR_CHARS = 100
+MAX_NOTE_CHARS = 2000
+#: Longest cell type name (characters).
+MAX_TYPE_CHARS = 64
+SPOT_COLUMNS = ("y_px", "x_px", "multiplicity", "cell_id")
+
+_VERSION_DIR = re.compile(r"^v(\d{4,})$")
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One version of a reviewer's corrections of one image.
+
+    Attributes
+    ----------
+    labels : ndarray of shape (Y, X), uint32
+        Corrected cell label image, 0 = background.
+    spots : ndarray of shape (N, 3), float64
+        Corrected particles: ``y_px``, ``x_px`` (pixel centres, the image's YX axes) and
+        ``multiplicity`` (particles in the spot, ≥ 1).
+    cell_types : dict of int to str
+        Cell id → type name, for the cells whose type the annotation states.
+    author : str
+        Who made the corrections (the QC reviewer's name).
+    created_at : str
+        When, as a UTC ISO 8601 string (``2026-12-07T05:40:00+00:00``).
+    version : int
+        1, 2, …: assigned by :func:`save_annotation`.
+    parent_version : int or None
+        The version these corrections were made on (None for the first).
+    model_versions : dict of str to str
+        Which model versions made the corrected result (``segment_cells.model`` → version),
+        from its ``result.json``'s ``versions`` (see :func:`model_versions_of`).
+    note : str
+        Free text by the author.
+    """
+
+    labels: np.ndarray
+    spots: np.ndarray
+    cell_types: dict[int, str]
+    author: str
+    created_at: str
+    version: int
+    parent_version: int | None
+    model_versions: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def cell_ids(self) -> np.ndarray:
+        """The ids of the annotated cells, ascending (int64)."""
+        ids = np.unique(self.labels)
+        return ids[ids > 0].astype(np.int64)
+
+    @property
+    def particle_count(self) -> int:
+        """Particles in the image: the spots' multiplicities summed."""
+        return int(self.spots[:, 2].sum()) if len(self.spots) else 0
+
+
+class FileEntry(BaseModel):
+    """One stored file of a version: size (bytes) and sha256."""
+
+    model_config = ConfigDict(frozen=True)
+
+    size: int
+    sha256: str
+
+
+class AnnotationRecord(BaseModel):
+    """``annotation.json``: everything about a version except its arrays."""
+
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: int = ANNOTATION_SCHEMA_VERSION
+    version: int = Field(..., ge=1)
+    parent_version: int | None = None
+    author: str = Field(..., min_length=1, max_length=MAX_AUTHOR_CHARS)
+    created_at: str
+    model_versions: dict[str, str] = {}
+    note: str = Field("", max_length=MAX_NOTE_CHARS)
+    cell_types: dict[int, str] = {}
+    cell_count: int = 0
+    particle_count: int = 0
+    files: dict[str, FileEntry] = {}
+
+
+def model_versions_of(versions: Mapping[str, str]) -> dict[str, str]:
+    """The model entries (``<step>.model``) of a result's ``versions`` mapping."""
+    return {name: str(value) for name, value in versions.items() if name.endswith(".model")}
+
+
+def now_iso() -> str:
+    """The current UTC time to the second, ISO 8601 (what ``created_at`` holds)."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def annotation_prefix(image_prefix: str) -> str:
+    """``<image_prefix>/annotation``: where an image's annotation versions lie."""
+    return join_key(image_prefix, ANNOTATION_DIR) if image_prefix else ANNOTATION_DIR
+
+
+def version_prefix(image_prefix: str, version: int) -> str:
+    """``<image_prefix>/annotation/v<NNNN>``."""
+    return join_key(annotation_prefix(image_prefix), f"v{version:04d}")
+
+
+def validate_annotation(annotation: Annotation) -> None:
+    """Check shapes, dtypes and references; :class:`AnnotationError` names the problem."""
+    labels, spots = annotation.labels, annotation.spots
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise AnnotationError(
+            f"labels should be a YX integer image but are {labels.dtype} of shape {labels.shape}"
+        )
+    if labels.size and labels.min() < 0:
+        raise AnnotationError("labels hold negative ids; cell ids are ≥ 1, 0 = background")
+    if spots.ndim != 2 or spots.shape[1] != 3 or not np.all(np.isfinite(spots)):
+        raise AnnotationError(
+            f"spots should be finite (N, 3) rows of y_px, x_px, multiplicity but are {spots.shape}"
+        )
+    height, width = labels.shape
+    if len(spots):
+        y, x, multiplicity = spots[:, 0], spots[:, 1], spots[:, 2]
+        if np.any((y < 0) | (y > height - 1) | (x < 0) | (x > width - 1)):
+            raise AnnotationError(f"a spot lies outside the {height}×{width} px image")
+        if np.any((multiplicity < 1) | (multiplicity != np.round(multiplicity))):
+            raise AnnotationError("spot multiplicities should be whole numbers ≥ 1")
+    present = set(annotation.cell_ids.tolist())
+    for cell_id, name in annotation.cell_types.items():
+        if cell_id not in present:
+            raise AnnotationError(f"cell type given for cell {cell_id}, which is not in labels")
+        if not 0 < len(name) <= MAX_TYPE_CHARS:
+            raise AnnotationError(f"cell type name {name!r} should be 1–{MAX_TYPE_CHARS} chars")
+    if not 0 < len(annotation.author) <= MAX_AUTHOR_CHARS:
+        raise AnnotationError(f"author should be 1–{MAX_AUTHOR_CHARS} characters")
+    if len(annotation.note) > MAX_NOTE_CHARS:
+        raise AnnotationError(f"note is longer than {MAX_NOTE_CHARS} characters")
+
+
+def spot_cell_ids(labels: np.ndarray, spots: np.ndarray) -> np.ndarray:
+    """The cell id under each spot's rounded centre (0 = on no cell), shape (N,), int64."""
+    if not len(spots):
+        return np.zeros(0, np.int64)
+    rows = np.clip(np.rint(spots[:, 0]).astype(np.int64), 0, labels.shape[0] - 1)
+    cols = np.clip(np.rint(spots[:, 1]).astype(np.int64), 0, labels.shape[1] - 1)
+    return labels[rows, cols].astype(np.int64)
+
+
+def spots_table(labels: np.ndarray, spots: np.ndarray) -> pd.DataFrame:
+    """``spots.csv``: one row per spot, ``y_px, x_px, multiplicity, cell_id``."""
+    return pd.DataFrame(
+        {
+            "y_px": np.round(spots[:, 0], 2) if len(spots) else np.zeros(0),
+            "x_px": np.round(spots[:, 1], 2) if len(spots) else np.zeros(0),
+            "multiplicity": spots[:, 2].astype(np.int64) if len(spots) else np.zeros(0, int),
+            "cell_id": spot_cell_ids(labels, spots),
+        },
+        columns=list(SPOT_COLUMNS),
+    )
+
+
+def corrected_cells_table(
+    labels: np.ndarray, spots: np.ndarray, cell_types: Mapping[int, str]
+) -> pd.DataFrame:
+    """``cells.csv`` of an annotation: ``cell_id, y, x, area_px, cell_type, pnp_count``.
+
+    ``y``, ``x`` are centroids (px); ``pnp_count`` sums the multiplicity of the spots whose
+    rounded centre lies on the cell.
+    """
+    ids, inverse, area = np.unique(labels.ravel(), return_inverse=True, return_counts=True)
+    rows, cols = np.indices(labels.shape)
+    sum_y = np.bincount(inverse, rows.ravel(), len(ids))
+    sum_x = np.bincount(inverse, cols.ravel(), len(ids))
+    under = spot_cell_ids(labels, spots)
+    count_of: dict[int, int] = {}
+    for cell_id, multiplicity in zip(under.tolist(), spots[:, 2].tolist(), strict=True):
+        count_of[cell_id] = count_of.get(cell_id, 0) + int(multiplicity)
+    table = [
+        {
+            "cell_id": int(cell_id),
+            "y": round(float(sum_y[i] / area[i]), 2),
+            "x": round(float(sum_x[i] / area[i]), 2),
+            "area_px": int(area[i]),
+            "cell_type": cell_types.get(int(cell_id), ""),
+            "pnp_count": count_of.get(int(cell_id), 0),
+        }
+        for i, cell_id in enumerate(ids.tolist())
+        if cell_id > 0
+    ]
+    return pd.DataFrame(table, columns=["cell_id", "y", "x", "area_px", "cell_type", "pnp_count"])
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def annotation_versions(store: ObjectStore, image_prefix: str) -> list[int]:
+    """The image's stored annotation versions, ascending (``[]`` when it has none)."""
+    base = annotation_prefix(image_prefix) + "/"
+    versions = []
+    for info in store.list(base):
+        parts = info.key[len(base) :].split("/")
+        match = _VERSION_DIR.match(parts[0])
+        if match and len(parts) == 2 and parts[1] == RECORD_NAME:
+            versions.append(int(match.group(1)))
+    return sorted(versions)
+
+
+def _read_record(store: ObjectStore, image_prefix: str, version: int) -> AnnotationRecord:
+    key = join_key(version_prefix(image_prefix, version), RECORD_NAME)
+    try:
+        return AnnotationRecord.model_validate_json(store.read_bytes(key))
+    except ValidationError as err:
+        raise StorageError(
+            f"{store.url}: {key} is not a valid annotation record ({err.errors()[0]['msg']}); "
+            "save a new version from the QC web to supersede it"
+        ) from err
+
+
+def _read_checked(store: ObjectStore, prefix: str, name: str, record: AnnotationRecord) -> bytes:
+    key = join_key(prefix, name)
+    data = store.read_bytes(key)
+    entry = record.files.get(name)
+    if entry is None or entry.size != len(data) or entry.sha256 != _sha256(data):
+        raise StorageError(
+            f"{store.url}: {key} does not match its annotation.json (size/sha256); "
+            "save a new version from the QC web to supersede it"
+        )
+    return data
+
+
+def load_annotation(
+    store: ObjectStore, image_prefix: str, version: int | None = None
+) -> Annotation | None:
+    """One version of the image's annotation (the latest when ``version`` is None).
+
+    Returns None when the image has no annotation (or not that version). Raises
+    :class:`StorageError` when a stored version's files do not match its record.
+    """
+    if version is None:
+        versions = annotation_versions(store, image_prefix)
+        if not versions:
+            return None
+        version = versions[-1]
+    prefix = version_prefix(image_prefix, version)
+    try:
+        record = _read_record(store, image_prefix, version)
+        labels_bytes = _read_checked(store, prefix, LABELS_NAME, record)
+        spots_bytes = _read_checked(store, prefix, SPOTS_NAME, record)
+    except ObjectNotFoundError:
+        return None
+    table = pd.read_csv(io.BytesIO(spots_bytes))
+    spots = table[["y_px", "x_px", "multiplicity"]].to_numpy(np.float64).reshape(-1, 3)
+    return Annotation(
+        labels=np.asarray(tifffile.imread(io.BytesIO(labels_bytes)), dtype=np.uint32),
+        spots=spots,
+        cell_types={int(k): v for k, v in record.cell_types.items()},
+        author=record.author,
+        created_at=record.created_at,
+        version=record.version,
+        parent_version=record.parent_version,
+        model_versions=dict(record.model_versions),
+        note=record.note,
+    )
+
+
+def load_record(store: ObjectStore, image_prefix: str, version: int) -> AnnotationRecord | None:
+    """The ``annotation.json`` of one version (None if absent): the history without arrays."""
+    try:
+        return _read_record(store, image_prefix, version)
+    except ObjectNotFoundError:
+        return None
+
+
+def _claim(store: ObjectStore, image_prefix: str, version: int) -> bool:
+    """Claim ``version`` exclusively; a crashed save's stale claim is taken over once."""
+    claim_key = join_key(version_prefix(image_prefix, version), CLAIM_NAME)
+    token = f"{time.time():.3f}".encode()
+    if store.create_exclusive(claim_key, token):
+        return True
+    record_key = join_key(version_prefix(image_prefix, version), RECORD_NAME)
+    try:
+        age_s = time.time() - store.stat(claim_key).mtime
+    except ObjectNotFoundError:
+        age_s = 0.0
+    if store.exists(record_key) or age_s < STALE_CLAIM_S:
+        return False
+    logger.warning(
+        "taking over %s, claimed %.0f s ago by a save that never finished", claim_key, age_s
+    )
+    store.delete(claim_key)
+    return store.create_exclusive(claim_key, token)
+
+
+def save_annotation(
+    store: ObjectStore,
+    image_prefix: str,
+    annotation: Annotation,
+    *,
+    expected_version: int | None,
+) -> Annotation:
+    """Store ``annotation`` as the image's next version; return it with that version.
+
+    Parameters
+    ----------
+    store : ObjectStore
+        The results' store.
+    image_prefix : str
+        The image's result prefix (:meth:`DatasetResults.image_prefix`).
+    annotation : Annotation
+        The corrections; its ``version`` and ``parent_version`` are ignored and assigned here,
+        an empty ``created_at`` becomes now.
+    expected_version : int or None
+        The version the corrections were made on: must be the latest stored one (None: the
+        image must have no annotation yet).
+
+    Raises
+    ------
+    AnnotationConflictError
+        When another version was saved since ``expected_version`` (answer 409: reload).
+    AnnotationError
+        When the annotation is invalid (shapes, unknown cell ids in ``cell_types``, …).
+    """
+    validate_annotation(annotation)
+    versions = annotation_versions(store, image_prefix)
+    latest = versions[-1] if versions else None
+    if latest != expected_version:
+        raise AnnotationConflictError(
+            f"{annotation_prefix(image_prefix)}: the corrections were made on version "
+            f"{expected_version or 'none'} but version {latest or 'none'} is the latest; "
+            "reload the image to see the other reviewer's corrections, then edit again"
+        )
+    version = (expected_version or 0) + 1
+    if not _claim(store, image_prefix, version):
+        raise AnnotationConflictError(
+            f"{version_prefix(image_prefix, version)}: another reviewer is saving this version "
+            "right now; reload the image, then edit again"
+        )
+    saved = dataclasses.replace(
+        annotation,
+        labels=np.asarray(annotation.labels, dtype=np.uint32),
+        spots=np.asarray(annotation.spots, dtype=np.float64).reshape(-1, 3),
+        version=version,
+        parent_version=expected_version,
+        created_at=annotation.created_at or now_iso(),
+    )
+    files = {
+        LABELS_NAME: labels_tiff_bytes(saved.labels),
+        SPOTS_NAME: csv_bytes(spots_table(saved.labels, saved.spots)),
+        CELLS_NAME: csv_bytes(corrected_cells_table(saved.labels, saved.spots, saved.cell_types)),
+    }
+    prefix = version_prefix(image_prefix, version)
+    for name, data in files.items():
+        store.write_bytes(join_key(prefix, name), data)
+    record = AnnotationRecord(
+        version=version,
+        parent_version=expected_version,
+        author=saved.author,
+        created_at=saved.created_at,
+        model_versions=saved.model_versions,
+        note=saved.note,
+        cell_types=saved.cell_types,
+        cell_count=len(saved.cell_ids),
+        particle_count=saved.particle_count,
+        files={n: FileEntry(size=len(d), sha256=_sha256(d)) for n, d in files.items()},
+    )
+    body = record.model_dump_json(indent=2).encode("utf-8")
+    store.write_bytes(join_key(prefix, RECORD_NAME), body, content_type="application/json")
+    latest_body = json.dumps({"version": version, "created_at": saved.created_at}).encode()
+    store.write_bytes(
+        join_key(annotation_prefix(image_prefix), LATEST_NAME),
+        latest_body,
+        content_type="application/json",
+    )
+    logger.info("annotation v%d of %s saved by %s", version, image_prefix, saved.author)
+    return saved
+
+
+def annotated_images(results: DatasetResults) -> list[str]:
+    """Ids of the dataset's images that hold at least one annotation version, sorted."""
+    base = f"{results.prefix}/" if results.prefix else ""
+    found = set()
+    for info in results.store.list(base):
+        parts = info.key[len(base) :].split("/")
+        if (
+            len(parts) == 4
+            and parts[1] == ANNOTATION_DIR
+            and _VERSION_DIR.match(parts[2])
+            and parts[3] == RECORD_NAME
+            and not parts[0].startswith(".")
+        ):
+            found.add(parts[0])
+    return sorted(found)
