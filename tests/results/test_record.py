@@ -32,9 +32,10 @@ def test_a_version_1_record_reads_with_empty_qc_and_writes_as_version_2() -> Non
     assert record.qc == {} and record.shape_zcyx == (3, 2, 8, 8)
     written = json.loads(record.to_bytes())
     assert written["schema_version"] == RESULT_SCHEMA_VERSION == 2
-    assert list(written) == [*V1, "qc"], "fields keep their order, qc last"
+    assert list(written) == [*V1, "qc", "acquisition"], "fields keep their order"
     assert math.isnan(written["summary"]["pnp_per_cell_vmr"])
-    assert list(record.summary_row()) == ["image_id", "drug", "n_cells", "pnp_per_cell_vmr"]
+    columns = ["image_id", "drug", "pixel_size_um", "z_step_um", "n_cells", "pnp_per_cell_vmr"]
+    assert list(record.summary_row()) == columns
 
 
 def test_qc_holds_any_flags_and_unknown_fields_are_refused() -> None:

@@ -6,7 +6,8 @@ Where each value comes from, first match wins:
   ``XResolution`` tag (pixels per unit) with ``ResolutionUnit`` inch or cm, or with no unit when
   ImageJ metadata names one (``unit=um``);
 - z-step: OME ``PhysicalSizeZ`` (with ``PhysicalSizeZUnit``); then ImageJ ``spacing``;
-- channel names: OME ``Channel/@Name`` (all channels must be named).
+- channel names: OME ``Channel/@Name`` (all channels must be named);
+- acquisition time: OME ``Image/AcquisitionDate`` (ISO 8601, as written).
 
 A value the file does not state is ``None``; nothing is guessed.
 """
@@ -43,11 +44,15 @@ _RESOLUTION_UNIT_UM = {2: 25400.0, 3: 1e4}  # TIFF ResolutionUnit: 2 inch, 3 cen
 
 @dataclass(frozen=True)
 class Calibration:
-    """Physical sizes (µm) and channel names stated by a file; ``None`` when absent."""
+    """Physical sizes (µm), channel names and acquisition time a file states; ``None`` if absent.
+
+    ``acquired_at`` is ISO 8601 text as the file writes it (OME ``AcquisitionDate``).
+    """
 
     pixel_size_um: float | None = None
     z_step_um: float | None = None
     channel_names: tuple[str, ...] | None = None
+    acquired_at: str | None = None
 
 
 def _to_um(value: Any, unit: str | None) -> float | None:
@@ -61,24 +66,27 @@ def _to_um(value: Any, unit: str | None) -> float | None:
     return size * factor
 
 
-def _ome_pixels(ome_xml: str) -> ElementTree.Element | None:
+def _ome_image(ome_xml: str) -> ElementTree.Element | None:
     try:
         root = ElementTree.fromstring(ome_xml)
     except ElementTree.ParseError:
         logger.warning("OME-XML is not valid XML; ignoring its calibration")
         return None
-    return root.find("{*}Image/{*}Pixels")
+    return root.find("{*}Image")
 
 
 def _from_ome(ome_xml: str) -> Calibration:
-    pixels = _ome_pixels(ome_xml)
-    if pixels is None:
+    image = _ome_image(ome_xml)
+    pixels = image.find("{*}Pixels") if image is not None else None
+    if image is None or pixels is None:
         return Calibration()
     names = tuple(ch.get("Name", "") for ch in pixels.findall("{*}Channel"))
+    acquired = (image.findtext("{*}AcquisitionDate") or "").strip()
     return Calibration(
         pixel_size_um=_to_um(pixels.get("PhysicalSizeX"), pixels.get("PhysicalSizeXUnit")),
         z_step_um=_to_um(pixels.get("PhysicalSizeZ"), pixels.get("PhysicalSizeZUnit")),
         channel_names=names if names and all(names) else None,
+        acquired_at=acquired or None,
     )
 
 
@@ -107,7 +115,7 @@ def read_calibration(tif: tifffile.TiffFile) -> Calibration:
     Returns
     -------
     Calibration
-        Sizes in µm, ``None`` where the file does not state them.
+        Sizes in µm and the OME acquisition time, ``None`` where the file does not state them.
     """
     ome = _from_ome(tif.ome_metadata) if tif.is_ome and tif.ome_metadata else Calibration()
     imagej = tif.imagej_metadata or {}
@@ -118,4 +126,4 @@ def read_calibration(tif: tifffile.TiffFile) -> Calibration:
     z_step_um = ome.z_step_um
     if z_step_um is None and "spacing" in imagej:
         z_step_um = _to_um(imagej["spacing"], imagej_unit)
-    return Calibration(pixel_size_um, z_step_um, ome.channel_names)
+    return Calibration(pixel_size_um, z_step_um, ome.channel_names, ome.acquired_at)

@@ -221,6 +221,9 @@ def read_stack(
             raw = _decode(source, series)
     data = to_zcyx(raw, info.file_axes, source=source, timepoint=timepoint)
     logger.debug("read %s as ZCYX %s (memmap=%s)", source, data.shape, isinstance(raw, np.memmap))
+    metadata: dict[str, Any] = {"file_axes": info.file_axes, "file_shape": list(info.file_shape)}
+    if info.calibration.acquired_at:
+        metadata["acquired_at"] = info.calibration.acquired_at
     return ImageStack(
         data=data,
         image_id=image_id or image_id_from_name(path.name),
@@ -228,7 +231,7 @@ def read_stack(
         pixel_size_um=info.calibration.pixel_size_um,
         z_step_um=info.calibration.z_step_um,
         channel_names=info.calibration.channel_names,
-        metadata={"file_axes": info.file_axes, "file_shape": list(info.file_shape)},
+        metadata=metadata,
     )
 
 

@@ -201,6 +201,7 @@ def image_result(
         ),
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
         qc=dict(run.values.get("qc") or {}),
+        acquisition=stack.acquisition_fields(),
     )
 
 

@@ -21,9 +21,11 @@ from overnight.storage import ObjectStore, open_store, read_manifest
 class Results:
     """A dataset's results: ``images`` (one row per image) and ``cells`` (one per cell).
 
-    Both carry ``image_id`` and the image's metadata columns (date, user, sample, drug, …),
-    so ``results.cells.query("drug == 'rux'")`` works directly. ``pnps`` has one row per
-    detected particle.
+    Both carry ``image_id`` and the image's metadata columns (date, user, sample, drug, …,
+    then ``pixel_size_um``, ``z_step_um`` and what the file says about its acquisition:
+    ``acquired_at``, ``channel_names``, ``file_format``, ``scene``, ``timepoint``), so
+    ``results.cells.query("drug == 'rux'")`` works directly. ``pnps`` has one row per detected
+    particle.
     """
 
     images: pd.DataFrame
@@ -47,7 +49,11 @@ def load_from_store(store: ObjectStore, prefix: str = "", include_pnps: bool = F
         if read_manifest(store, image_prefix) is None:
             continue
         record = ImageResult.read(store, image_prefix)
-        columns = {"image_id": record.image_id, **record.metadata}
+        columns = {
+            "image_id": record.image_id,
+            **record.metadata,
+            **record.acquisition_columns(),
+        }
         image_rows.append(record.summary_row())
         cells = pd.read_csv(io.BytesIO(store.read_bytes(f"{image_prefix}/cells.csv")))
         cell_tables.append(cells.assign(**columns))

@@ -4,7 +4,8 @@ Every runner (embedded, queue, Kubernetes pod) writes it through :meth:`ImageRes
 and every reader (summary table, notebooks, QC web) reads it through :meth:`ImageResult.read`.
 
 Version 2 added ``qc``, a free-form dict of per-image QC flags (version 1 files read with an
-empty one).
+empty one), and later ``acquisition``, what the image file says about its acquisition (files
+written before read with an empty one).
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ class ImageResult(BaseModel):
     qc: dict[str, Any] = Field(
         default_factory=dict, description="per-image QC flags, free-form (name -> value)"
     )
+    acquisition: dict[str, str] = Field(
+        default_factory=dict,
+        description="what the file's own metadata says: acquired_at (ISO 8601), channel_names "
+        "(';'-joined), file_format, scene and timepoint of a file that holds several "
+        "(ImageStack.acquisition_fields)",
+    )
 
     def to_bytes(self) -> bytes:
         """The ``result.json`` bytes (indented JSON, NaN written as ``NaN``)."""
@@ -77,13 +84,29 @@ class ImageResult(BaseModel):
         """The image's row of ``summary.csv``: id, metadata columns, the summary, QC flags.
 
         ``qc_doubt`` counts the QC flags raised and ``qc_flags`` names them (``;``-separated),
-        so a sheet can sort and count doubtful images.
+        so a sheet can sort and count doubtful images. The acquisition columns
+        (:meth:`acquisition_columns`) follow the metadata.
         """
-        row = {"image_id": self.image_id, **self.metadata, **self.summary}
+        row = {
+            "image_id": self.image_id,
+            **self.metadata,
+            **self.acquisition_columns(),
+            **self.summary,
+        }
         if self.qc:
             row["qc_doubt"] = int(self.qc.get("doubt", 0))
             row["qc_flags"] = ";".join(self.qc.get("flags", []))
         return row
+
+    def acquisition_columns(self) -> dict[str, Any]:
+        """``pixel_size_um``, ``z_step_um`` (µm, None when unknown) and the ``acquisition`` fields.
+
+        These are metadata columns of ``summary.csv`` and of ``overnight.results.load``'s
+        tables, beside the folder and sidecar metadata (which win on a name clash).
+        """
+        columns: dict[str, Any] = {"pixel_size_um": self.pixel_size_um}
+        columns |= {"z_step_um": self.z_step_um, **self.acquisition}
+        return {k: v for k, v in columns.items() if k not in self.metadata}
 
 
 def _json_default(value: Any) -> Any:
