@@ -49,6 +49,7 @@ from overnight.errors import (
 )
 from overnight.results.artefacts import csv_bytes, labels_tiff_bytes
 from overnight.results.layout import DatasetResults
+from overnight.review.stats import corrected_cells_table, spot_cell_ids
 from overnight.storage.base import ObjectStore
 from overnight.storage.keys import join_key
 
@@ -203,15 +204,6 @@ def validate_annotation(annotation: Annotation) -> None:
         raise AnnotationError(f"note is longer than {MAX_NOTE_CHARS} characters")
 
 
-def spot_cell_ids(labels: np.ndarray, spots: np.ndarray) -> np.ndarray:
-    """The cell id under each spot's rounded centre (0 = on no cell), shape (N,), int64."""
-    if not len(spots):
-        return np.zeros(0, np.int64)
-    rows = np.clip(np.rint(spots[:, 0]).astype(np.int64), 0, labels.shape[0] - 1)
-    cols = np.clip(np.rint(spots[:, 1]).astype(np.int64), 0, labels.shape[1] - 1)
-    return labels[rows, cols].astype(np.int64)
-
-
 def spots_table(labels: np.ndarray, spots: np.ndarray) -> pd.DataFrame:
     """``spots.csv``: one row per spot, ``y_px, x_px, multiplicity, cell_id``."""
     return pd.DataFrame(
@@ -223,37 +215,6 @@ def spots_table(labels: np.ndarray, spots: np.ndarray) -> pd.DataFrame:
         },
         columns=list(SPOT_COLUMNS),
     )
-
-
-def corrected_cells_table(
-    labels: np.ndarray, spots: np.ndarray, cell_types: Mapping[int, str]
-) -> pd.DataFrame:
-    """``cells.csv`` of an annotation: ``cell_id, y, x, area_px, cell_type, pnp_count``.
-
-    ``y``, ``x`` are centroids (px); ``pnp_count`` sums the multiplicity of the spots whose
-    rounded centre lies on the cell.
-    """
-    ids, inverse, area = np.unique(labels.ravel(), return_inverse=True, return_counts=True)
-    rows, cols = np.indices(labels.shape)
-    sum_y = np.bincount(inverse, rows.ravel(), len(ids))
-    sum_x = np.bincount(inverse, cols.ravel(), len(ids))
-    under = spot_cell_ids(labels, spots)
-    count_of: dict[int, int] = {}
-    for cell_id, multiplicity in zip(under.tolist(), spots[:, 2].tolist(), strict=True):
-        count_of[cell_id] = count_of.get(cell_id, 0) + int(multiplicity)
-    table = [
-        {
-            "cell_id": int(cell_id),
-            "y": round(float(sum_y[i] / area[i]), 2),
-            "x": round(float(sum_x[i] / area[i]), 2),
-            "area_px": int(area[i]),
-            "cell_type": cell_types.get(int(cell_id), ""),
-            "pnp_count": count_of.get(int(cell_id), 0),
-        }
-        for i, cell_id in enumerate(ids.tolist())
-        if cell_id > 0
-    ]
-    return pd.DataFrame(table, columns=["cell_id", "y", "x", "area_px", "cell_type", "pnp_count"])
 
 
 def _sha256(data: bytes) -> str:

@@ -9,10 +9,11 @@ probability mass function of the same mean.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import stats as scipy_stats
 
 from overnight.review.index import ImageRow
@@ -20,6 +21,8 @@ from overnight.review.table import natural_key
 
 #: Name used for every cell, whatever its type.
 ALL_CELLS = "all cells"
+#: Columns of an annotation's ``cells.csv`` (the model's ``cells.csv`` without the extras).
+CORRECTED_CELL_COLUMNS = ("cell_id", "y", "x", "area_px", "cell_type", "pnp_count")
 
 
 @dataclass(frozen=True)
@@ -122,4 +125,72 @@ def group_stats(
                 cells_of_type=cells_of_type,
             )
         )
+    return out
+
+
+# -- corrected numbers: the same statistics over a reviewer's corrections ----------------------
+
+
+def spot_cell_ids(labels: np.ndarray, spots: np.ndarray) -> np.ndarray:
+    """The cell id under each spot's rounded centre (0 = on no cell), shape (N,), int64."""
+    if not len(spots):
+        return np.zeros(0, np.int64)
+    rows = np.clip(np.rint(spots[:, 0]).astype(np.int64), 0, labels.shape[0] - 1)
+    cols = np.clip(np.rint(spots[:, 1]).astype(np.int64), 0, labels.shape[1] - 1)
+    return labels[rows, cols].astype(np.int64)
+
+
+def corrected_cells_table(
+    labels: np.ndarray, spots: np.ndarray, cell_types: Mapping[int, str]
+) -> pd.DataFrame:
+    """``cells.csv`` of an annotation: ``cell_id, y, x, area_px, cell_type, pnp_count``.
+
+    ``y``, ``x`` are centroids (px); ``pnp_count`` sums the multiplicity of the spots whose
+    rounded centre lies on the cell.
+    """
+    ids, inverse, area = np.unique(labels.ravel(), return_inverse=True, return_counts=True)
+    rows, cols = np.indices(labels.shape)
+    sum_y = np.bincount(inverse, rows.ravel(), len(ids))
+    sum_x = np.bincount(inverse, cols.ravel(), len(ids))
+    under = spot_cell_ids(labels, spots)
+    count_of: dict[int, int] = {}
+    for cell_id, multiplicity in zip(under.tolist(), spots[:, 2].tolist(), strict=True):
+        count_of[cell_id] = count_of.get(cell_id, 0) + int(multiplicity)
+    table = [
+        {
+            "cell_id": int(cell_id),
+            "y": round(float(sum_y[i] / area[i]), 2),
+            "x": round(float(sum_x[i] / area[i]), 2),
+            "area_px": int(area[i]),
+            "cell_type": cell_types.get(int(cell_id), ""),
+            "pnp_count": count_of.get(int(cell_id), 0),
+        }
+        for i, cell_id in enumerate(ids.tolist())
+        if cell_id > 0
+    ]
+    return pd.DataFrame(table, columns=list(CORRECTED_CELL_COLUMNS))
+
+
+def corrected_summary(cells: pd.DataFrame, spots: pd.DataFrame) -> dict[str, float]:
+    """The image summary (``n_cells``, ``n_<type>``, ``n_pnps``, …) of a corrected image.
+
+    ``cells`` is an annotation's ``cells.csv``, ``spots`` its ``spots.csv``; the keys are
+    those of ``summary.csv`` so the image page shows both side by side.
+    """
+    counts = cells["pnp_count"].to_numpy(np.float64) if len(cells) else np.zeros(0)
+    on_glass = spots.loc[spots["cell_id"] == 0, "multiplicity"] if len(spots) else []
+    out: dict[str, float] = {
+        "n_cells": float(len(cells)),
+        "n_pnps": float(spots["multiplicity"].sum()) if len(spots) else 0.0,
+        "n_pnps_on_glass": float(np.sum(on_glass)),
+        "pnp_per_cell_mean": float(counts.mean()) if len(counts) else float("nan"),
+        "pnp_per_cell_vmr": count_histogram(ALL_CELLS, counts.astype(np.int64)).vmr,
+    }
+    for name, group in cells.groupby(cells["cell_type"].fillna("").astype(str)):
+        if name:
+            type_counts = group["pnp_count"].to_numpy(np.int64)
+            out[f"n_{name}"] = float(len(group))
+            out[f"pnps_{name}"] = float(type_counts.sum())
+            out[f"pnp_per_{name}_mean"] = float(type_counts.mean())
+            out[f"pnp_per_{name}_vmr"] = count_histogram(str(name), type_counts).vmr
     return out
