@@ -18,11 +18,12 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from overnight.errors import ObjectNotFoundError, OvernightError
+from overnight.imaging.files import split_part_key
 from overnight.jobs.connection import REDIS_TRANSIENT_ERRORS
 from overnight.jobs.sources import list_source, open_source
 from overnight.jobs.state import DatasetRecord
@@ -105,7 +106,8 @@ class Watcher:
             stable = []
             for dataset_id, key in [k for k in self._sightings if k[0] == record.id]:
                 try:
-                    info = source.stat(key)
+                    # a part key (``a.czi#t001``) settles with its file
+                    info = replace(source.stat(split_part_key(key)[0]), key=key)
                 except ObjectNotFoundError:
                     del self._sightings[(dataset_id, key)]
                     continue

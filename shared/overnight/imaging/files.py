@@ -8,6 +8,13 @@ reversibly: every byte outside ``[A-Za-z0-9._-]`` becomes ``~HH`` (its UTF-8 hex
 ``drug-rux/X.tif`` → ``drug-rux~2FX`` and ``drug-placebo/X.tif`` → ``drug-placebo~2FX``. An
 encoded id always holds a ``~`` and a plain one never does, so two files never share an id.
 Ids are ASCII and safe as a storage key segment and in a URL.
+
+A file that holds several scenes / positions or timepoints (``.czi``, ``.nd2``, ``.lif``)
+is several images, one per part. A part is named by its file's key with a suffix
+(``plate.czi#s01t003``: scene 1, timepoint 3, counted from 0) and its id is the file's id with
+``~s01`` / ``~t003`` (``plate~s01~t003``); the suffix names only the axes the file has more
+than one of. ``~s`` and ``~t`` never occur in a file's own id (an encoded byte is ``~`` and
+two upper-case hex digits), so part ids stay unique and reversible.
 """
 
 from __future__ import annotations
@@ -24,6 +31,95 @@ from overnight.errors import NoImagesError
 IMAGE_EXTENSIONS: tuple[str, ...] = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
 #: Microscope vendor files read through ``overnight[formats]`` (:mod:`overnight.imaging.vendor`).
 VENDOR_EXTENSIONS: tuple[str, ...] = (".czi", ".nd2")
+
+#: Separates a file's key from the part it names (``plate.czi#s01t003``).
+PART_MARK = "#"
+_PART_KEY = re.compile(r"^(?P<file>.+)#(?:s(?P<s>\d+))?(?:t(?P<t>\d+))?$")
+_PART_ID = re.compile(r"^(?P<file>.+?)(?:~s(?P<s>\d+))?(?:~t(?P<t>\d+))?$")
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """Which part of a file an image is: scene (or position) and timepoint, from 0.
+
+    ``None`` where the file has one of that axis (nothing to choose). ``n_scenes`` and
+    ``n_timepoints`` set the zero padding, so the parts of one file sort in order.
+    """
+
+    scene: int | None = None
+    timepoint: int | None = None
+    n_scenes: int = 1
+    n_timepoints: int = 1
+
+    def key_suffix(self) -> str:
+        """``#s01t003``-like text added to the file key; empty for a whole file."""
+        text = ""
+        if self.scene is not None:
+            text += f"s{self.scene:0{max(2, len(str(self.n_scenes - 1)))}d}"
+        if self.timepoint is not None:
+            text += f"t{self.timepoint:0{max(3, len(str(self.n_timepoints - 1)))}d}"
+        return f"{PART_MARK}{text}" if text else ""
+
+
+def file_parts(n_scenes: int, n_timepoints: int) -> list[ImagePart]:
+    """Every part of a file with ``n_scenes`` scenes and ``n_timepoints`` timepoints, in order.
+
+    Examples
+    --------
+    >>> [p.key_suffix() for p in file_parts(1, 2)]
+    ['#t000', '#t001']
+    >>> file_parts(1, 1)
+    [ImagePart(scene=None, timepoint=None, n_scenes=1, n_timepoints=1)]
+    """
+    scenes: list[int | None] = list(range(n_scenes)) if n_scenes > 1 else [None]
+    times: list[int | None] = list(range(n_timepoints)) if n_timepoints > 1 else [None]
+    return [ImagePart(s, t, n_scenes, n_timepoints) for s in scenes for t in times]
+
+
+def split_part_key(key: str) -> tuple[str, int | None, int | None]:
+    """``(file key, scene, timepoint)`` of a key that may name a part of a file.
+
+    Only an image file's key followed by a part suffix is a part key; anything else is
+    returned whole, with ``None`` for scene and timepoint.
+
+    Examples
+    --------
+    >>> split_part_key("drug/plate.czi#s01t003")
+    ('drug/plate.czi', 1, 3)
+    >>> split_part_key("movie.nd2#t002")
+    ('movie.nd2', None, 2)
+    >>> split_part_key("field.tif")
+    ('field.tif', None, None)
+    """
+    match = _PART_KEY.match(key)
+    if match is None or not (match["s"] or match["t"]):
+        return key, None, None
+    name = match["file"].rsplit("/", 1)[-1]
+    if not name.lower().endswith(VENDOR_EXTENSIONS + IMAGE_EXTENSIONS):
+        return key, None, None
+    scene = int(match["s"]) if match["s"] else None
+    timepoint = int(match["t"]) if match["t"] else None
+    return match["file"], scene, timepoint
+
+
+def split_part_id(image_id: str) -> tuple[str, int | None, int | None]:
+    """``(file id, scene, timepoint)`` of an image id (``plate~s01~t003`` → ``plate``, 1, 3).
+
+    Examples
+    --------
+    >>> split_part_id("plate~s01~t003")
+    ('plate', 1, 3)
+    >>> split_part_id("drug-rux~2FX")
+    ('drug-rux~2FX', None, None)
+    """
+    match = _PART_ID.match(image_id)
+    if match is None:  # only the empty string
+        return image_id, None, None
+    return (
+        match["file"],
+        int(match["s"]) if match["s"] else None,
+        int(match["t"]) if match["t"] else None,
+    )
 
 
 def is_image_name(name: str) -> bool:
@@ -79,7 +175,12 @@ def image_id_for(relative: str) -> str:
     'cellule~20~C3~A9~201'
     >>> image_id_for("summary.csv.tif")
     '~73ummary.csv'
+    >>> image_id_for("drug-rux/movie.nd2#t002")
+    'drug-rux~2Fmovie~t002'
     """
+    file_key, _, _ = split_part_key(relative)
+    if file_key != relative:
+        return image_id_for(file_key) + file_key_suffix_as_id(relative[len(file_key) :])
     folder, _, name = relative.strip("/").rpartition("/")
     stem = f"{folder}/{image_id_from_name(name)}" if folder else image_id_from_name(name)
     if _PLAIN_ID.match(stem) and stem not in RESERVED_IDS and len(stem) <= MAX_IMAGE_ID_CHARS:
@@ -93,6 +194,17 @@ def image_id_for(relative: str) -> str:
         head = head[: head.rfind("~")] if "~" in head[-2:] else head  # no cut escape
         encoded = f"{head}~~{digest}"
     return encoded
+
+
+def file_key_suffix_as_id(suffix: str) -> str:
+    """A part key's suffix as the id's: ``#s01t003`` → ``~s01~t003``.
+
+    Examples
+    --------
+    >>> file_key_suffix_as_id("#s01t003")
+    '~s01~t003'
+    """
+    return re.sub(r"([st])", r"~\1", suffix.removeprefix(PART_MARK))
 
 
 def relative_stem_of(image_id: str) -> str:

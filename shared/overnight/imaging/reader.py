@@ -34,7 +34,7 @@ import tifffile
 
 from overnight.errors import InvalidImageError
 from overnight.imaging.axes import to_zcyx
-from overnight.imaging.files import image_id_from_name
+from overnight.imaging.files import ImagePart, file_parts, image_id_from_name
 from overnight.imaging.header import (
     TIFF_ERRORS,
     ImageInfo,
@@ -44,7 +44,12 @@ from overnight.imaging.header import (
 )
 from overnight.imaging.limits import DEFAULT_LIMITS, ReadLimits, check_declared_size
 from overnight.imaging.stack import ImageStack
-from overnight.imaging.vendor import VENDOR_EXTENSIONS, is_vendor_name, read_vendor
+from overnight.imaging.vendor import (
+    VENDOR_EXTENSIONS,
+    is_vendor_name,
+    read_vendor,
+    read_vendor_info,
+)
 from overnight.imaging.zarr_store import ZARR_EXTENSIONS, is_zarr_name, read_zarr, read_zarr_tile
 
 logger = logging.getLogger(__name__)
@@ -346,3 +351,34 @@ def read_tile(
         raw = _read_window_pagewise(series, window, info.file_axes, source, limits)
     tile = to_zcyx(raw, info.file_axes, source=source, timepoint=timepoint)
     return np.ascontiguousarray(tile).astype(tile.dtype.newbyteorder("="), copy=False)
+
+
+def image_parts(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> list[ImagePart]:
+    """The images a file holds: one per scene (position) and timepoint of a vendor file.
+
+    Only the header is read. A TIFF, an OME-Zarr store, a one-part vendor file, and a file
+    whose header cannot be read (reading it then fails with the reason) are one image.
+
+    Examples
+    --------
+    >>> image_parts(Path("missing.czi"))
+    [ImagePart(scene=None, timepoint=None, n_scenes=1, n_timepoints=1)]
+    """
+    if not is_vendor_name(path.name):
+        return [ImagePart()]
+    try:
+        info = read_vendor_info(path, limits=limits)
+    except InvalidImageError:
+        return [ImagePart()]
+    return file_parts(info.n_scenes, info.n_timepoints)
+
+
+def part_keys(key: str, path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> list[str]:
+    """The image keys of the file at ``key`` (read at ``path``): ``key`` itself, or its parts.
+
+    Examples
+    --------
+    >>> part_keys("plate/a.tif", Path("a.tif"))
+    ['plate/a.tif']
+    """
+    return [key + part.key_suffix() for part in image_parts(path, limits=limits)]

@@ -102,9 +102,9 @@ def _choose(source: str, what: str, axis: str, wanted: int | None, count: int) -
             return 0
         raise InvalidImageError(
             source,
-            f"has {count} {what}s ({axis} axis); the pipeline analyses one field per file: "
-            f"export each {what} as its own file, or read one in Python with "
-            f"read_stack(path, {what}=0..{count - 1})",
+            f"has {count} {what}s ({axis} axis); choose one: read_stack(path, "
+            f"{what}=0..{count - 1}) (overnight's runners list each {what} as its own image, "
+            f"with an id ending in ~{what[0]}<n>)",
         )
     if not 0 <= wanted < count:
         raise InvalidImageError(source, f"{what} {wanted} is out of range 0..{count - 1}")

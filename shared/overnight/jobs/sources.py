@@ -8,10 +8,12 @@ configured roots (``OVERNIGHT_NAS_ROOT``), so a request cannot make the service 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from overnight.errors import ConfigError, NoImagesError, UnsafeKeyError
 from overnight.imaging.files import IgnoredFile, image_id_for, is_image_name, scan_folder
+from overnight.imaging.reader import part_keys
+from overnight.imaging.vendor import is_vendor_name
 from overnight.jobs.settings import JobSettings
 from overnight.storage import (
     LocalStore,
@@ -22,6 +24,7 @@ from overnight.storage import (
     validate_id,
     validate_key,
 )
+from overnight.storage.copies import local_copy
 from overnight.storage.keys import MAX_SEGMENT_BYTES
 
 logger = logging.getLogger(__name__)
@@ -88,12 +91,39 @@ class SourceListing:
     ignored: list[IgnoredFile] = field(default_factory=list)
 
 
+#: Part keys of vendor files already looked at, by (store, key, size, mtime, ETag): a watcher
+#: lists its sources every few seconds and a remote file's header is read only once.
+_PART_KEYS: dict[tuple[str, str, int, float, str | None], list[str]] = {}
+_PART_KEYS_MAX = 4096
+
+
+def _image_entries(store: ObjectStore, info: ObjectInfo) -> list[ObjectInfo]:
+    """``info`` itself, or one entry per scene / timepoint of a vendor file (``a.czi#t001``).
+
+    A remote vendor file is downloaded once to read its header (the vendor readers need a
+    local file); the answer is kept while the object is unchanged.
+    """
+    if not is_vendor_name(info.key):
+        return [info]
+    mark = (repr(store), info.key, info.size, info.mtime, info.etag)
+    keys = _PART_KEYS.get(mark)
+    if keys is None:
+        with local_copy(store, info.key) as (path, _):
+            keys = part_keys(info.key, path)
+        if len(_PART_KEYS) >= _PART_KEYS_MAX:
+            _PART_KEYS.clear()
+        _PART_KEYS[mark] = keys
+    return [replace(info, key=key) for key in keys]
+
+
 def list_source(store: ObjectStore, prefix: str = "") -> SourceListing:
     """Every image under ``prefix`` and every image-named entry ignored, each with its reason.
 
     Ignored: two keys with one image id (``a.tif`` and ``a.ome.tif``; the first by key is
     analysed) and, in a NAS folder, folders named like images, dangling symlinks and
-    symlinks out of the folder (the service reads only inside its allowed roots).
+    symlinks out of the folder (the service reads only inside its allowed roots). A vendor
+    file with several scenes or timepoints is listed once per part, under a part key
+    (``plate.czi#s01t003``, see :func:`overnight.imaging.files.split_part_key`).
     """
     images: list[ObjectInfo] = []
     ignored: list[IgnoredFile] = []
@@ -114,7 +144,7 @@ def list_source(store: ObjectStore, prefix: str = "") -> SourceListing:
             )
             continue
         owners[image_id] = info.key
-        images.append(info)
+        images += _image_entries(store, info)
     if isinstance(store, LocalStore) and store.root.is_dir():
         listed = {info.key for info in images} | {f.relative for f in ignored}
         for item in scan_folder(store.root, follow_outside=False).ignored:

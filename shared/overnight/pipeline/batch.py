@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from overnight.imaging import IgnoredFile, ReadLimits
+from overnight.imaging.reader import part_keys
 from overnight.pipeline.definition import Pipeline, load_pipeline
 from overnight.pipeline.image import ImageSource, analyse_image
 from overnight.pipeline.outcome import ImageOutcome, Status, sort_error
@@ -85,7 +86,7 @@ class ImageAnalyser:
             n_pnps=summary["n_pnps"],
             mean_pnp_per_cell=summary["pnp_per_cell_mean"],
             seconds=time.perf_counter() - start,
-            bytes_read=path.stat().st_size,
+            bytes_read=Path(source.file_key).stat().st_size,
             step_timings_s=dict(result.timings_s),
         )
 
@@ -117,11 +118,17 @@ def run_batch(
     ``ignored`` are the files found that cannot be analysed (see
     :func:`~overnight.imaging.scan_folder`): each becomes a failed outcome with its reason,
     after the others. Writes ``summary.csv`` over every complete result in the output, and
-    ``failures.json`` for this run's failures.
+    ``failures.json`` for this run's failures. A file with several scenes or timepoints is
+    one image per part (``plate.czi#s01t003``, id ``plate~s01~t003``).
     """
     load_pipeline(
         options.pipeline, options.step_overrides
     )  # fail fast on a bad pipeline, before any worker starts
+    paths = [
+        Path(key)
+        for path in paths
+        for key in part_keys(str(path), path, limits=options.limits)
+    ]
     outcomes: dict[Path, ImageOutcome] = {}
     if workers <= 1:
         analyser = ImageAnalyser(options)

@@ -24,6 +24,7 @@ import numpy as np
 
 from overnight import __version__
 from overnight.imaging import IMAGE_EXTENSIONS, ReadLimits, image_id_for, read_info, read_stack
+from overnight.imaging.files import split_part_key
 from overnight.imaging.limits import check_working_set
 from overnight.imaging.stack import ImageStack
 from overnight.metadata import metadata_for
@@ -43,7 +44,8 @@ class ImageSource:
 
     Either a key of the dataset's store (``store`` is the dataset's folder or prefix: its
     sub-folders carry metadata) or, with ``store=None``, a local file ``key`` of the dataset
-    folder ``dataset_dir`` (an embedded run; None: the file's own folder).
+    folder ``dataset_dir`` (an embedded run; None: the file's own folder). A key may name one
+    scene / timepoint of a file (``plate.czi#s01t003``, see ``imaging.files.split_part_key``).
     """
 
     key: str
@@ -56,6 +58,17 @@ class ImageSource:
     def file(cls, path: Path, dataset_dir: Path | None = None) -> ImageSource:
         """A local image file of the dataset folder ``dataset_dir``."""
         return cls(key=str(path), dataset_dir=dataset_dir)
+
+    @property
+    def file_key(self) -> str:
+        """The key (or path) of the file that holds the image, less any part suffix."""
+        return split_part_key(self.key)[0]
+
+    @property
+    def part(self) -> tuple[int | None, int | None]:
+        """``(scene, timepoint)`` the key names; None where the file has one."""
+        _, scene, timepoint = split_part_key(self.key)
+        return scene, timepoint
 
     @property
     def image_id(self) -> str:
@@ -93,10 +106,10 @@ class LoadedImage:
 def local_image(source: ImageSource) -> Iterator[tuple[Path, Path]]:
     """``(file, dataset folder)`` of ``source``: a remote object is copied while the block runs."""
     if source.store is None:
-        path = Path(source.key)
+        path = Path(source.file_key)
         yield path, source.dataset_dir if source.dataset_dir is not None else path.parent
         return
-    with local_copy(source.store, source.key) as (path, folder):
+    with local_copy(source.store, source.file_key) as (path, folder):
         yield path, folder
 
 
@@ -129,12 +142,15 @@ def opened_image(
         declared = _declared_shape(path, limits)
         if declared is not None:  # refused before a pixel is decoded
             check_working_set(path.name, *declared, limits)
+        scene, timepoint = source.part
         stack = read_stack(
             path,
             image_id=source.image_id,
             limits=limits,
             channels_required=len(roles),
             channel_roles=roles,
+            scene=scene,
+            timepoint=timepoint,
         )
         check_working_set(path.name, stack.shape_zcyx, stack.data.dtype, limits)
         yield LoadedImage(stack, ImageFacts(metadata, warnings, time.perf_counter() - start))
