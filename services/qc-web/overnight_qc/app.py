@@ -15,6 +15,8 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 
 from overnight import __version__
 from overnight.errors import (
+    AnnotationConflictError,
+    AnnotationError,
     ConfigError,
     ObjectNotFoundError,
     OvernightError,
@@ -23,8 +25,9 @@ from overnight.errors import (
 )
 from overnight.storage.base import ObjectStore
 from overnight_qc.api.deps import LoginRequired
-from overnight_qc.api.routes import auth, datasets, images, pk, stats
+from overnight_qc.api.routes import annotations, auth, datasets, images, pk, stats
 from overnight_qc.core.config import QcSettings, get_settings
+from overnight_qc.core.editing import OperationError
 from overnight_qc.core.state import QcState
 from overnight_qc.core.templating import make_templates
 
@@ -82,6 +85,23 @@ def _install_handlers(app: FastAPI) -> None:
             request, 404, "Not found: no such dataset or image (or it is not complete yet)."
         )
 
+    @app.exception_handler(AnnotationConflictError)
+    async def annotation_conflict(request: Request, err: AnnotationConflictError) -> Response:
+        logger.info("refused a stale annotation on %s: %s", request.url.path, err)
+        return _error(
+            request,
+            409,
+            "Another reviewer saved corrections of this image after you loaded it. Reload the "
+            "page to see them (your unsaved edits are lost), then edit again.",
+        )
+
+    @app.exception_handler(AnnotationError)
+    async def annotation_invalid(request: Request, err: AnnotationError) -> Response:
+        response = _error(request, 422, str(err))
+        if isinstance(err, OperationError):
+            response.headers["X-Overnight-Edit-Index"] = str(err.index)
+        return response
+
     @app.exception_handler(StorageError)
     async def storage_error(request: Request, err: StorageError) -> Response:
         logger.error("storage error on %s: %s", request.url.path, err)
@@ -130,7 +150,7 @@ def create_app(settings: QcSettings | None = None, store: ObjectStore | None = N
     app.state.templates.env.globals["pk_path_of"] = pk.pk_path_of
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (datasets, images, stats, pk, auth):
+    for module in (datasets, images, annotations, stats, pk, auth):
         app.include_router(module.router)
     _install_handlers(app)
     return app

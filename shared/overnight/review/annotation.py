@@ -188,7 +188,8 @@ def validate_annotation(annotation: Annotation) -> None:
     height, width = labels.shape
     if len(spots):
         y, x, multiplicity = spots[:, 0], spots[:, 1], spots[:, 2]
-        if np.any((y < 0) | (y > height - 1) | (x < 0) | (x > width - 1)):
+        # a pixel covers ±0.5 px around its centre; sub-pixel fits reach into the border ones
+        if np.any((y < -0.5) | (y > height - 0.5) | (x < -0.5) | (x > width - 0.5)):
             raise AnnotationError(f"a spot lies outside the {height}×{width} px image")
         if np.any((multiplicity < 1) | (multiplicity != np.round(multiplicity))):
             raise AnnotationError("spot multiplicities should be whole numbers ≥ 1")

@@ -188,7 +188,7 @@ def prune_cell_types(labels: np.ndarray, cell_types: dict[int, str]) -> dict[int
 
 
 def _check_point(shape: tuple[int, ...], y: float, x: float) -> None:
-    if not (0 <= y <= shape[0] - 1 and 0 <= x <= shape[1] - 1):
+    if not (-0.5 <= y <= shape[0] - 0.5 and -0.5 <= x <= shape[1] - 0.5):
         raise AnnotationError(f"({y:g}, {x:g}) px lies outside the {shape[0]}×{shape[1]} image")
 
 

@@ -140,3 +140,20 @@ def thumbnail_jpeg(qc_png: bytes, max_side_px: int = 160) -> bytes:
 def read_table(data: bytes) -> pd.DataFrame:
     """A CSV table (``cells.csv``, ``pnps.csv``) from bytes."""
     return pd.read_csv(io.BytesIO(data))
+
+
+def id_map_png(labels: np.ndarray) -> bytes:
+    """Cell ids as an RGB PNG: ``id = R + 256·G + 65536·B`` per pixel (0 = background).
+
+    The QC editor reads it back with a canvas to know which cell is under the pointer and to
+    draw the outlines of edited labels; a lossless PNG keeps every id exact (up to 2²⁴ − 1).
+    """
+    if labels.ndim != 2:
+        raise ValueError(f"labels should be YX (2 axes) but have shape {labels.shape}")
+    if labels.max(initial=0) >= 2**24:
+        raise ValueError(f"cell ids up to {2**24 - 1} fit an RGB id map, not {labels.max()}")
+    ids = labels.astype(np.uint32)
+    rgb = np.stack([(ids >> shift) & 0xFF for shift in (0, 8, 16)], axis=-1).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb, mode="RGB").save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()

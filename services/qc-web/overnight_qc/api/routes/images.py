@@ -14,6 +14,7 @@ from overnight.review.table import neighbours
 from overnight.review.verdicts import MAX_COMMENT_CHARS, Verdict, VerdictRecord, now_utc
 from overnight_qc.api.deps import ReaderDep, StateDep, WriterDep
 from overnight_qc.api.query import context_params, parse_query
+from overnight_qc.core.corrections import read_corrected
 from overnight_qc.core.image_view import provenance_steps
 
 router = APIRouter(prefix="/datasets/{dataset_id}/images/{image_id}")
@@ -56,6 +57,7 @@ def image_page(
         "read_only": state.token is None,
         "max_comment": MAX_COMMENT_CHARS,
         "version": row.signature[1][:12] if len(row.signature) > 1 else "",
+        "corrected": read_corrected(state.store, row.prefix),
     }
     return request.app.state.templates.TemplateResponse(request, "image.html", context)
 

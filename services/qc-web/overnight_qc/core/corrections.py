@@ -1,0 +1,58 @@
+"""The corrected numbers the pages show beside the model's: read from an image's annotation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from overnight.review.annotation import (
+    CELLS_NAME,
+    SPOTS_NAME,
+    AnnotationRecord,
+    annotation_versions,
+    load_record,
+    version_prefix,
+)
+from overnight.review.overlay import read_table
+from overnight.review.stats import corrected_summary
+from overnight.storage.base import ObjectStore
+from overnight.storage.keys import join_key
+
+
+@dataclass(frozen=True)
+class Corrected:
+    """The latest annotation of an image: its record, tables and summary (``summary.csv`` keys)."""
+
+    record: AnnotationRecord
+    cells: pd.DataFrame
+    summary: dict[str, float]
+
+    @property
+    def version(self) -> int:
+        """The annotation version the numbers come from."""
+        return self.record.version
+
+    def pnps_of_type(self, type_name: str) -> float:
+        """Particles on cells of ``type_name`` in the corrections."""
+        return self.summary.get(f"pnps_{type_name}", 0.0)
+
+    def cell_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """(cell type, PNP count) per corrected cell, as the statistics page pools them."""
+        types = self.cells["cell_type"].fillna("").astype(str).to_numpy()
+        return types, self.cells["pnp_count"].to_numpy(np.int64)
+
+
+def read_corrected(store: ObjectStore, image_prefix: str) -> Corrected | None:
+    """The image's latest corrections, or None when it has none."""
+    versions = annotation_versions(store, image_prefix)
+    if not versions:
+        return None
+    record = load_record(store, image_prefix, versions[-1])
+    if record is None:
+        return None
+    prefix = version_prefix(image_prefix, record.version)
+    cells = read_table(store.read_bytes(join_key(prefix, CELLS_NAME)))
+    spots = read_table(store.read_bytes(join_key(prefix, SPOTS_NAME)))
+    return Corrected(record, cells, corrected_summary(cells, spots))
