@@ -6,7 +6,11 @@ A model reference is one of:
 - a folder path holding ``config.json`` and ``weights.weights.h5``;
 - a name under the models folder (``nuclei-dsb2018``);
 - an object-store URI (``s3://bucket/prefix``, ``file:///path``), copied once into a local
-  cache folder (``OVERNIGHT_MODEL_CACHE``, default ``~/.cache/overnight/models``).
+  cache folder (``OVERNIGHT_MODEL_CACHE``, default ``~/.cache/overnight/models``);
+- a registry reference ``<name>@<version>`` (``cells@20261207-061500-3fa2b9c1``,
+  ``cells@latest``, ``cells@default``): the shipped model when the version is its own, else
+  the version published in the registry at ``OVERNIGHT_MODELS_URL``, cached on disk under
+  ``<cache>/registry/<name>/<version>`` (see :mod:`overnight.models.registry`).
 
 The models folder is ``OVERNIGHT_MODELS_DIR`` when set, else the repository's ``models/``.
 Both are read through :class:`ModelSettings` (environment or config file), once per process.
@@ -25,10 +29,18 @@ from pydantic import Field
 from overnight.config import CommonSettings, load_settings
 from overnight.errors import ModelNotFoundError
 from overnight.models.config import CONFIG_FILE, CellModelConfig, PnpModelConfig, load_config
+from overnight.models.registry import (
+    WEIGHTS_FILE,
+    fetch_version,
+    parse_reference,
+    registry_reference,
+    resolve_version,
+    version_of,
+)
+from overnight.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
 
-WEIGHTS_FILE = "weights.weights.h5"
 DEFAULT_MODELS = {"cells": "cells", "pnp": "pnp"}
 ConfigT = TypeVar("ConfigT", CellModelConfig, PnpModelConfig)
 
@@ -45,6 +57,11 @@ class ModelSettings(CommonSettings):
         None,
         description="Cache of models fetched from object-store URIs "
         "(default: ~/.cache/overnight/models).",
+    )
+    models_url: str | None = Field(
+        None,
+        description="Model registry (file:///path or s3://bucket/prefix) holding "
+        "models/<name>/<version>/; unset: only the shipped models and folders resolve.",
     )
 
 
@@ -87,12 +104,46 @@ def _fetch_uri(uri: str) -> Path:
     return local
 
 
+@lru_cache(maxsize=1)
+def registry_store() -> ObjectStore | None:
+    """The registry's store (``OVERNIGHT_MODELS_URL``), or None when no registry is set."""
+    from overnight.storage import open_store
+
+    settings = model_settings()
+    return open_store(settings.models_url, settings) if settings.models_url else None
+
+
+def shipped_version(name: str) -> str | None:
+    """The version of the shipped model ``name`` (from its card), or None if none is shipped."""
+    folder = models_root() / name
+    return version_of(folder) if (folder / WEIGHTS_FILE).is_file() else None
+
+
+def concrete_reference(name: str, version: str) -> str:
+    """``name@<concrete version>`` for ``latest``/``default``/an explicit version (checked)."""
+    return f"{name}@{resolve_version(registry_store(), name, version, shipped_version(name))}"
+
+
+def registry_model_dir(name: str, version: str) -> Path:
+    """The local folder of ``name@version``: the shipped folder or a cached registry copy."""
+    default = shipped_version(name)
+    concrete = resolve_version(registry_store(), name, version, default)
+    if concrete == default:
+        return models_root() / name
+    store = registry_store()
+    assert store is not None  # resolve_version found it published, so a registry is set
+    return fetch_version(store, name, concrete, _cache_root() / "registry")
+
+
 def resolve_model_dir(reference: str | None, kind: str) -> Path:
     """The local folder of the model ``reference`` (see the module docstring) of ``kind``."""
     if not reference:
         reference = DEFAULT_MODELS[kind]
     if "://" in reference:
         return _fetch_uri(reference)
+    parsed = parse_reference(reference)
+    if parsed is not None and not Path(reference).expanduser().is_dir():
+        return registry_model_dir(*parsed)
     path = Path(reference).expanduser()
     if not path.is_dir() and not path.is_absolute():
         path = models_root() / reference
@@ -120,6 +171,9 @@ def load_network(model_dir: Path, config_type: type[ConfigT]) -> tuple[ConfigT, 
 
 
 def model_version(model_dir: Path) -> str:
-    """``<folder name>@<first 12 hex of the weights' SHA-256>``: what a result records."""
-    digest = hashlib.sha256((model_dir / WEIGHTS_FILE).read_bytes()).hexdigest()[:12]
-    return f"{model_dir.name}@{digest}"
+    """``<name>@<version>``: what a result records (a registry reference).
+
+    A registry copy names itself (its ``published.json``); any other folder is named by its
+    folder name and :func:`~overnight.models.registry.version_of` (card time, weights digest).
+    """
+    return registry_reference(model_dir) or f"{model_dir.name}@{version_of(model_dir)}"
