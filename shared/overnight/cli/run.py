@@ -16,6 +16,7 @@ from overnight.imaging.limits import DEFAULT_MAX_WORKING_SET_GB, ReadLimits
 from overnight.logs import configure_logging
 from overnight.pipeline.batch import BatchOptions, ImageOutcome, default_workers, run_batch
 from overnight.pipeline.definition import is_series_pipeline
+from overnight.results.ome_zarr import OUTPUT_FORMATS, OutputFormat
 from overnight.storage import open_store
 from overnight.storage.publish import write_dataset_file
 
@@ -51,6 +52,15 @@ class RunSettings(CommonSettings):
 @click.option("--workers", type=int, default=None, help="Worker processes [default: one per core].")
 @click.option("--force", is_flag=True, help="Re-analyse images whose result is already complete.")
 @click.option("--quiet", is_flag=True, help="No progress bar or table, only errors.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(OUTPUT_FORMATS),
+    default="tiff",
+    show_default=True,
+    help="ome-zarr also writes OUT/<image_id>/image.ome.zarr/: the input (multiscale, µm) "
+    "with the cell labels as its NGFF labels, for napari-ome-zarr and other NGFF viewers.",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -60,6 +70,7 @@ def run(
     workers: int | None,
     force: bool,
     quiet: bool,
+    output_format: OutputFormat,
 ) -> None:
     """Analyse every TIFF in INPUT_DIR and write results to --out.
 
@@ -96,6 +107,7 @@ def run(
         step_overrides=overrides,
         dataset_dir=input_dir,
         limits=ReadLimits.with_working_set_gb(settings.max_working_set_gb),
+        output_format=output_format,
     )
     if not quiet:
         click.echo(

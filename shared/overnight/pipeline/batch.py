@@ -26,6 +26,7 @@ from overnight.pipeline.outcome import ImageOutcome, Status, sort_error
 from overnight.pipeline.runner import PreparedPipeline
 from overnight.results.dataset import finish_dataset
 from overnight.results.layout import DatasetResults
+from overnight.results.ome_zarr import OutputFormat
 from overnight.storage import open_store
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class BatchOptions:
     limits: ReadLimits = field(default_factory=ReadLimits)
     step_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset_dir: Path | None = None
+    #: ``tiff`` or ``ome-zarr`` (adds ``image.ome.zarr/`` to every result).
+    output_format: OutputFormat = "tiff"
 
 
 class ImageAnalyser:
@@ -70,6 +73,7 @@ class ImageAnalyser:
                 self.results,
                 force=self.options.force,
                 limits=self.options.limits,
+                output_format=self.options.output_format,
             )
         except Exception as err:  # sorted once; a bug on one image must not lose the others
             failure = sort_error(err)

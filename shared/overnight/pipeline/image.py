@@ -32,6 +32,7 @@ from overnight.pipeline.definition import Pipeline
 from overnight.pipeline.runner import PipelineRun, PreparedPipeline
 from overnight.results.artefacts import result_artefacts
 from overnight.results.layout import DatasetResults
+from overnight.results.ome_zarr import OutputFormat
 from overnight.results.record import ImageResult
 from overnight.results.summary import image_summary
 from overnight.storage import ObjectStore, publish_result
@@ -229,13 +230,24 @@ def publish_image(
     run: PipelineRun,
     *,
     replace: bool = False,
+    output_format: OutputFormat = "tiff",
 ) -> ImageResult:
-    """Publish the image's files under ``<dataset prefix>/<image_id>/`` (manifest last)."""
+    """Publish the image's files under ``<dataset prefix>/<image_id>/`` (manifest last).
+
+    ``output_format="ome-zarr"`` adds ``image.ome.zarr/``: the input and its cell labels.
+    """
     result = image_result(prepared, stack, facts, run)
+    artefacts = result_artefacts(
+        run.values,
+        result,
+        output_format=output_format,
+        image_zcyx=stack.data,
+        channel_names=stack.channel_names,
+    )
     publish_result(
         results.store,
         results.image_prefix(stack.image_id),
-        result_artefacts(run.values, result),
+        artefacts,
         result.manifest_info(),
         replace=replace,
     )
@@ -250,6 +262,7 @@ def analyse_image(
     force: bool = False,
     verify: bool = False,
     limits: ReadLimits | None = None,
+    output_format: OutputFormat = "tiff",
 ) -> ImageResult | None:
     """Analyse one image and publish its result; None if it was complete already (no ``force``).
 
@@ -267,4 +280,12 @@ def analyse_image(
         return None
     with opened_image(source, prepared.pipeline, limits) as image:
         run = run_steps(prepared, image)
-        return publish_image(results, prepared, image.stack, image.facts, run, replace=force)
+        return publish_image(
+            results,
+            prepared,
+            image.stack,
+            image.facts,
+            run,
+            replace=force,
+            output_format=output_format,
+        )

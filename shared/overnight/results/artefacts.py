@@ -17,6 +17,7 @@ import pandas as pd
 import tifffile
 
 from overnight.results.layout import RESULT_FILE
+from overnight.results.ome_zarr import OME_ZARR_NAME, OutputFormat, ome_zarr_files
 from overnight.results.record import ImageResult
 from overnight.results.summary import spreadsheet_safe
 
@@ -81,12 +82,36 @@ def csv_bytes(table: pd.DataFrame) -> bytes:
     return spreadsheet_safe(table).to_csv(index=False).encode("utf-8")
 
 
-def result_artefacts(values: Mapping[str, Any], result: ImageResult) -> dict[str, bytes]:
-    """File name → bytes for one image, from the pipeline's values and its record."""
-    return {
+def result_artefacts(
+    values: Mapping[str, Any],
+    result: ImageResult,
+    *,
+    output_format: OutputFormat = "tiff",
+    image_zcyx: np.ndarray | None = None,
+    channel_names: tuple[str, ...] | None = None,
+) -> dict[str, bytes]:
+    """File name → bytes for one image, from the pipeline's values and its record.
+
+    ``output_format="ome-zarr"`` adds ``image.ome.zarr/`` (:mod:`overnight.results.ome_zarr`):
+    a multiscale copy of ``image_zcyx`` (the input, ZCYX) with the cell labels beside it.
+    """
+    files = {
         "labels.tif": labels_tiff_bytes(values["cell_labels"], result.pixel_size_um),
         "cells.csv": csv_bytes(values["cells_table"]),
         "pnps.csv": csv_bytes(values["pnps_table"]),
         "qc.png": values["qc_png"],
         RESULT_FILE: result.to_bytes(),
     }
+    if output_format == "ome-zarr":
+        if image_zcyx is None or "cell_labels" not in values:
+            raise ValueError("the ome-zarr output needs the input image and the cell labels")
+        zarr_files = ome_zarr_files(
+            image_zcyx,
+            values["cell_labels"],
+            name=result.image_id,
+            pixel_size_um=result.pixel_size_um,
+            z_step_um=result.z_step_um,
+            channel_names=channel_names,
+        )
+        files |= {f"{OME_ZARR_NAME}/{key}": data for key, data in zarr_files.items()}
+    return files
