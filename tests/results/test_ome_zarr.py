@@ -1,4 +1,4 @@
-"""``overnight run --format ome-zarr``: image + labels as NGFF, read back by the ome-zarr package."""
+"""``overnight run --format ome-zarr``: image + labels as NGFF, read back by ``ome-zarr``."""
 
 import importlib.util
 import shutil
@@ -60,7 +60,8 @@ def test_a_large_field_gets_levels_with_scales_in_micrometres(tmp_path) -> None:
     level0 = np.asarray(nodes["f.ome.zarr"].data[0])
     np.testing.assert_array_equal(level0, image.transpose(1, 0, 2, 3))
     cells = nodes["cells"]
-    assert [np.asarray(d).shape for d in cells.data] == [(3, 600, 520), (3, 300, 260), (3, 150, 130)]
+    shapes = [np.asarray(d).shape for d in cells.data]
+    assert shapes == [(3, 600, 520), (3, 300, 260), (3, 150, 130)]
     assert set(np.unique(np.asarray(cells.data[2]))) == {0, 7, 70000}
 
 
