@@ -83,3 +83,17 @@ def test_z_windows_cover_the_stack_and_blend_a_pointwise_function_exactly(n_z: i
 def test_deep_stacks_cost_windows_in_proportion() -> None:
     assert len(z_window_starts(12, 12)) == 1
     assert len(z_window_starts(32, 12)) == 4
+
+
+def test_predict_tiled_holds_its_outputs_and_one_tile_not_field_sized_accumulators() -> None:
+    """Issue 13 #3: no field-sized float32 weight sum beside the outputs (the sum is separable)."""
+    import tracemalloc
+
+    image = np.random.default_rng(1).random((1000, 1100, 1), dtype=np.float32)
+    tracemalloc.start()
+    (out,) = predict_tiled(lambda batch: batch * 2.0, image, 256, 32, 4)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    tile_bytes = 256 * 256 * 4
+    assert peak < out.nbytes + 8 * tile_bytes, (peak, out.nbytes)
+    np.testing.assert_allclose(out, image * 2.0, rtol=1e-5)

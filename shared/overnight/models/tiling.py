@@ -174,8 +174,13 @@ def predict_tiled(
         balanced_tile_px(size[0], tile_px, overlap_px, multiple),
         balanced_tile_px(size[1], tile_px, overlap_px, multiple),
     )
+    # The tiles form a grid and each weight is wy ⊗ wx, so the sum of weights is separable:
+    # two 1D accumulators instead of a field-sized one.
+    starts_y = tile_starts(size[0], tiles_px[0], overlap_px, multiple)
+    starts_x = tile_starts(size[1], tiles_px[1], overlap_px, multiple)
+    norm_y = _axis_norm(starts_y, tiles_px[0], size[0], overlap_px)
+    norm_x = _axis_norm(starts_x, tiles_px[1], size[1], overlap_px)
     outputs: list[np.ndarray] = []
-    norm = np.zeros(size, np.float32)
     for y0, x0 in _windows(size, tiles_px, overlap_px, multiple):
         index = [slice(None)] * image.ndim
         index[yx_axes[0]] = slice(y0, y0 + tiles_px[0])
@@ -186,16 +191,21 @@ def predict_tiled(
             pad_to_multiple(np.ascontiguousarray(tile, np.float32), multiple, yx_axes)[None]
         )
         results = result if isinstance(result, tuple) else (result,)
-        wy = blend_weights(th, y0, size[0], overlap_px)
-        wx = blend_weights(tw, x0, size[1], overlap_px)
-        weight = wy[:, None] * wx[None, :]
+        wy = blend_weights(th, y0, size[0], overlap_px) / norm_y[y0 : y0 + th]
+        wx = blend_weights(tw, x0, size[1], overlap_px) / norm_x[x0 : x0 + tw]
+        weight = (wy[:, None] * wx[None, :])[..., None]
         if not outputs:
             outputs = [np.zeros((*image.shape[:-1], r.shape[-1]), np.float32) for r in results]
         for out, r in zip(outputs, results, strict=True):
-            crop = r[0][..., :th, :tw, :]
             target = out[..., y0 : y0 + th, x0 : x0 + tw, :]
-            target += crop * weight[..., None]
-        norm[y0 : y0 + th, x0 : x0 + tw] += weight
-    for out in outputs:
-        out /= np.maximum(norm, 1e-12)[..., None]
+            target += r[0][..., :th, :tw, :] * weight
     return tuple(outputs)
+
+
+def _axis_norm(starts: list[int], length: int, size_px: int, overlap_px: int) -> np.ndarray:
+    """Sum over the tiles along one axis of their blend weights (px), never zero."""
+    norm = np.zeros(size_px, np.float32)
+    for start in starts:
+        stop = min(start + length, size_px)
+        norm[start:stop] += blend_weights(stop - start, start, size_px, overlap_px)
+    return np.maximum(norm, 1e-12)
