@@ -8,9 +8,14 @@
 #
 # docker-compose.yml builds them for you (`docker-compose build`). Only the worker images hold
 # TensorFlow and the shipped models/ (pyproject.toml's `models` extra); api, qc-web and
-# dispatcher install overnight without it, and only the dispatcher adds the Kubernetes client
-# (`dispatch` extra). No secret is baked in: every setting comes
-# from the environment at run time. Every image runs as the non-root user 10001.
+# dispatcher install overnight without it. What each image adds to the core dependencies:
+#   api (ingest, watcher)  nothing (numpy, pandas, tifffile: headers, dataset summaries)
+#   dispatcher             `dispatch` (the Kubernetes client)
+#   qc-web                 `analysis` (scipy, scikit-image, matplotlib, imagecodecs: overlays, plots)
+#   worker, worker-gpu     `models` (= `analysis` + TensorFlow, Keras)
+# No secret is baked in: every setting comes from the environment at run time. Every image
+# runs as the non-root user 10001. The venvs hold no tests folders and, but for the workers'
+# (which import TensorFlow on every start), no byte code.
 #
 # PYTHON_IMAGE: any Debian 12 image with python3 (>= 3.11), venv and pip. Without a registry,
 # scripts/base-image.sh makes one locally (see the README, "Building the images offline").
@@ -27,19 +32,23 @@ FROM ${PYTHON_IMAGE} AS requirements
 WORKDIR /src
 COPY pyproject.toml scripts/extras.py ./
 RUN python extras.py > core.txt \
- && for extra in dispatch models gpu; do python extras.py --only $extra > $extra.txt; done
+ && for extra in analysis dispatch models gpu; do python extras.py --only $extra > $extra.txt; done
 
 # --- deps: a venv with the pinned core dependencies; survives every code change ----------------
 FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_COMPILE=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-RUN python -m venv /opt/venv
+# slim: what a venv needs at run time only (tests folders, byte code, pip's caches go).
+RUN printf '%s\n' '#!/bin/sh' \
+      'find /opt/venv/lib -depth -type d \( -name tests -o -name __pycache__ \) -prune -exec rm -rf {} +' \
+      'rm -rf /root/.cache /tmp/*' > /usr/local/bin/slim && chmod +x /usr/local/bin/slim \
+ && python -m venv /opt/venv
 COPY requirements.lock ./
 COPY --from=requirements /src/core.txt ./
-RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement core.txt \
- && find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} +
+RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement core.txt && slim
 
 # --- wheel: overnight itself (the only layer a code change rebuilds, with the installs below) --
 FROM deps AS wheel
@@ -74,9 +83,13 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 CMD ["overnight", "ingest", "serve", "--host", "0.0.0.0", "--port", "8000"]
 
-# --- qc-web: the QC web page -------------------------------------------------------------------
+# --- qc-web: the QC web page (overlays, plots, statistics: the `analysis` extra) ---------------
+FROM deps AS deps-analysis
+COPY --from=requirements /src/analysis.txt ./
+RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement analysis.txt && slim
+
 FROM runtime AS qc-web
-COPY --from=deps /opt/venv /opt/venv
+COPY --from=deps-analysis /opt/venv /opt/venv
 COPY --from=wheel /wheels /wheels
 RUN pip install --no-deps /wheels/overnight-*.whl && rm -rf /wheels
 USER 10001:10001
@@ -88,8 +101,7 @@ CMD ["overnight", "qc-web", "--host", "0.0.0.0", "--port", "8080"]
 # --- dispatcher: one Kubernetes Job per image (adds the Kubernetes client) ---------------------
 FROM deps AS deps-dispatch
 COPY --from=requirements /src/dispatch.txt ./
-RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement dispatch.txt \
- && find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} +
+RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement dispatch.txt && slim
 
 FROM runtime AS dispatcher
 COPY --from=deps-dispatch /opt/venv /opt/venv
@@ -99,11 +111,13 @@ USER 10001:10001
 CMD ["overnight", "dispatch", "run"]
 
 # --- worker: TensorFlow (CPU) and the shipped models; segmentation, pnp and image Jobs -------
-FROM deps AS deps-models
+# On top of the qc-web's venv (the analysis libraries are installed once for both). Byte code
+# is compiled here: a worker or an image Job imports TensorFlow at every start.
+FROM deps-analysis AS deps-models
 COPY --from=requirements /src/models.txt ./
-RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement models.txt \
- && find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} + \
- && rm -rf /opt/venv/lib/python3*/site-packages/tensorflow/include
+RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement models.txt && slim \
+ && rm -rf /opt/venv/lib/python3*/site-packages/tensorflow/include \
+ && (python -m compileall -q -j 0 /opt/venv/lib >/dev/null || true)
 
 FROM runtime AS worker
 COPY --from=deps-models /opt/venv /opt/venv
@@ -117,10 +131,10 @@ USER 10001:10001
 CMD ["overnight", "worker", "segmentation"]
 
 # --- worker-gpu: the worker with TensorFlow's CUDA build (for GPU nodes; not built by compose) -
-FROM deps AS deps-gpu
+FROM deps-analysis AS deps-gpu
 COPY --from=requirements /src/gpu.txt ./
-RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement gpu.txt \
- && find /opt/venv/lib -depth -type d -name tests -prune -exec rm -rf {} +
+RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement gpu.txt && slim \
+ && (python -m compileall -q -j 0 /opt/venv/lib >/dev/null || true)
 
 FROM runtime AS worker-gpu
 COPY --from=deps-gpu /opt/venv /opt/venv

@@ -55,7 +55,12 @@ ln -sf python3 "$ROOT/usr/bin/python"
 [ -f "$CA_BUNDLE" ] && cp "$CA_BUNDLE" "$ROOT/etc/ssl/certs/ca-certificates.crt"
 printf '%s\n' "$PIP_CONF" > "$ROOT/etc/pip.conf"
 # Debian marks its Python "externally managed"; the images install into a venv anyway.
-rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/lib/apt/lists/*
+# Slim: what no image runs (apt's caches and lists, docs, man pages, translations, byte code
+# compiled at install time: Python recompiles on demand, PYTHONDONTWRITEBYTECODE keeps it off disk).
+rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/cache/apt/*.bin "$ROOT"/var/lib/apt/lists/* \
+       "$ROOT"/var/cache/debconf/*-old "$ROOT"/var/log/* "$ROOT"/usr/share/doc/* "$ROOT"/usr/share/man/* \
+       "$ROOT"/usr/share/info/* "$ROOT"/usr/share/locale/* "$ROOT"/usr/share/lintian
+find "$ROOT"/usr/lib/python3* -depth -type d -name __pycache__ -prune -exec rm -rf {} +
 tar -C "$ROOT" -c . | "$DOCKER" import \
   --change 'ENV LANG=C.UTF-8' --change 'CMD ["python3"]' - "$TAG" >&2
 echo "$TAG"

@@ -1,0 +1,101 @@
+"""What each image installs, checked without Docker: the model-free images stay small.
+
+The api (ingest API, watcher) and dispatcher images install only the core dependencies
+(plus ``dispatch``); the qc-web adds ``analysis``; only the workers add ``models``. These
+tests import each model-free service in a fresh interpreter in which the packages its image
+lacks cannot be imported, so a module-level ``import scipy`` reached from a service fails
+here before it fails in a container.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXTRAS = ROOT / "scripts" / "extras.py"
+#: The import names of what the `analysis` and `models` extras install.
+ANALYSIS = ("scipy", "skimage", "matplotlib", "imagecodecs", "PIL")
+MODELS = ("tensorflow", "keras")
+#: Service modules (what `overnight ingest serve|watch`, `dispatch run`, `qc-web` import) and
+#: the packages their image does not have.
+SERVICES = {
+    "overnight_ingest.app": ANALYSIS + MODELS + ("kubernetes",),
+    "overnight_ingest.watcher": ANALYSIS + MODELS + ("kubernetes",),
+    "overnight_dispatch.dispatcher": ANALYSIS + MODELS,
+    "overnight_qc.app": MODELS + ("kubernetes",),
+    "overnight.cli.main": ANALYSIS + MODELS + ("kubernetes",),
+}
+
+BLOCKER = """
+import importlib, sys
+blocked = set(sys.argv[1].split(","))
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in blocked:
+            raise ModuleNotFoundError(f"{name} is not in this image", name=name)
+        return None
+sys.meta_path.insert(0, Blocker())
+importlib.import_module(sys.argv[2])
+"""
+
+
+def _lines(*args: str) -> list[str]:
+    out = subprocess.run(
+        [sys.executable, str(EXTRAS), "--pyproject", str(ROOT / "pyproject.toml"), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [
+        line.split(";")[0].split(">")[0].split("=")[0].split("[")[0].strip().lower()
+        for line in out.splitlines()
+        if line.strip()
+    ]
+
+
+@pytest.mark.parametrize("module", sorted(SERVICES))
+def test_model_free_services_import_without_what_their_image_lacks(module: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCKER, ",".join(SERVICES[module]), module],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"{module} needs a package its image lacks:\n{proc.stderr[-3000:]}"
+
+
+def test_the_core_holds_no_analysis_library() -> None:
+    core = _lines()
+    for name in ("scipy", "scikit-image", "matplotlib", "imagecodecs", "tensorflow-cpu", "keras"):
+        assert name not in core, f"{name} is a core dependency: every image would carry it"
+    assert {"numpy", "pandas", "tifffile"} <= set(core)
+
+
+def test_the_worker_extras_expand_the_analysis_extra() -> None:
+    analysis = set(_lines("--only", "analysis"))
+    assert {"scipy", "scikit-image", "matplotlib", "imagecodecs"} <= analysis
+    for extra in ("models", "gpu"):
+        assert analysis <= set(_lines("--only", extra)), extra
+    assert not any(line.startswith("overnight") for line in _lines("--only", "models"))
+
+
+def test_the_test_extra_installs_every_library_the_suite_imports() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    (self_ref,) = [
+        d for d in project["optional-dependencies"]["test"] if d.startswith("overnight[")
+    ]
+    assert {"analysis", "models", "dispatch"} <= set(self_ref[len("overnight[") : -1].split(","))
+
+
+def test_qc_web_image_installs_the_analysis_extra() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stage = dockerfile.split("FROM runtime AS qc-web", 1)[1].split("\nFROM ", 1)[0]
+    assert "COPY --from=deps-analysis /opt/venv /opt/venv" in stage
+    api = dockerfile.split("FROM runtime AS api", 1)[1].split("\nFROM ", 1)[0]
+    assert "COPY --from=deps /opt/venv /opt/venv" in api
