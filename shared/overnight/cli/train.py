@@ -4,6 +4,12 @@
 output format (``images/`` + ``truth/<id>/labels.tif, cells.csv, pnps.csv``) or, for cells,
 ``images/`` + ``masks/``. ``overnight train all --out models`` draws a fresh synthetic training
 set with the generator and trains every shipped synthetic-data model (what ``make train`` runs).
+
+``overnight train cells|pnp --from-reviews DATASET [DATASET...] --init MODEL --out MODEL_DIR``
+fine-tunes ``MODEL`` (a folder, a name under models/, or a registry reference
+``cells@<version>``) on the reviewers' corrections of each DATASET: an embedded run's output
+folder, or a services dataset id with ``--store URL``; ``--publish URL`` puts the new model into
+the registry at URL as a new version.
 """
 
 from __future__ import annotations
@@ -13,11 +19,15 @@ import json
 import logging
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from overnight.errors import OvernightError
 from overnight.logs import configure_logging
+
+if TYPE_CHECKING:
+    from overnight.models.retrain import ModelKind
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +42,9 @@ ALL_SEED = 20261125
 _data_option = click.option(
     "--data",
     "data_dir",
-    required=True,
+    default=None,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Training images: images/ with truth/ (output format) or masks/.",
+    help="Training images: images/ with truth/ (output format) or masks/ (or use --from-reviews).",
 )
 _out_option = click.option(
     "--out",
@@ -59,10 +69,51 @@ _images_option = click.option(
 _init_option = click.option(
     "--init",
     "init_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=str,
     default=None,
-    help="Start from this model folder's weights (resume or fine-tune; same architecture).",
+    help="Start from this model's weights (resume or fine-tune; same architecture): a folder, "
+    "a name under models/, or a registry reference such as cells@latest.",
 )
+_reviews_options = (
+    click.option(
+        "--from-reviews",
+        "reviews",
+        multiple=True,
+        help="Fine-tune on the corrections saved in the QC web for this dataset: an embedded "
+        "run's output folder, or a services dataset id with --store. More may follow as "
+        "arguments.",
+    ),
+    click.argument("more_reviews", nargs=-1),
+    click.option("--store", "store_url", default=None, help="Results store of dataset ids."),
+    click.option(
+        "--synthetic-share",
+        type=click.FloatRange(0.0, 0.9),
+        default=0.0,
+        show_default=True,
+        help="Share of the training fields drawn fresh from TRAINING_RANGES (keeps the domain).",
+    ),
+    click.option(
+        "--val-share",
+        type=click.FloatRange(0.05, 0.5),
+        default=0.2,
+        show_default=True,
+        help="Share of the corrected images held out for validation.",
+    ),
+    click.option(
+        "--publish",
+        "publish_url",
+        default=None,
+        help="Registry URL (file:///... or s3://...) to publish the new model to as a version.",
+    ),
+)
+
+
+def _with_review_options(command):
+    for option in reversed(_reviews_options):
+        command = option(command)
+    return command
+
+
 _config_option = click.option(
     "--config",
     "config_path",
@@ -90,10 +141,47 @@ def _cell_config(data_dir: Path, config_path: Path | None):
     return nuclei_config() if dataset_layout(data_dir) == "masks" else CellModelConfig()
 
 
-def _weights(init_dir: Path | None) -> Path | None:
-    from overnight.models.loading import WEIGHTS_FILE
+def _weights(init: str | None, kind: str) -> Path | None:
+    from overnight.models.loading import WEIGHTS_FILE, resolve_model_dir
 
-    return None if init_dir is None else init_dir / WEIGHTS_FILE
+    return None if init is None else resolve_model_dir(init, kind) / WEIGHTS_FILE
+
+
+def _train_from_reviews(kind: ModelKind, init: str | None, out_dir: Path, **options) -> None:
+    """Fine-tune ``init`` (default: the shipped model) on the corrections of the datasets."""
+    from overnight.jobs.retrain import read_all_corrections
+    from overnight.models.config import load_config
+    from overnight.models.loading import resolve_model_dir
+    from overnight.models.registry import publish_model
+    from overnight.models.retrain import FineTuneOptions, fine_tune
+    from overnight.storage import open_store
+
+    init_dir = resolve_model_dir(init, kind)
+    pnp_channel = load_config(init_dir).channel_index if kind == "pnp" else 1
+    fields = read_all_corrections(options["datasets"], options["store_url"], pnp_channel)
+    click.echo(f"{len(fields)} corrected images from {', '.join(options['datasets'])}")
+    tuning = FineTuneOptions(
+        epochs=options["epochs"],
+        steps=options["steps"],
+        val_fraction=options["val_share"],
+        synthetic_share=options["synthetic_share"],
+    )
+    _report(fine_tune(kind, fields, init_dir, out_dir, tuning, init or f"{kind}@default"))
+    if options["publish_url"]:
+        entry = publish_model(open_store(options["publish_url"]), out_dir, kind)
+        click.echo(f"published {entry.reference} to {options['publish_url']}")
+
+
+def _reviews(reviews: tuple[str, ...], more: tuple[str, ...]) -> list[str]:
+    if more and not reviews:
+        raise click.UsageError(f"unexpected arguments {list(more)}; did you mean --from-reviews?")
+    return [*reviews, *more]
+
+
+def _need_data(data_dir: Path | None) -> Path:
+    if data_dir is None:
+        raise click.UsageError("give --data DIR (annotated images) or --from-reviews DATASET")
+    return data_dir
 
 
 def _report(card) -> None:
@@ -115,14 +203,18 @@ def train() -> None:
 @_images_option
 @_config_option
 @_init_option
+@_with_review_options
 def train_cells_command(
-    data_dir: Path,
+    data_dir: Path | None,
     out_dir: Path,
     epochs: int | None,
     steps: int | None,
     max_images: int | None,
     config_path: Path | None,
-    init_dir: Path | None,
+    init_dir: str | None,
+    reviews: tuple[str, ...],
+    more_reviews: tuple[str, ...],
+    **review_options,
 ) -> None:
     """Train the cell model (3-class U-Net, watershed, type classifier).
 
@@ -134,6 +226,19 @@ def train_cells_command(
     from overnight.models.presets import train_nuclei
 
     try:
+        datasets = _reviews(reviews, more_reviews)
+        if datasets:
+            _train_from_reviews(
+                "cells",
+                init_dir,
+                out_dir,
+                datasets=datasets,
+                epochs=epochs,
+                steps=steps,
+                **review_options,
+            )
+            return
+        data_dir = _need_data(data_dir)
         if dataset_layout(data_dir) == "masks" and not (config_path or init_dir or epochs):
             _report(
                 train_nuclei(data_dir, out_dir, _with_steps(_cell_config(data_dir, None), steps))
@@ -147,7 +252,7 @@ def train_cells_command(
                 config,
                 epochs=epochs,
                 max_images=max_images,
-                initial_weights=_weights(init_dir),
+                initial_weights=_weights(init_dir, "cells"),
             )
         )
     except OvernightError as err:
@@ -162,20 +267,37 @@ def train_cells_command(
 @_images_option
 @_config_option
 @_init_option
+@_with_review_options
 def train_pnp_command(
-    data_dir: Path,
+    data_dir: Path | None,
     out_dir: Path,
     epochs: int | None,
     steps: int | None,
     max_images: int | None,
     config_path: Path | None,
-    init_dir: Path | None,
+    init_dir: str | None,
+    reviews: tuple[str, ...],
+    more_reviews: tuple[str, ...],
+    **review_options,
 ) -> None:
     """Train the particle model (3D U-Net density, spot extraction)."""
     from overnight.models.config import PnpModelConfig
     from overnight.models.pnp_training import train_pnp
 
     try:
+        datasets = _reviews(reviews, more_reviews)
+        if datasets:
+            _train_from_reviews(
+                "pnp",
+                init_dir,
+                out_dir,
+                datasets=datasets,
+                epochs=epochs,
+                steps=steps,
+                **review_options,
+            )
+            return
+        data_dir = _need_data(data_dir)
         config = (
             PnpModelConfig.model_validate(json.loads(config_path.read_text()))
             if config_path
@@ -188,7 +310,7 @@ def train_pnp_command(
                 _with_steps(config, steps),
                 epochs=epochs,
                 max_images=max_images,
-                initial_weights=_weights(init_dir),
+                initial_weights=_weights(init_dir, "pnp"),
             )
         )
     except OvernightError as err:

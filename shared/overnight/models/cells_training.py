@@ -13,7 +13,7 @@ from overnight.models.card import ModelCard, save_card, trained_card
 from overnight.models.cells import CellModel, cell_classes, cell_input, instance_labels
 from overnight.models.celltypes import cell_features, fit_classifier
 from overnight.models.config import CellModelConfig, save_config
-from overnight.models.datasets import TrainingField, load_split
+from overnight.models.datasets import TrainingField, TrainingSplit, load_split
 from overnight.models.loading import WEIGHTS_FILE
 from overnight.models.training import (
     TrainingPairs,
@@ -151,16 +151,21 @@ def train_cells(
     max_images: int | None = None,
     verbose: int = 2,
     initial_weights: Path | None = None,
+    split: TrainingSplit | None = None,
 ) -> ModelCard:
     """Train a cell model (from ``initial_weights`` if given), save it and score it.
 
     Writes ``config.json``, the weights, ``classifier.json`` (when the data has types) and
     ``card.json`` (validation metrics included) into ``out_dir``. ``epochs=0`` keeps
-    ``initial_weights`` and refits only the type classifier.
+    ``initial_weights`` and refits only the type classifier. A given ``split`` is trained on
+    instead of reading ``data_dir`` (fine-tuning on corrections, :mod:`.retrain`).
     """
     import keras
 
-    split = load_split(data_dir, config.train.val_fraction, config.train.split_seed, max_images)
+    if split is None:
+        split = load_split(
+            data_dir, config.train.val_fraction, config.train.split_seed, max_images
+        )
     logger.info("cell model: %d training and %d validation images", split.n_train, len(split.val))
     weights = np.asarray(config.class_weights, np.float32)
     network, result = train_network(

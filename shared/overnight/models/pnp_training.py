@@ -12,7 +12,7 @@ from overnight.errors import NoImagesError
 from overnight.evaluation.matching import match_points
 from overnight.models.card import ModelCard, save_card, trained_card
 from overnight.models.config import PnpModelConfig, save_config
-from overnight.models.datasets import TrainingField, load_split
+from overnight.models.datasets import TrainingField, TrainingSplit, load_split
 from overnight.models.loading import WEIGHTS_FILE
 from overnight.models.multiplicity import (
     MultiplicityModel,
@@ -213,17 +213,22 @@ def train_pnp(
     max_images: int | None = None,
     verbose: int = 2,
     initial_weights: Path | None = None,
+    split: TrainingSplit | None = None,
 ) -> ModelCard:
     """Train a particle model (from ``initial_weights`` if given), save it and score it.
 
     After the network, the density gain and the multiplicity model are fitted on the
     validation fields (unseen by the network's weights). ``epochs=0`` skips the network (it
     keeps ``initial_weights``) and refits only those. Writes ``config.json``, the weights,
-    ``multiplicity.json`` and ``card.json`` (validation metrics included).
+    ``multiplicity.json`` and ``card.json`` (validation metrics included). A given ``split``
+    is trained on instead of reading ``data_dir`` (fine-tuning on corrections, :mod:`.retrain`).
     """
     import keras
 
-    split = load_split(data_dir, config.train.val_fraction, config.train.split_seed, max_images)
+    if split is None:
+        split = load_split(
+            data_dir, config.train.val_fraction, config.train.split_seed, max_images
+        )
     logger.info(
         "particle model: %d training and %d validation images", split.n_train, len(split.val)
     )

@@ -12,6 +12,8 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,21 @@ from overnight.models.config import TrainConfig, UNetConfig
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.weights.h5"
+
+#: Called after every epoch with (epochs done, most epochs, that epoch's logs): how a queued
+#: training run reports its progress (see :func:`epoch_progress`).
+EpochListener = Callable[[int, int, dict[str, float]], None]
+_epoch_listener: ContextVar[EpochListener | None] = ContextVar("epoch_listener", default=None)
+
+
+@contextmanager
+def epoch_progress(listener: EpochListener) -> Iterator[None]:
+    """Call ``listener`` after each epoch of every :func:`fit` run inside the block."""
+    token = _epoch_listener.set(listener)
+    try:
+        yield
+    finally:
+        _epoch_listener.reset(token)
 
 
 @dataclass(frozen=True)
@@ -273,6 +290,18 @@ def _time_budget_callback(start: float, budget_s: float) -> object:
     return TimeBudget()
 
 
+def _progress_callback(listener: EpochListener, epochs: int) -> object:
+    import keras
+
+    class Progress(keras.callbacks.Callback):
+        """Report each finished epoch to the listener."""
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            listener(epoch + 1, epochs, {k: float(v) for k, v in (logs or {}).items()})
+
+    return Progress()
+
+
 def fit(
     network: object,
     train: TrainingPairs,
@@ -311,6 +340,9 @@ def fit(
     ]
     start = time.perf_counter()
     callbacks.append(_time_budget_callback(start, config.time_budget_s))
+    listener = _epoch_listener.get()
+    if listener is not None:
+        callbacks.append(_progress_callback(listener, epochs or config.epochs))
     with warnings.catch_warnings():  # Keras warns that a generator is not shuffled: it is random
         warnings.filterwarnings("ignore", message=".*shuffle=True.*")
         history = network.fit(  # type: ignore[attr-defined]

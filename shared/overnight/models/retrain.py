@@ -1,0 +1,384 @@
+"""Fine-tuning a model on reviewers' corrections (plus some synthetic fields so it keeps the rest).
+
+The corrected fields arrive as :class:`CorrectedField` (image, corrected labels and spots, cell
+types, and where the correction came from); :func:`fine_tune` splits them into training and
+validation fields (validation only ever holds corrected fields), adds ``synthetic_share`` of
+freshly drawn synthetic fields to the training side, trains from the initial model with the
+shared loop (:func:`overnight.models.cells_training.train_cells`,
+:func:`overnight.models.pnp_training.train_pnp`) and writes the model with a card whose
+provenance names every dataset, image, reviewer and annotation version, plus ``reviews.json``
+with the same facts as data.
+
+Reading the corrections from storage is the job of :mod:`overnight.jobs.retrain` (this layer
+knows nothing of results or annotations).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from overnight.errors import NoImagesError
+from overnight.models.card import CARD_FILE, ModelCard, save_card
+from overnight.models.config import CellModelConfig, PnpModelConfig, load_config
+from overnight.models.datasets import TrainingField, TrainingSplit, split_paths
+from overnight.models.registry import WEIGHTS_FILE
+
+logger = logging.getLogger(__name__)
+
+REVIEWS_FILE = "reviews.json"
+ModelKind = Literal["cells", "pnp"]
+#: Fine-tuning schedule: few short epochs at a third of the from-scratch learning rate, so a
+#: handful of fields move the model without wiping what it knew (2 CPU cores: ~1-4 min).
+FINE_TUNE_EPOCHS = 8
+FINE_TUNE_STEPS = 20
+FINE_TUNE_LEARNING_RATE = 3e-4
+FINE_TUNE_PATIENCE = 4
+#: Smoothing (slices, px, px) of the particle channel before a spot's focal slice is taken.
+_Z_SMOOTH = (1.0, 1.5, 1.5)
+#: Files of the initial model kept when the fine-tune does not refit them.
+_CARRIED = {"cells": ("classifier.json",), "pnp": ("multiplicity.json",)}
+
+
+@dataclass(frozen=True)
+class ReviewSource:
+    """Where one corrected field came from: dataset, image, annotation version, reviewer."""
+
+    dataset: str
+    image_id: str
+    version: int
+    author: str
+    created_at: str
+    model_versions: dict[str, str] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """One provenance line for the model card."""
+        corrected = ", ".join(sorted(set(self.model_versions.values()))) or "unknown models"
+        return (
+            f"review: {self.dataset}/{self.image_id} annotation v{self.version} by "
+            f"{self.author} at {self.created_at} (corrected the output of {corrected})"
+        )
+
+
+@dataclass(frozen=True)
+class CorrectedField:
+    """A corrected image as training data, with its provenance and content digest (hex)."""
+
+    field: TrainingField
+    source: ReviewSource
+    digest: str
+
+
+def particles_from_spots(
+    pnp_zyx: np.ndarray, labels: np.ndarray, spots: np.ndarray
+) -> pd.DataFrame:
+    """Particle rows ``z, y, x, cell_id`` of corrected spots (a spot of multiplicity m → m rows).
+
+    A correction places spots in ``YX`` only; each spot's slice is where the smoothed particle
+    channel is brightest along ``Z`` at the spot's pixel.
+
+    Parameters
+    ----------
+    pnp_zyx : ndarray of shape (Z, Y, X)
+        The particle channel.
+    labels : ndarray of shape (Y, X)
+        The corrected cell labels (0 = background).
+    spots : ndarray of shape (N, 3)
+        ``y_px, x_px, multiplicity`` rows.
+
+    Examples
+    --------
+    >>> volume = np.zeros((3, 8, 8)); volume[2, 4, 4] = 10.0
+    >>> labels = np.zeros((8, 8), np.uint32); labels[3:6, 3:6] = 7
+    >>> particles_from_spots(volume, labels, np.array([[4.0, 4.0, 2.0]])).to_dict("list")
+    {'z': [2.0, 2.0], 'y': [4.0, 4.0], 'x': [4.0, 4.0], 'cell_id': [7, 7]}
+    """
+    columns = ["z", "y", "x", "cell_id"]
+    spots = np.asarray(spots, np.float64).reshape(-1, 3)
+    if not len(spots):
+        return pd.DataFrame(columns=columns)
+    sigma = _Z_SMOOTH if pnp_zyx.shape[0] > 1 else (0.0, *_Z_SMOOTH[1:])
+    smoothed = ndi.gaussian_filter(np.asarray(pnp_zyx, np.float32), sigma)
+    rows = np.clip(np.rint(spots[:, 0]).astype(np.int64), 0, labels.shape[0] - 1)
+    cols = np.clip(np.rint(spots[:, 1]).astype(np.int64), 0, labels.shape[1] - 1)
+    z = np.argmax(smoothed[:, rows, cols], axis=0).astype(np.float64)
+    repeat = np.maximum(np.rint(spots[:, 2]).astype(np.int64), 1)
+    return pd.DataFrame(
+        {
+            "z": np.repeat(z, repeat),
+            "y": np.repeat(spots[:, 0], repeat),
+            "x": np.repeat(spots[:, 1], repeat),
+            "cell_id": np.repeat(labels[rows, cols].astype(np.int64), repeat),
+        },
+        columns=columns,
+    )
+
+
+def corrected_field(
+    image_id: str,
+    image_zcyx: np.ndarray,
+    labels: np.ndarray,
+    spots: np.ndarray,
+    cell_types: dict[int, str],
+    pixel_size_um: float | None,
+    pnp_channel: int = 1,
+) -> TrainingField:
+    """A :class:`TrainingField` from one image and its corrections (labels ``YX``, spots)."""
+    labels = np.asarray(labels, np.uint32)
+    if labels.shape != image_zcyx.shape[-2:]:
+        raise NoImagesError(
+            f"{image_id}: corrected labels are {labels.shape} but the image is "
+            f"{image_zcyx.shape[-2:]} (YX); was the annotation made on another image?"
+        )
+    ids = np.unique(labels[labels > 0]).astype(np.int64)
+    cells = pd.DataFrame({"cell_id": ids, "cell_type": [cell_types.get(int(i), "") for i in ids]})
+    channel = min(pnp_channel, image_zcyx.shape[1] - 1)
+    pnps = particles_from_spots(image_zcyx[:, channel], labels, spots)
+    return TrainingField(image_id, image_zcyx, labels, cells, pnps, pixel_size_um)
+
+
+def field_digest(labels: np.ndarray, spots: np.ndarray, cell_types: dict[int, str]) -> str:
+    """SHA-256 (hex) of a correction's content: labels, spots and types."""
+    digest = hashlib.sha256(np.ascontiguousarray(labels, np.uint32).tobytes())
+    digest.update(np.ascontiguousarray(spots, np.float64).tobytes())
+    digest.update(json.dumps(sorted(cell_types.items())).encode())
+    return digest.hexdigest()
+
+
+def synthetic_fields(n: int, size_yx: tuple[int, int], seed: int) -> list[TrainingField]:
+    """``n`` fresh synthetic fields of the training ranges (what the shipped models learned)."""
+    from overnight.synth.cytometry import draw_field
+    from overnight.synth.ranges import TRAINING_RANGES
+
+    found = []
+    for index, child in enumerate(np.random.SeedSequence(seed).spawn(n)):
+        drawn = draw_field(np.random.default_rng(child), size_yx, TRAINING_RANGES)
+        found.append(
+            TrainingField(
+                f"synthetic-{index:03d}",
+                drawn.image,
+                drawn.labels,
+                drawn.cells,
+                drawn.pnps,
+                drawn.params.pixel_size_um,
+            )
+        )
+    return found
+
+
+def n_synthetic(n_corrected_train: int, share: float) -> int:
+    """Synthetic fields to add so they are ``share`` of the training fields.
+
+    >>> n_synthetic(4, 0.5), n_synthetic(4, 0.0), n_synthetic(3, 0.25)
+    (4, 0, 1)
+    """
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"synthetic share {share} should be in [0, 1)")
+    return int(round(n_corrected_train * share / (1.0 - share)))
+
+
+def review_split(
+    fields: list[CorrectedField],
+    val_fraction: float,
+    seed: int,
+    synthetic: list[TrainingField] | None = None,
+) -> tuple[TrainingSplit, list[CorrectedField], list[CorrectedField]]:
+    """The training split of corrected ``fields``, and which of them train and validate.
+
+    Corrected fields are split by ``seed`` (at least one each side when there are two or
+    more); ``synthetic`` fields join the training side only.
+    """
+    if not fields:
+        raise NoImagesError("no corrected images to learn from; correct some in the QC web first")
+    names = [Path(f"{i:05d}") for i in range(len(fields))]
+    train_names, val_names = split_paths(names, val_fraction, seed)
+    train = [fields[int(p.name)] for p in train_names]
+    val = [fields[int(p.name)] for p in val_names]
+    split = TrainingSplit(
+        data_dir=Path("reviews"),
+        paths=[],
+        train=[f.field for f in train] + list(synthetic or []),
+        val=[f.field for f in val],
+        val_paths=[Path(f.source.image_id) for f in val],
+    )
+    return split, train, val
+
+
+def fine_tune_config(
+    config: CellModelConfig | PnpModelConfig, epochs: int | None, steps: int | None
+) -> CellModelConfig | PnpModelConfig:
+    """``config`` with the fine-tuning schedule (``epochs``/``steps`` override it)."""
+    train = config.train.model_copy(
+        update={
+            "epochs": epochs if epochs is not None else FINE_TUNE_EPOCHS,
+            "steps_per_epoch": steps or FINE_TUNE_STEPS,
+            "learning_rate": FINE_TUNE_LEARNING_RATE,
+            "patience": FINE_TUNE_PATIENCE,
+        }
+    )
+    return config.model_copy(update={"train": train})
+
+
+@dataclass(frozen=True)
+class FineTuneOptions:
+    """How a fine-tune runs: schedule, validation share, synthetic share and seed."""
+
+    epochs: int | None = None
+    steps: int | None = None
+    val_fraction: float = 0.2
+    synthetic_share: float = 0.0
+    seed: int = 20261207
+    verbose: int = 2
+
+
+def fine_tune(
+    kind: ModelKind,
+    fields: list[CorrectedField],
+    init_dir: Path,
+    out_dir: Path,
+    options: FineTuneOptions = FineTuneOptions(),
+    init_reference: str | None = None,
+) -> ModelCard:
+    """Fine-tune the model in ``init_dir`` on corrected ``fields``; write it to ``out_dir``.
+
+    Returns the new model's card (also saved, with ``reviews.json``, in ``out_dir``).
+    """
+    from overnight.models.cells_training import train_cells
+    from overnight.models.pnp_training import train_pnp
+
+    config = fine_tune_config(load_config(init_dir), options.epochs, options.steps)
+    n_train = (
+        len(fields) - max(1, round(len(fields) * options.val_fraction)) if len(fields) > 1 else 1
+    )
+    shape_yx = fields[0].field.labels.shape
+    synthetic = synthetic_fields(
+        n_synthetic(n_train, options.synthetic_share),
+        (int(shape_yx[0]), int(shape_yx[1])),
+        options.seed,
+    )
+    split, train, val = review_split(fields, options.val_fraction, options.seed, synthetic)
+    logger.info(
+        "fine-tuning %s on %d corrected (+%d synthetic) fields, %d for validation",
+        kind,
+        len(train),
+        len(synthetic),
+        len(val),
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = init_dir / WEIGHTS_FILE
+    if isinstance(config, CellModelConfig):
+        card = train_cells(
+            split.data_dir,
+            out_dir,
+            config,
+            verbose=options.verbose,
+            initial_weights=weights,
+            split=split,
+        )
+    else:
+        card = train_pnp(
+            split.data_dir,
+            out_dir,
+            config,
+            verbose=options.verbose,
+            initial_weights=weights,
+            split=split,
+        )
+    for name in _CARRIED[kind]:
+        if not (out_dir / name).is_file() and (init_dir / name).is_file():
+            shutil.copy2(init_dir / name, out_dir / name)
+            logger.info("kept the initial model's %s (too few corrections to refit it)", name)
+    card = review_card(card, fields, train, len(synthetic))
+    save_card(card, out_dir)
+    write_reviews(
+        out_dir,
+        train,
+        val,
+        synthetic_n=len(synthetic),
+        options=options,
+        init=init_reference or str(init_dir),
+    )
+    return card
+
+
+def review_card(
+    card: ModelCard,
+    fields: list[CorrectedField],
+    train: list[CorrectedField],
+    n_synthetic_fields: int,
+) -> ModelCard:
+    """``card`` with the reviews as training data: datasets, digest and one line per review."""
+    datasets = sorted({f.source.dataset for f in fields})
+    digest = hashlib.sha256("".join(sorted(f.digest for f in fields)).encode()).hexdigest()
+    described = f"reviews of {', '.join(datasets)}: {len(fields)} corrected images"
+    if n_synthetic_fields:
+        described += f" (+{n_synthetic_fields} synthetic fields of TRAINING_RANGES in training)"
+    return card.model_copy(
+        update={
+            "training_data": described,
+            "training_data_sha256": digest,
+            "provenance": (*card.provenance, *(f.source.line() for f in fields)),
+            "training_ranges": None,
+        }
+    )
+
+
+def write_reviews(
+    out_dir: Path,
+    train: list[CorrectedField],
+    val: list[CorrectedField],
+    *,
+    synthetic_n: int,
+    options: FineTuneOptions,
+    init: str,
+) -> Path:
+    """``reviews.json``: datasets, images (with split), reviewers, versions, as data."""
+    images: list[dict[str, Any]] = [
+        {**_source_dict(f.source), "split": side, "sha256": f.digest}
+        for side, group in (("train", train), ("val", val))
+        for f in group
+    ]
+    body = {
+        "init": init,
+        "datasets": sorted({f.source.dataset for f in train + val}),
+        "reviewers": sorted({f.source.author for f in train + val}),
+        "images": images,
+        "synthetic_fields": synthetic_n,
+        "synthetic_share": options.synthetic_share,
+        "seed": options.seed,
+    }
+    path = out_dir / REVIEWS_FILE
+    path.write_text(json.dumps(body, indent=2) + "\n")
+    return path
+
+
+def _source_dict(source: ReviewSource) -> dict[str, Any]:
+    return {
+        "dataset": source.dataset,
+        "image_id": source.image_id,
+        "annotation_version": source.version,
+        "author": source.author,
+        "created_at": source.created_at,
+        "model_versions": source.model_versions,
+    }
+
+
+__all__ = [
+    "CARD_FILE",
+    "CorrectedField",
+    "FineTuneOptions",
+    "ReviewSource",
+    "corrected_field",
+    "field_digest",
+    "fine_tune",
+    "particles_from_spots",
+]
