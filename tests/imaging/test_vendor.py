@@ -203,3 +203,51 @@ def test_a_missing_reader_package_says_how_to_install_it(
     copy = shutil.copy(VENDOR / "cluster.nd2", tmp_path / "a.nd2")
     with pytest.raises(InvalidImageError, match=r"a\.nd2.*pip install 'overnight\[formats\]'"):
         read_stack(Path(copy))
+
+
+# --- Leica LIF ----------------------------------------------------------------------------
+
+needs_lif = needs("liffile")
+LIF = VENDOR / "LeicaLASX_wavelength-sweep_example.lif"
+
+
+@needs_lif
+def test_a_lif_file_is_one_image_per_scene_and_timepoint_with_its_calibration() -> None:
+    from overnight.imaging.reader import image_parts
+
+    parts = [p.key_suffix() for p in image_parts(LIF)]
+    assert parts == ["#s00", "#s01", "#s02t000", "#s02t001"], "scenes differ in size and T"
+    emission = read_stack(LIF, scene=0)
+    assert emission.shape_zcyx == (1, 20, 64, 64) and emission.data.dtype == np.uint8
+    assert emission.pixel_size_um == pytest.approx(0.1048, abs=1e-4)
+    assert emission.channel_names is not None
+    assert (emission.channel_names[0], emission.channel_names[-1]) == ("550 nm", "740 nm")
+    stack = read_stack(LIF, scene=2, timepoint=1)
+    assert stack.shape_zcyx == (11, 10, 64, 64)
+    assert stack.z_step_um == pytest.approx(0.5, abs=1e-3)
+    assert stack.acquisition_fields() | {"channel_names": ""} == {
+        "acquired_at": "2021-01-29T14:43:39",
+        "file_format": "lif",
+        "channel_names": "",
+        "scene": "2",
+        "timepoint": "1",
+    }
+    first = read_stack(LIF, scene=2, timepoint=0)
+    assert not np.array_equal(first.data, stack.data), "each timepoint is its own"
+
+
+@needs_lif
+def test_a_lif_file_needs_a_scene_and_checks_sizes_before_decoding() -> None:
+    with pytest.raises(InvalidImageError, match=r"3 scenes.*scene=0\.\.2"):
+        read_stack(LIF)
+    with pytest.raises(InvalidImageError, match=r"scene 3 is out of range 0\.\.2"):
+        read_stack(LIF, scene=3)
+    with pytest.raises(InvalidImageError, match=r"LeicaLASX.*"):
+        read_stack(LIF, scene=2, timepoint=0, limits=ReadLimits(max_in_memory_bytes=10_000))
+
+
+def test_a_file_that_is_not_a_lif_is_refused_with_its_name(tmp_path) -> None:
+    bad = tmp_path / "broken.lif"
+    bad.write_bytes(b"not a leica file" * 10)
+    with pytest.raises(InvalidImageError, match=r"broken\.lif"):
+        read_stack(bad)

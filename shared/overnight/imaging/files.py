@@ -30,7 +30,7 @@ from overnight.errors import NoImagesError
 #: TIFF image file extensions, longest first so ``.ome.tif`` wins over ``.tif``; any case.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
 #: Microscope vendor files read through ``overnight[formats]`` (:mod:`overnight.imaging.vendor`).
-VENDOR_EXTENSIONS: tuple[str, ...] = (".czi", ".nd2")
+VENDOR_EXTENSIONS: tuple[str, ...] = (".czi", ".nd2", ".lif")
 
 #: Separates a file's key from the part it names (``plate.czi#s01t003``).
 PART_MARK = "#"

@@ -34,7 +34,7 @@ import tifffile
 
 from overnight.errors import InvalidImageError
 from overnight.imaging.axes import to_zcyx
-from overnight.imaging.files import ImagePart, file_parts, image_id_from_name
+from overnight.imaging.files import ImagePart, image_id_from_name
 from overnight.imaging.header import (
     TIFF_ERRORS,
     ImageInfo,
@@ -48,7 +48,7 @@ from overnight.imaging.vendor import (
     VENDOR_EXTENSIONS,
     is_vendor_name,
     read_vendor,
-    read_vendor_info,
+    vendor_parts,
 )
 from overnight.imaging.zarr_store import ZARR_EXTENSIONS, is_zarr_name, read_zarr, read_zarr_tile
 
@@ -367,10 +367,9 @@ def image_parts(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> list[Imag
     if not is_vendor_name(path.name):
         return [ImagePart()]
     try:
-        info = read_vendor_info(path, limits=limits)
+        return vendor_parts(path, limits=limits)
     except InvalidImageError:
         return [ImagePart()]
-    return file_parts(info.n_scenes, info.n_timepoints)
 
 
 def part_keys(key: str, path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> list[str]:

@@ -1,4 +1,4 @@
-"""Read Zeiss ``.czi`` and Nikon ``.nd2`` files as a ``ZCYX`` :class:`ImageStack`.
+"""Read Zeiss ``.czi``, Nikon ``.nd2`` and Leica ``.lif`` files as a ``ZCYX`` :class:`ImageStack`.
 
 The readers are optional (``pip install 'overnight[formats]'``):
 
@@ -7,6 +7,9 @@ The readers are optional (``pip install 'overnight[formats]'``):
   chosen scene and timepoint are decoded). GPL-3.0: a build that bundles it is GPL-3.0.
 - ``.nd2``: `nd2 <https://github.com/tlambert03/nd2>`_ (BSD-3, pure Python + numpy, reads
   modern and legacy ND2 through a lazy array, so only the chosen frames are decoded).
+- ``.lif``: `liffile <https://github.com/cgohlke/liffile>`_ (BSD-3; see
+  :mod:`overnight.imaging.leica`, which says why not the GPL-3.0 ``readlif``). A LIF file's
+  images are its scenes; they may differ in size, and each is checked on its own.
 
 Both are what the bioio plug-ins (``bioio-czi``, ``bioio-nd2``) use underneath; using them
 directly avoids bioio's xarray/dask layers, which the pipeline does not need.
@@ -34,6 +37,7 @@ import numpy as np
 
 from overnight.errors import InvalidImageError
 from overnight.imaging.calibration import Calibration
+from overnight.imaging.files import ImagePart, file_parts
 from overnight.imaging.limits import (
     DEFAULT_LIMITS,
     ReadLimits,
@@ -42,7 +46,7 @@ from overnight.imaging.limits import (
 )
 
 #: File extensions read by this module (any case), with the package each needs.
-VENDOR_EXTENSIONS: dict[str, str] = {".czi": "aicspylibczi", ".nd2": "nd2"}
+VENDOR_EXTENSIONS: dict[str, str] = {".czi": "aicspylibczi", ".nd2": "nd2", ".lif": "liffile"}
 
 # CZI pixel types that are single-sample unsigned integers.
 _CZI_DTYPES: dict[str, np.dtype] = {"gray8": np.dtype("uint8"), "gray16": np.dtype("uint16")}
@@ -303,6 +307,17 @@ def _open_nd2(path: Path) -> tuple[_Opened, Any]:
     return _Opened(info, read), nd2_file
 
 
+# --- LIF -----------------------------------------------------------------------------------
+
+
+def _open_lif(path: Path, scene: int | None) -> tuple[_Opened, Callable[[], None]]:
+    from overnight.imaging.leica import open_lif
+
+    facts, read_timepoint, close = open_lif(path, scene)
+    info = VendorInfo(source=str(path), file_format="lif", **facts)
+    return _Opened(info, lambda _scene, timepoint: read_timepoint(timepoint)), close
+
+
 # --- common --------------------------------------------------------------------------------
 
 
@@ -327,10 +342,37 @@ def read_vendor_info(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> Vend
     if path.suffix.lower() == ".nd2":
         opened, nd2_file = _open_nd2(path)
         nd2_file.close()
+    elif path.suffix.lower() == ".lif":
+        opened, close = _open_lif(path, None)
+        close()
     else:
         opened = _open_czi(path)
     _check_info(opened.info, limits)
     return opened.info
+
+
+def vendor_parts(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> list[ImagePart]:
+    """One :class:`ImagePart` per scene and timepoint of a vendor file (header only).
+
+    LIF scenes are looked at one by one (each has its own timepoints and size).
+
+    Raises
+    ------
+    InvalidImageError
+        As in :func:`read_vendor_info`.
+    """
+    info = read_vendor_info(path, limits=limits)
+    if info.file_format != "lif" or info.n_scenes == 1:
+        return file_parts(info.n_scenes, info.n_timepoints)
+    parts: list[ImagePart] = []
+    for scene in range(info.n_scenes):
+        opened, close = _open_lif(path, scene)
+        close()
+        _check_info(opened.info, limits)
+        n_t = opened.info.n_timepoints
+        for part in file_parts(1, n_t):
+            parts.append(ImagePart(scene, part.timepoint, info.n_scenes, n_t))
+    return parts
 
 
 def read_vendor(
@@ -372,8 +414,11 @@ def read_vendor(
     _check_file(path)
     source = str(path)
     nd2_file = None
+    close: Callable[[], None] | None = None
     if path.suffix.lower() == ".nd2":
         opened, nd2_file = _open_nd2(path)
+    elif path.suffix.lower() == ".lif":
+        opened, close = _open_lif(path, scene)
     elif path.suffix.lower() == ".czi":
         opened = _open_czi(path)
     else:
@@ -393,6 +438,8 @@ def read_vendor(
     finally:
         if nd2_file is not None:
             nd2_file.close()
+        if close is not None:
+            close()
     if data.shape != info.shape_zcyx or math.prod(data.shape) == 0:
         raise InvalidImageError(
             source, f"decoded shape {data.shape} differs from the declared ZCYX {info.shape_zcyx}"

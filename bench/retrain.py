@@ -1,0 +1,265 @@
+"""``make bench-retrain``: a few corrected fields bring the models back on a shifted domain.
+
+1. Draw a **shifted domain** outside ``TRAINING_RANGES`` (see :func:`shifted_ranges`: cells
+   1.6× larger, a dim body with a rim darker than the body (inverted rim contrast), coarser
+   texture, a 1.4× wider PSF and brighter particles).
+2. Score the shipped models on ≥ 12 shifted hold-out fields (``shifted_before``) and on
+   in-domain fields of the spec's ranges (``in_domain``).
+3. For N = 3, 6, 12: analyse N other shifted fields with the shipped models, save the
+   generator's truth as each field's correction through
+   :func:`overnight.review.annotation.save_annotation` (the code path of the QC web), read them
+   back with :func:`overnight.jobs.retrain.read_all_corrections` (what
+   ``overnight train --from-reviews`` does), fine-tune the cell and the particle model from the
+   shipped ones, and score them on the same hold-out (``after``) — and, for N = 6, on the
+   in-domain fields too (``original_after``: does it forget?).
+
+Writes ``bench/results/retrain.json`` and ``retrain.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+SHIFT_SEED = 160_2026  # never used for any other training, tuning or hold-out
+IN_DOMAIN_SEED = 161_2026
+POOL_SEED = 162_2026
+SIZE = 384
+N_HOLDOUT = 12
+N_CORRECTED = (3, 6, 12)
+#: Fine-tuning of the benchmark (2 CPU cores): a share of synthetic fields keeps the domain.
+SYNTHETIC_SHARE = 0.25
+EPOCHS = 6
+STEPS = 20
+METRICS = ("cell_f1", "mean_iou", "count_mae")
+
+
+def shifted_ranges() -> Any:
+    """The shifted domain: every changed range lies outside ``TRAINING_RANGES``.
+
+    cells 1.6× the spec's diameters (lymphocytes 48-72 px vs ≤ 47 trained, monocytes
+    88-120 px vs ≤ 78); rim contrast 0.5-0.8 (a rim darker than the body; trained 1.2-3.0);
+    texture strength 0.4-0.5 (trained ≤ 0.35) at grain 6-8 px (trained ≤ 6); cell body
+    signal 15-60 ADU (dim; inside the trained range); PNP σ 2.0-2.5 px and 2.0-2.5 slices
+    (trained ≤ 1.8); particle SNR 30-40 (trained ≤ 25).
+    """
+    from overnight.synth.ranges import CytometryRanges
+
+    spec = CytometryRanges()
+    types = tuple(
+        t.model_copy(update={"diameter_px": (t.diameter_px[0] * 1.6, t.diameter_px[1] * 1.6)})
+        for t in spec.cell_types
+    )
+    return spec.model_copy(
+        update={
+            "cell_types": types,
+            "cells_per_512": (4, 10),
+            "rim_contrast": (0.5, 0.8),
+            "texture_strength": (0.4, 0.5),
+            "texture_scale_px": (6.0, 8.0),
+            "cell_signal_adu": (15.0, 60.0),
+            "sigma_xy_px": (2.0, 2.5),
+            "sigma_z_slices": (2.0, 2.5),
+            "snr": (30.0, 40.0),
+        }
+    )
+
+
+def analyse(paths: list[Path], out: Path, models: Path | None = None) -> None:
+    """Run the learned pipeline over ``paths`` into ``out``.
+
+    ``models`` holds ``cells/`` and ``pnp/`` model folders (None: the shipped models).
+    """
+    from overnight.pipeline.batch import BatchOptions, ImageAnalyser
+
+    overrides: dict[str, dict[str, Any]] = {}
+    if models is not None:
+        for step in ("locate_cells_ae", "cell_boundaries_ae", "classify_cells_ae"):
+            overrides[step] = {"model": str(models / "cells")}
+        overrides["detect_pnps_unet"] = {"model": str(models / "pnp")}
+    analyser = ImageAnalyser(
+        BatchOptions(
+            pipeline="cytometry",
+            out_url=str(out),
+            step_overrides=overrides,
+            dataset_dir=paths[0].parent,
+        )
+    )
+    for path in paths:
+        outcome = analyser.analyse(path)
+        if outcome.status == "failed":
+            raise RuntimeError(f"{path}: {outcome.reason}")
+
+
+def score(truth: Path, results: Path) -> dict[str, float]:
+    """Cell F1, mean IoU and per-cell count MAE of ``results`` against ``truth``."""
+    from overnight.evaluation import score_dataset
+
+    scored = score_dataset(truth, results)
+    return {name: round(float(getattr(scored, name)), 4) for name in METRICS}
+
+
+def correct(dataset: Path, results: Path) -> None:
+    """Save each field's generator truth as its correction, through ``save_annotation``."""
+    from overnight.evaluation.cytometry import particle_positions, read_field_tables
+    from overnight.results.layout import DatasetResults
+    from overnight.results.record import ImageResult
+    from overnight.review.annotation import Annotation, model_versions_of, save_annotation
+    from overnight.storage import open_store
+
+    store = open_store(str(results))
+    layout = DatasetResults(store)
+    for truth_dir in sorted((dataset / "truth").iterdir()):
+        image_id = truth_dir.name
+        truth = read_field_tables(truth_dir)
+        points = particle_positions(truth.pnps)
+        spots = np.column_stack([points[:, 1], points[:, 2], np.ones(len(points))])
+        result = ImageResult.read(store, layout.image_prefix(image_id))
+        types = dict(zip(truth.cells["cell_id"].astype(int), truth.cells["cell_type"], strict=True))
+        present = set(np.unique(truth.labels[truth.labels > 0]).tolist())
+        annotation = Annotation(
+            labels=truth.labels.astype(np.uint32),
+            spots=spots,
+            cell_types={k: str(v) for k, v in types.items() if k in present},
+            author="bench-retrain",
+            created_at="",
+            version=0,
+            parent_version=None,
+            model_versions=model_versions_of(result.versions),
+            note="generator truth (bench/retrain.py)",
+        )
+        save_annotation(store, layout.image_prefix(image_id), annotation, expected_version=None)
+
+
+def fine_tune_from_reviews(results: Path, models: Path) -> float:
+    """``overnight train cells|pnp --from-reviews RESULTS --init <shipped>``: seconds taken.
+
+    Both models learn from the same corrections (labels for the cell model, spots for the
+    particle model), each with its own fine-tuning run.
+    """
+    from overnight.jobs.retrain import read_all_corrections
+    from overnight.models.loading import resolve_model_dir
+    from overnight.models.retrain import FineTuneOptions, fine_tune
+
+    start = time.perf_counter()
+    fields = read_all_corrections([str(results)])
+    options = FineTuneOptions(
+        epochs=EPOCHS, steps=STEPS, synthetic_share=SYNTHETIC_SHARE, verbose=0
+    )
+    for kind in ("cells", "pnp"):
+        init = resolve_model_dir("", kind)
+        fine_tune(kind, fields, init, models / kind, options, f"{kind}@default")
+    return round(time.perf_counter() - start, 1)
+
+
+def run(root: Path, n_holdout: int, corrected: tuple[int, ...]) -> dict[str, Any]:
+    """The whole benchmark in ``root``; the report."""
+    from overnight.synth.cytometry import write_dataset
+    from overnight.synth.ranges import CytometryRanges
+
+    shifted = shifted_ranges()
+    holdout = write_dataset(root / "shifted-holdout", n_holdout, SHIFT_SEED, SIZE, shifted)
+    in_domain = write_dataset(
+        root / "in-domain", n_holdout, IN_DOMAIN_SEED, SIZE, CytometryRanges()
+    )
+    analyse(in_domain, root / "results" / "in-domain-shipped")
+    analyse(holdout, root / "results" / "shifted-shipped")
+    report: dict[str, Any] = {
+        "in_domain": score(root / "in-domain", root / "results" / "in-domain-shipped"),
+        "shifted_before": score(root / "shifted-holdout", root / "results" / "shifted-shipped"),
+        "after": {},
+        "original_after": {},
+    }
+    print("before:", report, flush=True)
+    for n in corrected:
+        pool = write_dataset(root / f"pool-{n}", n, POOL_SEED, SIZE, shifted)
+        reviewed = root / "results" / f"pool-{n}"
+        analyse(pool, reviewed)
+        correct(root / f"pool-{n}", reviewed)
+        models = root / "models" / f"reviewed-{n}"
+        seconds = fine_tune_from_reviews(reviewed, models)
+        analyse(holdout, root / "results" / f"shifted-after-{n}", models)
+        after = score(root / "shifted-holdout", root / "results" / f"shifted-after-{n}")
+        report["after"][str(n)] = {**after, "train_s": seconds}
+        if n == 6:
+            analyse(in_domain, root / "results" / "in-domain-after-6", models)
+            report["original_after"]["6"] = score(
+                root / "in-domain", root / "results" / "in-domain-after-6"
+            )
+        print(n, report["after"][str(n)], flush=True)
+    return report
+
+
+def _shift_text() -> str:
+    """The shifted domain's parameters in words (from :func:`shifted_ranges`' docstring)."""
+    text = (shifted_ranges.__doc__ or "").split("\n\n", 1)[-1]
+    return " ".join(text.split())
+
+
+def markdown(report: dict[str, Any], setup: dict[str, Any]) -> str:
+    """The report as a page."""
+    rows = [("in-domain, shipped", report["in_domain"], None)]
+    rows.append(("shifted, shipped", report["shifted_before"], None))
+    for n, m in report["after"].items():
+        rows.append((f"shifted, fine-tuned on {n} corrected", m, m.get("train_s")))
+    for n, m in report["original_after"].items():
+        rows.append((f"in-domain, fine-tuned on {n} corrected", m, None))
+    lines = [
+        "# Retraining from corrections on a shifted domain",
+        "",
+        f"Shifted domain (outside TRAINING_RANGES): {_shift_text()}",
+        "",
+        f"Fields {SIZE}² px; hold-outs: {setup['n_holdout']} shifted fields (seed {SHIFT_SEED}) "
+        f"and {setup['n_holdout']} in-domain fields of the spec's ranges (seed {IN_DOMAIN_SEED}); "
+        f"corrected fields from seed {POOL_SEED}, saved with save_annotation. Fine-tune: the "
+        f"cell and the particle model, each from the shipped one, {EPOCHS} epochs × {STEPS} "
+        f"steps at most, {int(SYNTHETIC_SHARE * 100)} % synthetic fields of TRAINING_RANGES in "
+        "training, 20 % of the corrected fields held out for validation (the particle model's "
+        "gain and multiplicity are fitted there); train (s) is both runs together.",
+        "",
+        "| model, data | cell F1 | mean IoU | count MAE / cell | train (s) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, m, seconds in rows:
+        lines.append(
+            f"| {name} | {m['cell_f1']:.3f} | {m['mean_iou']:.3f} | {m['count_mae']:.3f} | "
+            f"{'' if seconds is None else seconds} |"
+        )
+    lines += ["", f"Machine: {setup['machine']}; {setup['note']}", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--holdout", type=int, default=N_HOLDOUT)
+    parser.add_argument("--corrected", type=int, nargs="+", default=list(N_CORRECTED))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-retrain-") as scratch:
+        report = run(Path(scratch), args.holdout, tuple(args.corrected))
+    setup = {
+        "n_holdout": args.holdout,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "note": f"whole run {time.perf_counter() - start:.0f} s on a shared machine",
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "retrain.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "retrain.md").write_text(markdown(report, setup))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
