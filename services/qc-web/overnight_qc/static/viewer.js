@@ -60,13 +60,31 @@
     zoomAt(event.deltaY < 0 ? 1.2 : 1 / 1.2, event.clientX - box.left, event.clientY - box.top);
   }, { passive: false });
 
+  // Image coordinates of a pointer event: stage px, where pixel i covers [i, i + 1).
+  function stagePoint(event) {
+    const box = viewer.getBoundingClientRect();
+    return { u: (event.clientX - box.left - view.x) / view.scale, v: (event.clientY - box.top - view.y) / view.scale };
+  }
+  function emit(name, event, extra) {
+    viewer.dispatchEvent(new CustomEvent(name, { detail: Object.assign(stagePoint(event), { shift: event.shiftKey }, extra || {}) }));
+  }
+
   let drag = null;
+  let painting = false;
   viewer.addEventListener("pointerdown", function (event) {
+    if (event.button !== 0) return;
+    if (viewer.dataset.paint === "on" && stage === live) {  // the editor's brush: paint, do not pan
+      painting = true;
+      viewer.setPointerCapture(event.pointerId);
+      emit("stage-paint", event, { phase: "start" });
+      return;
+    }
     drag = { x: event.clientX, y: event.clientY, vx: view.x, vy: view.y, moved: false };
     viewer.setPointerCapture(event.pointerId);
     viewer.classList.add("dragging");
   });
   viewer.addEventListener("pointermove", function (event) {
+    if (painting) { emit("stage-paint", event, { phase: "move" }); return; }
     if (!drag) return;
     const dx = event.clientX - drag.x, dy = event.clientY - drag.y;
     if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = true;
@@ -75,15 +93,17 @@
     apply();
   });
   viewer.addEventListener("pointerup", function (event) {
+    if (painting) { painting = false; emit("stage-paint", event, { phase: "end" }); return; }
     const wasClick = drag && !drag.moved;
     drag = null;
     viewer.classList.remove("dragging");
+    if (wasClick && viewer.dataset.tool && stage === live) { emit("stage-click", event); return; }
     if (wasClick) {
       const hit = document.elementsFromPoint(event.clientX, event.clientY).find(function (el) { return el.matches && el.matches("path.cell"); });
       if (hit) highlight(hit.dataset.cell, false);
     }
   });
-  viewer.addEventListener("dblclick", fit);
+  viewer.addEventListener("dblclick", function () { if (!viewer.dataset.tool) fit(); });
   document.getElementById("zoom-in").addEventListener("click", function () { zoomCentre(1.5); });
   document.getElementById("zoom-out").addEventListener("click", function () { zoomCentre(1 / 1.5); });
   document.getElementById("zoom-fit").addEventListener("click", fit);
@@ -194,5 +214,6 @@
     if (actions[key]) { actions[key](); event.preventDefault(); }
   });
 
+  window.overnightViewer = { fit: fit, setQcMode: setQcMode };
   fit();
 })();
