@@ -30,6 +30,15 @@ WORKING_SET_BYTES_PER_PLANE_PIXEL = 120
 #: Bytes the pipeline holds per voxel of the Z x Y x X stack (float copies for spot finding).
 WORKING_SET_BYTES_PER_VOXEL = 28
 
+#: Context (px) read around each block's core when a field is analysed in blocks: more than
+#: the largest cell's diameter (monocytes 55-75 px at 0.2 µm) plus the networks' context, so a
+#: cell whose centroid lies in the core is seen whole (see :mod:`overnight.pipeline.blocks`).
+DEFAULT_BLOCK_HALO_PX = 128
+#: Largest block core side (px): bigger blocks save little halo and hold more memory.
+DEFAULT_MAX_BLOCK_CORE_PX = 2048
+#: Block cores are multiples of this (px), so blocks start on network and TIFF tile grids.
+BLOCK_CORE_MULTIPLE_PX = 128
+
 #: Pixel types the pipeline analyses. Detectors give unsigned integers; anything else
 #: (float, signed) usually means a processed file, not raw counts.
 SUPPORTED_DTYPES: tuple[np.dtype, ...] = (np.dtype("uint8"), np.dtype("uint16"), np.dtype("uint32"))
@@ -55,7 +64,12 @@ class ReadLimits(BaseModel):
     max_working_set_bytes : int
         Most memory the analysis of one image may need, estimated from the declared shape
         (:func:`working_set_bytes`) before the pixels are read; the setting
-        ``OVERNIGHT_MAX_WORKING_SET_GB``. Default 3.5 GiB, for a 4 GiB worker.
+        ``OVERNIGHT_MAX_WORKING_SET_GB``. Default 3.5 GiB, for a 4 GiB worker. A field whose
+        whole-image estimate exceeds it is analysed in ``YX`` blocks sized to fit it.
+    block_halo_px : int
+        Context (px) read around each block's core; default :data:`DEFAULT_BLOCK_HALO_PX`.
+    max_block_core_px : int
+        Largest block core side (px); default :data:`DEFAULT_MAX_BLOCK_CORE_PX`.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -64,6 +78,8 @@ class ReadLimits(BaseModel):
     max_bytes: int = Field(default=64 * GIB, gt=0)
     max_in_memory_bytes: int = Field(default=8 * GIB, gt=0)
     max_working_set_bytes: int = Field(default=int(DEFAULT_MAX_WORKING_SET_GB * GIB), gt=0)
+    block_halo_px: int = Field(default=DEFAULT_BLOCK_HALO_PX, ge=0)
+    max_block_core_px: int = Field(default=DEFAULT_MAX_BLOCK_CORE_PX, ge=BLOCK_CORE_MULTIPLE_PX)
 
     @classmethod
     def with_working_set_gb(cls, max_working_set_gb: float) -> ReadLimits:
@@ -196,4 +212,78 @@ def check_working_set(
         f"than the working-set budget of {_format_bytes(limits.max_working_set_bytes)} "
         "(OVERNIGHT_MAX_WORKING_SET_GB); raise the setting together with the worker's memory "
         "limit, or split the image into smaller fields",
+    )
+
+
+def needs_blocks(shape_zcyx: Sequence[int], dtype: np.dtype, limits: ReadLimits) -> bool:
+    """Whether the whole-field estimate of ``shape_zcyx`` exceeds the working-set budget."""
+    return working_set_bytes(shape_zcyx, dtype) > limits.max_working_set_bytes
+
+
+def block_working_set_bytes(
+    shape_zcyx: Sequence[int], dtype: np.dtype, core_px: int, halo_px: int
+) -> int:
+    """Estimated peak memory (bytes) of analysing ``shape_zcyx`` in blocks.
+
+    One block (``core_px`` + 2 ``halo_px`` per ``YX`` side, all of Z and C) analysed as a
+    field (:func:`working_set_bytes`), plus the band of finished uint32 label rows that spans
+    the field's width while blocks are stitched (:mod:`overnight.pipeline.blocks`).
+
+    >>> shape = (1, 2, 12288, 12288)
+    >>> round(block_working_set_bytes(shape, np.dtype("uint16"), 2048, 128) / GIB, 2)
+    1.96
+    """
+    z, c, y, x = (int(v) for v in shape_zcyx)
+    side = core_px + 2 * halo_px
+    block = working_set_bytes((z, c, min(y, side), min(x, side)), dtype)
+    band_rows = min(y, side + BLOCK_CORE_MULTIPLE_PX)
+    return block + band_rows * x * np.dtype(np.uint32).itemsize
+
+
+def block_core_px(shape_zcyx: Sequence[int], dtype: np.dtype, limits: ReadLimits) -> int | None:
+    """The largest block core side (px) whose blocks fit the budget; None if none does.
+
+    Cores are multiples of :data:`BLOCK_CORE_MULTIPLE_PX`, at most ``limits.max_block_core_px``.
+
+    >>> block_core_px((24, 2, 4096, 4096), np.dtype("uint16"), ReadLimits())
+    1408
+    >>> block_core_px((24, 2, 4096, 4096), np.dtype("uint16"), ReadLimits.with_working_set_gb(1))
+    """
+    step = BLOCK_CORE_MULTIPLE_PX
+    for core_px in range(limits.max_block_core_px // step * step, step - 1, -step):
+        need = block_working_set_bytes(shape_zcyx, dtype, core_px, limits.block_halo_px)
+        if need <= limits.max_working_set_bytes:
+            return core_px
+    return None
+
+
+def check_streamable(
+    source: str, shape_zcyx: Sequence[int], dtype: np.dtype, limits: ReadLimits
+) -> int:
+    """The block core side (px) for a field too large to analyse whole; refuse if none fits.
+
+    A block holds every z-slice and channel of its ``YX`` window (the steps need whole
+    stacks), so a stack whose smallest block alone exceeds the budget cannot be streamed.
+
+    Raises
+    ------
+    InvalidImageError
+        Naming the file, its shape, the smallest block's estimate and the setting to raise.
+    """
+    core_px = block_core_px(shape_zcyx, dtype, limits)
+    if core_px is not None:
+        return core_px
+    z, c, y, x = (int(v) for v in shape_zcyx)
+    decoded = z * c * y * x * np.dtype(dtype).itemsize
+    smallest = block_working_set_bytes(
+        shape_zcyx, dtype, BLOCK_CORE_MULTIPLE_PX, limits.block_halo_px
+    )
+    raise InvalidImageError(
+        source,
+        f"a {x}x{y} field with {z} z-slice(s) and {c} channel(s) of {np.dtype(dtype).name} "
+        f"({_format_bytes(decoded)} decoded) is analysed in blocks of all its z-slices, and even "
+        f"the smallest block ({BLOCK_CORE_MULTIPLE_PX} px + {limits.block_halo_px} px context "
+        f"per side) needs about {_format_bytes(smallest)}, more than the working-set budget of "
+        f"{_format_bytes(limits.max_working_set_bytes)} (OVERNIGHT_MAX_WORKING_SET_GB); raise "
+        "the setting together with the worker's memory limit, or split the stack in z",
     )

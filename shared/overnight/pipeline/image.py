@@ -28,6 +28,7 @@ from overnight.imaging.files import split_part_key
 from overnight.imaging.limits import check_working_set
 from overnight.imaging.stack import ImageStack
 from overnight.metadata import metadata_for
+from overnight.pipeline.block_run import BlockedField, opened_in_blocks, run_in_blocks
 from overnight.pipeline.definition import Pipeline
 from overnight.pipeline.runner import PipelineRun, PreparedPipeline
 from overnight.results.artefacts import result_artefacts
@@ -101,6 +102,9 @@ class LoadedImage:
 
     stack: ImageStack
     facts: ImageFacts
+    #: Set when the field is too large to analyse whole: ``stack`` then holds no pixels and
+    #: :func:`run_steps` analyses the field block by block (:mod:`overnight.pipeline.block_run`).
+    blocks: BlockedField | None = None
 
 
 @contextmanager
@@ -140,6 +144,12 @@ def opened_image(
     with local_image(source) as (path, dataset_dir):
         metadata, warnings = image_metadata(path, dataset_dir)
         roles = pipeline.channel_roles
+        with opened_in_blocks(path, limits) as blocked:
+            if blocked is not None:  # larger than the working-set budget: read by region
+                stack = blocked.regions.shape_only_stack(source.image_id)
+                facts = ImageFacts(metadata, warnings, time.perf_counter() - start)
+                yield LoadedImage(stack, facts, blocked)
+                return
         declared = _declared_shape(path, limits)
         if declared is not None:  # refused before a pixel is decoded
             check_working_set(path.name, *declared, limits)
@@ -181,8 +191,11 @@ def run_steps(
 ) -> PipelineRun:
     """Run the steps of ``stage`` (None: all) on the image, after an ``earlier`` stage's run.
 
-    The timings of ``earlier`` come first in the returned run.
+    The timings of ``earlier`` come first in the returned run. A field too large to analyse
+    whole (``image.blocks``) runs block by block (``block_run.run_in_blocks``).
     """
+    if image.blocks is not None:
+        return run_in_blocks(prepared, image.blocks, image.stack.image_id, stage)
     carried = dict(earlier.values) if earlier else {}
     run = prepared.run({**carried, "stack": image.stack}, stage=stage)
     timings = {**(earlier.timings_s if earlier else {}), **run.timings_s}

@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,50 @@ def labels_tiff_bytes(labels: np.ndarray, pixel_size_um: float | None = None) ->
     return buffer.getvalue()
 
 
+def write_labels_tiff_tiles(
+    path: Path,
+    tiles: Iterable[np.ndarray],
+    shape_yx: tuple[int, int],
+    tile_px: int,
+    pixel_size_um: float | None,
+    identity: bytes,
+) -> None:
+    """Write a ``YX`` uint32 label image to ``path`` tile by tile, as :func:`labels_tiff_bytes`.
+
+    For fields too large to hold whole (:mod:`overnight.pipeline.block_run`): ``tiles`` yields
+    ``tile_px``² uint32 tiles in row-major order and may compute each one when asked; only
+    one tile is held at a time. ``identity`` (e.g. a digest of the input and pipeline) makes
+    the OME UUID, so a re-run writes the same bytes.
+    """
+    metadata: dict[str, object] = {
+        "axes": "YX",
+        "Name": "labels",
+        "UUID": f"urn:uuid:{uuid.UUID(bytes=hashlib.sha256(identity).digest()[:16], version=4)}",
+    }
+    resolution: tuple[float, float] | None = None
+    if pixel_size_um is not None and pixel_size_um > 0:
+        metadata |= {
+            "PhysicalSizeX": pixel_size_um,
+            "PhysicalSizeXUnit": "µm",
+            "PhysicalSizeY": pixel_size_um,
+            "PhysicalSizeYUnit": "µm",
+        }
+        resolution = (1e4 / pixel_size_um, 1e4 / pixel_size_um)
+    tifffile.imwrite(
+        path,
+        iter(tiles),
+        shape=shape_yx,
+        dtype=np.uint32,
+        tile=(tile_px, tile_px),
+        ome=True,
+        photometric="minisblack",
+        compression="zlib",
+        metadata=metadata,
+        resolution=resolution,
+        resolutionunit="CENTIMETER" if resolution else None,
+    )
+
+
 def csv_bytes(table: pd.DataFrame) -> bytes:
     """A table as UTF-8 CSV without the index, formula-like text quoted (``spreadsheet_safe``)."""
     return spreadsheet_safe(table).to_csv(index=False).encode("utf-8")
@@ -96,7 +141,10 @@ def result_artefacts(
     a multiscale copy of ``image_zcyx`` (the input, ZCYX) with the cell labels beside it.
     """
     files = {
-        "labels.tif": labels_tiff_bytes(values["cell_labels"], result.pixel_size_um),
+        # a field analysed in blocks brings its labels written tile by tile (block_run.py)
+        "labels.tif": values["labels_tiff"]
+        if "labels_tiff" in values
+        else labels_tiff_bytes(values["cell_labels"], result.pixel_size_um),
         "cells.csv": csv_bytes(values["cells_table"]),
         "pnps.csv": csv_bytes(values["pnps_table"]),
         "qc.png": values["qc_png"],

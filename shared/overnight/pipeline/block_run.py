@@ -1,0 +1,325 @@
+"""Analyse a field too large for the memory budget block by block, in bounded memory.
+
+:func:`run_in_blocks` reads each block's window of every z-slice and channel
+(:mod:`overnight.imaging.regions`), runs the pipeline's own steps on it as on a small field,
+keeps the block's cells (:func:`overnight.pipeline.blocks.keep_block_cells`), paints them into
+a :class:`~overnight.pipeline.label_band.LabelBand` whose final rows stream into ``labels.tif``
+tile by tile, and appends their table rows. What the run holds besides one block is the label
+band (about a block's height x the field's width, uint32), the tables and a downsampled
+overview for the QC picture, so peak memory depends on the block size, not the field's.
+
+The QC flags of a field are measured per block: ``signals`` are the medians over blocks, and a
+flag is raised when at least half the blocks raise it (``qc.blocks`` says how many did).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from overnight.errors import InvalidImageError, StepError
+from overnight.imaging.limits import ReadLimits, check_streamable, needs_blocks
+from overnight.imaging.regions import FieldRegions, can_read_regions, open_regions
+from overnight.pipeline.blocks import Block, BlockPlan, keep_block_cells, plan_blocks
+from overnight.pipeline.label_band import LabelBand, tiles_of_rows
+from overnight.pipeline.runner import PipelineRun, PreparedPipeline
+from overnight.results.artefacts import write_labels_tiff_tiles
+from overnight.steps.qc import render_qc_png
+from overnight.steps.tables import CELL_COLUMNS, PNP_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+#: Side (px) of the label TIFF's tiles and of the rows the band releases at a time.
+LABEL_TILE_PX = 256
+#: What a pipeline must provide to be analysed in blocks.
+BLOCK_OUTPUTS = ("cell_labels", "cells_table", "pnps_table")
+#: The QC picture's legend and size when the pipeline has no ``qc_image`` step to say.
+TYPE_NAMES = ("lymphocyte", "monocyte")
+MAX_SIDE_PX = 1024
+
+
+def merge_qc(reports: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """One field's ``qc`` from its blocks': median signals, flags raised by half the blocks.
+
+    Examples
+    --------
+    >>> qc = merge_qc([{"flags": ["dim"], "signals": {"snr": 1.0}},
+    ...                {"flags": [], "signals": {"snr": 3.0}},
+    ...                {"flags": ["dim"], "signals": {"snr": None}}])
+    >>> qc["flags"], qc["signals"], qc["blocks"]
+    (['dim'], {'snr': 2.0}, {'n': 3, 'flagged': {'dim': 2}})
+    """
+    reports = [r for r in reports if r]
+    if not reports:
+        return {}
+    names = sorted({k for r in reports for k in (r.get("signals") or {})})
+    signals: dict[str, float | None] = {}
+    for name in names:
+        values = [r["signals"][name] for r in reports if r["signals"].get(name) is not None]
+        signals[name] = round(float(np.median(values)), 4) if values else None
+    flagged = Counter(f for r in reports for f in r.get("flags", []))
+    flags = sorted(f for f, n in flagged.items() if 2 * n >= len(reports))
+    return {
+        "flags": flags,
+        "doubt": len(flags),
+        "signals": signals,
+        "blocks": {"n": len(reports), "flagged": dict(sorted(flagged.items()))},
+    }
+
+
+class _Overview:
+    """A field's downsampled cell image and labels (every ``step``-th pixel) for the QC picture."""
+
+    def __init__(self, shape_yx: tuple[int, int], max_side_px: int) -> None:
+        self.step = max(1, math.ceil(max(shape_yx) / max_side_px))
+        size = (-(-shape_yx[0] // self.step), -(-shape_yx[1] // self.step))
+        self.image = np.zeros(size, np.float32)
+        self.labels = np.zeros(size, np.uint32)
+
+    def _grid(self, start: int, stop: int) -> tuple[slice, slice]:
+        """Local slice of the grid points in field ``[start, stop)`` and their overview slice."""
+        first = -start % self.step
+        n = len(range(start + first, stop, self.step))
+        if n == 0:
+            return slice(0, 0), slice(0, 0)
+        at = (start + first) // self.step
+        return slice(first, first + (n - 1) * self.step + 1, self.step), slice(at, at + n)
+
+    def add_image(self, block: Block, cell_image: np.ndarray) -> None:
+        """Sample the block's core of the ``YX`` cell image (read-window coordinates)."""
+        (ly, oy), (lx, ox) = self._grid(*_span(block.core[0])), self._grid(*_span(block.core[1]))
+        core_y, core_x = block.core_in_read()
+        core = cell_image[core_y, core_x]
+        self.image[oy, ox] = core[ly, lx]
+
+    def add_rows(self, first_row: int, rows: np.ndarray) -> None:
+        """Sample released label rows ``[first_row, first_row + len(rows))``."""
+        ly, oy = self._grid(first_row, first_row + rows.shape[0])
+        if oy.stop > oy.start:
+            self.labels[oy] = rows[ly, :: self.step]
+
+
+def _span(s: slice) -> tuple[int, int]:
+    return int(s.start), int(s.stop)
+
+
+def _scaled(table: pd.DataFrame, step: int) -> pd.DataFrame:
+    scaled = table.copy()
+    scaled[["y", "x"]] = scaled[["y", "x"]] / step
+    return scaled
+
+
+class _BlockStitching:
+    """The state of one field's block run: band, overview, tables, QC reports, timings."""
+
+    def __init__(
+        self, prepared: PreparedPipeline, regions: FieldRegions, image_id: str, plan: BlockPlan
+    ) -> None:
+        self.prepared, self.regions, self.image_id, self.plan = prepared, regions, image_id, plan
+        height, width = plan.shape_yx
+        capacity = plan.core_px + 2 * plan.halo_px
+        self.band = LabelBand(height, width, capacity, LABEL_TILE_PX)
+        qc_params = prepared.params_of("qc_image")  # None: the QC picture's defaults
+        self.type_names: tuple[str, ...] = tuple(getattr(qc_params, "type_names", TYPE_NAMES))
+        self.max_side_px = int(getattr(qc_params, "max_side_px", MAX_SIDE_PX))
+        self.overview = _Overview(plan.shape_yx, self.max_side_px)
+        self.cells: list[pd.DataFrame] = []
+        self.pnps: list[pd.DataFrame] = []
+        self.reports: list[Mapping[str, Any]] = []
+        self.timings: dict[str, float] = defaultdict(float)
+        self.next_id = 1
+
+    def tiles(self) -> Iterator[np.ndarray]:
+        """Label tiles of the field in row-major order, analysing blocks as they are needed."""
+        for row in range(self.plan.n_rows):
+            for block in self.plan.row(row):
+                self._analyse(block)
+            next_read = (row + 1) * self.plan.core_px - self.plan.halo_px
+            final = self.plan.shape_yx[0] if row == self.plan.n_rows - 1 else next_read
+            for first_row, rows in self.band.release(final):
+                self.overview.add_rows(first_row, rows)
+                yield from tiles_of_rows(rows, LABEL_TILE_PX)
+
+    def _analyse(self, block: Block) -> None:
+        start = time.perf_counter()
+        data = self.regions.read(*block.read)
+        self.timings["read"] += time.perf_counter() - start
+        stack = self.regions.stack(data, self.image_id)
+        run = self.prepared.run({"stack": stack})
+        for name, seconds in run.timings_s.items():
+            self.timings[name] += seconds
+        values = run.values
+        kept = keep_block_cells(
+            block,
+            self.plan,
+            np.asarray(values["cell_labels"]),
+            values["cells_table"],
+            values["pnps_table"],
+            self.band.window(*block.read),
+            self.next_id,
+        )
+        self.next_id += len(kept.cells)
+        self.band.paint(*block.read, kept.labels)
+        self.cells.append(kept.cells)
+        self.pnps.append(kept.pnps)
+        self.reports.append(dict(values.get("qc") or {}))
+        if values.get("cell_image") is not None:
+            self.overview.add_image(block, np.asarray(values["cell_image"]))
+        logger.debug(
+            "block %d/%d of %s: %d cells kept",
+            block.index + 1,
+            len(self.plan),
+            self.image_id,
+            len(kept.cells),
+        )
+
+    def values(self, labels_tiff: bytes) -> dict[str, Any]:
+        """The field's values: tables, ``qc``, QC picture and the streamed ``labels.tif``."""
+        cells = _concat(self.cells, CELL_COLUMNS)
+        pnps = _concat(self.pnps, PNP_COLUMNS)
+        step = self.overview.step
+        qc_png = render_qc_png(
+            self.overview.image,
+            self.overview.labels,
+            _scaled(cells, step),
+            _scaled(pnps, step),
+            self.type_names,
+            self.image_id,
+            self.max_side_px,
+        )
+        qc = merge_qc(self.reports)
+        if qc:
+            qc["blocks"] |= {"core_px": self.plan.core_px, "halo_px": self.plan.halo_px}
+        return {
+            "cells_table": cells,
+            "pnps_table": pnps,
+            "qc": qc,
+            "qc_png": qc_png,
+            "labels_tiff": labels_tiff,
+        }
+
+
+def _concat(tables: list[pd.DataFrame], columns: tuple[str, ...]) -> pd.DataFrame:
+    tables = [t for t in tables if len(t)]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(columns))
+
+
+def check_block_pipeline(prepared: PreparedPipeline, source: str) -> None:
+    """Refuse a pipeline that cannot be stitched from blocks (it lacks :data:`BLOCK_OUTPUTS`).
+
+    Raises
+    ------
+    StepError
+        Naming the file, the pipeline and what it lacks.
+    """
+    provided = {name for bound in prepared.pipeline.steps for name in bound.spec.provides}
+    missing = [name for name in BLOCK_OUTPUTS if name not in provided]
+    if missing:
+        raise StepError(
+            f"{source} is larger than the working-set budget and is analysed in blocks, but "
+            f"pipeline {prepared.pipeline.name!r} provides no {missing} to stitch blocks from; "
+            "raise OVERNIGHT_MAX_WORKING_SET_GB (and the worker's memory) to analyse it whole"
+        )
+
+
+@dataclass(frozen=True)
+class BlockedField:
+    """A field opened by region, with the blocks it is analysed in."""
+
+    regions: FieldRegions
+    plan: BlockPlan
+
+
+@contextmanager
+def opened_in_blocks(path: Path, limits: ReadLimits) -> Iterator[BlockedField | None]:
+    """``path`` opened by region when its whole-field estimate exceeds the budget; else None.
+
+    The estimate is :func:`~overnight.imaging.limits.working_set_bytes` of the declared shape,
+    before any pixel is decoded; the blocks are the largest that fit the budget
+    (:func:`~overnight.imaging.limits.check_streamable`, which refuses a stack whose smallest
+    block does not fit). Files that cannot be read by region (vendor formats) give None:
+    the caller's whole-field check refuses them when they are too large.
+
+    Raises
+    ------
+    InvalidImageError
+        A field too large even for the smallest block, or one that cannot be read by region
+        (several timepoints).
+    """
+    with ExitStack() as opened:
+        regions: FieldRegions | None = None
+        if can_read_regions(path):
+            try:
+                regions = opened.enter_context(open_regions(path, limits=limits))
+            except InvalidImageError:  # the whole-field reader reports it with its context
+                regions = None
+        if regions is None or not needs_blocks(regions.shape_zcyx, regions.dtype, limits):
+            opened.close()
+            yield None
+            return
+        core_px = check_streamable(path.name, regions.shape_zcyx, regions.dtype, limits)
+        yield BlockedField(
+            regions, plan_blocks(regions.shape_zcyx[2:], core_px, limits.block_halo_px)
+        )
+
+
+def run_in_blocks(
+    prepared: PreparedPipeline, field: BlockedField, image_id: str, stage: str | None = None
+) -> PipelineRun:
+    """Run the pipeline (all of it: ``stage`` must be None) on every block and stitch the field.
+
+    Returns
+    -------
+    PipelineRun
+        ``values``: ``cells_table`` and ``pnps_table`` (field ids and coordinates), ``qc``
+        (see :func:`merge_qc`), ``qc_png`` (a downsampled overview) and ``labels_tiff`` (the
+        OME-TIFF bytes of the stitched uint32 labels); ``timings_s``: each step's time summed
+        over blocks, and ``read_blocks``, the time spent reading windows.
+
+    Raises
+    ------
+    InvalidImageError
+        When a ``stage`` is asked for: the queue's two-stage workers cannot split a field
+        analysed in blocks.
+    """
+    regions, plan = field.regions, field.plan
+    if stage is not None:
+        raise InvalidImageError(
+            regions.source,
+            f"is larger than the working-set budget and is analysed in {len(plan)} blocks, "
+            "which the queue's two-stage workers cannot split; analyse it with `overnight run` "
+            "or the Kubernetes dispatcher (`overnight worker run-image`), or raise "
+            "OVERNIGHT_MAX_WORKING_SET_GB together with the workers' memory",
+        )
+    check_block_pipeline(prepared, regions.source)
+    stitching = _BlockStitching(prepared, regions, image_id, plan)
+    identity = repr(
+        (image_id, regions.source, regions.shape_zcyx, plan, prepared.pipeline.describe())
+    )
+    with tempfile.TemporaryDirectory(prefix="overnight-blocks-") as folder:
+        path = Path(folder) / "labels.tif"
+        write_labels_tiff_tiles(
+            path,
+            stitching.tiles(),
+            plan.shape_yx,
+            LABEL_TILE_PX,
+            regions.calibration.pixel_size_um,
+            hashlib.sha256(identity.encode()).digest(),
+        )
+        labels_tiff = path.read_bytes()
+    timings = dict(stitching.timings)
+    read_s = timings.pop("read", 0.0)
+    values = stitching.values(labels_tiff)
+    return PipelineRun(values=values, timings_s={"read_blocks": read_s, **timings})
