@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import (
     HTMLResponse,
     JSONResponse,
@@ -17,12 +18,15 @@ from overnight.review.exports import cell_table_chunks, summary_csv
 from overnight.review.table import distinct_values, query_images
 from overnight_qc.api.deps import ReaderDep, StateDep, WriterDep
 from overnight_qc.api.query import context_params, include_rejected, parse_query
-from overnight_qc.core.ingest import request_retry
+from overnight_qc.core.ingest import fetch_model_versions, request_reanalyse, request_retry
 
 router = APIRouter()
 
 #: Distinct values above which a metadata filter is a text box rather than a list.
 MAX_CHOICES = 60
+#: The models a re-analysis can choose versions of, and what a version may look like.
+REANALYSE_MODELS = ("cells", "pnp")
+_MODEL_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 
 
 @router.get("/", response_class=HTMLResponse, name="datasets")
@@ -56,6 +60,8 @@ def dataset_page(
         "reviewer": reviewer,
         "read_only": state.token is None,
         "can_retry": bool(state.settings.ingest_url),
+        "model_versions": _model_versions(state) if state.settings.ingest_url else {},
+        "reanalyse_models": REANALYSE_MODELS,
         "notice": request.query_params.get("notice", "")[:300],
     }
     return request.app.state.templates.TemplateResponse(request, "dataset.html", context)
@@ -106,6 +112,57 @@ def retry_failed(
         outcome = request_retry(
             state.settings.ingest_url,
             dataset_id,
+            state.token or "",
+            state.settings.qc_ingest_timeout_s,
+        )
+        outcome_ok, message = outcome.ok, outcome.message
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse(
+            {"ok": outcome_ok, "message": message}, status_code=200 if outcome_ok else 502
+        )
+    path = request.app.url_path_for("dataset", dataset_id=dataset_id)
+    return RedirectResponse(f"{path}?{urlencode({'notice': message})}", status_code=303)
+
+
+def _model_versions(state: StateDep) -> dict[str, list[str]]:
+    assert state.settings.ingest_url is not None
+    return fetch_model_versions(
+        state.settings.ingest_url, state.token or "", state.settings.qc_ingest_timeout_s
+    )
+
+
+@router.post("/datasets/{dataset_id}/reanalyse", name="reanalyse")
+def reanalyse(
+    request: Request,
+    dataset_id: str,
+    state: StateDep,
+    reviewer: WriterDep,
+    cells: str = Form("latest"),
+    pnp: str = Form("latest"),
+) -> Response:
+    """Ask the ingest API to analyse the dataset again with the chosen model versions.
+
+    Versions are ``latest``, ``default`` (the shipped model) or one of the registry's.
+    """
+    state.catalog.listing(dataset_id)  # 404 for an unknown dataset before calling anyone
+    models = {"cells": cells.strip(), "pnp": pnp.strip()}
+    bad = [
+        f"{name}={version!r}"
+        for name, version in models.items()
+        if not _MODEL_VERSION.match(version)
+    ]
+    if bad:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"invalid model version {', '.join(bad)}: use latest, default or a listed version",
+        )
+    if not state.settings.ingest_url:
+        outcome_ok, message = False, "no ingest API configured (OVERNIGHT_INGEST_URL)"
+    else:
+        outcome = request_reanalyse(
+            state.settings.ingest_url,
+            dataset_id,
+            models,
             state.token or "",
             state.settings.qc_ingest_timeout_s,
         )
