@@ -1,14 +1,20 @@
 """Load a dataset's results into pandas DataFrames for notebooks.
 
 Works on an embedded run's output folder and on ``results/<dataset_id>/`` in object
-storage alike (same layout); only complete results (with a manifest) are read.
+storage alike (same layout), whatever the output form (``--format tiff`` or ``ome-zarr``: the
+tables are the same); only complete results (with a manifest) are read. A skin PK output
+(``overnight pk run``, the ``skin-pk`` pipeline) loads too: one ``images`` row per timepoint,
+and its ``profiles.csv`` / ``nca.csv`` / ``nca_depth.csv`` as ``profiles``, ``nca`` and
+``nca_depth``.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -31,6 +37,10 @@ class Results:
     images: pd.DataFrame
     cells: pd.DataFrame
     pnps: pd.DataFrame
+    #: Skin PK outputs: signal per time, depth and compartment; NCA pooled and per depth.
+    profiles: pd.DataFrame = field(default_factory=pd.DataFrame)
+    nca: pd.DataFrame = field(default_factory=pd.DataFrame)
+    nca_depth: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def load(location: str | Path, prefix: str = "", include_pnps: bool = False) -> Results:
@@ -48,7 +58,11 @@ def load_from_store(store: ObjectStore, prefix: str = "", include_pnps: bool = F
     for image_prefix in DatasetResults(store, prefix).published_images():
         if read_manifest(store, image_prefix) is None:
             continue
-        record = ImageResult.read(store, image_prefix)
+        body = json.loads(store.read_bytes(f"{image_prefix}/result.json"))
+        if isinstance(body.get("pipeline"), str):  # a skin PK timepoint's record
+            image_rows.append(_timepoint_row(body))
+            continue
+        record = ImageResult.model_validate(body)
         columns = {
             "image_id": record.image_id,
             **record.metadata,
@@ -60,11 +74,32 @@ def load_from_store(store: ObjectStore, prefix: str = "", include_pnps: bool = F
         if include_pnps:
             pnps = pd.read_csv(io.BytesIO(store.read_bytes(f"{image_prefix}/pnps.csv")))
             pnp_tables.append(pnps.assign(**columns))
+    base = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
     return Results(
         images=pd.DataFrame(image_rows),
         cells=_concat(cell_tables),
         pnps=_concat(pnp_tables),
+        profiles=_table(store, f"{base}profiles.csv"),
+        nca=_table(store, f"{base}nca.csv"),
+        nca_depth=_table(store, f"{base}nca_depth.csv"),
     )
+
+
+def _timepoint_row(body: dict[str, Any]) -> dict[str, Any]:
+    """The ``images`` row of a skin PK timepoint: id, metadata, pixel size, compartment areas."""
+    return {
+        "image_id": body.get("image_id"),
+        **(body.get("metadata") or {}),
+        "pixel_size_um": body.get("pixel_size_um"),
+        "pipeline": body.get("pipeline"),
+        **(body.get("summary") or {}),
+    }
+
+
+def _table(store: ObjectStore, key: str) -> pd.DataFrame:
+    if not store.exists(key):
+        return pd.DataFrame()
+    return pd.read_csv(io.BytesIO(store.read_bytes(key)))
 
 
 def _concat(tables: list[pd.DataFrame]) -> pd.DataFrame:
