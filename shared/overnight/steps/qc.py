@@ -7,6 +7,7 @@ field, more than the rest of the post-processing together).
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,9 +21,13 @@ TYPE_COLOURS = ("#56B4E9", "#E69F00", "#009E73", "#CC79A7", "#F0E442", "#D55E00"
 #: Particles on a cell (filled dots) and on glass (hollow circles).
 ON_CELL_COLOUR = (255, 48, 48)
 ON_GLASS_COLOUR = (255, 255, 0)
-#: Heights of the title strip above the image and of the legend strip below it (px).
+#: Heights of the title strip above the image and of each legend row below it (px).
 TITLE_PX = 14
 LEGEND_PX = 16
+#: Legend geometry (px): left margin, mark width before the text, gap between items.
+LEGEND_MARGIN_PX = 4
+LEGEND_MARK_PX = 16
+LEGEND_GAP_PX = 14
 #: zlib level of the PNG: 1 writes ~5x faster than the default 6 for ~15 % more bytes.
 PNG_COMPRESS_LEVEL = 1
 
@@ -40,6 +45,37 @@ def _paint_dots(rgb: np.ndarray, y: np.ndarray, x: np.ndarray, colour: tuple[int
         py, px = cy + dy, cx + dx
         inside = (py >= 0) & (py < ny) & (px >= 0) & (px < nx)
         rgb[py[inside], px[inside]] = colour
+
+
+def legend_layout(item_widths_px: Sequence[float], width_px: float) -> list[list[int]]:
+    """Which legend items go on which row so that no row is wider than the picture.
+
+    Parameters
+    ----------
+    item_widths_px : sequence of float
+        Width of each item (mark and text, px), in legend order.
+    width_px : float
+        Width of the picture (px).
+
+    Returns
+    -------
+    list of list of int
+        Item indices per row, in order; an item wider than the picture gets a row of its own.
+
+    >>> legend_layout([60, 60, 60], 150)
+    [[0, 1], [2]]
+    """
+    available = width_px - LEGEND_MARGIN_PX
+    rows: list[list[int]] = [[]]
+    used = 0.0
+    for index, item in enumerate(item_widths_px):
+        needed = item if not rows[-1] else used + LEGEND_GAP_PX + item
+        if rows[-1] and needed > available:
+            rows.append([])
+            needed = item
+        rows[-1].append(index)
+        used = needed
+    return rows
 
 
 def render_qc_png(
@@ -77,12 +113,20 @@ def render_qc_png(
     px = pnps["x"].to_numpy(float) / scale
     _paint_dots(rgb, py[on_cell], px[on_cell], ON_CELL_COLOUR)
 
+    font = ImageFont.load_default()
+    legend: list[tuple[str, tuple[int, int, int], str]] = [
+        (f"{n} ({int((cells['cell_type'] == n).sum())})", _rgb(c), "line")
+        for n, c in colour_of.items()
+    ]
+    legend.append((f"PNP on cell ({int(particles[on_cell].sum())})", ON_CELL_COLOUR, "dot"))
+    legend.append((f"PNP on glass ({int(particles[~on_cell].sum())})", ON_GLASS_COLOUR, "ring"))
     top = TITLE_PX if title else 0
     height, width = rgb.shape[:2]
-    canvas = Image.new("RGB", (width, top + height + LEGEND_PX), (255, 255, 255))
+    # wrapped into rows: on a 256 px field one row cut the legend off
+    rows = legend_layout([LEGEND_MARK_PX + font.getlength(item[0]) for item in legend], width)
+    canvas = Image.new("RGB", (width, top + height + LEGEND_PX * len(rows)), (255, 255, 255))
     canvas.paste(Image.fromarray(rgb), (0, top))
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
     for y, x in zip(py[~on_cell], px[~on_cell], strict=True):
         draw.ellipse((x - 3, top + y - 3, x + 3, top + y + 3), outline=ON_GLASS_COLOUR)
     for row in cells.itertuples():
@@ -94,22 +138,18 @@ def render_qc_png(
     if title:
         draw.text((width / 2, TITLE_PX / 2), title, fill=(0, 0, 0), font=font, anchor="mm")
 
-    legend: list[tuple[str, tuple[int, int, int], str]] = [
-        (f"{n} ({int((cells['cell_type'] == n).sum())})", _rgb(c), "line")
-        for n, c in colour_of.items()
-    ]
-    legend.append((f"PNP on cell ({int(particles[on_cell].sum())})", ON_CELL_COLOUR, "dot"))
-    legend.append((f"PNP on glass ({int(particles[~on_cell].sum())})", ON_GLASS_COLOUR, "ring"))
-    x0, y0 = 4.0, top + height + LEGEND_PX / 2
-    for label, mark_colour, mark in legend:
-        if mark == "line":
-            draw.line((x0, y0, x0 + 12, y0), fill=mark_colour, width=2)
-        elif mark == "dot":
-            draw.ellipse((x0 + 3, y0 - 3, x0 + 9, y0 + 3), fill=mark_colour)
-        else:
-            draw.ellipse((x0 + 2, y0 - 4, x0 + 10, y0 + 4), outline=(90, 90, 0), width=2)
-        draw.text((x0 + 16, y0), label, fill=(0, 0, 0), font=font, anchor="lm")
-        x0 += 16 + draw.textlength(label, font=font) + 14
+    for row_number, row in enumerate(rows):
+        x0 = float(LEGEND_MARGIN_PX)
+        y0 = top + height + LEGEND_PX * row_number + LEGEND_PX / 2
+        for label, mark_colour, mark in (legend[i] for i in row):
+            if mark == "line":
+                draw.line((x0, y0, x0 + 12, y0), fill=mark_colour, width=2)
+            elif mark == "dot":
+                draw.ellipse((x0 + 3, y0 - 3, x0 + 9, y0 + 3), fill=mark_colour)
+            else:
+                draw.ellipse((x0 + 2, y0 - 4, x0 + 10, y0 + 4), outline=(90, 90, 0), width=2)
+            draw.text((x0 + LEGEND_MARK_PX, y0), label, fill=(0, 0, 0), font=font, anchor="lm")
+            x0 += LEGEND_MARK_PX + draw.textlength(label, font=font) + LEGEND_GAP_PX
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
