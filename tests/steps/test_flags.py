@@ -5,6 +5,9 @@ from overnight.steps.cells import focus_projection
 from overnight.steps.flags import (
     FlagThresholds,
     QcReport,
+    background_level,
+    cell_coverage,
+    cell_signals,
     cell_snr,
     network_confidence,
     pixel_noise,
@@ -61,6 +64,8 @@ def test_each_threshold_raises_its_flag():
         "pnp_snr": 2.0,
         "median_cell_diameter_um": 30.0,
         "small_cell_fraction": 0.5,
+        "missed_fraction": 0.3,
+        "unsupported_fraction": 0.5,
         "mean_confidence": 0.5,
         "type_uncertain_fraction": 0.9,
         "saturated_fraction": 0.01,
@@ -71,9 +76,11 @@ def test_each_threshold_raises_its_flag():
         "dim_particles",
         "fragmented",
         "low_confidence",
+        "missed_cells",
         "out_of_focus",
         "saturated",
         "types_uncertain",
+        "unsupported_cells",
     )
     assert raise_flags({}, FlagThresholds()) == ()  # missing signals raise nothing
 
@@ -116,3 +123,55 @@ def test_saturation_is_read_on_the_stored_image_not_the_float_channels():
         raw=raw,
     )
     assert "saturated" in report.flags
+
+
+def _disks(shape, centres, radius):
+    """Instance labels of disks (``YX`` uint32), ids 1.. in the order of ``centres``."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    labels = np.zeros(shape, np.uint32)
+    for i, (y, x) in enumerate(centres, start=1):
+        labels[(yy - y) ** 2 + (xx - x) ** 2 <= radius**2] = i
+    return labels
+
+
+def test_background_level_follows_a_ramp_under_the_cells():
+    ramp = np.add.outer(np.linspace(0.0, 40.0, 96), np.linspace(100.0, 180.0, 96))
+    cells = _disks((96, 96), [(48, 48)], 15)
+    image = ramp + 50.0 * (cells > 0)
+    level = background_level(image, cells == 0, scale_px=12.0)
+    assert np.abs(level - ramp)[cells > 0].max() < 3.0  # the disk's 50 ADU stay out of it
+
+
+def test_cell_snr_ignores_a_background_ramp():
+    rng = np.random.default_rng(3)
+    cells = _disks((192, 192), [(50, 50), (140, 60), (90, 140)], 18)
+    flat = 100.0 + 8.0 * (cells > 0) + rng.normal(0, 8.0, cells.shape)
+    ramp = np.add.outer(np.zeros(192), np.linspace(-60.0, 60.0, 192))
+    assert cell_snr(flat, cells) == pytest.approx(1.0, abs=0.25)
+    assert cell_snr(flat + ramp, cells) == pytest.approx(cell_snr(flat, cells), abs=0.25)
+
+
+def test_coverage_sees_a_missed_cell_and_an_invented_one():
+    rng = np.random.default_rng(4)
+    truth = _disks((160, 160), [(40, 40), (40, 120), (120, 80)], 16)
+    image = 100.0 + 40.0 * (truth > 0) + rng.normal(0, 8.0, truth.shape)
+    background = np.full(truth.shape, 100.0, np.float32)
+    found = cell_coverage(image, truth, background, min_area_px=100)
+    assert found.missed_fraction == 0.0
+    assert found.unsupported_fraction == 0.0
+    dropped = np.where(truth == 3, 0, truth)  # the network missed the third cell
+    missed = cell_coverage(image, dropped, background, min_area_px=100)
+    assert missed.missed_fraction == pytest.approx(1 / 3, abs=0.08)
+    invented = truth.copy()
+    invented[_disks(truth.shape, [(120, 20)], 12) > 0] = 4  # a cell where there is only noise
+    assert cell_coverage(image, invented, background, 100).unsupported_fraction == 0.25
+
+
+def test_cell_signals_flag_cells_missed_in_a_dim_field():
+    field = _field(14.0)
+    image = focus_projection(field.image[:, 0])
+    kept = np.where(np.isin(field.labels, [1, 2, 3]), field.labels, 0)
+    all_found = cell_signals(image, field.labels, 0.2, np.ones(3), 5.0)
+    some_found = cell_signals(image, kept, 0.2, np.ones(3), 5.0)
+    assert all_found["missed_fraction"] < 0.04 < some_found["missed_fraction"]
+    assert "missed_cells" in raise_flags(some_found, FlagThresholds())

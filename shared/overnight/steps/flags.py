@@ -8,8 +8,13 @@ threshold raises a named flag. ``doubt`` (the number of flags raised) orders the
 
 Signals (all dimensionless unless stated):
 
-- ``cell_snr``: median body signal above the background, over the background's pixel noise
+- ``cell_snr``: median body signal above the local background (a smooth surface fitted to the
+  pixels away from cells, so ramps and vignetting cancel), over the background's pixel noise
   (robust σ of the high-pass image), on the cell projection (``YX``);
+- ``missed_fraction``: share of the signal a smoothed threshold finds (a cheap classical
+  estimate of where cells are) that no predicted cell covers: cells the network dropped;
+- ``unsupported_fraction``: share of predicted cells that the smoothed threshold does not
+  see over most of their area: cells the network invented in noise;
 - ``pnp_snr``: median detected spot intensity over the particle channel's pixel noise;
 - ``median_cell_diameter_um`` against the configured range of cell sizes;
 - ``small_cell_fraction``: share of cells smaller than the smallest plausible cell
@@ -31,6 +36,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage as ndi
 
+from overnight.steps.coverage import background_level, cell_coverage
+
 #: Robust σ of a normal distribution from its median absolute deviation.
 _MAD_TO_SIGMA = 1.4826
 
@@ -51,6 +58,12 @@ class FlagThresholds(BaseModel):
         (5.0, 17.0), description="plausible median cell diameter (µm)"
     )
     max_small_cell_fraction: float = Field(0.15, description="share of too-small cells above")
+    max_missed_fraction: float = Field(
+        0.04, description="share of thresholded signal outside every cell above: cells missed"
+    )
+    max_unsupported_fraction: float = Field(
+        0.2, description="share of cells the smoothed threshold does not see above: invented"
+    )
     min_mean_confidence: float = Field(0.85, description="mean top-class probability below")
     max_uncertain_fraction: float = Field(0.12, description="uncertain foreground share above")
     max_type_uncertain_fraction: float = Field(0.2, description="uncertain-type share above")
@@ -95,14 +108,27 @@ def pixel_noise(image: np.ndarray, mask: np.ndarray | None = None) -> float:
     return _MAD_TO_SIGMA * mad / 0.97
 
 
-def cell_snr(cell_image: np.ndarray, labels: np.ndarray) -> float:
-    """Median body signal above the median background, over the background's pixel noise."""
+def _away_from_cells(labels: np.ndarray, margin_px: int) -> np.ndarray:
     inside = labels > 0
-    outside = ndi.binary_erosion(~inside, iterations=3) if inside.any() else ~inside
+    return ~ndi.binary_dilation(inside, iterations=margin_px) if inside.any() else ~inside
+
+
+def cell_snr(
+    cell_image: np.ndarray, labels: np.ndarray, background: np.ndarray | None = None
+) -> float:
+    """Median body signal above the local background, over the background's pixel noise.
+
+    ``background`` is :func:`background_level` of ``cell_image`` (fitted away from the cells
+    when not given), so a ramp or vignetting neither adds to nor hides the bodies' signal.
+    """
+    inside = labels > 0
+    outside = _away_from_cells(labels, 3)
     if not inside.any() or not outside.any():
         return float("nan")
+    if background is None:
+        background = background_level(cell_image, _away_from_cells(labels, 8))
     noise = pixel_noise(cell_image, outside)
-    signal = float(np.median(cell_image[inside]) - np.median(cell_image[outside]))
+    signal = float(np.median((cell_image - background)[inside]))
     return signal / noise if noise > 0 else float("inf")
 
 
@@ -157,15 +183,21 @@ def cell_signals(
 ) -> dict[str, float]:
     """Signals of the cell channel and its segmentation (no network needed).
 
-    ``min_diameter_um`` is the smallest plausible cell: smaller ones count as fragments.
+    ``min_diameter_um`` is the smallest plausible cell: smaller ones count as fragments, and
+    the smoothed threshold of :func:`cell_coverage` ignores objects under half its diameter.
     """
     ids, areas = np.unique(labels[labels > 0], return_counts=True)
     diameters = 2.0 * np.sqrt(areas / np.pi) * pixel_size_um
     median_diameter = float(np.median(diameters)) if len(ids) else float("nan")
     confident = np.asarray(type_confidence, float)
     confident = confident[np.isfinite(confident)]
+    background = background_level(cell_image, _away_from_cells(labels, 8))
+    min_area_px = int(np.pi * (0.25 * min_diameter_um / pixel_size_um) ** 2)
+    coverage = cell_coverage(cell_image, labels, background, min_area_px)
     return {
-        "cell_snr": cell_snr(cell_image, labels),
+        "cell_snr": cell_snr(cell_image, labels, background),
+        "missed_fraction": coverage.missed_fraction,
+        "unsupported_fraction": coverage.unsupported_fraction,
         "n_cells": float(len(ids)),
         "median_cell_diameter_um": median_diameter,
         "small_cell_fraction": float((diameters < min_diameter_um).mean())
@@ -201,6 +233,8 @@ def raise_flags(signals: dict[str, float], thresholds: FlagThresholds) -> tuple[
         )
         and math.isfinite(value("median_cell_diameter_um")),
         "fragmented": value("small_cell_fraction") > thresholds.max_small_cell_fraction,
+        "missed_cells": value("missed_fraction") > thresholds.max_missed_fraction,
+        "unsupported_cells": value("unsupported_fraction") > thresholds.max_unsupported_fraction,
         "low_confidence": value("mean_confidence") < thresholds.min_mean_confidence
         or value("uncertain_fraction") > thresholds.max_uncertain_fraction,
         "types_uncertain": value("type_uncertain_fraction")
