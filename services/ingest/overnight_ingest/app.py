@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from overnight import __version__
 from overnight.errors import (
     ConfigError,
+    ModelNotFoundError,
     NoImagesError,
     ObjectNotFoundError,
     OvernightError,
@@ -20,7 +21,7 @@ from overnight.errors import (
 )
 from overnight.jobs.connection import REDIS_TRANSIENT_ERRORS, check_redis, connect
 from overnight.storage import open_store
-from overnight_ingest.api.routes import datasets, health, jobs
+from overnight_ingest.api.routes import datasets, health, jobs, models
 from overnight_ingest.core.config import IngestSettings, get_settings
 from overnight_ingest.core.metrics import QueueCollector
 from overnight_ingest.core.security import load_token
@@ -34,6 +35,7 @@ ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (BadUpload, status.HTTP_400_BAD_REQUEST),
     (UnsafeKeyError, status.HTTP_400_BAD_REQUEST),
     (ObjectNotFoundError, status.HTTP_404_NOT_FOUND),
+    (ModelNotFoundError, status.HTTP_404_NOT_FOUND),
     (ConfigError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (NoImagesError, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (TransientError, status.HTTP_503_SERVICE_UNAVAILABLE),
@@ -64,6 +66,7 @@ def create_app(settings: IngestSettings | None = None, *, check: bool = True) ->
     app.state.metrics.register(QueueCollector(app.state.redis))
     app.include_router(datasets.router)
     app.include_router(jobs.router)
+    app.include_router(models.router)
     app.include_router(health.router)
     app.add_exception_handler(OvernightError, _overnight_error)
     for error in REDIS_TRANSIENT_ERRORS:

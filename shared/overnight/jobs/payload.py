@@ -32,6 +32,11 @@ class ImageJob(BaseModel):
     image_key: str
     source_url: str | None = None
     pipeline: str = Field(min_length=1)
+    models: dict[str, str] = Field(
+        default_factory=dict,
+        description="model name → registry version the dataset is analysed with "
+        "(overnight.jobs.retrain_models); empty: the pipeline's own models",
+    )
 
     @field_validator("dataset_id", "image_id")
     @classmethod
@@ -54,8 +59,11 @@ class ImageJob(BaseModel):
         return f"work/{self.dataset_id}/{self.image_id}/segmentation.npz"
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON-ready dict passed as the RQ job's one argument."""
-        return self.model_dump(mode="json")
+        """The JSON-ready dict passed as the RQ job's one argument.
+
+        ``models`` is left out when empty, so workers that predate it still read the payload.
+        """
+        return self.model_dump(mode="json", exclude={"models"} if not self.models else None)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ImageJob:

@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 #: Source value of datasets filled by uploads.
 UPLOAD_SOURCE = "upload"
+#: Keys of a dataset record's metadata set by overnight: the model versions its images are
+#: analysed with (name → version), and the dataset it re-analyses (whose uploads it reads).
+MODELS_KEY = "models"
+REANALYSIS_OF_KEY = "reanalysis_of"
 
 
 def upload_prefix(dataset_id: str) -> str:
@@ -175,14 +179,14 @@ class Submitter:
 
     def image_job(self, record: DatasetRecord, key: str) -> ImageJob:
         """The queue payload for the image at ``key`` of ``record``."""
+        uploads = upload_prefix(str(record.metadata.get(REANALYSIS_OF_KEY) or record.id))
         return ImageJob(
             dataset_id=record.id,
-            image_id=image_id_of(
-                key, upload_prefix(record.id) if record.source == UPLOAD_SOURCE else ""
-            ),
+            image_id=image_id_of(key, uploads if record.source == UPLOAD_SOURCE else ""),
             image_key=key,
             source_url=None if record.source == UPLOAD_SOURCE else record.source,
             pipeline=record.pipeline,
+            models=dict(record.metadata.get(MODELS_KEY) or {}),
         )
 
     def _orphaned(self, image: ImageJob) -> bool:

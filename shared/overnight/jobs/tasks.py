@@ -25,6 +25,7 @@ from overnight.jobs.connection import REDIS_TRANSIENT_ERRORS
 from overnight.jobs.handoff import Handoff, handoff_names, pack_handoff, unpack_handoff
 from overnight.jobs.payload import ImageJob
 from overnight.jobs.queues import enqueue_stage
+from overnight.jobs.retrain_models import prepared_with_models
 from overnight.jobs.settings import JobSettings
 from overnight.jobs.stages import (
     FIRST_STAGE,
@@ -44,7 +45,7 @@ from overnight.pipeline.image import (
 )
 from overnight.pipeline.outcome import TRANSIENT_ERRORS as IMAGE_TRANSIENT_ERRORS
 from overnight.pipeline.outcome import FailureKind, sort_error
-from overnight.pipeline.runner import PipelineRun
+from overnight.pipeline.runner import PipelineRun, PreparedPipeline
 from overnight.pipeline.skin_pk import analyse_skin_series
 from overnight.storage.copies import local_folder
 
@@ -73,11 +74,18 @@ def current_context() -> StageContext:
     return _context
 
 
+def job_pipeline(ctx: StageContext, job: ImageJob) -> PreparedPipeline:
+    """The job's prepared pipeline, with the model versions its dataset names (if any)."""
+    if not job.models:
+        return ctx.pipeline(job.pipeline)
+    return prepared_with_models(job.pipeline, job.models, ctx.settings.step_overrides())
+
+
 def segment_image(payload: dict[str, Any]) -> str:
     """Segmentation job: segment and classify cells, hand over, enqueue the counting job."""
     ctx, job = current_context(), ImageJob.from_json(payload)
     with reporting(ctx, job, "segmentation"):
-        prepared, results = ctx.pipeline(job.pipeline), ctx.results(job.dataset_id)
+        prepared, results = job_pipeline(ctx, job), ctx.results(job.dataset_id)
         if prepared.pipeline.is_series:
             return analyse_series(ctx, job)
         if results.is_complete(job.image_id):
@@ -108,7 +116,7 @@ def count_image(payload: dict[str, Any]) -> str:
     """Counting job: detect and count PNPs, publish tables, QC image and manifest."""
     ctx, job = current_context(), ImageJob.from_json(payload)
     with reporting(ctx, job, "counting"):
-        prepared, results = ctx.pipeline(job.pipeline), ctx.results(job.dataset_id)
+        prepared, results = job_pipeline(ctx, job), ctx.results(job.dataset_id)
         if results.is_complete(job.image_id):
             return _done(ctx, job)
         ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.READING)
@@ -172,7 +180,7 @@ def run_image(ctx: StageContext, job: ImageJob) -> JobStatus:
         return state.status if state is not None else JobStatus.DONE
     analyse_image(
         ctx.image_source(job),
-        ctx.pipeline(job.pipeline),
+        job_pipeline(ctx, job),
         ctx.results(job.dataset_id),
         verify=True,
         limits=ctx.limits,

@@ -29,6 +29,12 @@ class DatasetCreate(BaseModel):
     metadata: dict[str, Any] = Field(
         default_factory=dict, description=f"at most {MAX_METADATA_BYTES} bytes as JSON"
     )
+    models: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=8,
+        description='model versions to analyse with, e.g. {"cells": "latest"} (GET /models); '
+        "default: the pipeline's own",
+    )
 
     @field_validator("metadata")
     @classmethod
@@ -111,3 +117,72 @@ class JobPublic(BaseModel):
     enqueued_at: str | None
     started_at: str | None
     ended_at: str | None
+
+
+class ReanalyseCreate(BaseModel):
+    """``POST /datasets/{id}/reanalyse``: model name → version to analyse the images with.
+
+    A version is ``latest``, ``default`` (the shipped model) or one listed by ``GET /models``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: dict[str, str] = Field(min_length=1, max_length=8)
+
+
+class ReanalyseAccepted(BaseModel):
+    """Answer to ``POST /datasets/{id}/reanalyse``: the new results generation (a dataset)."""
+
+    id: str
+    reanalysis_of: str
+    models: dict[str, str]
+    created: bool
+    enqueued: int
+    n_images: int
+
+
+class ModelVersionPublic(BaseModel):
+    """One version of a model in the registry (or the shipped default)."""
+
+    version: str
+    reference: str
+    created: str
+    parent: str
+    default: bool
+
+
+class ModelPublic(BaseModel):
+    """``GET /models``: one model name with its versions, oldest first."""
+
+    name: str
+    default_version: str | None
+    versions: list[ModelVersionPublic]
+
+
+class TrainCreate(BaseModel):
+    """``POST /models/{name}/train``: fine-tune on the corrections of these datasets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    datasets: list[str] = Field(min_length=1, max_length=100)
+    init: str = Field("latest", max_length=80, description="version to start from")
+    synthetic_share: float = Field(0.0, ge=0.0, le=0.9)
+    val_share: float = Field(0.2, ge=0.05, le=0.5)
+    epochs: int | None = Field(None, ge=1, le=200)
+    steps: int | None = Field(None, ge=1, le=1000)
+
+
+class TrainAccepted(BaseModel):
+    """Answer to ``POST /models/{name}/train``: the queued job and where to follow it."""
+
+    job_id: str
+    status_url: str
+
+
+class TrainStatus(BaseModel):
+    """``GET /models/train/{job_id}``: the queue's status and the run's progress."""
+
+    job_id: str
+    queue_status: str
+    progress: dict[str, Any]
+    error: str

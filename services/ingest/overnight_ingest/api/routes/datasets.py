@@ -9,10 +9,11 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from overnight.errors import NoImagesError
 from overnight.imaging.files import is_image_name
 from overnight.jobs.ids import job_id_for
+from overnight.jobs.retrain_models import chosen_versions
 from overnight.jobs.sources import image_id_of, list_source, open_source
 from overnight.jobs.state import DatasetRecord, JobBook
 from overnight.jobs.status import JobStatus, dataset_state
-from overnight.jobs.submit import UPLOAD_SOURCE, upload_prefix
+from overnight.jobs.submit import MODELS_KEY, UPLOAD_SOURCE, upload_prefix
 from overnight.storage import LocalStore, validate_id, validate_key
 from overnight_ingest.api.deps import (
     BookDep,
@@ -50,9 +51,10 @@ def create_dataset(
     body: DatasetCreate, submitter: SubmitterDep, settings: SettingsDep, response: Response
 ) -> DatasetCreated:
     """Register a dataset and enqueue one job per image (201; 200 if it was registered already)."""
-    record, created = submitter.register(
-        body.source, body.pipeline or settings.pipeline, body.metadata
-    )
+    metadata = dict(body.metadata)
+    if body.models:
+        metadata[MODELS_KEY] = chosen_versions(body.models)
+    record, created = submitter.register(body.source, body.pipeline or settings.pipeline, metadata)
     enqueued: list[str] = []
     if record.source != UPLOAD_SOURCE:
         source = open_source(record.source, settings)
