@@ -1,4 +1,8 @@
-"""Read a local OME-Zarr (NGFF 0.4, and 0.5's ``zarr.json`` layout) image, lazily by chunk.
+"""Read an OME-Zarr (NGFF 0.4, and 0.5's ``zarr.json`` layout) image, lazily by chunk.
+
+The store is a local folder (:func:`open_zarr`) or any of overnight's object stores, S3
+included (:func:`open_zarr_in_store`: each chunk is one ``read_bytes`` of its object, fetched
+when an index touches it, so only the chunks read cross the network).
 
 An OME-Zarr image is a folder (``field.ome.zarr/``) holding a ``multiscales`` group; the first
 dataset (``datasets[0]``, full resolution) is read. Axes come from ``multiscales[0].axes``
@@ -13,13 +17,15 @@ read tile by tile. Needs the optional ``zarr`` package (``pip install 'overnight
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from overnight.errors import InvalidImageError
+from overnight.errors import InvalidImageError, ObjectNotFoundError
 from overnight.imaging.axes import to_zcyx
 from overnight.imaging.calibration import Calibration
 from overnight.imaging.limits import (
@@ -28,6 +34,9 @@ from overnight.imaging.limits import (
     check_declared_size,
     check_pixel_type,
 )
+
+if TYPE_CHECKING:
+    from overnight.storage import ObjectStore
 
 #: Folder name endings of an OME-Zarr image (any case).
 ZARR_EXTENSIONS: tuple[str, ...] = (".ome.zarr", ".zarr")
@@ -84,8 +93,20 @@ def _axis_um(axes: list[dict[str, Any]], scale: list[float], name: str) -> float
     return None
 
 
+def _import_zarr(source: str) -> Any:
+    try:
+        import zarr
+    except ImportError as err:
+        raise InvalidImageError(
+            source,
+            "reading OME-Zarr needs the optional package 'zarr', which is not installed: "
+            "pip install 'overnight[formats]'",
+        ) from err
+    return zarr
+
+
 def open_zarr(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> ZarrImage:
-    """Open an OME-Zarr image and check what it declares; decode nothing.
+    """Open a local OME-Zarr image and check what it declares; decode nothing.
 
     Raises
     ------
@@ -98,19 +119,44 @@ def open_zarr(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> ZarrImage:
         raise InvalidImageError(
             source, "OME-Zarr store not found" if not path.exists() else "is not a folder"
         )
-    try:
-        import zarr
-    except ImportError as err:
-        raise InvalidImageError(
-            source,
-            "reading OME-Zarr needs the optional package 'zarr', which is not installed: "
-            "pip install 'overnight[formats]'",
-        ) from err
+    zarr = _import_zarr(source)
     try:
         group = zarr.open_group(str(path), mode="r")
-        attrs = dict(group.attrs)
     except Exception as err:  # zarr raises its own errors for foreign folders
         raise InvalidImageError(source, f"is not a readable Zarr group ({err})") from err
+    return _describe(source, group, limits)
+
+
+def open_zarr_in_store(
+    store: ObjectStore, prefix: str, *, limits: ReadLimits = DEFAULT_LIMITS
+) -> ZarrImage:
+    """Open the OME-Zarr image under ``prefix`` of an object store (S3, a folder); decode nothing.
+
+    Only the metadata objects are read now; the array's chunks are read, one object each,
+    when :func:`read_zarr` / :func:`read_zarr_tile` index them.
+
+    Raises
+    ------
+    InvalidImageError
+        As :func:`open_zarr`; ``source`` in messages is ``<store>/<prefix>``.
+    """
+    source = f"{store!r}/{prefix.strip('/')}"
+    zarr = _import_zarr(source)
+    try:
+        group = zarr.open_group(store=_store_class()(store, prefix), mode="r")
+    except Exception as err:  # no zarr.json / .zgroup under the prefix, or a foreign group
+        raise InvalidImageError(source, f"is not a readable Zarr group ({err})") from err
+    return _describe(source, group, limits)
+
+
+def _describe(source: str, group: Any, limits: ReadLimits) -> ZarrImage:
+    """Check the NGFF metadata and the full-resolution array of an open group."""
+    import zarr
+
+    try:
+        attrs = dict(group.attrs)
+    except Exception as err:
+        raise InvalidImageError(source, f"Zarr attributes cannot be read ({err})") from err
     multiscales, ome, version = _multiscales(attrs)
     if not multiscales or not multiscales[0].get("datasets"):
         raise InvalidImageError(
@@ -182,9 +228,11 @@ def _decode(image: ZarrImage, index: tuple[Any, ...]) -> np.ndarray:
 
 
 def read_zarr(
-    path: Path, *, limits: ReadLimits = DEFAULT_LIMITS, timepoint: int | None = None
+    path: Path | ZarrImage, *, limits: ReadLimits = DEFAULT_LIMITS, timepoint: int | None = None
 ) -> tuple[np.ndarray, ZarrImage]:
     """Decode one timepoint of an OME-Zarr image as ``ZCYX`` (in memory, within ``limits``).
+
+    ``path`` is a local store, or an image opened by :func:`open_zarr_in_store`.
 
     Returns
     -------
@@ -192,7 +240,7 @@ def read_zarr(
     image : ZarrImage
         The opened store (axes, calibration, NGFF version).
     """
-    image = open_zarr(path, limits=limits)
+    image = path if isinstance(path, ZarrImage) else open_zarr(path, limits=limits)
     index, kept = _timepoint_index(image, timepoint)
     selected = [n for n, i in zip(image.array.shape, index, strict=True) if isinstance(i, slice)]
     check_declared_size(image.source, selected, np.dtype(image.array.dtype), limits, in_memory=True)
@@ -201,7 +249,7 @@ def read_zarr(
 
 
 def read_zarr_tile(
-    path: Path,
+    path: Path | ZarrImage,
     window: tuple[slice, slice],
     *,
     limits: ReadLimits = DEFAULT_LIMITS,
@@ -216,7 +264,7 @@ def read_zarr_tile(
     InvalidImageError
         As in :func:`read_zarr`.
     """
-    image = open_zarr(path, limits=limits)
+    image = path if isinstance(path, ZarrImage) else open_zarr(path, limits=limits)
     index, kept = _timepoint_index(image, timepoint)
     height = int(image.array.shape[image.axes.index("Y")])
     width = int(image.array.shape[image.axes.index("X")])
@@ -238,3 +286,97 @@ def read_zarr_tile(
         image.source, window_shape, np.dtype(image.array.dtype), limits, in_memory=True, what="tile"
     )
     return np.ascontiguousarray(to_zcyx(_decode(image, index), kept, source=image.source))
+
+
+# --- OME-Zarr in an object store -----------------------------------------------------------
+
+
+def _ranged(data: bytes, byte_range: Any) -> bytes:
+    """The part of ``data`` a zarr ``ByteRequest`` asks for (None: all of it)."""
+    from zarr.abc.store import OffsetByteRequest, RangeByteRequest, SuffixByteRequest
+
+    if byte_range is None:
+        return data
+    if isinstance(byte_range, RangeByteRequest):
+        return data[byte_range.start : byte_range.end]
+    if isinstance(byte_range, OffsetByteRequest):
+        return data[byte_range.offset :]
+    if isinstance(byte_range, SuffixByteRequest):
+        return data[-byte_range.suffix :]
+    raise TypeError(f"unknown byte range {byte_range!r}")
+
+
+@cache
+def _store_class() -> type:
+    """A read-only zarr ``Store`` over an overnight ``ObjectStore`` (zarr imported on first use)."""
+    from zarr.abc.store import Store
+
+    class ObjectStoreZarr(Store):
+        """Keys of a zarr hierarchy under ``prefix``, read with ``ObjectStore.read_bytes``."""
+
+        def __init__(self, store: ObjectStore, prefix: str) -> None:
+            super().__init__(read_only=True)
+            self.store, self.prefix = store, prefix.strip("/")
+
+        def _key(self, key: str) -> str:
+            return f"{self.prefix}/{key}" if self.prefix else key
+
+        def __eq__(self, other: object) -> bool:
+            return (
+                isinstance(other, ObjectStoreZarr)
+                and other.store is self.store
+                and other.prefix == self.prefix
+            )
+
+        __hash__ = None  # type: ignore[assignment]
+
+        @property
+        def supports_writes(self) -> bool:
+            return False
+
+        @property
+        def supports_deletes(self) -> bool:
+            return False
+
+        @property
+        def supports_listing(self) -> bool:
+            return True
+
+        async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+            try:
+                data = self.store.read_bytes(self._key(key))
+            except ObjectNotFoundError:
+                return None
+            return prototype.buffer.from_bytes(_ranged(data, byte_range))
+
+        async def get_partial_values(self, prototype: Any, key_ranges: Any) -> list[Any]:
+            return [await self.get(key, prototype, byte_range) for key, byte_range in key_ranges]
+
+        async def exists(self, key: str) -> bool:
+            return bool(self.store.exists(self._key(key)))
+
+        async def set(self, key: str, value: Any) -> None:
+            raise PermissionError(f"{self.store!r}/{self.prefix} is opened read-only")
+
+        async def delete(self, key: str) -> None:
+            raise PermissionError(f"{self.store!r}/{self.prefix} is opened read-only")
+
+        async def list(self) -> AsyncIterator[str]:
+            async for key in self.list_prefix(""):
+                yield key
+
+        async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+            base = f"{self.prefix}/" if self.prefix else ""
+            for info in self.store.list(base + prefix):
+                yield info.key[len(base) :]
+
+        async def list_dir(self, prefix: str) -> AsyncIterator[str]:
+            inner = f"{prefix.rstrip('/')}/" if prefix.strip("/") else ""
+            seen: set[str] = set()
+            async for key in self.list_prefix(inner):
+                child = key[len(inner) :].split("/", 1)[0]
+                if child and child not in seen:
+                    seen.add(child)
+                    yield child
+
+    return ObjectStoreZarr
