@@ -125,15 +125,21 @@ def _zarr_regions(path: Path, limits: ReadLimits) -> FieldRegions:
 
 
 def _tiff_zarr_reader(series: Any, axes: str, source: str) -> WindowReader:
-    """A window reader through tifffile's Zarr view of ``series`` (stored ``axes``)."""
-    import zarr
+    """A window reader through tifffile's Zarr view of ``series`` (stored ``axes``).
 
-    array: Any = zarr.open(series.aszarr(), mode="r")
+    The view is made on the first read, so opening a field that is then read whole costs
+    nothing.
+    """
+    opened: list[Any] = []
 
     def reader(ys: slice, xs: slice) -> np.ndarray:
+        if not opened:
+            import zarr
+
+            opened.append(zarr.open(series.aszarr(), mode="r"))
         index = tuple(ys if a == "Y" else xs if a == "X" else slice(None) for a in axes)
         try:
-            raw = np.asarray(array[index])
+            raw = np.asarray(opened[0][index])
         except TIFF_ERRORS as err:
             raise InvalidImageError(source, f"pixel data cannot be decoded ({err})") from err
         return to_zcyx(raw.astype(raw.dtype.newbyteorder("="), copy=False), axes, source=source)
