@@ -69,6 +69,15 @@ def polyline_mask(shape: tuple[int, int], points: Sequence[Point]) -> np.ndarray
     return mask
 
 
+def _bounding_box(mask: np.ndarray, margin_px: int) -> tuple[slice, slice]:
+    """The (Y, X) slices of ``mask``'s true pixels, widened by ``margin_px`` within the image."""
+    rows, cols = np.nonzero(mask)
+    top, left = max(int(rows.min()) - margin_px, 0), max(int(cols.min()) - margin_px, 0)
+    bottom = min(int(rows.max()) + margin_px + 1, mask.shape[0])
+    right = min(int(cols.max()) + margin_px + 1, mask.shape[1])
+    return slice(top, bottom), slice(left, right)
+
+
 def _grow_into(parts: np.ndarray, todo: np.ndarray) -> np.ndarray:
     """Give each ``todo`` pixel the id of a 4-neighbouring part, until none is left.
 
@@ -100,8 +109,9 @@ def split_cell(labels: np.ndarray, cell_id: int, line: Sequence[Point]) -> tuple
         When the cell is unknown or the line does not cross it from edge to edge.
     """
     _check_cell(labels, cell_id)
-    cell = labels == cell_id
-    cut = polyline_mask(labels.shape, line) & cell
+    box = _bounding_box(labels == cell_id, margin_px=0)  # work on the cell's box only
+    cell = labels[box] == cell_id
+    cut = polyline_mask(labels.shape, line)[box] & cell
     pieces, count = ndimage.label(cell & ~cut, structure=FOUR_CONNECTED)
     if count < 2:
         raise AnnotationError(
@@ -110,12 +120,12 @@ def split_cell(labels: np.ndarray, cell_id: int, line: Sequence[Point]) -> tuple
     sizes = np.bincount(pieces.ravel())[1:]
     largest, second = (np.argsort(sizes)[::-1][:2] + 1).tolist()
     new_id = next_cell_id(labels)
-    parts = np.zeros(labels.shape, np.int64)
+    parts = np.zeros(cell.shape, np.int64)
     parts[pieces == largest] = cell_id
     parts[pieces == second] = new_id
     parts = _grow_into(parts, cell & (parts == 0))
     out = labels.astype(np.promote_types(labels.dtype, np.min_scalar_type(new_id)), copy=True)
-    out[cell] = parts[cell]
+    out[box][cell] = parts[cell]
     return out, new_id
 
 
@@ -143,8 +153,10 @@ def brush_mask(shape: tuple[int, int], stroke: Sequence[Point], radius_px: float
     centre = polyline_mask(shape, [*stroke, stroke[-1]] if len(stroke) == 1 else stroke)
     if not np.any(centre):
         raise AnnotationError("the brush stroke lies outside the image")
-    distance = ndimage.distance_transform_edt(~centre)
-    return np.asarray(distance <= radius_px)
+    box = _bounding_box(centre, margin_px=int(np.ceil(radius_px)) + 1)
+    mask = np.zeros(shape, bool)
+    mask[box] = ndimage.distance_transform_edt(~centre[box]) <= radius_px
+    return mask
 
 
 def draw_cell(

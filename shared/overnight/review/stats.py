@@ -148,25 +148,34 @@ def corrected_cells_table(
     ``y``, ``x`` are centroids (px); ``pnp_count`` sums the multiplicity of the spots whose
     rounded centre lies on the cell.
     """
-    ids, inverse, area = np.unique(labels.ravel(), return_inverse=True, return_counts=True)
-    rows, cols = np.indices(labels.shape)
-    sum_y = np.bincount(inverse, rows.ravel(), len(ids))
-    sum_x = np.bincount(inverse, cols.ravel(), len(ids))
+    flat = labels.ravel().astype(np.int64)
+    size = int(flat.max(initial=0)) + 1
+    if size > 4 * flat.size + 16:  # sparse huge ids: compact them first (a sort)
+        _, flat = np.unique(flat, return_inverse=True)
+        size = int(flat.max(initial=0)) + 1
+        present = np.unique(labels.ravel())
+    else:
+        present = np.arange(size)
+    # per-id area and coordinate sums by bincount: one pass, no sort (2048² fields: ~0.1 s)
+    area = np.bincount(flat, minlength=size)
+    width = labels.shape[1]
+    sum_y = np.bincount(flat, np.arange(flat.size) // width, size)
+    sum_x = np.bincount(flat, np.arange(flat.size) % width, size)
     under = spot_cell_ids(labels, spots)
     count_of: dict[int, int] = {}
     for cell_id, multiplicity in zip(under.tolist(), spots[:, 2].tolist(), strict=True):
         count_of[cell_id] = count_of.get(cell_id, 0) + int(multiplicity)
     table = [
         {
-            "cell_id": int(cell_id),
+            "cell_id": int(present[i]),
             "y": round(float(sum_y[i] / area[i]), 2),
             "x": round(float(sum_x[i] / area[i]), 2),
             "area_px": int(area[i]),
-            "cell_type": cell_types.get(int(cell_id), ""),
-            "pnp_count": count_of.get(int(cell_id), 0),
+            "cell_type": cell_types.get(int(present[i]), ""),
+            "pnp_count": count_of.get(int(present[i]), 0),
         }
-        for i, cell_id in enumerate(ids.tolist())
-        if cell_id > 0
+        for i in np.nonzero(area)[0].tolist()
+        if present[i] > 0
     ]
     return pd.DataFrame(table, columns=list(CORRECTED_CELL_COLUMNS))
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from overnight.errors import AnnotationError
 from overnight.review import edits
@@ -31,9 +31,10 @@ from overnight.review.overlay import id_map_png, read_labels, read_table
 from overnight.review.stats import corrected_cells_table, spot_cell_ids
 from overnight.storage.base import ObjectStore
 
-#: Most operations in one request, and most points in one drawn line or polygon.
+#: Most operations in one request, most points in one drawn line or polygon, and in all.
 MAX_OPERATIONS = 2000
 MAX_POINTS = 4000
+MAX_TOTAL_POINTS = 40000
 #: A click selects the particle within this distance (image px).
 PICK_RADIUS_PX = 6.0
 
@@ -141,6 +142,19 @@ class EditRequest(BaseModel):
     base_version: int | None = Field(None, ge=1)
     ops: list[Operation] = Field(default_factory=list, max_length=MAX_OPERATIONS)
     note: str = Field("", max_length=MAX_NOTE_CHARS)
+
+    @model_validator(mode="after")
+    def _bounded_work(self) -> EditRequest:
+        """Refuse requests whose drawings hold more points than any reviewer makes."""
+        points = sum(
+            len(getattr(op, "line", ()))
+            + len(getattr(op, "polygon", ()))
+            + len(getattr(op, "stroke", ()))
+            for op in self.ops
+        )
+        if points > MAX_TOTAL_POINTS:
+            raise ValueError(f"{points} drawn points; at most {MAX_TOTAL_POINTS} per request")
+        return self
 
 
 @dataclass(frozen=True)
