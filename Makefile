@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 DSB ?= ../shared/data/dsb2018-fluo
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-fast test-deploy lint bench bench-accuracy bench-robustness bench-volume bench-cluster train train-nuclei clean system-deps
+.PHONY: help install run test test-fast test-deploy lint bench bench-accuracy bench-robustness bench-volume bench-retrain bench-cluster train train-nuclei clean system-deps
 
 help:  ## List the targets and what each does
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ bench-robustness: install  ## Where learned and classical break as parameters le
 
 bench-volume: install  ## Peak RSS and throughput of fields and volumes beyond the memory budget (~40 min)
 	nice -n 10 $(BIN)/python -m bench.large_volume
+
+bench-retrain: install  ## Correct 3/6/12 shifted-domain fields, fine-tune from reviews, score (~25 min, 2 cores)
+	nice -n 10 $(BIN)/python -m bench.retrain
 
 bench-cluster: install  ## Discrete-event simulation of the Kubernetes scale-out
 	$(BIN)/python -m bench.cluster
