@@ -32,6 +32,9 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".ome.tiff", ".ome.tif", ".tiff", ".tif")
 #: Microscope vendor files read through ``overnight[formats]`` (:mod:`overnight.imaging.vendor`).
 VENDOR_EXTENSIONS: tuple[str, ...] = (".czi", ".nd2", ".lif")
 
+#: OME-Zarr images are folders (``field.ome.zarr/``); any case.
+ZARR_FOLDER_EXTENSIONS: tuple[str, ...] = (".ome.zarr", ".zarr")
+
 #: Separates a file's key from the part it names (``plate.czi#s01t003``).
 PART_MARK = "#"
 _PART_KEY = re.compile(r"^(?P<file>.+)#(?:s(?P<s>\d+))?(?:t(?P<t>\d+))?$")
@@ -127,8 +130,13 @@ def is_image_name(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS + VENDOR_EXTENSIONS)
 
 
+def is_zarr_folder_name(name: str) -> bool:
+    """Whether a folder named ``name`` is an OME-Zarr image (``.zarr``, ``.ome.zarr``, any case)."""
+    return not name.startswith(".") and name.lower().rstrip("/").endswith(ZARR_FOLDER_EXTENSIONS)
+
+
 def image_id_from_name(name: str) -> str:
-    """Return the file name without its image extension (TIFF or vendor, any case).
+    """Return the file name without its image extension (TIFF, vendor or OME-Zarr, any case).
 
     Examples
     --------
@@ -138,9 +146,11 @@ def image_id_from_name(name: str) -> str:
     'scan'
     >>> image_id_from_name("plate_A1.czi")
     'plate_A1'
+    >>> image_id_from_name("well_B2.ome.zarr")
+    'well_B2'
     """
     lower = name.lower()
-    for extension in IMAGE_EXTENSIONS + VENDOR_EXTENSIONS:
+    for extension in IMAGE_EXTENSIONS + VENDOR_EXTENSIONS + ZARR_FOLDER_EXTENSIONS:
         if lower.endswith(extension):
             return name[: -len(extension)]
     return name
@@ -249,7 +259,9 @@ class FolderScan:
 def scan_folder(folder: Path, *, follow_outside: bool = True) -> FolderScan:
     """Every image under ``folder`` and every image-named entry that cannot be one, with why.
 
-    Hidden names (``.`` first, files or folders) are skipped. An entry named like an image is
+    Hidden names (``.`` first, files or folders) are skipped. An OME-Zarr folder
+    (``*.zarr``, ``*.ome.zarr``) is one image and is not searched further. An entry named
+    like an image is
     ignored, with a reason, when it is a folder, a dangling symlink, a symlink out of
     ``folder`` (unless ``follow_outside``), or when its id equals an earlier file's
     (``a.tif`` and ``a.ome.tif``). Nothing named like an image is dropped without a reason.
@@ -260,6 +272,9 @@ def scan_folder(folder: Path, *, follow_outside: bool = True) -> FolderScan:
     for current, dirs, files in os.walk(folder, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         here = Path(current)
+        zarr_folders = [d for d in dirs if is_zarr_folder_name(d)]
+        dirs[:] = [d for d in dirs if d not in zarr_folders]  # an OME-Zarr is one image
+        images += [here / d for d in zarr_folders if (here / d).is_dir()]
         for name in sorted([*files, *(d for d in dirs if is_image_name(d))]):
             if not is_image_name(name):
                 continue

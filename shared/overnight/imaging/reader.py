@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tifffile
@@ -50,7 +50,17 @@ from overnight.imaging.vendor import (
     read_vendor,
     vendor_parts,
 )
-from overnight.imaging.zarr_store import ZARR_EXTENSIONS, is_zarr_name, read_zarr, read_zarr_tile
+from overnight.imaging.zarr_store import (
+    ZARR_EXTENSIONS,
+    ZarrImage,
+    is_zarr_name,
+    open_zarr_in_store,
+    read_zarr,
+    read_zarr_tile,
+)
+
+if TYPE_CHECKING:
+    from overnight.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -123,17 +133,10 @@ def _read_other_format(
                 source, f"an OME-Zarr image has one scene; scene {scene} does not exist"
             )
         data, image = read_zarr(path, limits=limits, timepoint=timepoint)
-        calibration = image.calibration
-        metadata: dict[str, Any] = {
-            "file_format": "ome-zarr",
-            "file_axes": image.axes,
-            "ngff_version": image.ngff_version,
-        }
-        default_id = _stem(path.name, ZARR_EXTENSIONS)
-    else:
-        data, info, metadata = read_vendor(path, limits=limits, scene=scene, timepoint=timepoint)
-        calibration = info.calibration
-        default_id = _stem(path.name, tuple(VENDOR_EXTENSIONS))
+        return _zarr_stack(data, image, image_id or _stem(path.name, ZARR_EXTENSIONS))
+    data, info, metadata = read_vendor(path, limits=limits, scene=scene, timepoint=timepoint)
+    calibration = info.calibration
+    default_id = _stem(path.name, tuple(VENDOR_EXTENSIONS))
     metadata["file_shape"] = list(data.shape)
     if calibration.channel_names:
         metadata["channel_names"] = list(calibration.channel_names)
@@ -146,6 +149,54 @@ def _read_other_format(
         channel_names=calibration.channel_names,
         metadata=metadata,
     )
+
+
+def _zarr_stack(data: np.ndarray, image: ZarrImage, image_id: str) -> ImageStack:
+    calibration = image.calibration
+    metadata: dict[str, Any] = {
+        "file_format": "ome-zarr",
+        "file_axes": image.axes,
+        "ngff_version": image.ngff_version,
+        "file_shape": list(data.shape),
+    }
+    if calibration.channel_names:
+        metadata["channel_names"] = list(calibration.channel_names)
+    return ImageStack(
+        data=data,
+        image_id=image_id,
+        source=image.source,
+        pixel_size_um=calibration.pixel_size_um,
+        z_step_um=calibration.z_step_um,
+        channel_names=calibration.channel_names,
+        metadata=metadata,
+    )
+
+
+def read_zarr_in_store(
+    store: ObjectStore,
+    key: str,
+    *,
+    image_id: str,
+    limits: ReadLimits = DEFAULT_LIMITS,
+    channels_required: int = 1,
+    channel_roles: tuple[str, ...] = (),
+    timepoint: int | None = None,
+) -> ImageStack:
+    """Read the OME-Zarr image at ``key`` of an object store (S3, …) as a ``ZCYX`` stack.
+
+    Only the chunks of the timepoint read are fetched (one object each), after the declared
+    size was checked against ``limits``; no local copy of the store is made.
+
+    Raises
+    ------
+    InvalidImageError
+        As :func:`read_stack` for an OME-Zarr folder.
+    """
+    image = open_zarr_in_store(store, key, limits=limits)
+    data, image = read_zarr(image, limits=limits, timepoint=timepoint)
+    stack = _zarr_stack(data, image, image_id)
+    _check_stack_channels(stack, channels_required, channel_roles)
+    return stack
 
 
 def read_stack(

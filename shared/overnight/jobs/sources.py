@@ -11,7 +11,13 @@ import logging
 from dataclasses import dataclass, field, replace
 
 from overnight.errors import ConfigError, NoImagesError, UnsafeKeyError
-from overnight.imaging.files import IgnoredFile, image_id_for, is_image_name, scan_folder
+from overnight.imaging.files import (
+    IgnoredFile,
+    image_id_for,
+    is_image_name,
+    is_zarr_folder_name,
+    scan_folder,
+)
 from overnight.imaging.reader import part_keys
 from overnight.imaging.vendor import is_vendor_name
 from overnight.jobs.settings import JobSettings
@@ -116,6 +122,40 @@ def _image_entries(store: ObjectStore, info: ObjectInfo) -> list[ObjectInfo]:
     return [replace(info, key=key) for key in keys]
 
 
+def _zarr_folder_of(key: str) -> str | None:
+    """The OME-Zarr folder key ``key`` lies in (``a/f.ome.zarr/0/c/0`` → ``a/f.ome.zarr``)."""
+    parts = key.split("/")
+    for index, part in enumerate(parts[:-1]):
+        if part.startswith("."):
+            return None
+        if is_zarr_folder_name(part):
+            return "/".join(parts[: index + 1])
+    return None
+
+
+def _with_zarr_folders(infos: list[ObjectInfo]) -> list[ObjectInfo]:
+    """``infos`` with the objects of each OME-Zarr folder as one entry, keyed by the folder.
+
+    Its size is the objects' total and its mtime the newest, so a store still being
+    copied looks unsettled to the watcher.
+    """
+    out: list[ObjectInfo] = []
+    folders: dict[str, int] = {}
+    for info in infos:
+        folder = _zarr_folder_of(info.key)
+        if folder is None:
+            out.append(info)
+        elif folder not in folders:
+            folders[folder] = len(out)
+            out.append(ObjectInfo(folder, info.size, info.mtime))
+        else:
+            seen = out[folders[folder]]
+            out[folders[folder]] = ObjectInfo(
+                folder, seen.size + info.size, max(seen.mtime, info.mtime)
+            )
+    return out
+
+
 def list_source(store: ObjectStore, prefix: str = "") -> SourceListing:
     """Every image under ``prefix`` and every image-named entry ignored, each with its reason.
 
@@ -123,14 +163,17 @@ def list_source(store: ObjectStore, prefix: str = "") -> SourceListing:
     analysed) and, in a NAS folder, folders named like images, dangling symlinks and
     symlinks out of the folder (the service reads only inside its allowed roots). A vendor
     file with several scenes or timepoints is listed once per part, under a part key
-    (``plate.czi#s01t003``, see :func:`overnight.imaging.files.split_part_key`).
+    (``plate.czi#s01t003``, see :func:`overnight.imaging.files.split_part_key`); an OME-Zarr
+    folder (``f.ome.zarr/…``) is one image, keyed by the folder.
     """
     images: list[ObjectInfo] = []
     ignored: list[IgnoredFile] = []
     owners: dict[str, str] = {}
-    for info in store.list(prefix):
+    for info in _with_zarr_folders(list(store.list(prefix))):
         name = info.key.rsplit("/", 1)[-1]
-        if any(part.startswith(".") for part in info.key.split("/")) or not is_image_name(name):
+        if any(part.startswith(".") for part in info.key.split("/")):
+            continue
+        if not (is_image_name(name) or is_zarr_folder_name(name)):
             continue
         image_id = image_id_for(info.key)
         if image_id in owners:

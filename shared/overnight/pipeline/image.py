@@ -12,6 +12,7 @@ job calls them again with ``stage="counting"`` and the segmentation's values, th
 from __future__ import annotations
 
 import platform
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -24,8 +25,9 @@ import numpy as np
 
 from overnight import __version__
 from overnight.imaging import IMAGE_EXTENSIONS, ReadLimits, image_id_for, read_info, read_stack
-from overnight.imaging.files import split_part_key
+from overnight.imaging.files import is_zarr_folder_name, split_part_key
 from overnight.imaging.limits import check_working_set
+from overnight.imaging.reader import read_zarr_in_store
 from overnight.imaging.stack import ImageStack
 from overnight.metadata import metadata_for
 from overnight.pipeline.block_run import BlockedField, opened_in_blocks, run_in_blocks
@@ -141,6 +143,9 @@ def opened_image(
     """
     start = time.perf_counter()
     limits = limits or ReadLimits()
+    if _is_remote_zarr(source):  # read chunk by chunk from the store, no local copy
+        yield _remote_zarr(source, pipeline, limits, start)
+        return
     with local_image(source) as (path, dataset_dir):
         metadata, warnings = image_metadata(path, dataset_dir)
         roles = pipeline.channel_roles
@@ -165,6 +170,35 @@ def opened_image(
         )
         check_working_set(path.name, stack.shape_zcyx, stack.data.dtype, limits)
         yield LoadedImage(stack, ImageFacts(metadata, warnings, time.perf_counter() - start))
+
+
+def _is_remote_zarr(source: ImageSource) -> bool:
+    """Whether ``source`` is an OME-Zarr folder of a store that is not a local folder."""
+    return (
+        source.store is not None
+        and is_zarr_folder_name(source.file_key.rsplit("/", 1)[-1])
+        and source.store.local_path(source.file_key) is None
+    )
+
+
+def _remote_zarr(
+    source: ImageSource, pipeline: Pipeline, limits: ReadLimits, start: float
+) -> LoadedImage:
+    """An OME-Zarr image of an object store (S3), its metadata from its key's folders."""
+    assert source.store is not None
+    with tempfile.TemporaryDirectory(prefix="overnight-") as folder:  # names only, no copy
+        metadata, warnings = image_metadata(Path(folder) / source.file_key, Path(folder))
+    stack = read_zarr_in_store(
+        source.store,
+        source.file_key,
+        image_id=source.image_id,
+        limits=limits,
+        channels_required=len(pipeline.channel_roles),
+        channel_roles=pipeline.channel_roles,
+        timepoint=source.part[1],
+    )
+    check_working_set(source.file_key, stack.shape_zcyx, stack.data.dtype, limits)
+    return LoadedImage(stack, ImageFacts(metadata, warnings, time.perf_counter() - start))
 
 
 def _declared_shape(
