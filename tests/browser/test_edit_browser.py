@@ -92,7 +92,8 @@ def test_correct_cells_and_particles_save_and_reload(page, served) -> None:  # t
     assert cells == len(np.unique(labels)) - 1
     assert page.inner_text("#edit-state") == "model result"
 
-    big, second, third, fourth, *_ = _cells_by_size(labels)
+    big, second, third, fourth, *rest = _cells_by_size(labels)
+    assert rest, "the test image should have at least five cells"
     page.keyboard.press("x")  # delete
     _click(page, *_inside(labels, fourth))
     _wait_totals(page, cells - 1, particles)
@@ -119,9 +120,17 @@ def test_correct_cells_and_particles_save_and_reload(page, served) -> None:  # t
     page.keyboard.press("Enter")
     _wait_totals(page, cells, particles)
 
+    page.keyboard.press("t")  # give a cell another type
+    page.fill("#edit-type", "macrophage")
+    page.locator("#viewer").focus()
+    _click(page, *_inside(labels, rest[0]))
+    expect(page.locator("#edit-state")).to_contain_text("5 changes")
+
     page.keyboard.press("i")  # add a particle on the new cell, then undo and redo it
     _click(page, y0 + 5, x0 + 5)
     _wait_totals(page, cells, particles + 1)
+    expect(page.locator("#edit-marks")).to_be_visible()
+    expect(page.locator("#edit-spots circle")).to_have_count(len(pnps) + 1)
     page.keyboard.press("z")
     _wait_totals(page, cells, particles)
     page.keyboard.press("y")
@@ -138,6 +147,7 @@ def test_correct_cells_and_particles_save_and_reload(page, served) -> None:  # t
     stored = served.dataset_dir / image_id / "annotation" / "v0001"
     record = json.loads((stored / "annotation.json").read_text())
     assert record["author"] == "Ana Lab" and record["cell_count"] == cells
+    assert record["cell_types"][str(rest[0])] == "macrophage"
     saved = tifffile.imread(stored / "labels.tif")
     assert fourth not in saved and third not in saved
 

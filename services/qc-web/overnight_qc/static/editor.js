@@ -306,7 +306,7 @@
     if (window.overnightViewer) window.overnightViewer.setQcMode(false);
     modelLayers.forEach(function (el) { el.classList.add("editing-hidden"); });
     canvas.hidden = false;
-    marks.hidden = false;
+    marks.removeAttribute("hidden");  // an SVG element has no .hidden property
     panel.hidden = false;
     toggle.textContent = "Stop editing";
     document.body.classList.add("editing");
@@ -321,7 +321,7 @@
     edit.ops = [];
     setTool("");
     canvas.hidden = true;
-    marks.hidden = true;
+    marks.setAttribute("hidden", "");
     panel.hidden = true;
     modelLayers.forEach(function (el) { el.classList.remove("editing-hidden"); });
     toggle.textContent = "Edit cells & particles";
