@@ -159,3 +159,6 @@ def test_corrected_numbers_are_shown_beside_the_model(
     assert 'id="corrected-counts"' in page and "corrected v1" in page
     stats = client.get("/datasets/run1/stats").text
     assert 'id="type-stats-corrected"' in stats and "1 corrected image" in stats
+    table = client.get("/datasets/run1").text
+    assert table.count("corrected v1</span>") == 1
+    assert 'title="corrected">' in table

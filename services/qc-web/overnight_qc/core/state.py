@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from overnight.results.layout import DatasetResults
+from overnight.review.annotation import annotated_images
 from overnight.review.catalog import Catalog, Layout
 from overnight.review.datasets import (
     DatasetRecord,
@@ -27,6 +30,7 @@ from overnight.review.overlay import labels_png, projection_png, read_labels, th
 from overnight.storage import ObjectStore, open_store
 from overnight_qc.core.cache import LruCache
 from overnight_qc.core.config import QcSettings
+from overnight_qc.core.corrections import Corrected, read_corrected
 from overnight_qc.core.image_view import ImageView, build_view
 from overnight_qc.core.ingest import fetch_status
 from overnight_qc.core.sources import read_source, scratch_dir
@@ -73,6 +77,7 @@ class QcState:
         self.pictures: LruCache[bytes] = LruCache(512)
         self.counts: LruCache[tuple[np.ndarray, np.ndarray]] = LruCache(20000)
         self._ingest_down_until = 0.0
+        self._annotated: dict[str, tuple[float, frozenset[str]]] = {}
 
     @property
     def token(self) -> str | None:
@@ -106,6 +111,34 @@ class QcState:
         return DatasetState(
             index, record, failures, progress, summarise_dataset(index, record, progress)
         )
+
+    # -- corrections -------------------------------------------------------------------------
+
+    def annotated(self, dataset_id: str) -> frozenset[str]:
+        """Ids of the dataset's corrected images (a listing at most ``qc_listing_ttl_s`` old)."""
+        now = time.monotonic()
+        cached = self._annotated.get(dataset_id)
+        if cached is not None and now - cached[0] < self.settings.qc_listing_ttl_s:
+            return cached[1]
+        prefix = self.catalog.layout.prefix_of(dataset_id)
+        found = frozenset(annotated_images(DatasetResults(self.store, prefix)))
+        self._annotated[dataset_id] = (now, found)
+        return found
+
+    def forget_annotated(self, dataset_id: str) -> None:
+        """Drop the cached list of corrected images (after a save)."""
+        self._annotated.pop(dataset_id, None)
+
+    def corrected_rows(self, dataset_id: str, rows: Iterable[ImageRow]) -> dict[str, Corrected]:
+        """The latest corrections of those of ``rows`` that have any, by image id."""
+        annotated = self.annotated(dataset_id)
+        found = {}
+        for row in rows:
+            if row.image_id in annotated:
+                corrected = read_corrected(self.store, row.prefix)
+                if corrected is not None:
+                    found[row.image_id] = corrected
+        return found
 
     # -- images ------------------------------------------------------------------------------
 

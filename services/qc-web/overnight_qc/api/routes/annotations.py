@@ -84,6 +84,7 @@ def post_annotation(
         to_annotation(edited, reviewer.name, edit.note.strip()),
         expected_version=edit.base_version,
     )
+    state.forget_annotated(dataset_id)
     return JSONResponse(
         {
             **state_json(edited),

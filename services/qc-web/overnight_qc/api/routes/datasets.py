@@ -62,6 +62,7 @@ def dataset_page(
         "can_retry": bool(state.settings.ingest_url),
         "model_versions": _model_versions(state) if state.settings.ingest_url else {},
         "reanalyse_models": REANALYSE_MODELS,
+        "corrected": state.corrected_rows(dataset_id, page.rows),
         "notice": request.query_params.get("notice", "")[:300],
     }
     return request.app.state.templates.TemplateResponse(request, "dataset.html", context)

@@ -6,15 +6,12 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, Response
 
-from overnight.results.layout import DatasetResults
-from overnight.review.annotation import annotated_images
 from overnight.review.index import DatasetIndex, ImageRow
 from overnight.review.overlay import type_colours
 from overnight.review.plots import groups_svg, histogram_svg
 from overnight.review.stats import ALL_CELLS, CountHistogram, group_stats, histograms_by_type
 from overnight_qc.api.deps import ReaderDep, StateDep
 from overnight_qc.api.query import include_rejected
-from overnight_qc.core.corrections import read_corrected
 from overnight_qc.core.state import QcState
 
 router = APIRouter(prefix="/datasets/{dataset_id}/stats")
@@ -33,18 +30,14 @@ def _histograms(
     state: QcState, index: DatasetIndex, rows: list[ImageRow], corrected: bool = False
 ) -> list[CountHistogram]:
     """Histograms over ``rows``; ``corrected``: annotated images count their corrected cells."""
-    annotated = _annotated(state, index) if corrected else set()
-    pairs = []
-    for row in rows:
-        fixed = read_corrected(state.store, row.prefix) if row.image_id in annotated else None
-        pairs.append(fixed.cell_counts() if fixed is not None else state.cell_counts(row))
+    fixed = state.corrected_rows(index.dataset_id, rows) if corrected else {}
+    pairs = [
+        fixed[row.image_id].cell_counts() if row.image_id in fixed else state.cell_counts(row)
+        for row in rows
+    ]
     types = np.concatenate([p[0] for p in pairs]) if pairs else np.array([], dtype=str)
     counts = np.concatenate([p[1] for p in pairs]) if pairs else np.array([], dtype=np.int64)
     return histograms_by_type(types, counts, index.type_names)
-
-
-def _annotated(state: QcState, index: DatasetIndex) -> set[str]:
-    return set(annotated_images(DatasetResults(state.store, index.prefix)))
 
 
 def _group_field(index: DatasetIndex, request: Request) -> str:
@@ -60,7 +53,7 @@ def stats_page(request: Request, dataset_id: str, state: StateDep, reviewer: Rea
     """PNP-per-cell histograms per type with Poisson overlay and VMR; counts per group."""
     index, rows = _rows(state, dataset_id, request)
     field = _group_field(index, request)
-    n_corrected = len(_annotated(state, index) & {row.image_id for row in rows})
+    n_corrected = len(state.annotated(dataset_id) & {row.image_id for row in rows})
     context = {
         "dataset_id": dataset_id,
         "index": index,
