@@ -44,7 +44,10 @@ class ImageResult(BaseModel):
     pipeline: dict[str, Any] = Field(
         description="name, version, and every step with its version and parameters"
     )
-    versions: dict[str, str] = Field(description="overnight, python, steps and models")
+    versions: dict[str, str] = Field(
+        description="overnight, python, steps and models: '<step>.model' holds the model's "
+        "registry reference '<name>@<version>' (overnight.models.registry)"
+    )
     timings_s: dict[str, float] = Field(description="read, then every step (s)")
     warnings: list[str] = Field(default_factory=list)
     summary: dict[str, Any] = Field(description="the image's row of summary.csv")
