@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from overnight.config import CommonSettings
 from overnight.results.layout import DatasetResults
 from overnight.results.record import ImageResult
 from overnight.storage import ObjectStore, open_store, read_manifest
@@ -43,12 +44,20 @@ class Results:
     nca_depth: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def load(location: str | Path, prefix: str = "", include_pnps: bool = False) -> Results:
+def load(
+    location: str | Path,
+    prefix: str = "",
+    include_pnps: bool = False,
+    settings: CommonSettings | None = None,
+) -> Results:
     """Read every complete result under ``location`` (a folder or a storage URL).
 
-    ``prefix`` selects a dataset inside a store (e.g. ``results/ds-42``).
+    ``prefix`` selects a dataset inside a store (e.g. ``results/ds-42``). ``settings`` give
+    the S3 endpoint and keys of an ``s3://`` location (e.g.
+    ``overnight.config.load_settings(CommonSettings)``, from ``OVERNIGHT_S3_*``); None: AWS,
+    anonymous.
     """
-    store = open_store(str(location))
+    store = open_store(str(location), settings)
     return load_from_store(store, prefix, include_pnps)
 
 
