@@ -160,3 +160,15 @@ def test_reanalyse_refuses_unknown_datasets_models_and_versions(
     train = client.post("/models/cells/train", json={"datasets": ["nope"]}, headers=AUTH)
     assert train.status_code == 404
     assert client.get("/models/train/train-" + "0" * 32).status_code == 404
+
+
+def test_a_dataset_names_its_model_versions_at_registration(
+    client: TestClient, plate: Path, registry: Path
+) -> None:
+    body = {"source": plate.as_uri(), "pipeline": "cytometry", "models": {"cells": "latest"}}
+    created = client.post("/datasets", json=body, headers=AUTH)
+    assert created.status_code == 201, created.text
+    record = client.get(f"/datasets/{created.json()['id']}").json()
+    assert record["metadata"]["models"] == {"cells": loading.shipped_version("cells")}
+    body["models"] = {"cells": "20990101-000000-deadbeef"}
+    assert client.post("/datasets", json=body, headers=AUTH).status_code == 404
