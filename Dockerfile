@@ -144,3 +144,21 @@ COPY --from=wheel /wheels /wheels
 RUN pip install --no-deps /wheels/overnight-*.whl && rm -rf /wheels
 USER 10001:10001
 CMD ["overnight", "worker", "segmentation"]
+
+# --- notebook: JupyterLab with overnight and examples/ (optional: docker-compose --profile notebook)
+FROM deps-analysis AS deps-notebook
+RUN /opt/venv/bin/pip install --constraint requirements.lock jupyterlab==4.6.6 ipykernel && slim
+
+FROM runtime AS notebook
+COPY --from=deps-notebook /opt/venv /opt/venv
+COPY --from=wheel /wheels /wheels
+RUN pip install --no-deps /wheels/overnight-*.whl && rm -rf /wheels \
+ && install -d -o 10001 -g 10001 /home/overnight
+COPY --chown=10001:10001 examples/ /home/overnight/examples/
+USER 10001:10001
+WORKDIR /home/overnight
+EXPOSE 8888
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8888/api', timeout=4)"]
+# The token comes from the environment (JUPYTER_TOKEN); without one the server does not start.
+CMD ["sh", "-c", "test -n \"$JUPYTER_TOKEN\" || { echo 'JUPYTER_TOKEN is empty: set OVERNIGHT_NOTEBOOK_TOKEN in .env' >&2; exit 1; }; exec jupyter lab --ip=0.0.0.0 --port=8888 --no-browser --ServerApp.root_dir=/home/overnight"]
