@@ -238,9 +238,14 @@ def model_state(store: ObjectStore, image_prefix: str) -> EditState:
         for c, t in zip(cells["cell_id"], cells["cell_type"].fillna(""), strict=True)
         if str(t) and int(c) in present
     }
-    record = json.loads(store.read_bytes(f"{image_prefix}/result.json"))
-    versions = model_versions_of(record.get("versions") or {})
+    versions = result_model_versions(store, image_prefix)
     return EditState(labels, spots.reshape(-1, 3), types, versions)
+
+
+def result_model_versions(store: ObjectStore, image_prefix: str) -> dict[str, str]:
+    """The model versions the image's result was made with (its ``result.json``)."""
+    record = json.loads(store.read_bytes(f"{image_prefix}/result.json"))
+    return model_versions_of(record.get("versions") or {})
 
 
 def base_state(store: ObjectStore, image_prefix: str, version: int | None) -> EditState:
@@ -251,15 +256,13 @@ def base_state(store: ObjectStore, image_prefix: str, version: int | None) -> Ed
     AnnotationError
         When ``version`` is not stored (the page is older than the storage: reload).
     """
-    model = model_state(store, image_prefix)
     if version is None:
-        return model
+        return model_state(store, image_prefix)
     annotation = load_annotation(store, image_prefix, version)
     if annotation is None:
         raise AnnotationError(f"annotation version {version} of this image does not exist")
-    return EditState(
-        annotation.labels, annotation.spots, annotation.cell_types, model.model_versions
-    )
+    versions = result_model_versions(store, image_prefix)
+    return EditState(annotation.labels, annotation.spots, annotation.cell_types, versions)
 
 
 def to_annotation(state: EditState, author: str, note: str) -> Annotation:
