@@ -256,12 +256,10 @@ def fine_tune(
     from overnight.models.pnp_training import train_pnp
 
     config = fine_tune_config(load_config(init_dir), options.epochs, options.steps)
-    n_train = (
-        len(fields) - max(1, round(len(fields) * options.val_fraction)) if len(fields) > 1 else 1
-    )
+    _, corrected_train, _ = review_split(fields, options.val_fraction, options.seed)
     shape_yx = fields[0].field.labels.shape
     synthetic = synthetic_fields(
-        n_synthetic(n_train, options.synthetic_share),
+        n_synthetic(len(corrected_train), options.synthetic_share),
         (int(shape_yx[0]), int(shape_yx[1])),
         options.seed,
     )
