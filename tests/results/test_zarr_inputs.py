@@ -6,6 +6,7 @@ import importlib.util
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 from minio import Minio
 
@@ -81,3 +82,71 @@ def test_a_zarr_folder_on_s3_is_listed_once_and_read_without_a_copy(tmp_path, s3
     assert result.acquisition["file_format"] == "ome-zarr"
     local = analyse_image(ImageSource.file(tiff), prepared, results)
     assert local is not None and result.summary["n_cells"] == local.summary["n_cells"] > 0
+
+
+class _CountingStore:
+    """An ObjectStore that records the keys read through it."""
+
+    def __init__(self, inner: S3Store) -> None:
+        self.inner, self.reads = inner, []
+
+    def read_bytes(self, key: str) -> bytes:
+        self.reads.append(key)
+        return self.inner.read_bytes(key)
+
+    def __getattr__(self, name: str):  # list, exists, local_path, ...
+        return getattr(self.inner, name)
+
+    def __repr__(self) -> str:
+        return repr(self.inner)
+
+
+def _write_tczyx(path: Path, data: np.ndarray) -> Path:
+    """An NGFF 0.4 TCZYX image (Zarr v2, one chunk per plane)."""
+    import zarr
+
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    chunks = (1, 1, 1, *data.shape[-2:])
+    root.create_array("0", shape=data.shape, chunks=chunks, dtype=data.dtype)[...] = data
+    axes = [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"}]
+    axes += [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+    scale = [1.0, 1.0, 1.0, 0.5, 0.5]
+    root.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": axes,
+            "datasets": [
+                {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+            ],
+        }
+    ]
+    return path
+
+
+def test_each_timepoint_of_a_zarr_is_an_image_locally_and_in_s3(tmp_path, s3_endpoint) -> None:
+    tiff, _ = _field_as_zarr(tmp_path)
+    field = read_stack(tiff).data.transpose(1, 0, 2, 3)  # CZYX
+    data = tmp_path / "data"
+    store_dir = _write_tczyx(data / "movie.ome.zarr", np.stack([field, field[:, :, ::-1]]))
+    out = tmp_path / "out"
+    options = BatchOptions(pipeline=PIPELINE, out_url=str(out), dataset_dir=data)
+    outcomes = run_batch(scan_folder(data).images, options)
+    assert [(o.image_id, o.status) for o in outcomes] == [
+        ("movie~t000", "done"),
+        ("movie~t001", "done"),
+    ]
+    assert outcomes[0].n_cells == outcomes[1].n_cells > 0, "the same field, flipped in Y"
+    client = Minio(
+        s3_endpoint, access_key="testing", secret_key="testing", secure=False, region="us-east-1"
+    )
+    bucket = f"z-{uuid.uuid4().hex[:12]}"
+    client.make_bucket(bucket)
+    s3 = S3Store(bucket, "", client)
+    for path in sorted(p for p in store_dir.rglob("*") if p.is_file()):
+        key = f"movie.ome.zarr/{path.relative_to(store_dir).as_posix()}"
+        s3.write_bytes(key, path.read_bytes())
+    counting = _CountingStore(s3)
+    keys = [info.key for info in list_source(counting).images]  # type: ignore[arg-type]
+    assert keys == ["movie.ome.zarr#t000", "movie.ome.zarr#t001"]
+    chunks = [k for k in counting.reads if k.rsplit("/", 1)[-1][:1].isdigit()]
+    assert counting.reads and not chunks, "listing reads the metadata, never a chunk"

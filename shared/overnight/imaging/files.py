@@ -98,7 +98,7 @@ def split_part_key(key: str) -> tuple[str, int | None, int | None]:
     if match is None or not (match["s"] or match["t"]):
         return key, None, None
     name = match["file"].rsplit("/", 1)[-1]
-    if not name.lower().endswith(VENDOR_EXTENSIONS + IMAGE_EXTENSIONS):
+    if not name.lower().endswith(VENDOR_EXTENSIONS + IMAGE_EXTENSIONS + ZARR_FOLDER_EXTENSIONS):
         return key, None, None
     scene = int(match["s"]) if match["s"] else None
     timepoint = int(match["t"]) if match["t"] else None

@@ -34,7 +34,7 @@ import tifffile
 
 from overnight.errors import InvalidImageError
 from overnight.imaging.axes import to_zcyx
-from overnight.imaging.files import ImagePart, image_id_from_name
+from overnight.imaging.files import ImagePart, file_parts, image_id_from_name
 from overnight.imaging.header import (
     TIFF_ERRORS,
     ImageInfo,
@@ -54,6 +54,7 @@ from overnight.imaging.zarr_store import (
     ZARR_EXTENSIONS,
     ZarrImage,
     is_zarr_name,
+    open_zarr,
     open_zarr_in_store,
     read_zarr,
     read_zarr_tile,
@@ -405,22 +406,30 @@ def read_tile(
 
 
 def image_parts(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> list[ImagePart]:
-    """The images a file holds: one per scene (position) and timepoint of a vendor file.
+    """The images a file holds: one per scene (position) and timepoint; one per T of a Zarr.
 
-    Only the header is read. A TIFF, an OME-Zarr store, a one-part vendor file, and a file
-    whose header cannot be read (reading it then fails with the reason) are one image.
+    Only the header is read. A TIFF, a one-part file, and a file whose header cannot be read
+    (reading it then fails with the reason) are one image.
 
     Examples
     --------
     >>> image_parts(Path("missing.czi"))
     [ImagePart(scene=None, timepoint=None, n_scenes=1, n_timepoints=1)]
     """
-    if not is_vendor_name(path.name):
-        return [ImagePart()]
     try:
-        return vendor_parts(path, limits=limits)
+        if is_zarr_name(path.name):
+            return zarr_parts(open_zarr(path, limits=limits))
+        if is_vendor_name(path.name):
+            return vendor_parts(path, limits=limits)
     except InvalidImageError:
-        return [ImagePart()]
+        pass
+    return [ImagePart()]
+
+
+def zarr_parts(image: ZarrImage) -> list[ImagePart]:
+    """One part per timepoint of an opened OME-Zarr image (one part without a T axis)."""
+    n_t = int(image.array.shape[image.axes.index("T")]) if "T" in image.axes else 1
+    return file_parts(1, n_t)
 
 
 def part_keys(key: str, path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> list[str]:

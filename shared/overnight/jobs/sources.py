@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 
-from overnight.errors import ConfigError, NoImagesError, UnsafeKeyError
+from overnight.errors import ConfigError, InvalidImageError, NoImagesError, UnsafeKeyError
 from overnight.imaging.files import (
     IgnoredFile,
     image_id_for,
@@ -18,8 +18,9 @@ from overnight.imaging.files import (
     is_zarr_folder_name,
     scan_folder,
 )
-from overnight.imaging.reader import part_keys
+from overnight.imaging.reader import part_keys, zarr_parts
 from overnight.imaging.vendor import is_vendor_name
+from overnight.imaging.zarr_store import open_zarr_in_store
 from overnight.jobs.settings import JobSettings
 from overnight.storage import (
     LocalStore,
@@ -104,22 +105,36 @@ _PART_KEYS_MAX = 4096
 
 
 def _image_entries(store: ObjectStore, info: ObjectInfo) -> list[ObjectInfo]:
-    """``info`` itself, or one entry per scene / timepoint of a vendor file (``a.czi#t001``).
+    """``info`` itself, or one entry per part (``a.czi#s01t002``, ``f.ome.zarr#t001``).
 
     A remote vendor file is downloaded once to read its header (the vendor readers need a
-    local file); the answer is kept while the object is unchanged.
+    local file); an OME-Zarr folder's metadata objects are read, never a chunk. The answer is
+    kept while the object is unchanged.
     """
-    if not is_vendor_name(info.key):
+    zarr_folder = is_zarr_folder_name(info.key.rsplit("/", 1)[-1])
+    if not (zarr_folder or is_vendor_name(info.key)):
         return [info]
     mark = (repr(store), info.key, info.size, info.mtime, info.etag)
     keys = _PART_KEYS.get(mark)
     if keys is None:
-        with local_copy(store, info.key) as (path, _):
-            keys = part_keys(info.key, path)
+        keys = _zarr_part_keys(store, info.key) if zarr_folder else _vendor_part_keys(store, info)
         if len(_PART_KEYS) >= _PART_KEYS_MAX:
             _PART_KEYS.clear()
         _PART_KEYS[mark] = keys
     return [replace(info, key=key) for key in keys]
+
+
+def _zarr_part_keys(store: ObjectStore, key: str) -> list[str]:
+    try:
+        image = open_zarr_in_store(store, key)
+    except InvalidImageError:
+        return [key]  # analysing it fails, with the reason
+    return [key + part.key_suffix() for part in zarr_parts(image)]
+
+
+def _vendor_part_keys(store: ObjectStore, info: ObjectInfo) -> list[str]:
+    with local_copy(store, info.key) as (path, _):
+        return part_keys(info.key, path)
 
 
 def _zarr_folder_of(key: str) -> str | None:
