@@ -152,7 +152,11 @@ def result_artefacts(
     }
     if output_format == "ome-zarr":
         if image_zcyx is None or "cell_labels" not in values:
-            raise ValueError("the ome-zarr output needs the input image and the cell labels")
+            raise ValueError(
+                f"{result.source}: the ome-zarr output needs the whole input image and its cell "
+                "labels in memory, which a field analysed in blocks (larger than "
+                "OVERNIGHT_MAX_WORKING_SET_GB) does not have; use --format tiff for it"
+            )
         zarr_files = ome_zarr_files(
             image_zcyx,
             values["cell_labels"],
