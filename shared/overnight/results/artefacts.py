@@ -151,7 +151,8 @@ def result_artefacts(
         RESULT_FILE: result.to_bytes(),
     }
     if output_format == "ome-zarr":
-        if image_zcyx is None or "cell_labels" not in values:
+        blocked = image_zcyx is not None and image_zcyx.size > 1 and not any(image_zcyx.strides)
+        if image_zcyx is None or blocked or "cell_labels" not in values:
             raise ValueError(
                 f"{result.source}: the ome-zarr output needs the whole input image and its cell "
                 "labels in memory, which a field analysed in blocks (larger than "
