@@ -100,6 +100,8 @@ def test_saves_are_versioned_and_leave_the_result_untouched(
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == result_files
     loaded = client.get(_url(image_id)).json()
     assert loaded["version"] == 2 and [h["author"] for h in loaded["history"]] == ["api", "Bo"]
+    page = client.get(f"/datasets/run1/images/{image_id}").text
+    assert "2 versions of corrections" in page and "on v1" in page
     assert client.get(_url(image_id) + "?version=1").json()["version"] == 1
     # the result still counts as complete: the dataset table lists every image
     assert image_id in client.get("/datasets/run1").text

@@ -44,6 +44,13 @@ class Corrected:
         return types, self.cells["pnp_count"].to_numpy(np.int64)
 
 
+def correction_history(store: ObjectStore, image_prefix: str) -> list[AnnotationRecord]:
+    """Every stored version's record, newest first (who, when, note, counts)."""
+    versions = annotation_versions(store, image_prefix)
+    records = (load_record(store, image_prefix, version) for version in versions)
+    return [record for record in records if record is not None][::-1]
+
+
 def read_corrected(store: ObjectStore, image_prefix: str) -> Corrected | None:
     """The image's latest corrections, or None when it has none."""
     versions = annotation_versions(store, image_prefix)

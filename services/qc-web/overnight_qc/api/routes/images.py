@@ -14,7 +14,7 @@ from overnight.review.table import neighbours
 from overnight.review.verdicts import MAX_COMMENT_CHARS, Verdict, VerdictRecord, now_utc
 from overnight_qc.api.deps import ReaderDep, StateDep, WriterDep
 from overnight_qc.api.query import context_params, parse_query
-from overnight_qc.core.corrections import read_corrected
+from overnight_qc.core.corrections import correction_history, read_corrected
 from overnight_qc.core.image_view import provenance_steps
 
 router = APIRouter(prefix="/datasets/{dataset_id}/images/{image_id}")
@@ -58,6 +58,7 @@ def image_page(
         "max_comment": MAX_COMMENT_CHARS,
         "version": row.signature[1][:12] if len(row.signature) > 1 else "",
         "corrected": read_corrected(state.store, row.prefix),
+        "corrections": correction_history(state.store, row.prefix),
     }
     return request.app.state.templates.TemplateResponse(request, "image.html", context)
 
