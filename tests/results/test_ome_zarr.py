@@ -92,3 +92,28 @@ def test_run_format_ome_zarr_writes_image_and_labels_that_ome_zarr_reads(tmp_pat
             np.testing.assert_array_equal(plane, labels)
     loaded = loader.load(out)
     assert len(loaded.images) == 3 and set(loaded.cells["timepoint"]) <= {"0", "1", "2"}
+
+
+def test_a_field_without_its_pixels_is_refused_not_written_as_zeros() -> None:
+    import pandas as pd
+
+    from overnight.results.artefacts import result_artefacts
+    from overnight.results.record import ImageResult
+
+    record = ImageResult(
+        image_id="a", source="big.tif", shape_zcyx=(1, 1, 4, 4), pixel_size_um=None,
+        z_step_um=None, pipeline={}, versions={}, timings_s={}, summary={}, finished_at="x",
+    )  # fmt: skip
+    values = {
+        "cell_labels": np.ones((4, 4), "uint16"),
+        "cells_table": pd.DataFrame(),
+        "pnps_table": pd.DataFrame(),
+        "qc_png": b"",
+    }
+    shape_only = np.broadcast_to(np.zeros((), "uint16"), (1, 1, 4, 4))
+    with pytest.raises(ValueError, match=r"big\.tif.*analysed in blocks.*--format tiff"):
+        result_artefacts(values, record, output_format="ome-zarr", image_zcyx=shape_only)
+    pixels = np.ones((1, 1, 4, 4), "uint16")
+    files = result_artefacts(values, record, output_format="ome-zarr", image_zcyx=pixels)
+    assert "image.ome.zarr/zarr.json" in files and "image.ome.zarr/labels/cells/zarr.json" in files
+    assert "image.ome.zarr/zarr.json" not in result_artefacts(values, record)
