@@ -70,6 +70,39 @@ def test_model_free_services_import_without_what_their_image_lacks(module: str) 
     assert proc.returncode == 0, f"{module} needs a package its image lacks:\n{proc.stderr[-3000:]}"
 
 
+def test_every_builtin_pipeline_loads_without_the_analysis_extra() -> None:
+    """What ``POST /datasets`` and the watcher do before enqueueing: load the pipeline."""
+    code = (
+        "from overnight.pipeline.definition import builtin_pipelines, load_pipeline\n"
+        "names = builtin_pipelines()\n"
+        "assert names, 'no built-in pipeline'\n"
+        "for name in names: load_pipeline(name)\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BLOCKER.replace("importlib.import_module(sys.argv[2])", code),
+            ",".join(ANALYSIS + MODELS + ("kubernetes",)),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, (
+        f"a pipeline needs the analysis extra to load:\n{proc.stderr[-3000:]}"
+    )
+
+
+def test_a_lazy_module_names_the_extra_when_it_is_missing() -> None:
+    from overnight.lazy import lazy_module
+
+    missing = lazy_module("overnight_no_such_module_for_the_test")
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'overnight\[analysis\]'"):
+        missing.anything  # noqa: B018
+
+
 def test_the_core_holds_no_analysis_library() -> None:
     core = _lines()
     for name in ("scipy", "scikit-image", "matplotlib", "imagecodecs", "tensorflow-cpu", "keras"):

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from overnight.analysis.nca import AucMethod, nca_table
+from overnight.lazy import lazy_module
+
+if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
+    from scipy import stats
+else:
+    stats = lazy_module("scipy.stats")
 
 logger = logging.getLogger(__name__)
 

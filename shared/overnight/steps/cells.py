@@ -6,10 +6,23 @@ learned ones behind the same step interfaces.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from scipy import ndimage as ndi
-from skimage import filters, measure, morphology, segmentation
-from skimage.feature import peak_local_max
+
+from overnight.lazy import lazy_function, lazy_module
+
+if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
+    from scipy import ndimage as ndi
+    from skimage import filters, measure, morphology, segmentation
+    from skimage.feature import peak_local_max
+else:
+    ndi = lazy_module("scipy.ndimage")
+    filters = lazy_module("skimage.filters")
+    measure = lazy_module("skimage.measure")
+    morphology = lazy_module("skimage.morphology")
+    segmentation = lazy_module("skimage.segmentation")
+    peak_local_max = lazy_function("skimage.feature", "peak_local_max")
 
 
 def focus_projection(volume: np.ndarray, sigma_px: float = 2.0) -> np.ndarray:

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from skimage import measure
+
+from overnight.lazy import lazy_module
+
+if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
+    from skimage import measure
+else:
+    measure = lazy_module("skimage.measure")
 
 
 class CellTypeRule(BaseModel):

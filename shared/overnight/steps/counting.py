@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import ndimage as ndi
 
+from overnight.lazy import lazy_module
 from overnight.steps.pnp import Spots
+
+if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
+    from scipy import ndimage as ndi
+else:
+    ndi = lazy_module("scipy.ndimage")
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,16 @@ cells are doubtful. Both functions work on the cell projection (``YX``, ADU).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import ndimage as ndi
+
+from overnight.lazy import lazy_module
+
+if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
+    from scipy import ndimage as ndi
+else:
+    ndi = lazy_module("scipy.ndimage")
 
 #: Robust σ of a normal distribution from its median absolute deviation.
 _MAD_TO_SIGMA = 1.4826

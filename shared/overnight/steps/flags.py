@@ -31,12 +31,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import ndimage as ndi
 
+from overnight.lazy import lazy_module
 from overnight.steps.coverage import background_level, cell_coverage
+
+if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
+    from scipy import ndimage as ndi
+else:
+    ndi = lazy_module("scipy.ndimage")
 
 #: Robust σ of a normal distribution from its median absolute deviation.
 _MAD_TO_SIGMA = 1.4826

@@ -7,9 +7,16 @@ The classical baseline; :mod:`overnight.models.pnp` provides the 3D U-Net behind
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import ndimage as ndi
+
+from overnight.lazy import lazy_module
+
+if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
+    from scipy import ndimage as ndi
+else:
+    ndi = lazy_module("scipy.ndimage")
 
 
 @dataclass(frozen=True)

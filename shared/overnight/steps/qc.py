@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw, ImageFont
-from skimage import segmentation
 
+from overnight.lazy import lazy_module
 from overnight.steps.cells import normalise_intensity
+
+if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
+    from PIL import Image, ImageDraw, ImageFont
+    from skimage import segmentation
+else:
+    Image = lazy_module("PIL.Image")
+    ImageDraw = lazy_module("PIL.ImageDraw")
+    ImageFont = lazy_module("PIL.ImageFont")
+    segmentation = lazy_module("skimage.segmentation")
 
 #: Colour per cell type, in the order the type list is configured (colour-blind safe).
 TYPE_COLOURS = ("#56B4E9", "#E69F00", "#009E73", "#CC79A7", "#F0E442", "#D55E00")

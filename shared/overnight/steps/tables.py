@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-from skimage import measure
 
+from overnight.lazy import lazy_module
 from overnight.steps.classify import CellTypes
 from overnight.steps.counting import ParticleCounts
 from overnight.steps.pnp import Spots
+
+if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
+    from skimage import measure
+else:
+    measure = lazy_module("skimage.measure")
 
 CELL_COLUMNS = ("cell_id", "y", "x", "area_px", "cell_type", "pnp_count")
 PNP_COLUMNS = ("z", "y", "x", "cell_id", "intensity")
