@@ -13,6 +13,7 @@ from overnight.config import CommonSettings, load_settings
 from overnight.errors import OvernightError
 from overnight.imaging import require_scan
 from overnight.imaging.limits import DEFAULT_MAX_WORKING_SET_GB, ReadLimits
+from overnight.imaging.reader import part_keys
 from overnight.logs import configure_logging
 from overnight.pipeline.batch import BatchOptions, ImageOutcome, default_workers, run_batch
 from overnight.pipeline.definition import is_series_pipeline
@@ -109,6 +110,8 @@ def run(
         limits=ReadLimits.with_working_set_gb(settings.max_working_set_gb),
         output_format=output_format,
     )
+    # one image per scene / timepoint of a multi-part file (run_batch would do it too)
+    paths = [Path(k) for p in paths for k in part_keys(str(p), p, limits=options.limits)]
     if not quiet:
         click.echo(
             f"Analysing {len(paths)} images from {input_dir} with {n_workers} worker(s) → {out}"
