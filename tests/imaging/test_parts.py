@@ -72,3 +72,15 @@ def test_a_source_lists_every_timepoint_and_each_reads_its_own(tmp_path) -> None
         assert stack.shape_zcyx == (5, 2, 170, 240)
         planes.append(stack.data)
     assert not (planes[0] == planes[1]).all(), "each part reads its own timepoint"
+
+
+def test_a_part_travels_in_a_queue_payload_and_is_opened_from_it(tmp_path) -> None:
+    from overnight.jobs.payload import ImageJob
+
+    key = "run1/CD.czi#t002"
+    job = ImageJob(dataset_id="ds-1", image_id=image_id_of(key), image_key=key, pipeline="p")
+    again = ImageJob.model_validate_json(job.model_dump_json())
+    assert (again.image_key, again.image_id) == (key, "run1~2FCD~t002")
+    source = ImageSource(key=again.image_key, store=open_store(str(tmp_path)), id=again.image_id)
+    assert (source.file_key, source.part) == ("run1/CD.czi", (None, 2))
+    assert source.image_id == again.image_id
