@@ -21,6 +21,7 @@ from overnight.jobs.submit import Submitter
 from overnight.jobs.worker import run_worker
 from overnight.pipeline.batch import BatchOptions, run_batch
 from overnight.results.artefacts import RESULT_FILES
+from overnight.results.ome_zarr import OME_ZARR_NAME
 from overnight.storage import open_store, read_manifest
 
 
@@ -161,3 +162,20 @@ def test_transient_errors_are_retried_then_fail_with_their_reason(
     assert JobBook(redis).enqueue_counts(record.id) == {"field_1": 1}, (
         "a retry is not a new enqueue"
     )
+
+
+def test_queue_workers_write_ome_zarr_when_configured(
+    job_settings: JobSettings, nas: Path, tmp_path: Path
+) -> None:
+    settings = job_settings.model_copy(update={"output_format": "ome-zarr"})
+    submitter, record = submit(settings, nas / "plate1")
+    run_worker(settings, "all", burst=True)
+
+    assert dataset_state(JobBook(submitter.redis).counts(record.id)) is DatasetState.DONE
+    store = open_store(settings.storage_url)
+    for state in JobBook(submitter.redis).images(record.id):
+        prefix = f"results/{record.id}/{state.image_id}"
+        manifest = read_manifest(store, prefix)
+        assert manifest is not None
+        zarr_files = [name for name in manifest.artefacts if name.startswith(OME_ZARR_NAME)]
+        assert f"{OME_ZARR_NAME}/labels/cells/zarr.json" in zarr_files, sorted(manifest.artefacts)

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from overnight.config import CommonSettings
 from overnight.imaging.limits import DEFAULT_MAX_WORKING_SET_GB, ReadLimits
+from overnight.results.ome_zarr import OutputFormat
 
 #: Seconds a job may run before RQ stops it (a 2 GiB stack takes a few minutes).
 DEFAULT_JOB_TIMEOUT_S = 1800
@@ -49,6 +50,12 @@ class JobSettings(CommonSettings):
         description="Most memory one image's analysis may need (GiB), estimated from its "
         "declared shape before reading; a larger image fails at once with the reason. Keep "
         "it below the worker's memory limit.",
+    )
+    output_format: OutputFormat = Field(
+        "tiff",
+        description='Result files: "tiff" (labels.tif as OME-TIFF, tables, QC picture) or '
+        '"ome-zarr" (also image.ome.zarr/: the input as a multiscale NGFF image with the cell '
+        "labels as its labels group, for napari and other NGFF viewers).",
     )
     result_ttl_s: int = Field(
         7 * 24 * 3600,

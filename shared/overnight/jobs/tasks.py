@@ -95,7 +95,14 @@ def segment_image(payload: dict[str, Any]) -> str:
             ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.SEGMENTING)
             if not is_staged(prepared):
                 run = run_steps(prepared, image)
-                publish_image(results, prepared, image.stack, image.facts, run)
+                publish_image(
+                    results,
+                    prepared,
+                    image.stack,
+                    image.facts,
+                    run,
+                    output_format=ctx.settings.output_format,
+                )
                 return _done(ctx, job)
             run = run_steps(prepared, image, FIRST_STAGE)
         names = handoff_names(prepared.pipeline, FIRST_STAGE, SECOND_STAGE)
@@ -127,7 +134,14 @@ def count_image(payload: dict[str, Any]) -> str:
             ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.COUNTING)
             run = run_steps(prepared, image, SECOND_STAGE, segmented)
             ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.PUBLISHING)
-            publish_image(results, prepared, image.stack, facts, run)
+            publish_image(
+                results,
+                prepared,
+                image.stack,
+                facts,
+                run,
+                output_format=ctx.settings.output_format,
+            )
         return _done(ctx, job)
     return "failed"
 
@@ -184,6 +198,7 @@ def run_image(ctx: StageContext, job: ImageJob) -> JobStatus:
         ctx.results(job.dataset_id),
         verify=True,
         limits=ctx.limits,
+        output_format=ctx.settings.output_format,
     )
     return JobStatus.DONE
 
