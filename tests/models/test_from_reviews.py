@@ -216,3 +216,16 @@ def test_a_dataset_id_needs_a_store_and_nothing_corrected_is_refused(tmp_path: P
         cli, ["train", "cells", "--from-reviews", str(empty), "--out", str(tmp_path / "m")]
     )
     assert result.exit_code != 0 and "no corrected images" in result.output
+
+
+def test_zero_epochs_from_reviews_keeps_the_network_and_refits_the_rest(
+    reviewed_run: Path, tiny_cell_model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "cells-types-only"
+    args = ["train", "cells", "--from-reviews", str(reviewed_run), "--init"]
+    args += [str(tiny_cell_model_dir), "--out", str(out), "--epochs", "0"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / CARD_FILE).read_text())
+    assert card["epochs_run"] == 0 and card["training_seconds"] == 0.0
+    assert (out / "classifier.json").is_file()

@@ -278,6 +278,7 @@ def fine_tune(
             split.data_dir,
             out_dir,
             config,
+            epochs=0 if options.epochs == 0 else None,  # 0: keep the weights, refit the rest
             verbose=options.verbose,
             initial_weights=weights,
             split=split,
@@ -287,6 +288,7 @@ def fine_tune(
             split.data_dir,
             out_dir,
             config,
+            epochs=0 if options.epochs == 0 else None,  # 0: keep the weights, refit the rest
             verbose=options.verbose,
             initial_weights=weights,
             split=split,
