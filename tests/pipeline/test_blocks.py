@@ -174,8 +174,8 @@ def test_regions_read_the_same_pixels_as_the_whole_field(tmp_path: Path) -> None
 # ---------------------------------------------------------------- whole field vs blocks
 
 
-def _analyse(image: Path, out: Path, limits: ReadLimits | None = None):
-    prepared = PreparedPipeline(load_pipeline(PIPELINE))
+def _analyse(image: Path, out: Path, limits: ReadLimits | None = None, pipeline: str = PIPELINE):
+    prepared = PreparedPipeline(load_pipeline(pipeline))
     results = DatasetResults(open_store(str(out)))
     result = analyse_image(ImageSource.file(image), prepared, results, limits=limits)
     assert result is not None
@@ -215,14 +215,17 @@ def _seam_field(path: Path, size: int = 1024, seams: tuple[int, ...] = (384, 768
     return truth
 
 
-def test_the_block_path_finds_the_same_cells_and_counts_as_the_whole_field(tmp_path) -> None:
+@pytest.mark.parametrize("pipeline", [PIPELINE, pytest.param("cytometry", marks=pytest.mark.slow)])
+def test_the_block_path_finds_the_same_cells_and_counts_as_the_whole_field(
+    tmp_path: Path, pipeline: str
+) -> None:
     """1024² field, blocks of 384² cores: same cells (F1 ≥ 0.99), same counts (≥ 99 %)."""
     image = tmp_path / "in" / "seams.tif"
     image.parent.mkdir()
     truth = _seam_field(image)
-    whole, labels, cells, _ = _analyse(image, tmp_path / "whole")
+    whole, labels, cells, _ = _analyse(image, tmp_path / "whole", pipeline=pipeline)
     blocked, block_labels, block_cells, block_pnps = _analyse(
-        image, tmp_path / "blocks", BLOCK_LIMITS
+        image, tmp_path / "blocks", BLOCK_LIMITS, pipeline
     )
     assert "blocks" not in whole.qc and blocked.qc["blocks"]["n"] == 9
     assert block_labels.shape == labels.shape
@@ -298,6 +301,7 @@ def _write_mosaic(path: Path, tile: np.ndarray, repeats: int) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_compressed_mosaic_beyond_the_budget_is_analysed_in_bounded_memory(tmp_path) -> None:
     """Issue 13 #3 at a ninth of the size: a 3072² two-channel mosaic, budget 1.3 GiB.
 
