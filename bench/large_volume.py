@@ -276,6 +276,9 @@ def run_cases(args: argparse.Namespace, report: dict[str, Any], scratch: Path) -
                 run["s_per_gigavoxel"] = round(run["seconds"] / (voxels / 1e9), 1)
             _record(report, f"volume{size}x12x2_classical_whole", run)
             (folder / "volume.tif").unlink()
+    if "agreement" in args.cases:
+        report["agreement"] = [agreement(seed, scratch) for seed in AGREEMENT_SEEDS]
+        write_report(report)
     if "lazy" in args.cases:
         crop = _crop_command("--child-lazy", scratch, "cytometry-classical", VOLUME_BUDGET_GB,
                              blocks=args.lazy_blocks, z=12, lazy_side=49152)  # fmt: skip
@@ -285,6 +288,74 @@ def run_cases(args: argparse.Namespace, report: dict[str, Any], scratch: Path) -
             run["extrapolated_volume_hours"] = round(per_block * run["blocks_in_volume"] / 3600, 1)
             run["megavoxels_per_s"] = round(run["voxels"] / 1e6 / run["analysis_seconds"], 2)
         _record(report, "lazy49152x12x2_classical_first_blocks", run)
+
+
+AGREEMENT_SEEDS = (1, 2, 5)
+
+
+def agreement(seed: int, scratch: Path, size: int = 1024, core_px: int = 384) -> dict[str, Any]:
+    """Block path vs whole field (classical) on one synthetic field, both against its truth.
+
+    Cell F1 between the two label images, the share of matched cells with the same count,
+    and each one's cell F1 and count MAE against the field's ground truth.
+    """
+    import pandas as pd
+    import tifffile
+
+    from overnight.evaluation.matching import match_labels
+    from overnight.imaging.limits import ReadLimits, block_working_set_bytes
+    from overnight.pipeline.definition import load_pipeline
+    from overnight.pipeline.image import ImageSource, analyse_image
+    from overnight.pipeline.runner import PreparedPipeline
+    from overnight.results.layout import DatasetResults
+    from overnight.storage import open_store
+    from overnight.synth.dataset import write_field
+    from overnight.synth.field import draw_field
+
+    field = draw_field(np.random.default_rng(seed), size)
+    image = write_field(field, scratch / f"agree{seed}", "field")
+    z, c, y, x = field.image.shape
+    budget = block_working_set_bytes((z, c, y, x), np.dtype("uint16"), core_px, 128) + 1
+    prepared = PreparedPipeline(load_pipeline("cytometry-classical"))
+    runs: dict[str, tuple[np.ndarray, Any]] = {}
+    for name, limits in (
+        ("whole", ReadLimits(max_working_set_bytes=64 * GIB)),
+        ("blocks", ReadLimits(max_working_set_bytes=budget, max_block_core_px=core_px)),
+    ):
+        out = scratch / f"agree{seed}-{name}"
+        analyse_image(ImageSource.file(image), prepared, DatasetResults(open_store(str(out))),
+                      limits=limits)  # fmt: skip
+        runs[name] = (
+            tifffile.imread(out / "field/labels.tif"),
+            pd.read_csv(out / "field/cells.csv"),
+        )
+
+    def f1(a: np.ndarray, b: np.ndarray) -> tuple[float, Any]:
+        matches = match_labels(a, b)
+        n_a, n_b = len(np.unique(a[a > 0])), len(np.unique(b[b > 0]))
+        return round(2 * len(matches.true_ids) / max(n_a + n_b, 1), 4), matches
+
+    def counts(cells: pd.DataFrame) -> dict[int, int]:
+        return dict(zip(cells["cell_id"], cells["pnp_count"], strict=True))
+
+    (whole, whole_cells), (blocks, block_cells) = runs["whole"], runs["blocks"]
+    f1_between, between = f1(whole, blocks)
+    same = [counts(whole_cells)[a] == counts(block_cells)[b]
+            for a, b in zip(between.true_ids, between.pred_ids, strict=True)]  # fmt: skip
+    report: dict[str, Any] = {
+        "seed": seed, "size": size, "core_px": core_px,
+        "body_adu": round(field.params.cell_signal_adu, 1),
+        "cells_whole": len(whole_cells), "cells_blocks": len(block_cells),
+        "f1_blocks_vs_whole": f1_between, "same_count_share": round(float(np.mean(same)), 4),
+    }  # fmt: skip
+    truth = counts(field.cells)
+    for name, (labels, cells) in runs.items():
+        score, matches = f1(field.labels, labels)
+        errors = [abs(truth[a] - counts(cells)[b])
+                  for a, b in zip(matches.true_ids, matches.pred_ids, strict=True)]  # fmt: skip
+        report[f"f1_truth_{name}"] = score
+        report[f"count_mae_truth_{name}"] = round(float(np.mean(errors)), 3)
+    return report
 
 
 def write_report(report: dict[str, Any]) -> None:
@@ -318,6 +389,23 @@ def write_report(report: dict[str, Any]) -> None:
             f"| {name} | {budget} | {case.get('peak_rss_gib')} | {seconds} | "
             f"{case.get('blocks', '')} | {case.get('megavoxels_per_s', '')} | {'; '.join(notes)} |"
         )
+    rows = report.get("agreement", [])
+    if rows:
+        lines += [
+            "",
+            "Block path (384² cores) against the whole field, classical, 1024² synthetic fields:",
+            "",
+            "| seed | body ADU | cells whole / blocks | F1 blocks vs whole | same count | "
+            "F1 truth whole / blocks | count MAE truth whole / blocks |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in rows:
+            lines.append(
+                f"| {r['seed']} | {r['body_adu']} | {r['cells_whole']} / {r['cells_blocks']} | "
+                f"{r['f1_blocks_vs_whole']} | {r['same_count_share']} | "
+                f"{r['f1_truth_whole']} / {r['f1_truth_blocks']} | "
+                f"{r['count_mae_truth_whole']} / {r['count_mae_truth_blocks']} |"
+            )
     (RESULTS / "large_volume.md").write_text("\n".join(lines) + "\n")
 
 
@@ -351,7 +439,9 @@ def main() -> int:
     }
     earlier = RESULTS / "large_volume.json"
     if args.append and earlier.is_file():
-        report["cases"] = json.loads(earlier.read_text())["cases"]
+        kept = json.loads(earlier.read_text())
+        report["cases"] = kept["cases"]
+        report["agreement"] = kept.get("agreement", [])
     with tempfile.TemporaryDirectory(prefix="overnight-volume-", dir=args.scratch) as scratch:
         run_cases(args, report, Path(scratch))
     report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
