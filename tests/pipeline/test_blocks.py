@@ -333,3 +333,17 @@ def test_a_compressed_mosaic_beyond_the_budget_is_analysed_in_bounded_memory(tmp
     one = _analyse(field, tmp_path / "one")[2]
     assert labels.shape == (3072, 3072) and result["summary"]["n_cells"] == 9 * len(one)
     assert peak_kib * 1024 < 1.3 * GIB, f"peak RSS {peak_kib / 2**20:.2f} GiB"
+
+
+def test_a_field_in_blocks_asked_for_ome_zarr_still_publishes_its_tiff_results(tmp_path) -> None:
+    image = tmp_path / "in" / "seams.tif"
+    image.parent.mkdir()
+    _seam_field(image)
+    prepared = PreparedPipeline(load_pipeline(PIPELINE))
+    results = DatasetResults(open_store(str(tmp_path / "out")))
+    result = analyse_image(
+        ImageSource.file(image), prepared, results, limits=BLOCK_LIMITS, output_format="ome-zarr"
+    )
+    assert result is not None and result.qc["blocks"]["n"] == 9
+    folder = tmp_path / "out" / "seams"
+    assert (folder / "labels.tif").is_file() and not (folder / "image.ome.zarr").exists()

@@ -284,6 +284,8 @@ def publish_image(
     ``output_format="ome-zarr"`` adds ``image.ome.zarr/``: the input and its cell labels.
     """
     result = image_result(prepared, stack, facts, run)
+    if "labels_tiff" in run.values:  # analysed in blocks: no whole image or labels to copy
+        output_format = "tiff"
     artefacts = result_artefacts(
         run.values,
         result,
