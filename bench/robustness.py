@@ -17,6 +17,7 @@ import argparse
 import json
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,12 +134,13 @@ def flag_quality(report: dict[str, Any]) -> dict[str, Any]:
     other image points at a real problem, so ``fine_images_flagged`` (false alarms over fine
     images) and ``false_alarms_of_flagged`` (over flagged images) count flags on fine ones.
     """
-    fields = [
-        field
+    located = [
+        (sweep["name"], point["value"], field)
         for sweep in report["sweeps"].values()
         for point in sweep["points"]
         for field in point["pipelines"]["cytometry"]["fields"]
     ]
+    fields = [field for _, _, field in located]
     cell_bad = [f for f in fields if _bad(f, "cell_f1")]
     fine = [
         f for f in fields if not any(_bad(f, m) for m in ("cell_f1", "type_accuracy", "pnp_f1"))
@@ -164,6 +166,20 @@ def flag_quality(report: dict[str, Any]) -> dict[str, Any]:
         else None,
         "definition": f"bad = learned cell F1 < {BAD_CELL_F1}; fine = cell F1, type accuracy "
         f"and PNP F1 all ≥ {BAD_CELL_F1}; flagged = at least one QC flag",
+        "flag_counts": {
+            "bad": dict(Counter(flag for f in cell_bad for flag in f["flags"])),
+            "fine": dict(Counter(flag for f in fine for flag in f["flags"])),
+        },
+        "missed": [
+            {"sweep": name, "value": value, "image_id": f["image_id"], "cell_f1": f["cell_f1"]}
+            for name, value, f in located
+            if f in cell_bad and f["doubt"] == 0
+        ],
+        "fine_flagged": [
+            {"sweep": name, "value": value, "image_id": f["image_id"], "flags": f["flags"]}
+            for name, value, f in located
+            if f in fine and f["doubt"] > 0
+        ],
     }
 
 
@@ -204,6 +220,34 @@ def markdown(report: dict[str, Any]) -> str:
         f"images **{_f(q['recall'])}** (target ≥ 0.9), on all not-fine images "
         f"{_f(q['recall_any_bad'])}; fine images flagged **{_f(q['fine_images_flagged'])}** "
         f"(target ≤ 0.10); flagged images that were fine {_f(q['false_alarms_of_flagged'])}.",
+        "",
+        "| flag | raised on bad images | raised on fine images |",
+        "| --- | --- | --- |",
+        *(
+            f"| `{flag}` | {q['flag_counts']['bad'].get(flag, 0)} "
+            f"| {q['flag_counts']['fine'].get(flag, 0)} |"
+            for flag in sorted({*q["flag_counts"]["bad"], *q["flag_counts"]["fine"]})
+        ),
+        "",
+        "Bad images no flag caught: "
+        + (
+            "; ".join(
+                f"{m['sweep']} {m['value']:g} {m['image_id'][-9:]} (cell F1 {m['cell_f1']:.2f})"
+                for m in q["missed"]
+            )
+            or "none"
+        )
+        + ".",
+        "",
+        "Fine images flagged: "
+        + (
+            "; ".join(
+                f"{m['sweep']} {m['value']:g} {m['image_id'][-9:]} ({', '.join(m['flags'])})"
+                for m in q["fine_flagged"]
+            )
+            or "none"
+        )
+        + ".",
         "",
         f"Run time: {report['seconds']:.0f} s on this machine.",
         "",
@@ -256,6 +300,13 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=384)
     parser.add_argument("--seed", type=int, default=SWEEP_SEED)
     parser.add_argument("--only", default=None, help="run one sweep (cell_brightness, ...)")
+    parser.add_argument(
+        "--values",
+        type=float,
+        nargs="+",
+        default=None,
+        help="with --only: sweep these values instead (e.g. a finer grid to tune flags on)",
+    )
     parser.add_argument("--out", default="robustness", help="report name under bench/results/")
     parser.add_argument("--keep", type=Path, default=None, help="keep data and results here")
     args = parser.parse_args()
@@ -275,9 +326,8 @@ def main() -> int:
         for sweep in _sweeps():
             if args.only and sweep.name != args.only:
                 continue
-            points = [
-                run_point(sweep, v, args.fields, args.size, args.seed, root) for v in sweep.values
-            ]
+            values = tuple(args.values) if args.values and args.only else sweep.values
+            points = [run_point(sweep, v, args.fields, args.size, args.seed, root) for v in values]
             report["sweeps"][sweep.name] = {
                 "name": sweep.name,
                 "label": sweep.label,

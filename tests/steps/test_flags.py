@@ -5,6 +5,7 @@ from overnight.steps.cells import focus_projection
 from overnight.steps.flags import (
     FlagThresholds,
     QcReport,
+    aspect_ratios,
     background_level,
     cell_coverage,
     cell_signals,
@@ -66,6 +67,7 @@ def test_each_threshold_raises_its_flag():
         "small_cell_fraction": 0.5,
         "missed_fraction": 0.3,
         "unsupported_fraction": 0.5,
+        "elongated_fraction": 0.5,
         "mean_confidence": 0.5,
         "type_uncertain_fraction": 0.9,
         "saturated_fraction": 0.01,
@@ -76,6 +78,7 @@ def test_each_threshold_raises_its_flag():
         "dim_particles",
         "fragmented",
         "low_confidence",
+        "merged_cells",
         "missed_cells",
         "out_of_focus",
         "saturated",
@@ -175,3 +178,16 @@ def test_cell_signals_flag_cells_missed_in_a_dim_field():
     some_found = cell_signals(image, kept, 0.2, np.ones(3), 5.0)
     assert all_found["missed_fraction"] < 0.04 < some_found["missed_fraction"]
     assert "missed_cells" in raise_flags(some_found, FlagThresholds())
+
+
+def test_two_touching_cells_under_one_label_count_as_elongated():
+    pair = _disks((64, 96), [(32, 30), (32, 60)], 15)  # two disks that touch
+    merged = (pair > 0).astype(np.uint32)
+    ratios = aspect_ratios(pair)
+    assert ratios == pytest.approx([1.0, 1.0], abs=0.05)
+    assert aspect_ratios(merged)[0] == pytest.approx(np.sqrt(5.0), abs=0.05)  # analytic
+    image = 100.0 + 50.0 * (pair > 0)
+    signals = cell_signals(image, merged, 0.2, np.ones(1), 5.0)
+    assert signals["elongated_fraction"] == 1.0
+    assert "merged_cells" in raise_flags(signals, FlagThresholds())
+    assert cell_signals(image, pair, 0.2, np.ones(2), 5.0)["elongated_fraction"] == 0.0
