@@ -172,6 +172,7 @@ def test_train_from_reviews_publish_and_reanalyse_names_the_version(
     reviews = json.loads((out / REVIEWS_FILE).read_text())
     assert reviews["datasets"] == [str(reviewed_run.resolve())]
     assert reviews["reviewers"] == [REVIEWER] and reviews["synthetic_fields"] == 1
+    assert reviews["synthetic_val_fields"] == 1
     assert {i["split"] for i in reviews["images"]} == {"train", "val"}
     assert all(i["annotation_version"] == 1 for i in reviews["images"])
 

@@ -191,11 +191,14 @@ def review_split(
     val_fraction: float,
     seed: int,
     synthetic: list[TrainingField] | None = None,
+    synthetic_val: list[TrainingField] | None = None,
 ) -> tuple[TrainingSplit, list[CorrectedField], list[CorrectedField]]:
     """The training split of corrected ``fields``, and which of them train and validate.
 
     Corrected fields are split by ``seed`` (at least one each side when there are two or
-    more); ``synthetic`` fields join the training side only.
+    more); ``synthetic`` fields join the training side, ``synthetic_val`` the validation
+    side (so early stopping and the particle model's calibration also hold on the domain the
+    model came from).
     """
     if not fields:
         raise NoImagesError("no corrected images to learn from; correct some in the QC web first")
@@ -207,8 +210,9 @@ def review_split(
         data_dir=Path("reviews"),
         paths=[],
         train=[f.field for f in train] + list(synthetic or []),
-        val=[f.field for f in val],
-        val_paths=[Path(f.source.image_id) for f in val],
+        val=[f.field for f in val] + list(synthetic_val or []),
+        val_paths=[Path(f.source.image_id) for f in val]
+        + [Path(f.image_id) for f in synthetic_val or []],
     )
     return split, train, val
 
@@ -256,14 +260,15 @@ def fine_tune(
     from overnight.models.pnp_training import train_pnp
 
     config = fine_tune_config(load_config(init_dir), options.epochs, options.steps)
-    _, corrected_train, _ = review_split(fields, options.val_fraction, options.seed)
+    _, corrected_train, corrected_val = review_split(fields, options.val_fraction, options.seed)
+    n_train = n_synthetic(len(corrected_train), options.synthetic_share)
+    n_val = len(corrected_val) if n_train else 0  # as many synthetic as corrected
     shape_yx = fields[0].field.labels.shape
-    synthetic = synthetic_fields(
-        n_synthetic(len(corrected_train), options.synthetic_share),
-        (int(shape_yx[0]), int(shape_yx[1])),
-        options.seed,
+    drawn = synthetic_fields(n_train + n_val, (int(shape_yx[0]), int(shape_yx[1])), options.seed)
+    synthetic = drawn[:n_train]
+    split, train, val = review_split(
+        fields, options.val_fraction, options.seed, synthetic, drawn[n_train:]
     )
-    split, train, val = review_split(fields, options.val_fraction, options.seed, synthetic)
     logger.info(
         "fine-tuning %s on %d corrected (+%d synthetic) fields, %d for validation",
         kind,
@@ -297,13 +302,14 @@ def fine_tune(
         if not (out_dir / name).is_file() and (init_dir / name).is_file():
             shutil.copy2(init_dir / name, out_dir / name)
             logger.info("kept the initial model's %s (too few corrections to refit it)", name)
-    card = review_card(card, fields, train, len(synthetic))
+    card = review_card(card, fields, train, len(drawn))
     save_card(card, out_dir)
     write_reviews(
         out_dir,
         train,
         val,
         synthetic_n=len(synthetic),
+        synthetic_val_n=len(drawn) - len(synthetic),
         options=options,
         init=init_reference or str(init_dir),
     )
@@ -321,7 +327,7 @@ def review_card(
     digest = hashlib.sha256("".join(sorted(f.digest for f in fields)).encode()).hexdigest()
     described = f"reviews of {', '.join(datasets)}: {len(fields)} corrected images"
     if n_synthetic_fields:
-        described += f" (+{n_synthetic_fields} synthetic fields of TRAINING_RANGES in training)"
+        described += f" (+{n_synthetic_fields} synthetic fields of TRAINING_RANGES)"
     return card.model_copy(
         update={
             "training_data": described,
@@ -338,6 +344,7 @@ def write_reviews(
     val: list[CorrectedField],
     *,
     synthetic_n: int,
+    synthetic_val_n: int = 0,
     options: FineTuneOptions,
     init: str,
 ) -> Path:
@@ -353,6 +360,7 @@ def write_reviews(
         "reviewers": sorted({f.source.author for f in train + val}),
         "images": images,
         "synthetic_fields": synthetic_n,
+        "synthetic_val_fields": synthetic_val_n,
         "synthetic_share": options.synthetic_share,
         "seed": options.seed,
     }
