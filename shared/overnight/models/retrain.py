@@ -21,17 +21,22 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage as ndi
 
 from overnight.errors import NoImagesError
+from overnight.lazy import lazy_module
 from overnight.models.card import CARD_FILE, ModelCard, save_card
 from overnight.models.config import CellModelConfig, PnpModelConfig, load_config
 from overnight.models.datasets import TrainingField, TrainingSplit, split_paths
 from overnight.models.registry import WEIGHTS_FILE
+
+if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
+    from scipy import ndimage as ndi
+else:
+    ndi = lazy_module("scipy.ndimage")
 
 logger = logging.getLogger(__name__)
 

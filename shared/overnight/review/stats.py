@@ -11,13 +11,19 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
 
+from overnight.lazy import lazy_module
 from overnight.review.index import ImageRow
 from overnight.review.table import natural_key
+
+if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
+    from scipy import stats as scipy_stats
+else:
+    scipy_stats = lazy_module("scipy.stats")
 
 #: Name used for every cell, whatever its type.
 ALL_CELLS = "all cells"
