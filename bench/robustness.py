@@ -294,6 +294,39 @@ def plot(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def qc_signal_cost(n_fields: int = 4, size: int = 512, repeats: int = 5) -> dict[str, float]:
+    """Median ms per field of the cell QC signals, and of the parts the coverage signals add.
+
+    ``added_ms`` is the fitted background, the smoothed-threshold comparison and the aspect
+    ratios: what ``cell_signals`` computes beyond the older SNR / size / type signals.
+    """
+    from overnight.steps import coverage, flags
+    from overnight.steps.cells import focus_projection
+    from overnight.synth.field import draw_field
+    from overnight.synth.ranges import CytometryRanges
+
+    rng = np.random.default_rng(SWEEP_SEED)
+    fields = [draw_field(rng, size, CytometryRanges()) for _ in range(n_fields)]
+    inputs = [(focus_projection(f.image[:, 0]), f.labels) for f in fields]
+    total, added = [], []
+    for _ in range(repeats):
+        for image, labels in inputs:
+            start = time.perf_counter()
+            flags.cell_signals(image, labels, 0.2, np.ones(int(labels.max())), 5.0)
+            total.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            distance = coverage.distance_to_cells(labels)
+            background = coverage.background_level(image, distance > 8)
+            coverage.cell_coverage(image, labels, background, 122, distance=distance)
+            flags.aspect_ratios(labels)
+            added.append(time.perf_counter() - start)
+    return {
+        "size_px": size,
+        "cell_signals_ms": 1000 * float(np.median(total)),
+        "added_ms": 1000 * float(np.median(added)),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fields", type=int, default=4, help="fields per point")
@@ -309,7 +342,13 @@ def main() -> int:
     )
     parser.add_argument("--out", default="robustness", help="report name under bench/results/")
     parser.add_argument("--keep", type=Path, default=None, help="keep data and results here")
+    parser.add_argument(
+        "--qc-cost", action="store_true", help="only time the cell QC signals on 512² fields"
+    )
     args = parser.parse_args()
+    if args.qc_cost:
+        print(json.dumps(qc_signal_cost()))
+        return 0
 
     from overnight.logs import configure_logging
 
