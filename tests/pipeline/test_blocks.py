@@ -171,6 +171,33 @@ def test_regions_read_the_same_pixels_as_the_whole_field(tmp_path: Path) -> None
         assert np.array_equal(read_stack(path).data, data)
 
 
+def _write_ngff(path: Path, data: np.ndarray, axes: str) -> Path:
+    """A minimal NGFF 0.4 image (Zarr v2) holding ``data`` with ``axes`` in 64² chunks."""
+    import zarr
+
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    chunks = tuple(64 if a in "yx" else 1 for a in axes)
+    root.create_array("0", shape=data.shape, chunks=chunks, dtype=data.dtype)[...] = data
+    root.attrs["multiscales"] = [
+        {"version": "0.4", "axes": [{"name": a} for a in axes], "datasets": [{"path": "0"}]}
+    ]
+    return path
+
+
+def test_an_ome_zarr_is_read_by_region_and_one_with_timepoints_is_not(tmp_path: Path) -> None:
+    pytest.importorskip("zarr")
+    czyx = np.random.default_rng(4).integers(0, 4000, (2, 3, 300, 260), dtype=np.uint16)
+    store = _write_ngff(tmp_path / "field.ome.zarr", czyx, "czyx")
+    window = (slice(70, 211), slice(5, 260))
+    with open_regions(store) as regions:
+        assert regions.shape_zcyx == (3, 2, 300, 260)
+        expected = czyx.transpose(1, 0, 2, 3)[:, :, window[0], window[1]]
+        np.testing.assert_array_equal(regions.read(*window), expected)
+    movie = _write_ngff(tmp_path / "movie.ome.zarr", np.stack([czyx, czyx]), "tczyx")
+    with pytest.raises(InvalidImageError, match="several timepoints"), open_regions(movie):
+        pass
+
+
 # ---------------------------------------------------------------- whole field vs blocks
 
 
