@@ -374,3 +374,16 @@ def test_a_field_in_blocks_asked_for_ome_zarr_still_publishes_its_tiff_results(t
     assert result is not None and result.qc["blocks"]["n"] == 9
     folder = tmp_path / "out" / "seams"
     assert (folder / "labels.tif").is_file() and not (folder / "image.ome.zarr").exists()
+
+
+def test_an_ome_zarr_field_beyond_the_budget_is_analysed_in_blocks_like_its_tiff(tmp_path) -> None:
+    pytest.importorskip("zarr")
+    image = tmp_path / "in" / "seams.tif"
+    image.parent.mkdir()
+    _seam_field(image)
+    store = _write_ngff(tmp_path / "in" / "seams.ome.zarr", tifffile.imread(image), "zcyx")
+    from_tiff = _analyse(image, tmp_path / "tiff", BLOCK_LIMITS)
+    from_zarr = _analyse(store, tmp_path / "zarr", BLOCK_LIMITS)
+    assert from_zarr[0].qc["blocks"]["n"] == 9
+    assert np.array_equal(from_zarr[1], from_tiff[1])
+    pd.testing.assert_frame_equal(from_zarr[2], from_tiff[2])
