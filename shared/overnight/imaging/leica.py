@@ -41,8 +41,9 @@ def _zcyx_axes(source: str, dims: tuple[str, ...], sizes: dict[str, int]) -> dic
     lambdas = [d for d in dims if d in _LAMBDA_AXES and sizes[d] > 1]
     if lambdas and (len(lambdas) > 1 or sizes.get("C", 1) > 1):
         raise InvalidImageError(
-            source, f"LIF axes {''.join(dims)} {sizes}: a lambda scan with channels, or two "
-            "lambda axes, cannot be read as channels"
+            source,
+            f"LIF axes {''.join(dims)} {sizes}: a lambda scan with channels, or two "
+            "lambda axes, cannot be read as channels",
         )
     names: dict[str, str] = {}
     for axis in dims:

@@ -163,9 +163,7 @@ def train_cells(
     import keras
 
     if split is None:
-        split = load_split(
-            data_dir, config.train.val_fraction, config.train.split_seed, max_images
-        )
+        split = load_split(data_dir, config.train.val_fraction, config.train.split_seed, max_images)
     logger.info("cell model: %d training and %d validation images", split.n_train, len(split.val))
     weights = np.asarray(config.class_weights, np.float32)
     network, result = train_network(

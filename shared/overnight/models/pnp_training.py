@@ -226,9 +226,7 @@ def train_pnp(
     import keras
 
     if split is None:
-        split = load_split(
-            data_dir, config.train.val_fraction, config.train.split_seed, max_images
-        )
+        split = load_split(data_dir, config.train.val_fraction, config.train.split_seed, max_images)
     logger.info(
         "particle model: %d training and %d validation images", split.n_train, len(split.val)
     )
