@@ -46,13 +46,23 @@ def labels_tiff_bytes(labels: np.ndarray, pixel_size_um: float | None = None) ->
         raise ValueError(f"labels should be YX (2 axes) but have shape {labels.shape}")
     dtype = np.uint16 if labels.max(initial=0) < 2**16 else np.uint32
     pixels = np.ascontiguousarray(labels.astype(dtype))
-    # OME files carry a UUID; one derived from the content keeps the bytes reproducible
-    # (a re-run publishes identical files, and their sha256 in manifest.json is stable).
-    identity = hashlib.sha256(pixels.tobytes() + repr((pixels.shape, pixel_size_um)).encode())
+    identity = pixels.tobytes() + repr((pixels.shape, pixel_size_um)).encode()
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, pixels, **_ome_labels_options(identity, pixel_size_um))
+    return buffer.getvalue()
+
+
+def _ome_labels_options(identity: bytes, pixel_size_um: float | None) -> dict[str, Any]:
+    """``tifffile.imwrite`` options of an OME-TIFF label image: axes, µm pixel size, a UUID.
+
+    OME files carry a UUID; one derived from ``identity`` (the content, or what determines it)
+    keeps the bytes reproducible, so a re-run's sha256 in ``manifest.json`` is stable.
+    """
+    digest = hashlib.sha256(identity).digest()
     metadata: dict[str, object] = {
         "axes": "YX",
         "Name": "labels",
-        "UUID": f"urn:uuid:{uuid.UUID(bytes=identity.digest()[:16], version=4)}",
+        "UUID": f"urn:uuid:{uuid.UUID(bytes=digest[:16], version=4)}",
     }
     resolution: tuple[float, float] | None = None
     if pixel_size_um is not None and pixel_size_um > 0:
@@ -62,20 +72,15 @@ def labels_tiff_bytes(labels: np.ndarray, pixel_size_um: float | None = None) ->
             "PhysicalSizeY": pixel_size_um,
             "PhysicalSizeYUnit": "µm",
         }
-        pixels_per_cm = 1e4 / pixel_size_um
-        resolution = (pixels_per_cm, pixels_per_cm)
-    buffer = io.BytesIO()
-    tifffile.imwrite(
-        buffer,
-        pixels,
-        ome=True,
-        photometric="minisblack",
-        compression="zlib",
-        metadata=metadata,
-        resolution=resolution,
-        resolutionunit="CENTIMETER" if resolution else None,
-    )
-    return buffer.getvalue()
+        resolution = (1e4 / pixel_size_um, 1e4 / pixel_size_um)
+    return {
+        "ome": True,
+        "photometric": "minisblack",
+        "compression": "zlib",
+        "metadata": metadata,
+        "resolution": resolution,
+        "resolutionunit": "CENTIMETER" if resolution else None,
+    }
 
 
 def write_labels_tiff_tiles(
@@ -93,32 +98,13 @@ def write_labels_tiff_tiles(
     one tile is held at a time. ``identity`` (e.g. a digest of the input and pipeline) makes
     the OME UUID, so a re-run writes the same bytes.
     """
-    metadata: dict[str, object] = {
-        "axes": "YX",
-        "Name": "labels",
-        "UUID": f"urn:uuid:{uuid.UUID(bytes=hashlib.sha256(identity).digest()[:16], version=4)}",
-    }
-    resolution: tuple[float, float] | None = None
-    if pixel_size_um is not None and pixel_size_um > 0:
-        metadata |= {
-            "PhysicalSizeX": pixel_size_um,
-            "PhysicalSizeXUnit": "µm",
-            "PhysicalSizeY": pixel_size_um,
-            "PhysicalSizeYUnit": "µm",
-        }
-        resolution = (1e4 / pixel_size_um, 1e4 / pixel_size_um)
     tifffile.imwrite(
         path,
         iter(tiles),
         shape=shape_yx,
         dtype=np.uint32,
         tile=(tile_px, tile_px),
-        ome=True,
-        photometric="minisblack",
-        compression="zlib",
-        metadata=metadata,
-        resolution=resolution,
-        resolutionunit="CENTIMETER" if resolution else None,
+        **_ome_labels_options(identity, pixel_size_um),
     )
 
 
