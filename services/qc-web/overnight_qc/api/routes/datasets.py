@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
@@ -18,7 +19,12 @@ from overnight.review.exports import cell_table_chunks, summary_csv
 from overnight.review.table import distinct_values, query_images
 from overnight_qc.api.deps import ReaderDep, StateDep, WriterDep
 from overnight_qc.api.query import context_params, include_rejected, parse_query
-from overnight_qc.core.ingest import fetch_model_versions, request_reanalyse, request_retry
+from overnight_qc.core.ingest import (
+    RetryOutcome,
+    fetch_model_versions,
+    request_reanalyse,
+    request_retry,
+)
 
 router = APIRouter()
 
@@ -107,20 +113,34 @@ def retry_failed(
 ) -> Response:
     """Ask the ingest API to run the dataset's failed images again."""
     state.catalog.listing(dataset_id)  # 404 for an unknown dataset before calling anyone
+    return _ask_ingest(
+        request,
+        state,
+        dataset_id,
+        lambda url: request_retry(
+            url, dataset_id, state.token or "", state.settings.qc_ingest_timeout_s
+        ),
+    )
+
+
+def _ask_ingest(
+    request: Request,
+    state: StateDep,
+    dataset_id: str,
+    ask: Callable[[str], RetryOutcome],
+) -> Response:
+    """Call the ingest API (``ask(ingest_url)``) and answer with its outcome.
+
+    JSON for scripts (502 when the ingest API refused or failed), otherwise a redirect to the
+    dataset page with the message as a notice.
+    """
     if not state.settings.ingest_url:
-        outcome_ok, message = False, "no ingest API configured (OVERNIGHT_INGEST_URL)"
+        ok, message = False, "no ingest API configured (OVERNIGHT_INGEST_URL)"
     else:
-        outcome = request_retry(
-            state.settings.ingest_url,
-            dataset_id,
-            state.token or "",
-            state.settings.qc_ingest_timeout_s,
-        )
-        outcome_ok, message = outcome.ok, outcome.message
+        outcome = ask(state.settings.ingest_url)
+        ok, message = outcome.ok, outcome.message
     if "application/json" in request.headers.get("accept", ""):
-        return JSONResponse(
-            {"ok": outcome_ok, "message": message}, status_code=200 if outcome_ok else 502
-        )
+        return JSONResponse({"ok": ok, "message": message}, status_code=200 if ok else 502)
     path = request.app.url_path_for("dataset", dataset_id=dataset_id)
     return RedirectResponse(f"{path}?{urlencode({'notice': message})}", status_code=303)
 
@@ -157,23 +177,14 @@ def reanalyse(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"invalid model version {', '.join(bad)}: use latest, default or a listed version",
         )
-    if not state.settings.ingest_url:
-        outcome_ok, message = False, "no ingest API configured (OVERNIGHT_INGEST_URL)"
-    else:
-        outcome = request_reanalyse(
-            state.settings.ingest_url,
-            dataset_id,
-            models,
-            state.token or "",
-            state.settings.qc_ingest_timeout_s,
-        )
-        outcome_ok, message = outcome.ok, outcome.message
-    if "application/json" in request.headers.get("accept", ""):
-        return JSONResponse(
-            {"ok": outcome_ok, "message": message}, status_code=200 if outcome_ok else 502
-        )
-    path = request.app.url_path_for("dataset", dataset_id=dataset_id)
-    return RedirectResponse(f"{path}?{urlencode({'notice': message})}", status_code=303)
+    return _ask_ingest(
+        request,
+        state,
+        dataset_id,
+        lambda url: request_reanalyse(
+            url, dataset_id, models, state.token or "", state.settings.qc_ingest_timeout_s
+        ),
+    )
 
 
 @router.get("/healthz", name="healthz")
