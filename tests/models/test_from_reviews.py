@@ -22,6 +22,7 @@ from overnight.jobs.retrain import read_all_corrections
 from overnight.jobs.retrain_models import model_overrides
 from overnight.models import loading
 from overnight.models.card import CARD_FILE
+from overnight.models.config import load_config
 from overnight.models.registry import list_versions
 from overnight.models.retrain import (
     REVIEWS_FILE,
@@ -169,6 +170,10 @@ def test_train_from_reviews_publish_and_reanalyse_names_the_version(
     card = json.loads((out / CARD_FILE).read_text())
     assert card["epochs_run"] == 1 and "reviews of" in card["training_data"]
     assert sum(f"by {REVIEWER}" in line for line in card["provenance"]) == 3
+    assert sum("post-processing refit on 1 corrected" in line for line in card["provenance"]) == 1
+    config = json.loads((out / "config.json").read_text())
+    assert card["hyper_parameters"]["seed_h_px"] == config["seed_h_px"]
+    assert "val_corrected_f1_postprocess_after" in card["metrics"]
     reviews = json.loads((out / REVIEWS_FILE).read_text())
     assert reviews["datasets"] == [str(reviewed_run.resolve())]
     assert reviews["reviewers"] == [REVIEWER] and reviews["synthetic_fields"] == 1
@@ -230,3 +235,32 @@ def test_zero_epochs_from_reviews_keeps_the_network_and_refits_the_rest(
     card = json.loads((out / CARD_FILE).read_text())
     assert card["epochs_run"] == 0 and card["training_seconds"] == 0.0
     assert (out / "classifier.json").is_file()
+    assert load_config(out).train.epochs >= 1  # the written model loads again
+
+
+def _blob_probabilities(foreground: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities ``(Y, X, 3)`` and true labels of square cells, one per foreground level."""
+    probs = np.zeros((40, 24 * len(foreground), 3))
+    probs[..., 0] = 1.0
+    truth = np.zeros(probs.shape[:2], np.uint32)
+    for index, level in enumerate(foreground):
+        cell = np.s_[8:24, 24 * index + 4 : 24 * index + 20]
+        probs[cell] = (1.0 - level, level, 0.0)
+        truth[cell] = index + 1
+    return probs, truth
+
+
+def test_postprocessing_refit_keeps_dim_true_cells_and_records_the_change() -> None:
+    from overnight.models.cells_postprocess import cell_f1, refit_postprocessing
+    from overnight.models.config import CellModelConfig
+
+    config = CellModelConfig(seed_h_px=3.0)
+    probs, truth = _blob_probabilities((0.95, 0.72))  # the shipped 0.78 drops the dim cell
+    assert cell_f1([probs], [truth], config) == pytest.approx(2 / 3)
+    fitted, fit = refit_postprocessing(config, [probs], [truth])
+    assert fitted.min_mean_foreground <= 0.7 and fit.f1_before == pytest.approx(2 / 3)
+    assert fit.f1_after == 1.0 == cell_f1([probs], [truth], fitted)
+    assert "min_mean_foreground=0.6" in fit.line() or "min_mean_foreground=0.7" in fit.line()
+    bright, bright_truth = _blob_probabilities((0.95, 0.9))  # already right: nothing moves
+    same, kept = refit_postprocessing(config, [bright], [bright_truth])
+    assert same == config and kept.f1_before == kept.f1_after == 1.0

@@ -29,7 +29,7 @@ import pandas as pd
 from overnight.errors import NoImagesError
 from overnight.lazy import lazy_module
 from overnight.models.card import CARD_FILE, ModelCard, save_card
-from overnight.models.config import CellModelConfig, PnpModelConfig, load_config
+from overnight.models.config import CellModelConfig, PnpModelConfig, load_config, save_config
 from overnight.models.datasets import TrainingField, TrainingSplit, split_paths
 from overnight.models.registry import WEIGHTS_FILE
 
@@ -228,7 +228,7 @@ def fine_tune_config(
     """``config`` with the fine-tuning schedule (``epochs``/``steps`` override it)."""
     train = config.train.model_copy(
         update={
-            "epochs": epochs if epochs is not None else FINE_TUNE_EPOCHS,
+            "epochs": epochs or FINE_TUNE_EPOCHS,  # 0 reaches the loop as its own argument
             "steps_per_epoch": steps or FINE_TUNE_STEPS,
             "learning_rate": FINE_TUNE_LEARNING_RATE,
             "patience": FINE_TUNE_PATIENCE,
@@ -247,6 +247,7 @@ class FineTuneOptions:
     synthetic_share: float = 0.0
     seed: int = 20261207
     verbose: int = 2
+    refit_postprocessing: bool = True
 
 
 def fine_tune(
@@ -293,6 +294,8 @@ def fine_tune(
             initial_weights=weights,
             split=split,
         )
+        if options.refit_postprocessing and val:
+            card = refit_cell_postprocessing(out_dir, card, [f.field for f in val])
     else:
         card = train_pnp(
             split.data_dir,
@@ -319,6 +322,46 @@ def fine_tune(
         init=init_reference or str(init_dir),
     )
     return card
+
+
+def refit_cell_postprocessing(
+    out_dir: Path, card: ModelCard, fields: list[TrainingField]
+) -> ModelCard:
+    """Refit the post-processing of the cell model in ``out_dir`` on corrected ``fields``.
+
+    The watershed's pixel parameters were tuned for the trained cell sizes (see
+    :mod:`overnight.models.cells_postprocess`); the chosen values are written into the model's
+    ``config.json`` and the returned card (hyper-parameters, F1 before/after, a provenance line).
+    """
+    from overnight.models.cells import CellModel, cell_input
+    from overnight.models.cells_postprocess import refit_postprocessing
+
+    model = CellModel.load(out_dir)
+    config = model.config
+    probabilities = [
+        model.probabilities(cell_input(_cell_channel(f, config.channel_index), config))[0]
+        for f in fields
+    ]
+    fitted, fit = refit_postprocessing(config, probabilities, [f.labels for f in fields])
+    save_config(fitted, out_dir)
+    logger.info("%s", fit.line())
+    metrics = {
+        **card.metrics,
+        "val_corrected_f1_postprocess_before": round(fit.f1_before, 4),
+        "val_corrected_f1_postprocess_after": round(fit.f1_after, 4),
+    }
+    return card.model_copy(
+        update={
+            "hyper_parameters": fitted.model_dump(mode="json"),
+            "metrics": metrics,
+            "provenance": (*card.provenance, fit.line()),
+        }
+    )
+
+
+def _cell_channel(field: TrainingField, index: int) -> np.ndarray:
+    """``ZYX`` channel ``index`` of a field (the last one when it has fewer channels)."""
+    return field.image[:, min(index, field.image.shape[1] - 1)].astype(np.float32)
 
 
 def review_card(
