@@ -63,6 +63,11 @@ def instance_labels(probabilities: np.ndarray, config: CellModelConfig) -> np.nd
     half-sees (mean foreground probability below ``min_mean_foreground``: blobs of noise in a
     dim field) are dropped.
     """
+    return drop_cells(watershed_cells(probabilities, config), probabilities, config)
+
+
+def watershed_cells(probabilities: np.ndarray, config: CellModelConfig) -> np.ndarray:
+    """The seeded watershed of :func:`instance_labels` (``YX`` int), before any cell is dropped."""
     foreground = ndi.binary_fill_holes(
         1.0 - probabilities[..., BACKGROUND] > config.foreground_threshold
     )
@@ -73,7 +78,14 @@ def instance_labels(probabilities: np.ndarray, config: CellModelConfig) -> np.nd
     if config.seed_smooth_px > 0:
         distance = ndi.gaussian_filter(distance, config.seed_smooth_px)
     seeds = ndi.label(morphology.h_maxima(distance, config.seed_h_px) & interior)[0]
-    labels = segmentation.watershed(-distance, seeds, mask=foreground)
+    return np.asarray(segmentation.watershed(-distance, seeds, mask=foreground))
+
+
+def drop_cells(
+    labels: np.ndarray, probabilities: np.ndarray, config: CellModelConfig
+) -> np.ndarray:
+    """``labels`` without cells under ``min_cell_px`` or ``min_mean_foreground``, renumbered."""
+    labels = labels.copy()
     sizes = np.bincount(labels.ravel())
     small = np.flatnonzero(sizes < config.min_cell_px)
     labels[np.isin(labels, small[small > 0])] = 0
