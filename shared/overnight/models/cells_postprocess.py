@@ -30,7 +30,9 @@ POSTPROCESS_GRID: dict[str, tuple[float, ...]] = {
     "min_cell_px": (60, 240),
 }
 #: The grid's parameters that change the watershed (the others only drop its cells).
-_WATERSHED = frozenset({"seed_h_px", "seed_smooth_px", "foreground_threshold", "marker_threshold"})
+WATERSHED_PARAMS = frozenset(
+    {"seed_h_px", "seed_smooth_px", "foreground_threshold", "marker_threshold"}
+)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class PostprocessFit:
         )
 
 
-def _f1(truths: list[np.ndarray], predictions: list[np.ndarray]) -> float:
+def pooled_f1(truths: list[np.ndarray], predictions: list[np.ndarray]) -> float:
     """Cell F1 at IoU ≥ 0.5 of predicted against true ``YX`` labels, pooled over fields."""
     tp = fp = fn = 0
     for truth, labels in zip(truths, predictions, strict=True):
@@ -73,7 +75,7 @@ def cell_f1(
     >>> cell_f1([probs], [truth], CellModelConfig(seed_h_px=1.0))
     1.0
     """
-    return _f1(truths, [instance_labels(p, config) for p in probabilities])
+    return pooled_f1(truths, [instance_labels(p, config) for p in probabilities])
 
 
 def grid_points(grid: dict[str, tuple[float, ...]]) -> list[dict[str, Any]]:
@@ -103,8 +105,8 @@ def refit_postprocessing(
     initial = {name: getattr(config, name) for name in grid}
     best_f1 = before = cell_f1(probabilities, truths, config)
     best = initial
-    seeding = {k: v for k, v in grid.items() if k in _WATERSHED}
-    cuts = {k: v for k, v in grid.items() if k not in _WATERSHED}
+    seeding = {k: v for k, v in grid.items() if k in WATERSHED_PARAMS}
+    cuts = {k: v for k, v in grid.items() if k not in WATERSHED_PARAMS}
     for seed_point in grid_points(seeding):  # the slow watershed once per seeding point
         seeded = config.model_copy(update=seed_point)
         basins = [watershed_cells(p, seeded) for p in probabilities]
@@ -112,7 +114,7 @@ def refit_postprocessing(
             point = {**seed_point, **cut_point}
             cut = config.model_copy(update=point)
             labels = [drop_cells(b, p, cut) for b, p in zip(basins, probabilities, strict=True)]
-            f1 = _f1(truths, labels)
+            f1 = pooled_f1(truths, labels)
             if f1 > best_f1:
                 best_f1, best = f1, point
     fitted = config.model_copy(update=best)
