@@ -33,6 +33,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 OVERNIGHT = str(Path(sys.executable).parent / "overnight")
 FIELD_SIZE = 256
+#: The chaos run's fields: larger, so that 24 of them last long enough for 5-6 crashes even
+#: when the workers are fast (256² fields were all done after 4 crashes once).
+CHAOS_FIELD_SIZE = 384
 WORKERS = ("segmentation", "pnp-counter")
 FIGURES: dict[str, Any] = {}
 DATASETS: dict[str, str] = {}  # name -> dataset id
@@ -55,8 +58,8 @@ def report(images: Images) -> Any:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def synth(tmp: Path, name: str, n: int, seed: int) -> Path:
-    """``n`` generated fields in ``tmp/name/images``; their ids recorded under ``name``."""
+def synth(tmp: Path, name: str, n: int, seed: int, size: int = FIELD_SIZE) -> Path:
+    """``n`` fields of ``size``² px in ``tmp/name/images``; their ids recorded under ``name``."""
     out = tmp / name
     subprocess.run(
         [
@@ -69,7 +72,7 @@ def synth(tmp: Path, name: str, n: int, seed: int) -> Path:
             "--seed",
             str(seed),
             "--size",
-            str(FIELD_SIZE),
+            str(size),
         ],
         check=True,
         capture_output=True,
@@ -391,7 +394,7 @@ def test_qc_web_over_http_and_in_chromium(stack: Stack) -> None:
 def test_chaos_crashed_workers_and_a_redis_restart_lose_nothing(
     stack: Stack, tmp_path_factory
 ) -> None:
-    images = synth(tmp_path_factory.mktemp("synth"), "chaos", 24, seed=4)
+    images = synth(tmp_path_factory.mktemp("synth"), "chaos", 24, seed=4, size=CHAOS_FIELD_SIZE)
     into_nas(stack, images, "chaos")
     DATASETS["chaos"] = dataset_id = submit(stack, "chaos")
     kills: list[dict[str, Any]] = []
