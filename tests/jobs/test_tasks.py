@@ -179,3 +179,32 @@ def test_queue_workers_write_ome_zarr_when_configured(
         assert manifest is not None
         zarr_files = [name for name in manifest.artefacts if name.startswith(OME_ZARR_NAME)]
         assert f"{OME_ZARR_NAME}/labels/cells/zarr.json" in zarr_files, sorted(manifest.artefacts)
+
+
+def test_an_unreachable_results_store_fails_the_image_instead_of_leaving_it_queued(
+    job_settings: JobSettings, nas: Path
+) -> None:
+    # The results bucket's S3 endpoint is down: the image cannot be published, nor can the
+    # dataset's files be written when its last image fails. The failure must still be recorded.
+    settings = job_settings.model_copy(
+        update={
+            "retry_max": 1,
+            "storage_url": "s3://results",
+            "s3_endpoint": f"127.0.0.1:{free_port()}",
+            "s3_secure": False,
+            "s3_access_key": SecretStr("k"),
+            "s3_secret_key": SecretStr("s"),
+        }
+    )
+    redis = connect(settings.redis_url)
+    # Registered while the store was up (the record lands in the local folder), analysed now.
+    submitter = Submitter(redis, open_store(job_settings.storage_url), settings)
+    record, _ = submitter.register((nas / "plate1").as_uri(), "cytometry-classical")
+    image = sorted((nas / "plate1").glob("*.tif"))[0]
+    assert submitter.enqueue_image(record, image.name)
+    run_worker(settings, "all", burst=True)
+
+    state = JobBook(redis).image(record.id, image.stem)
+    assert state is not None and state.status is JobStatus.FAILED, state
+    assert "gave up after retries" in state.reason and "S3" in state.reason, state.reason
+    assert dataset_state(JobBook(redis).counts(record.id)) is DatasetState.FAILED

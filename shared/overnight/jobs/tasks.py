@@ -20,7 +20,7 @@ from rq import get_current_job
 from rq.job import Job
 
 from overnight.config import load_settings
-from overnight.errors import ConfigError
+from overnight.errors import ConfigError, OvernightError
 from overnight.jobs.connection import REDIS_TRANSIENT_ERRORS
 from overnight.jobs.handoff import Handoff, handoff_names, pack_handoff, unpack_handoff
 from overnight.jobs.payload import ImageJob
@@ -233,9 +233,26 @@ def _finalise(ctx: StageContext, job: ImageJob, status: JobStatus, reason: str =
 
     When the last two images finish at once neither sees the other final beforehand, so the
     check runs again after the status change: the later of the two then writes the summary.
+
+    A failure is recorded even when the dataset's files cannot be written (the store being
+    what failed): the dataset then ends without its summary, and the log says why. A done
+    image whose dataset files cannot be written raises instead, so its job is retried.
     """
     results = ctx.results(job.dataset_id)
-    written = finish_if_done(ctx.book, results, job.dataset_id, job.image_id, status, reason)
+    try:
+        written = finish_if_done(ctx.book, results, job.dataset_id, job.image_id, status, reason)
+    except OvernightError as err:
+        if status is not JobStatus.FAILED:
+            raise
+        ctx.book.set_status(job.dataset_id, job.image_id, status, reason)
+        logger.error(
+            "image %s failed, and the files of dataset %s could not be written: %s",
+            job.image_id,
+            job.dataset_id,
+            err,
+            extra={"image_id": job.image_id, "dataset_id": job.dataset_id},
+        )
+        return
     ctx.book.set_status(job.dataset_id, job.image_id, status, reason)
     if not written:
         finish_if_done(ctx.book, results, job.dataset_id)

@@ -12,8 +12,8 @@ family, env, network, NAS bind, user), changed only where the test makes the con
 
 Each must end in a ``failed`` image whose reason names the path or the store and the
 problem, the same line in the container's log, a worker that is still up (no hang), and no
-partial result in the bucket. The unreachable S3 still hangs the dataset's last image (a
-known bug, marked ``xfail(strict=True)`` on its test: it fails as soon as that is fixed).
+partial result in the bucket (with S3 unreachable the dataset's files cannot be written
+either: the failure is recorded all the same, see ``jobs/tasks.py:_finalise``).
 """
 
 from __future__ import annotations
@@ -282,14 +282,6 @@ def test_full_worker_disk_fails_the_image_with_the_reason(stack: Stack, tmp_path
     check_complete(stack, f"{prefix}/{ids[small[0].name]}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known bug (jobs/tasks.py _fail -> _finalise -> finish_if_done): when the last image "
-    "of a dataset fails because S3 is unreachable, finishing the dataset lists the bucket, "
-    "raises TransientError inside the failure handler, and the image stays 'queued' for good "
-    "(the dataset 'running'); remove this mark once the failure is recorded first",
-)
 def test_unreachable_s3_fails_the_images_after_bounded_retries(
     stack: Stack, tmp_path: Path
 ) -> None:
