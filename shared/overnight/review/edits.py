@@ -17,13 +17,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage
-from skimage import draw
 
 from overnight.errors import AnnotationError
 
 #: 4-connectivity (edge neighbours): the connectivity cells are checked and split with.
-FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
+FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
 
 Point = tuple[float, float]
 
@@ -57,13 +55,96 @@ def merge_cells(labels: np.ndarray, keep_id: int, other_id: int) -> np.ndarray:
     return np.where(labels == other_id, keep_id, labels).astype(labels.dtype)
 
 
+def line_pixels(y0: int, x0: int, y1: int, x1: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns (px) of the 8-connected line from ``(y0, x0)`` to ``(y1, x1)``.
+
+    One pixel per step along the longer axis, the other coordinate rounded half away from
+    the start (Bresenham's line, as ``skimage.draw.line``).
+    """
+    steps = max(abs(y1 - y0), abs(x1 - x0))
+    t = np.arange(steps + 1)
+    if steps == 0:
+        return np.array([y0]), np.array([x0])
+
+    def along(a: int, b: int) -> np.ndarray:
+        exact = a * steps + (b - a) * t  # the coordinate times `steps`
+        return (
+            np.floor_divide(2 * exact + steps, 2 * steps)
+            if b >= a
+            else -np.floor_divide(-2 * exact + steps, 2 * steps)
+        )
+
+    return along(y0, y1), along(x0, x1)
+
+
+def label4(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """4-connected components of ``mask`` (``YX`` bool): labels 1..n in raster order, and n.
+
+    Each pixel takes the smallest raster index among its 4-neighbours until nothing changes
+    (with pointer jumping), then the indices are renumbered (as ``scipy.ndimage.label``).
+    """
+    mask = np.asarray(mask, bool)
+    big = np.iinfo(np.int64).max
+    index = np.where(mask, np.arange(mask.size).reshape(mask.shape), big)
+    while True:
+        padded = np.pad(index, 1, constant_values=big)
+        low = np.minimum.reduce(
+            [index, padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
+        )
+        low = np.where(mask, low, big)
+        flat = low.ravel()
+        inside = flat != big
+        flat[inside] = np.minimum(flat[inside], flat[flat[inside]])  # pointer jumping
+        if np.array_equal(low, index):
+            break
+        index = low
+    roots, inverse = np.unique(index, return_inverse=True)
+    count = int(np.sum(roots != big))
+    labels = np.where(mask, inverse.reshape(mask.shape) + 1, 0)
+    return labels, count
+
+
+def dilate4(values: np.ndarray) -> np.ndarray:
+    """Each pixel's maximum over itself and its 4-neighbours (``YX``; the border repeats)."""
+    padded = np.pad(values, 1, mode="edge")
+    return np.maximum.reduce(
+        [values, padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]]
+    )
+
+
+def inside_polygon(shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Pixels of ``shape`` whose centre lies inside the polygon (``rows``, ``cols`` in px).
+
+    Even-odd rule on a horizontal ray from each pixel centre, over the polygon's bounding box.
+    """
+    mask = np.zeros(shape, bool)
+    top, bottom = max(int(np.floor(rows.min())), 0), min(int(np.ceil(rows.max())) + 1, shape[0])
+    left, right = max(int(np.floor(cols.min())), 0), min(int(np.ceil(cols.max())) + 1, shape[1])
+    if top >= bottom or left >= right:
+        return mask
+    yy, xx = np.mgrid[top:bottom, left:right].astype(float)
+    inside = np.zeros(yy.shape, bool)
+    for (ya, xa), (yb, xb) in zip(
+        zip(rows, cols, strict=True),
+        zip(np.roll(rows, -1), np.roll(cols, -1), strict=True),
+        strict=True,
+    ):
+        if ya == yb:
+            continue
+        crosses = (ya > yy) != (yb > yy)
+        x_cross = xa + (yy - ya) * (xb - xa) / (yb - ya)
+        inside ^= crosses & (xx < x_cross)
+    mask[top:bottom, left:right] = inside
+    return mask
+
+
 def polyline_mask(shape: tuple[int, int], points: Sequence[Point]) -> np.ndarray:
     """Pixels on the 8-connected line through ``points`` (y, x px), clipped to ``shape``."""
     if len(points) < 2:
         raise AnnotationError("a line needs at least two points")
     mask = np.zeros(shape, bool)
     for (y0, x0), (y1, x1) in zip(points[:-1], points[1:], strict=True):
-        rr, cc = draw.line(int(round(y0)), int(round(x0)), int(round(y1)), int(round(x1)))
+        rr, cc = line_pixels(int(round(y0)), int(round(x0)), int(round(y1)), int(round(x1)))
         keep = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
         mask[rr[keep], cc[keep]] = True
     return mask
@@ -86,7 +167,7 @@ def _grow_into(parts: np.ndarray, todo: np.ndarray) -> np.ndarray:
     parts = parts.copy()
     todo = todo.copy()
     while np.any(todo):
-        grown = ndimage.grey_dilation(parts, footprint=FOUR_CONNECTED)
+        grown = dilate4(parts)
         take = todo & (parts == 0) & (grown > 0)
         if not np.any(take):
             break
@@ -112,7 +193,7 @@ def split_cell(labels: np.ndarray, cell_id: int, line: Sequence[Point]) -> tuple
     box = _bounding_box(labels == cell_id, margin_px=0)  # work on the cell's box only
     cell = labels[box] == cell_id
     cut = polyline_mask(labels.shape, line)[box] & cell
-    pieces, count = ndimage.label(cell & ~cut, structure=FOUR_CONNECTED)
+    pieces, count = label4(cell & ~cut)
     if count < 2:
         raise AnnotationError(
             f"the line does not cut cell {cell_id} in two; draw it across the whole cell"
@@ -135,12 +216,9 @@ def polygon_mask(shape: tuple[int, int], polygon: Sequence[Point]) -> np.ndarray
         raise AnnotationError("a polygon needs at least three points")
     rows = np.array([p[0] for p in polygon], float)
     cols = np.array([p[1] for p in polygon], float)
-    mask = np.zeros(shape, bool)
-    rr, cc = draw.polygon(rows, cols, shape)
-    mask[rr, cc] = True
-    rr, cc = draw.polygon_perimeter(np.round(rows), np.round(cols), shape, clip=True)
-    mask[rr, cc] = True
-    return mask
+    mask = inside_polygon(shape, rows, cols)
+    corners = [(float(r), float(c)) for r, c in zip(np.round(rows), np.round(cols), strict=True)]
+    return mask | polyline_mask(shape, [*corners, corners[0]])
 
 
 def brush_mask(shape: tuple[int, int], stroke: Sequence[Point], radius_px: float) -> np.ndarray:
@@ -155,8 +233,23 @@ def brush_mask(shape: tuple[int, int], stroke: Sequence[Point], radius_px: float
         raise AnnotationError("the brush stroke lies outside the image")
     box = _bounding_box(centre, margin_px=int(np.ceil(radius_px)) + 1)
     mask = np.zeros(shape, bool)
-    mask[box] = ndimage.distance_transform_edt(~centre[box]) <= radius_px
+    mask[box] = within_radius(centre[box], radius_px)
     return mask
+
+
+def within_radius(centre: np.ndarray, radius_px: float) -> np.ndarray:
+    """Pixels (``YX`` bool) within ``radius_px`` (Euclidean, px) of a true pixel of ``centre``.
+
+    A disc stamped on every true pixel (as ``scipy.ndimage.distance_transform_edt(~centre)
+    <= radius_px``).
+    """
+    reach = int(np.floor(radius_px))
+    dy, dx = np.mgrid[-reach : reach + 1, -reach : reach + 1]
+    disc = np.sqrt(dy * dy + dx * dx) <= radius_px
+    padded = np.zeros((centre.shape[0] + 2 * reach, centre.shape[1] + 2 * reach), bool)
+    for r, c in zip(*np.nonzero(centre), strict=True):
+        padded[r : r + 2 * reach + 1, c : c + 2 * reach + 1] |= disc
+    return padded[reach : reach + centre.shape[0], reach : reach + centre.shape[1]]
 
 
 def draw_cell(
@@ -172,7 +265,7 @@ def draw_cell(
             f"drawing and labels should have the same shape but are {mask.shape} and {labels.shape}"
         )
     paint = mask if overwrite else mask & (labels == 0)
-    pieces, count = ndimage.label(paint, structure=FOUR_CONNECTED)
+    pieces, count = label4(paint)
     if count == 0:
         raise AnnotationError("the drawing covers no free pixel; draw over the background")
     largest = int(np.argmax(np.bincount(pieces.ravel())[1:])) + 1

@@ -14,14 +14,11 @@ import numpy as np
 import pandas as pd
 import tifffile
 from PIL import Image
-from skimage import measure
 
 #: Colour per cell type, in the order of the type list (as the QC picture: colour-blind safe).
 TYPE_COLOURS = ("#56B4E9", "#E69F00", "#009E73", "#CC79A7", "#F0E442", "#D55E00")
 #: Tint per channel of the projections (channel 0 grey, 1 magenta, then others).
 CHANNEL_TINTS = ((1.0, 1.0, 1.0), (1.0, 0.25, 0.85), (0.3, 1.0, 0.3), (0.3, 0.6, 1.0))
-#: Polygon simplification tolerance (px): outlines stay within this of the mask edge.
-OUTLINE_TOLERANCE_PX = 0.6
 #: Percentiles mapped to black and white in projections.
 DISPLAY_PERCENTILES = (0.5, 99.8)
 #: Longest side (px) of a projection sent to the browser; larger fields are subsampled.
@@ -49,10 +46,83 @@ def read_labels(data: bytes) -> np.ndarray:
     return np.asarray(labels).reshape(labels.shape[-2:])
 
 
-def _path_of(contour: np.ndarray, y0: int, x0: int) -> str:
-    """SVG path of a closed contour given as (row, col) in a padded crop at (y0, x0)."""
-    simplified = measure.approximate_polygon(contour, OUTLINE_TOLERANCE_PX)
-    points = [f"{x0 + c - 0.5:.1f},{y0 + r - 0.5:.1f}" for r, c in simplified]
+def cell_boxes(labels: np.ndarray) -> dict[int, tuple[int, int, int, int]]:
+    """Cell id → bounding box ``(y0, x0, y1, x1)`` (px, end exclusive) of a ``YX`` label image.
+
+    The ids in increasing order, as ``skimage.measure.regionprops``' ``label`` and ``bbox``.
+    """
+    rows, cols = np.nonzero(labels)
+    if rows.size == 0:
+        return {}
+    ids = labels[rows, cols]
+    order = np.argsort(ids, kind="stable")
+    ids, rows, cols = ids[order], rows[order], cols[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    y0, y1 = np.minimum.reduceat(rows, starts), np.maximum.reduceat(rows, starts) + 1
+    x0, x1 = np.minimum.reduceat(cols, starts), np.maximum.reduceat(cols, starts) + 1
+    return {
+        int(ids[s]): (int(y0[i]), int(x0[i]), int(y1[i]), int(x1[i])) for i, s in enumerate(starts)
+    }
+
+
+def outline_loops(mask: np.ndarray) -> list[list[tuple[int, int]]]:
+    """The closed pixel-edge loops around the true pixels of ``mask`` (``YX`` bool).
+
+    Vertices are pixel corners ``(row, col)``: pixel ``(r, c)`` spans corners ``(r, c)`` to
+    ``(r + 1, c + 1)``. Every pixel side between a true pixel and a false 4-neighbour (or the
+    array's edge) is one edge, directed with the true pixel on its right; the edges are
+    chained into loops and runs along one line merged, so each loop lists only its corners.
+    The outer loop encloses exactly the true pixels of its region.
+    """
+    padded = np.pad(np.asarray(mask, bool), 1)
+    inner = padded[1:-1, 1:-1]
+    r, c = np.nonzero(inner)
+    edges: dict[tuple[int, int], list[tuple[int, int]]] = {}
+
+    def add(
+        keep: np.ndarray, start: tuple[np.ndarray, np.ndarray], end: tuple[np.ndarray, np.ndarray]
+    ) -> None:
+        for a, b, p, q in zip(
+            start[0][keep], start[1][keep], end[0][keep], end[1][keep], strict=True
+        ):
+            edges.setdefault((int(a), int(b)), []).append((int(p), int(q)))
+
+    add(~padded[r, c + 1], (r, c), (r, c + 1))  # top side: above is false
+    add(~padded[r + 1, c + 2], (r, c + 1), (r + 1, c + 1))  # right side
+    add(~padded[r + 2, c + 1], (r + 1, c + 1), (r + 1, c))  # bottom side
+    add(~padded[r + 1, c], (r + 1, c), (r, c))  # left side
+    loops = []
+    while edges:
+        first = next(iter(edges))
+        loop = [first]
+        point = first
+        while True:
+            ends = edges[point]
+            nxt = ends.pop()
+            if not ends:
+                del edges[point]
+            if nxt == first:
+                break
+            loop.append(nxt)
+            point = nxt
+        loops.append(_corners(loop))
+    return loops
+
+
+def _corners(loop: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The vertices of a closed loop of unit steps where its direction changes."""
+    n = len(loop)
+    return [
+        p
+        for i, p in enumerate(loop)
+        if (p[0] - loop[i - 1][0], p[1] - loop[i - 1][1])
+        != (loop[(i + 1) % n][0] - p[0], loop[(i + 1) % n][1] - p[1])
+    ]
+
+
+def _path_of(corners: list[tuple[int, int]], y0: int, x0: int) -> str:
+    """SVG path (``x,y`` image px) of a loop of pixel corners in a crop at (y0, x0)."""
+    points = [f"{x0 + c - 0.5:.1f},{y0 + r - 0.5:.1f}" for r, c in corners]
     return "M" + " L".join(points) + " Z"
 
 
@@ -61,27 +131,32 @@ def cell_outlines(
 ) -> list[CellOutline]:
     """Outline polygons of every labelled cell of ``labels`` (``YX``), in image px.
 
-    Each contour runs along the pixel edges' midpoints (``find_contours`` at level 0.5 on the
-    cell's mask padded by one pixel), so it encloses exactly the cell's pixels.
+    Each outline runs along the pixel edges around the cell (its longest loop,
+    :func:`outline_loops`), so it encloses exactly the cell's pixels; the outline of a cell
+    of several pieces is its largest piece's.
     """
     outlines = []
-    for region in measure.regionprops(labels):
-        y0, x0, y1, x1 = region.bbox
-        mask = np.pad(region.image, 1).astype(float)
-        contours = measure.find_contours(mask, 0.5)
-        if not contours:
-            continue
-        longest = max(contours, key=len)
-        cell_type = cell_types.get(int(region.label), "")
+    for cell_id, (y0, x0, y1, x1) in cell_boxes(labels).items():
+        loops = outline_loops(labels[y0:y1, x0:x1] == cell_id)
+        longest = max(loops, key=_perimeter)
+        cell_type = cell_types.get(cell_id, "")
         outlines.append(
             CellOutline(
-                cell_id=int(region.label),
+                cell_id=cell_id,
                 cell_type=cell_type,
                 colour=colours.get(cell_type, "#ffffff"),
-                path=_path_of(longest, y0 - 1, x0 - 1),
+                path=_path_of(longest, y0, x0),
             )
         )
     return outlines
+
+
+def _perimeter(corners: list[tuple[int, int]]) -> int:
+    """Length (px) of a closed loop of axis-parallel steps between ``corners``."""
+    return sum(
+        abs(p[0] - q[0]) + abs(p[1] - q[1])
+        for p, q in zip(corners, corners[1:] + corners[:1], strict=True)
+    )
 
 
 def _stretch(plane: np.ndarray) -> np.ndarray:

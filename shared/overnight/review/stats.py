@@ -11,19 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from overnight.lazy import lazy_module
 from overnight.review.index import ImageRow
 from overnight.review.table import natural_key
-
-if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
-    from scipy import stats as scipy_stats
-else:
-    scipy_stats = lazy_module("scipy.stats")
 
 #: Name used for every cell, whatever its type.
 ALL_CELLS = "all cells"
@@ -57,6 +50,29 @@ class CountHistogram:
         return "over-dispersed (specific binding or heterogeneous cells)"
 
 
+def poisson_pmf(ks: np.ndarray, mean: float) -> np.ndarray:
+    """Poisson probabilities P(K = k) of mean ``mean`` (> 0) for the counts ``ks`` (≥ 0).
+
+    ``exp(k·ln(mean) − mean − ln k!)`` with ``ln k!`` from :func:`math.lgamma`: the QC web's
+    image carries no SciPy (same values as ``scipy.stats.poisson.pmf`` to ~1e-12 relative).
+    """
+    k = np.asarray(ks, dtype=np.float64)
+    log_factorial = np.array([math.lgamma(v + 1.0) for v in k.ravel()]).reshape(k.shape)
+    return np.exp(k * math.log(mean) - mean - log_factorial)
+
+
+def poisson_ppf(q: float, mean: float) -> int:
+    """The smallest count k with P(K ≤ k) ≥ ``q`` for a Poisson law of mean ``mean`` (> 0).
+
+    Sums :func:`poisson_pmf` up to ``mean + 40·√mean + 40``, past which the tail is below
+    1e-300 for every ``q`` < 1 used here (as ``scipy.stats.poisson.ppf``).
+    """
+    top = int(math.ceil(mean + 40.0 * math.sqrt(mean) + 40.0))
+    cdf = np.cumsum(poisson_pmf(np.arange(top + 1), mean))
+    reached = np.nonzero(cdf >= q * (1.0 - 1e-12))[0]
+    return int(reached[0]) if reached.size else top
+
+
 def count_histogram(cell_type: str, pnp_counts: np.ndarray) -> CountHistogram:
     """Histogram of ``pnp_counts`` (one per cell) with the Poisson expectation of its mean."""
     counts = np.asarray(pnp_counts, dtype=np.int64)
@@ -66,10 +82,10 @@ def count_histogram(cell_type: str, pnp_counts: np.ndarray) -> CountHistogram:
     vmr = var / mean if n > 1 and mean > 0 else float("nan")
     top = int(counts.max(initial=0))
     if n and mean > 0:
-        top = max(top, int(scipy_stats.poisson.ppf(0.999, mean)))
+        top = max(top, poisson_ppf(0.999, mean))
     observed = np.bincount(counts, minlength=top + 1) if n else np.zeros(1, dtype=np.int64)
     ks = np.arange(observed.size)
-    expected = n * scipy_stats.poisson.pmf(ks, mean) if n and mean > 0 else np.zeros(observed.size)
+    expected = n * poisson_pmf(ks, mean) if n and mean > 0 else np.zeros(observed.size)
     return CountHistogram(
         cell_type=cell_type,
         n_cells=n,
