@@ -170,7 +170,7 @@ def test_train_from_reviews_publish_and_reanalyse_names_the_version(
     card = json.loads((out / CARD_FILE).read_text())
     assert card["epochs_run"] == 1 and "reviews of" in card["training_data"]
     assert sum(f"by {REVIEWER}" in line for line in card["provenance"]) == 3
-    assert sum("post-processing refit on 1 corrected" in line for line in card["provenance"]) == 1
+    assert sum("post-processing kept: " in line for line in card["provenance"]) == 1
     config = json.loads((out / "config.json").read_text())
     assert card["hyper_parameters"]["seed_h_px"] == config["seed_h_px"]
     assert "val_corrected_f1_postprocess_after" in card["metrics"]
@@ -257,10 +257,12 @@ def test_postprocessing_refit_keeps_dim_true_cells_and_records_the_change() -> N
     config = CellModelConfig(seed_h_px=3.0)
     probs, truth = _blob_probabilities((0.95, 0.72))  # the shipped 0.78 drops the dim cell
     assert cell_f1([probs], [truth], config) == pytest.approx(2 / 3)
-    fitted, fit = refit_postprocessing(config, [probs], [truth])
+    kept, not_enough = refit_postprocessing(config, [probs], [truth])  # 2 cells < 30
+    assert kept == config and not_enough.kept and "fewer than the 30" in not_enough.line()
+    fitted, fit = refit_postprocessing(config, [probs], [truth], min_cells=2)
     assert fitted.min_mean_foreground <= 0.7 and fit.f1_before == pytest.approx(2 / 3)
     assert fit.f1_after == 1.0 == cell_f1([probs], [truth], fitted)
     assert "min_mean_foreground=0.6" in fit.line() or "min_mean_foreground=0.7" in fit.line()
     bright, bright_truth = _blob_probabilities((0.95, 0.9))  # already right: nothing moves
-    same, kept = refit_postprocessing(config, [bright], [bright_truth])
-    assert same == config and kept.f1_before == kept.f1_after == 1.0
+    same, tie = refit_postprocessing(config, [bright], [bright_truth], min_cells=2)
+    assert same == config and tie.f1_before == tie.f1_after == 1.0 and not tie.kept

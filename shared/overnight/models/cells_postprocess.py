@@ -29,6 +29,10 @@ POSTPROCESS_GRID: dict[str, tuple[float, ...]] = {
     "min_mean_foreground": (0.6, 0.7, 0.78, 0.85),
     "min_cell_px": (60, 240),
 }
+#: Fewest true cells on the validation fields for a refit: below it the initial values stay.
+#: ``make bench-retrain`` (issue 16) refitted on 1-3 corrected fields (4-15 cells), where one
+#: merge moves F1 by ~0.1: with 3 corrected fields the refit cut hold-out cell F1 0.903 → 0.796.
+MIN_REFIT_CELLS = 30
 #: The grid's parameters that change the watershed (the others only drop its cells).
 WATERSHED_PARAMS = frozenset(
     {"seed_h_px", "seed_smooth_px", "foreground_threshold", "marker_threshold"}
@@ -43,9 +47,16 @@ class PostprocessFit:
     f1_before: float
     f1_after: float
     n_fields: int
+    n_cells: int = 0
+    kept: bool = False
 
     def line(self) -> str:
         """One provenance line for the model card."""
+        if self.kept:
+            return (
+                f"post-processing kept: {self.n_cells} true cells on {self.n_fields} corrected "
+                f"validation fields, fewer than the {MIN_REFIT_CELLS} a refit needs"
+            )
         chosen = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
         return (
             f"post-processing refit on {self.n_fields} corrected validation fields: {chosen} "
@@ -93,18 +104,24 @@ def refit_postprocessing(
     probabilities: list[np.ndarray],
     truths: list[np.ndarray],
     grid: dict[str, tuple[float, ...]] | None = None,
+    min_cells: int = MIN_REFIT_CELLS,
 ) -> tuple[CellModelConfig, PostprocessFit]:
     """``config`` with the post-processing that scores the best cell F1 on ``truths``.
 
     ``probabilities`` are the network's ``(Y, X, 3)`` outputs on the validation fields and
     ``truths`` their corrected ``YX`` labels. Ties keep ``config``'s own values (a point only
     replaces them when it scores strictly higher), so fields the watershed already handles do
-    not move it.
+    not move it. With fewer than ``min_cells`` true cells the values stay too (too few to
+    choose four parameters from).
     """
     grid = POSTPROCESS_GRID if grid is None else grid
     initial = {name: getattr(config, name) for name in grid}
     best_f1 = before = cell_f1(probabilities, truths, config)
     best = initial
+    n_cells = sum(int(np.unique(t[t > 0]).size) for t in truths)
+    if n_cells < min_cells:
+        params = {name: float(value) for name, value in initial.items()}
+        return config, PostprocessFit(params, before, before, len(truths), n_cells, kept=True)
     seeding = {k: v for k, v in grid.items() if k in WATERSHED_PARAMS}
     cuts = {k: v for k, v in grid.items() if k not in WATERSHED_PARAMS}
     for seed_point in grid_points(seeding):  # the slow watershed once per seeding point
@@ -119,4 +136,4 @@ def refit_postprocessing(
                 best_f1, best = f1, point
     fitted = config.model_copy(update=best)
     params = {name: float(getattr(fitted, name)) for name in grid}
-    return fitted, PostprocessFit(params, before, best_f1, len(truths))
+    return fitted, PostprocessFit(params, before, best_f1, len(truths), n_cells)
