@@ -1,15 +1,19 @@
 """The job functions run by a real RQ worker (in this process) over a real Redis."""
 
+import io
 import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tifffile
 from pydantic import SecretStr
 from rq.job import JobStatus as RQStatus
 
 from fixtures_redis import free_port
+from overnight.imaging.limits import block_core_px, needs_blocks, working_set_bytes
 from overnight.jobs.connection import connect
 from overnight.jobs.ids import job_id_for
 from overnight.jobs.queues import fetch_job
@@ -23,6 +27,7 @@ from overnight.pipeline.batch import BatchOptions, run_batch
 from overnight.results.artefacts import RESULT_FILES
 from overnight.results.ome_zarr import OME_ZARR_NAME
 from overnight.storage import open_store, read_manifest
+from overnight.synth.dataset import write_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -208,3 +213,32 @@ def test_an_unreachable_results_store_fails_the_image_instead_of_leaving_it_queu
     assert state is not None and state.status is JobStatus.FAILED, state
     assert "gave up after retries" in state.reason and "S3" in state.reason, state.reason
     assert dataset_state(JobBook(redis).counts(record.id)) is DatasetState.FAILED
+
+
+def test_a_field_beyond_the_budget_is_analysed_in_blocks_by_the_segmentation_worker(
+    job_settings: JobSettings, tmp_path: Path
+) -> None:
+    # A 1024² field and a budget between one block's estimate and the whole field's: the
+    # staged pipeline's first job analyses it block by block, with no hand-off.
+    plate = tmp_path / "nas" / "big"
+    (field,) = write_dataset(plate, 1, seed=11, size=1024)
+    shape, dtype = tifffile.imread(field).shape, np.dtype("uint16")
+    shape_zcyx = (shape[0], shape[1], shape[2], shape[3])
+    whole = working_set_bytes(shape_zcyx, dtype)
+    budget_gb = (whole - 32 * 2**20) / 2**30
+    settings = job_settings.model_copy(update={"max_working_set_gb": budget_gb})
+    limits = settings.read_limits()
+    assert needs_blocks(shape_zcyx, dtype, limits) and block_core_px(shape_zcyx, dtype, limits)
+
+    submitter, record = submit(settings, field.parent)
+    run_worker(settings, "all", burst=True)
+
+    book = JobBook(submitter.redis)
+    state = book.image(record.id, field.stem)
+    assert state is not None and state.status is JobStatus.DONE, state
+    store = open_store(settings.storage_url)
+    prefix = f"results/{record.id}/{field.stem}"
+    assert read_manifest(store, prefix) is not None
+    labels = tifffile.imread(io.BytesIO(store.read_bytes(f"{prefix}/labels.tif")))
+    assert labels.shape == shape[-2:] and labels.max() > 0
+    assert [k.key for k in store.list("work/")] == [], "a field in blocks leaves no hand-off"

@@ -48,8 +48,9 @@ class JobSettings(CommonSettings):
         DEFAULT_MAX_WORKING_SET_GB,
         gt=0,
         description="Most memory one image's analysis may need (GiB), estimated from its "
-        "declared shape before reading; a larger image fails at once with the reason. Keep "
-        "it below the worker's memory limit.",
+        "declared shape before reading; a larger field is analysed in blocks that fit (one "
+        "whose smallest block does not fit fails at once with the reason). Keep it below the "
+        "worker's memory limit.",
     )
     output_format: OutputFormat = Field(
         "tiff",

@@ -93,7 +93,9 @@ def segment_image(payload: dict[str, Any]) -> str:
         ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.READING)
         with opened_image(ctx.image_source(job), prepared.pipeline, ctx.limits) as image:
             ctx.book.set_status(job.dataset_id, job.image_id, JobStatus.SEGMENTING)
-            if not is_staged(prepared):
+            # A field beyond the working-set budget runs block by block, all steps in this
+            # job: its blocks' intermediate values are never whole, so there is no hand-off.
+            if not is_staged(prepared) or image.blocks is not None:
                 run = run_steps(prepared, image)
                 publish_image(
                     results,
