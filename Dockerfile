@@ -11,7 +11,7 @@
 # dispatcher install overnight without it. What each image adds to the core dependencies:
 #   api (ingest, watcher)  nothing (numpy, pandas, tifffile: headers, dataset summaries)
 #   dispatcher             `dispatch` (the Kubernetes client)
-#   qc-web                 `analysis` (scipy, scikit-image, matplotlib, imagecodecs: overlays, plots)
+#   qc-web                 `qc` (matplotlib, pillow: plots, pictures; overlays and edits are numpy)
 #   worker, worker-gpu     `models` (= `analysis` + TensorFlow, Keras)
 # No secret is baked in: every setting comes from the environment at run time. Every image
 # runs as the non-root user 10001. The venvs hold no tests folders and, but for the workers'
@@ -32,7 +32,7 @@ FROM ${PYTHON_IMAGE} AS requirements
 WORKDIR /src
 COPY pyproject.toml scripts/extras.py ./
 RUN python extras.py > core.txt \
- && for extra in analysis dispatch models gpu; do python extras.py --only $extra > $extra.txt; done
+ && for extra in qc analysis dispatch models gpu; do python extras.py --only $extra > $extra.txt; done
 
 # --- deps: a venv with the pinned core dependencies; survives every code change ----------------
 FROM ${PYTHON_IMAGE} AS deps
@@ -83,13 +83,14 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"]
 CMD ["overnight", "ingest", "serve", "--host", "0.0.0.0", "--port", "8000"]
 
-# --- qc-web: the QC web page (overlays, plots, statistics: the `analysis` extra) ---------------
-FROM deps AS deps-analysis
-COPY --from=requirements /src/analysis.txt ./
-RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement analysis.txt && slim
+# --- qc-web: the QC web page (plots and pictures: the `qc` extra; no SciPy, scikit-image or
+# imagecodecs: its overlays, statistics and edits are numpy) ------------------------------------
+FROM deps AS deps-qc
+COPY --from=requirements /src/qc.txt ./
+RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement qc.txt && slim
 
 FROM runtime AS qc-web
-COPY --from=deps-analysis /opt/venv /opt/venv
+COPY --from=deps-qc /opt/venv /opt/venv
 COPY --from=wheel /wheels /wheels
 RUN pip install --no-deps /wheels/overnight-*.whl && rm -rf /wheels
 USER 10001:10001
@@ -110,9 +111,15 @@ RUN pip install --no-deps /wheels/overnight-*.whl && rm -rf /wheels
 USER 10001:10001
 CMD ["overnight", "dispatch", "run"]
 
+# --- analysis: the `analysis` extra (scipy, scikit-image, imagecodecs, matplotlib), installed
+# once for the workers and the notebook -----------------------------------------------------------
+FROM deps AS deps-analysis
+COPY --from=requirements /src/analysis.txt ./
+RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement analysis.txt && slim
+
 # --- worker: TensorFlow (CPU) and the shipped models; segmentation, pnp and image Jobs -------
-# On top of the qc-web's venv (the analysis libraries are installed once for both). Byte code
-# is compiled here: a worker or an image Job imports TensorFlow at every start.
+# On top of the analysis venv. Byte code is compiled here: a worker or an image Job imports
+# TensorFlow at every start.
 FROM deps-analysis AS deps-models
 COPY --from=requirements /src/models.txt ./
 RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement models.txt && slim \

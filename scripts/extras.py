@@ -1,7 +1,7 @@
 """Print requirements from pyproject.toml, one per line, for pip inside the Dockerfile.
 
 ``python extras.py`` prints the core dependencies; ``--only EXTRA`` prints one optional group
-(``analysis``, ``models``, ``gpu``, ``dispatch``) without them. A self-reference such as
+(``qc``, ``analysis``, ``models``, ``gpu``, ``dispatch``) without them. A self-reference such as
 ``overnight[analysis]`` inside a group is expanded to that group's lines (so ``--only models``
 lists TensorFlow and the analysis libraries); the wheel of the repository itself is installed
 separately, without dependencies.

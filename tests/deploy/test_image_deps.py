@@ -1,7 +1,8 @@
 """What each image installs, checked without Docker: the model-free images stay small.
 
 The api (ingest API, watcher) and dispatcher images install only the core dependencies
-(plus ``dispatch``); the qc-web adds ``analysis``; only the workers add ``models``. These
+(plus ``dispatch``); the qc-web adds ``qc`` (Matplotlib, Pillow: no SciPy, scikit-image or
+imagecodecs); only the workers add ``analysis`` and ``models``. These
 tests import each model-free service in a fresh interpreter in which the packages its image
 lacks cannot be imported, so a module-level ``import scipy`` reached from a service fails
 here before it fails in a container.
@@ -21,13 +22,15 @@ EXTRAS = ROOT / "scripts" / "extras.py"
 #: The import names of what the `analysis` and `models` extras install.
 ANALYSIS = ("scipy", "skimage", "matplotlib", "imagecodecs", "PIL")
 MODELS = ("tensorflow", "keras")
+#: What the `analysis` extra has and the qc-web image (the `qc` extra) does not.
+NOT_IN_QC = ("scipy", "skimage", "imagecodecs")
 #: Service modules (what `overnight ingest serve|watch`, `dispatch run`, `qc-web` import) and
 #: the packages their image does not have.
 SERVICES = {
     "overnight_ingest.app": ANALYSIS + MODELS + ("kubernetes",),
     "overnight_ingest.watcher": ANALYSIS + MODELS + ("kubernetes",),
     "overnight_dispatch.dispatcher": ANALYSIS + MODELS,
-    "overnight_qc.app": MODELS + ("kubernetes",),
+    "overnight_qc.app": NOT_IN_QC + MODELS + ("kubernetes",),
     "overnight.cli.main": ANALYSIS + MODELS + ("kubernetes",),
 }
 
@@ -95,6 +98,53 @@ def test_every_builtin_pipeline_loads_without_the_analysis_extra() -> None:
     )
 
 
+#: What the QC web's pages and edits run (outlines, Poisson histogram, label edits), in an
+#: interpreter without SciPy, scikit-image or imagecodecs: a lazy import reached at run time
+#: (not only at import) fails here.
+QC_RUNTIME = """
+import io
+import numpy as np
+import tifffile
+from overnight.review import edits, overlay, stats
+labels = np.zeros((40, 50), np.uint16)
+labels[5:15, 5:20] = 1
+labels[20:35, 10:30] = 2
+buffer = io.BytesIO()
+tifffile.imwrite(buffer, labels, compression="zlib")  # labels.tif as the workers write it
+labels = overlay.read_labels(buffer.getvalue())
+assert len(overlay.cell_outlines(labels, {1: "a"}, {"a": "#fff"})) == 2
+assert overlay.labels_png(labels, {1: "a"}, {"a": "#ffffff"})[1:4] == b"PNG"
+histogram = stats.count_histogram("a", np.array([0, 1, 1, 2, 5]))
+assert abs(sum(histogram.poisson) - 5) < 0.1, histogram.poisson
+split, new_id = edits.split_cell(labels, 2, [(18.0, 20.0), (37.0, 20.0)])
+assert new_id == 3 and set(np.unique(split)) == {0, 1, 2, 3}
+polygon = edits.polygon_mask(labels.shape, [(36, 35), (39, 45), (30, 48)])
+assert edits.draw_cell(labels, polygon)[1] == 3
+brush = edits.brush_mask(labels.shape, [(2.0, 40.0), (8.0, 45.0)], 2.5)
+assert edits.draw_cell(labels, brush)[1] == 3
+from overnight.review.plots import histogram_svg
+assert histogram_svg(histogram).lstrip().startswith(b"<")
+"""
+
+
+def test_the_qc_web_runs_without_scipy_scikit_image_and_imagecodecs() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BLOCKER.replace("importlib.import_module(sys.argv[2])", QC_RUNTIME),
+            ",".join(NOT_IN_QC + MODELS + ("kubernetes",)),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, (
+        f"the QC web needs a package its image lacks:\n{proc.stderr[-3000:]}"
+    )
+
+
 def test_a_lazy_module_names_the_extra_when_it_is_missing() -> None:
     from overnight.lazy import lazy_module
 
@@ -110,6 +160,12 @@ def test_the_core_holds_no_analysis_library() -> None:
     assert {"numpy", "pandas", "tifffile"} <= set(core)
 
 
+def test_the_qc_extra_holds_no_scipy_scikit_image_or_imagecodecs() -> None:
+    qc = set(_lines("--only", "qc"))
+    assert {"matplotlib", "pillow"} <= qc
+    assert not qc & {"scipy", "scikit-image", "imagecodecs", "tensorflow-cpu", "keras"}
+
+
 def test_the_worker_extras_expand_the_analysis_extra() -> None:
     analysis = set(_lines("--only", "analysis"))
     assert {"scipy", "scikit-image", "matplotlib", "imagecodecs"} <= analysis
@@ -123,12 +179,23 @@ def test_the_test_extra_installs_every_library_the_suite_imports() -> None:
     (self_ref,) = [
         d for d in project["optional-dependencies"]["test"] if d.startswith("overnight[")
     ]
-    assert {"analysis", "models", "dispatch"} <= set(self_ref[len("overnight[") : -1].split(","))
+    assert {"qc", "analysis", "models", "dispatch"} <= set(
+        self_ref[len("overnight[") : -1].split(",")
+    )
 
 
-def test_qc_web_image_installs_the_analysis_extra() -> None:
+def _stage(dockerfile: str, header: str) -> str:
+    return dockerfile.split(header, 1)[1].split("\nFROM ", 1)[0]
+
+
+def test_qc_web_image_installs_the_qc_extra_and_the_workers_the_analysis_extra() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    stage = dockerfile.split("FROM runtime AS qc-web", 1)[1].split("\nFROM ", 1)[0]
-    assert "COPY --from=deps-analysis /opt/venv /opt/venv" in stage
+    assert "COPY --from=deps-qc /opt/venv /opt/venv" in _stage(dockerfile, "FROM runtime AS qc-web")
+    assert "--requirement qc.txt" in _stage(dockerfile, "FROM deps AS deps-qc")
+    assert "--requirement analysis.txt" in _stage(dockerfile, "FROM deps AS deps-analysis")
+    for stage in ("FROM deps-analysis AS deps-models", "FROM deps-analysis AS deps-gpu"):
+        assert stage in dockerfile, stage
+    # the classic builder builds every stage before the target: qc-web comes before analysis
+    assert dockerfile.index("AS qc-web") < dockerfile.index("AS deps-analysis")
     api = dockerfile.split("FROM runtime AS api", 1)[1].split("\nFROM ", 1)[0]
     assert "COPY --from=deps /opt/venv /opt/venv" in api
