@@ -28,8 +28,8 @@ def _import(name: str) -> ModuleType:
     except ModuleNotFoundError as err:
         raise ModuleNotFoundError(
             f"{name} is not installed, and this step needs it: install overnight's "
-            f"'{EXTRA}' extra (pip install 'overnight[{EXTRA}]'); the worker and qc-web "
-            "images have it, the ingest and dispatcher images do not",
+            f"'{EXTRA}' extra (pip install 'overnight[{EXTRA}]'); the worker images have it, "
+            "the ingest, dispatcher and qc-web images do not",
             name=err.name,
         ) from err
 
