@@ -4,7 +4,8 @@ The readers are optional (``pip install 'overnight[formats]'``):
 
 - ``.czi``: `aicspylibczi <https://github.com/AllenCellModeling/aicspylibczi>`_ (Allen
   Institute, wraps Zeiss's libCZI; reads one plane or one mosaic plane at a time, so only the
-  chosen scene and timepoint are decoded). GPL-3.0: a build that bundles it is GPL-3.0.
+  chosen scene and timepoint are decoded; see :mod:`overnight.imaging.zeiss`). GPL-3.0: a
+  build that bundles it is GPL-3.0. Its scenes may differ in size; each is read with its own.
 - ``.nd2``: `nd2 <https://github.com/tlambert03/nd2>`_ (BSD-3, pure Python + numpy, reads
   modern and legacy ND2 through a lazy array, so only the chosen frames are decoded).
 - ``.lif``: `liffile <https://github.com/cgohlke/liffile>`_ (BSD-3; see
@@ -47,10 +48,6 @@ from overnight.imaging.limits import (
 
 #: File extensions read by this module (any case), with the package each needs.
 VENDOR_EXTENSIONS: dict[str, str] = {".czi": "aicspylibczi", ".nd2": "nd2", ".lif": "liffile"}
-
-# CZI pixel types that are single-sample unsigned integers.
-_CZI_DTYPES: dict[str, np.dtype] = {"gray8": np.dtype("uint8"), "gray16": np.dtype("uint16")}
-
 
 def is_vendor_name(name: str) -> bool:
     """Whether ``name`` ends in one of :data:`VENDOR_EXTENSIONS` (any case)."""
@@ -113,121 +110,6 @@ def _choose(source: str, what: str, axis: str, wanted: int | None, count: int) -
     if not 0 <= wanted < count:
         raise InvalidImageError(source, f"{what} {wanted} is out of range 0..{count - 1}")
     return wanted
-
-
-def _iso(value: str | None) -> str | None:
-    if not value:
-        return None
-    text = value.strip()
-    try:  # CZI writes 7 fractional digits, which fromisoformat rejects before Python 3.11
-        return datetime.fromisoformat(text).isoformat()
-    except ValueError:
-        return text
-
-
-# --- CZI -----------------------------------------------------------------------------------
-
-
-def _czi_calibration(meta: Any) -> tuple[Calibration, str | None]:
-    scaling = {}
-    for item in meta.findall(".//Scaling/Items/Distance"):
-        try:
-            scaling[item.get("Id")] = float(item.findtext("Value")) * 1e6  # metres → µm
-        except (TypeError, ValueError):
-            continue
-    names = tuple(
-        ch.get("Name") or ""
-        for ch in meta.findall(".//Information/Image/Dimensions/Channels/Channel")
-    )
-    calibration = Calibration(
-        pixel_size_um=scaling.get("X"),
-        z_step_um=scaling.get("Z"),
-        channel_names=names if names and all(names) else None,
-    )
-    return calibration, _iso(meta.findtext(".//Information/Image/AcquisitionDateAndTime"))
-
-
-def _czi_extra_axes(source: str, dims: dict[str, tuple[int, int]]) -> None:
-    for axis, (start, stop) in dims.items():
-        if axis not in "SZCTYXMB" and stop - start > 1:
-            raise InvalidImageError(
-                source,
-                f"CZI axis {axis} has {stop - start} entries (phases, views, illuminations or "
-                "rotations); only scenes (S), timepoints (T), Z, C and mosaic tiles are read",
-            )
-
-
-def _open_czi(path: Path) -> _Opened:
-    source = str(path)
-    aicspylibczi = _import("aicspylibczi", source)
-    try:
-        czi = aicspylibczi.CziFile(path)
-        pixel_type = czi.pixel_type
-        scene_dims = czi.get_dims_shape()
-        dims = scene_dims[0]
-        mosaic = czi.is_mosaic()
-        meta = czi.meta
-    except Exception as err:  # libCZI raises its own exception types for damaged files
-        raise InvalidImageError(source, f"is not a readable CZI file ({err})") from err
-    if pixel_type not in _CZI_DTYPES:
-        raise InvalidImageError(
-            source,
-            f"CZI pixel type {pixel_type} is not supported; expected grey unsigned integers "
-            f"({'/'.join(_CZI_DTYPES)})",
-        )
-    dtype = _CZI_DTYPES[pixel_type]
-    _czi_extra_axes(source, dims)
-    if len(scene_dims) > 1 or (mosaic and dims.get("S", (0, 1))[1] - dims.get("S", (0, 1))[0] > 1):
-        raise InvalidImageError(
-            source,
-            f"CZI scenes differ in size or are mosaics ({len(scene_dims)} scene layouts, "
-            f"mosaic={mosaic}); only files whose scenes share one size, or one-scene mosaics, "
-            "are read",
-        )
-
-    def size(axis: str) -> int:
-        start, stop = dims.get(axis, (0, 1))
-        return stop - start
-
-    if mosaic:
-        box = czi.get_mosaic_bounding_box()
-        height, width = int(box.h), int(box.w)
-    else:
-        height, width = size("Y"), size("X")
-    calibration, acquired_at = _czi_calibration(meta)
-    info = VendorInfo(
-        source=source,
-        file_format="czi",
-        n_scenes=size("S"),
-        n_timepoints=size("T"),
-        shape_zcyx=(size("Z"), size("C"), height, width),
-        dtype=dtype,
-        calibration=calibration,
-        acquired_at=acquired_at,
-    )
-
-    def read(scene: int, timepoint: int) -> np.ndarray:
-        z_size, c_size = size("Z"), size("C")
-        planes = np.empty((z_size, c_size, height, width), dtype)
-        offsets = {a: dims.get(a, (0, 1))[0] for a in "SZCT"}
-        for z in range(z_size):
-            for c in range(c_size):
-                index = {
-                    "Z": z + offsets["Z"],
-                    "C": c + offsets["C"],
-                    "T": timepoint + offsets["T"],
-                }
-                if "S" in dims:
-                    index["S"] = scene + offsets["S"]
-                index = {k: v for k, v in index.items() if k in dims}
-                if mosaic:
-                    plane = czi.read_mosaic(scale_factor=1.0, **index)
-                else:
-                    plane, _ = czi.read_image(**index)
-                planes[z, c] = np.asarray(plane).reshape(height, width)
-        return planes
-
-    return _Opened(info, read)
 
 
 # --- ND2 -----------------------------------------------------------------------------------
@@ -318,6 +200,14 @@ def _open_lif(path: Path, scene: int | None) -> tuple[_Opened, Callable[[], None
     return _Opened(info, lambda _scene, timepoint: read_timepoint(timepoint)), close
 
 
+def _open_czi(path: Path, scene: int | None) -> _Opened:
+    from overnight.imaging.zeiss import open_czi
+
+    facts, read_timepoint = open_czi(path, scene)
+    info = VendorInfo(source=str(path), file_format="czi", **facts)
+    return _Opened(info, lambda _scene, timepoint: read_timepoint(timepoint))
+
+
 # --- common --------------------------------------------------------------------------------
 
 
@@ -331,7 +221,7 @@ def _check_info(info: VendorInfo, limits: ReadLimits) -> None:
 
 
 def read_vendor_info(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> VendorInfo:
-    """Check a ``.czi`` / ``.nd2`` header and say what it holds, without decoding pixels.
+    """Check a vendor file's header and say what its first scene holds, decoding no pixels.
 
     Raises
     ------
@@ -346,7 +236,7 @@ def read_vendor_info(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> Vend
         opened, close = _open_lif(path, None)
         close()
     else:
-        opened = _open_czi(path)
+        opened = _open_czi(path, None)
     _check_info(opened.info, limits)
     return opened.info
 
@@ -354,7 +244,7 @@ def read_vendor_info(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> Vend
 def vendor_parts(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> list[ImagePart]:
     """One :class:`ImagePart` per scene and timepoint of a vendor file (header only).
 
-    LIF scenes are looked at one by one (each has its own timepoints and size).
+    LIF and CZI scenes are looked at one by one (each has its own timepoints and size).
 
     Raises
     ------
@@ -362,12 +252,15 @@ def vendor_parts(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> list[Ima
         As in :func:`read_vendor_info`.
     """
     info = read_vendor_info(path, limits=limits)
-    if info.file_format != "lif" or info.n_scenes == 1:
+    if info.file_format == "nd2" or info.n_scenes == 1:
         return file_parts(info.n_scenes, info.n_timepoints)
     parts: list[ImagePart] = []
     for scene in range(info.n_scenes):
-        opened, close = _open_lif(path, scene)
-        close()
+        if info.file_format == "lif":
+            opened, close = _open_lif(path, scene)
+            close()
+        else:
+            opened = _open_czi(path, scene)
         _check_info(opened.info, limits)
         n_t = opened.info.n_timepoints
         for part in file_parts(1, n_t):
@@ -382,7 +275,7 @@ def read_vendor(
     scene: int | None = None,
     timepoint: int | None = None,
 ) -> tuple[np.ndarray, VendorInfo, dict[str, Any]]:
-    """Decode one scene at one timepoint of a ``.czi`` or ``.nd2`` file as ``ZCYX``.
+    """Decode one scene at one timepoint of a ``.czi``, ``.nd2`` or ``.lif`` file as ``ZCYX``.
 
     Parameters
     ----------
@@ -420,7 +313,7 @@ def read_vendor(
     elif path.suffix.lower() == ".lif":
         opened, close = _open_lif(path, scene)
     elif path.suffix.lower() == ".czi":
-        opened = _open_czi(path)
+        opened = _open_czi(path, scene)
     else:
         raise InvalidImageError(source, f"is not a vendor file ({', '.join(VENDOR_EXTENSIONS)})")
     try:
