@@ -19,6 +19,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -45,6 +47,8 @@ TARGETS = {
 CONTEXT = ["Dockerfile", ".dockerignore", "pyproject.toml", "requirements.lock",
            "scripts/extras.py", "README.md", "shared", "services", "models"]
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+#: The CLI of the venv running the tests (it draws the test fields).
+OVERNIGHT = str(Path(sys.executable).parent / "overnight")
 
 
 def in_ci() -> bool:
@@ -320,9 +324,79 @@ class Stack:
         info = self.docker.inspect(self.containers(service)[0])[0]
         return next(iter(info["NetworkSettings"]["Networks"].values()))["IPAddress"]
 
+    def client(self) -> httpx.Client:
+        """An HTTP client of the ingest API with the stack's token."""
+        return httpx.Client(
+            base_url=self.api, timeout=60, headers={"Authorization": f"Bearer {self.token}"}
+        )
+
+    def dataset(self, dataset_id: str) -> dict[str, Any]:
+        """``GET /datasets/{id}``: state, counts, failures."""
+        with self.client() as client:
+            reply = client.get(f"/datasets/{dataset_id}")
+        reply.raise_for_status()
+        return dict(reply.json())
+
+    def put_in_nas(self, images: list[Path], folder: str) -> None:
+        """Copy ``images`` into ``folder`` of the NAS the services mount (world-readable)."""
+        target = self.nas / folder
+        target.mkdir(parents=True, exist_ok=True)
+        target.chmod(0o755)
+        for path in images:
+            shutil.copy(path, target / path.name)
+
+    def submit_folder(self, folder: str) -> str:
+        """``POST /datasets`` of a NAS folder for the cytometry pipeline: the dataset id."""
+        with self.client() as client:
+            reply = client.post(
+                "/datasets", json={"source": f"file:///data/nas/{folder}", "pipeline": "cytometry"}
+            )
+        assert reply.status_code == 201, reply.text
+        return str(reply.json()["id"])
+
+    def upload(self, images: list[Path]) -> tuple[str, dict[str, str]]:
+        """A dataset of uploaded ``images``, in that order: its id and ``{file name: key}``."""
+        keys = {}
+        with self.client() as client:
+            reply = client.post("/datasets", json={"source": None, "pipeline": "cytometry"})
+            assert reply.status_code == 201, reply.text
+            dataset_id = str(reply.json()["id"])
+            for path in images:
+                with path.open("rb") as file:
+                    sent = client.post(
+                        f"/datasets/{dataset_id}/images",
+                        files={"file": (path.name, file, "image/tiff")},
+                    )
+                assert sent.status_code == 201, sent.text
+                keys[path.name] = str(sent.json()["key"])
+        return dataset_id, keys
+
+    def s3(self) -> Any:
+        """A MinIO client of the stack's object store (as the services reach it)."""
+        from minio import Minio
+
+        return Minio(
+            f"{self.ip('minio')}:9000",
+            access_key=self.values["MINIO_ROOT_USER"],
+            secret_key=self.values["MINIO_ROOT_PASSWORD"],
+            secure=False,
+            region="us-east-1",
+        )
+
     def network(self) -> str:
         info = self.docker.inspect(self.containers("redis")[0])[0]
         return next(iter(info["NetworkSettings"]["Networks"]))
+
+
+def synth_fields(out: Path, n: int, seed: int, size: int) -> list[Path]:
+    """``n`` generated fields of ``size``² px in ``out/images`` (a Z-stack each: ~10 MB at 512)."""
+    subprocess.run(
+        [OVERNIGHT, "synth", "cytometry", str(out), "--n", str(n), "--seed", str(seed),
+         "--size", str(size)],
+        check=True,
+        capture_output=True,
+    )
+    return sorted((out / "images").glob("*.tif"))
 
 
 @pytest.fixture(scope="session")

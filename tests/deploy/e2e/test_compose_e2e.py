@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -27,11 +26,10 @@ from urllib.parse import unquote, urlparse
 
 import httpx
 import pytest
-from compose_stack import ROOT, Images, Stack, wait_for  # type: ignore[import-not-found]
+from compose_stack import OVERNIGHT, ROOT, Images, Stack, synth_fields, wait_for  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
-OVERNIGHT = str(Path(sys.executable).parent / "overnight")
 FIELD_SIZE = 256
 #: The chaos run's fields: larger, so that 24 of them last long enough for 5-6 crashes even
 #: when the workers are fast (256² and 384² fields were each all done after 4 crashes once,
@@ -59,54 +57,17 @@ def report(images: Images) -> Any:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def synth(tmp: Path, name: str, n: int, seed: int, size: int = FIELD_SIZE) -> Path:
+def synth(tmp: Path, name: str, n: int, seed: int, size: int = FIELD_SIZE) -> list[Path]:
     """``n`` fields of ``size``² px in ``tmp/name/images``; their ids recorded under ``name``."""
-    out = tmp / name
-    subprocess.run(
-        [
-            OVERNIGHT,
-            "synth",
-            "cytometry",
-            str(out),
-            "--n",
-            str(n),
-            "--seed",
-            str(seed),
-            "--size",
-            str(size),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    IMAGE_IDS[name] = sorted(p.name.removesuffix(".tif") for p in (out / "images").glob("*.tif"))
-    return out / "images"
-
-
-def into_nas(stack: Stack, images: Path, folder: str) -> None:
-    target = stack.nas / folder
-    target.mkdir(parents=True, exist_ok=True)
-    target.chmod(0o755)
-    for path in sorted(images.glob("*.tif")):
-        shutil.copy(path, target / path.name)
-
-
-def api(stack: Stack) -> httpx.Client:
-    return httpx.Client(
-        base_url=stack.api, timeout=30, headers={"Authorization": f"Bearer {stack.token}"}
-    )
-
-
-def dataset(stack: Stack, dataset_id: str) -> dict[str, Any]:
-    with httpx.Client(base_url=stack.api, timeout=30) as client:
-        reply = client.get(f"/datasets/{dataset_id}")
-    reply.raise_for_status()
-    return reply.json()
+    images = synth_fields(tmp / name, n, seed, size)
+    IMAGE_IDS[name] = [p.name.removesuffix(".tif") for p in images]
+    return images
 
 
 def dataset_or_none(stack: Stack, dataset_id: str) -> dict[str, Any] | None:
     """The dataset, or None while the API cannot answer (Redis restarting)."""
     try:
-        return dataset(stack, dataset_id)
+        return stack.dataset(dataset_id)
     except httpx.HTTPError:
         return None
 
@@ -120,30 +81,9 @@ def done(stack: Stack, dataset_id: str, n: int) -> dict[str, Any] | None:
     return info if info["state"] == "done" and info["counts"]["done"] == n else None
 
 
-def submit(stack: Stack, folder: str) -> str:
-    with api(stack) as client:
-        reply = client.post(
-            "/datasets", json={"source": f"file:///data/nas/{folder}", "pipeline": "cytometry"}
-        )
-    assert reply.status_code == 201, reply.text
-    return str(reply.json()["id"])
-
-
-def s3(stack: Stack) -> Any:
-    from minio import Minio
-
-    return Minio(
-        f"{stack.ip('minio')}:9000",
-        access_key=stack.values["MINIO_ROOT_USER"],
-        secret_key=stack.values["MINIO_ROOT_PASSWORD"],
-        secure=False,
-        region="us-east-1",
-    )
-
-
 def check_results(stack: Stack, dataset_id: str, image_ids: list[str]) -> None:
     """Each image: manifest.json in the bucket, every artefact's size and sha256 re-checked."""
-    client, bucket = s3(stack), stack.values["OVERNIGHT_BUCKET"]
+    client, bucket = stack.s3(), stack.values["OVERNIGHT_BUCKET"]
     for image_id in image_ids:
         prefix = f"results/{dataset_id}/{image_id}"
         manifest = json.loads(client.get_object(bucket, f"{prefix}/manifest.json").read())
@@ -191,7 +131,7 @@ def analyses(stack: Stack, dataset_id: str) -> tuple[Counter[str], Counter[str]]
             commits[image_id] += 1
         elif rest == "manifest.json":
             manifests.setdefault(image_id, set())
-    client, bucket = s3(stack), stack.values["OVERNIGHT_BUCKET"]
+    client, bucket = stack.s3(), stack.values["OVERNIGHT_BUCKET"]
     for image_id in manifests:
         body = client.get_object(bucket, f"results/{dataset_id}/{image_id}/manifest.json").read()
         manifests[image_id] = set(json.loads(body)["artefacts"])
@@ -281,7 +221,7 @@ def test_refuses_to_start_without_a_secret(stack: Stack) -> None:
 
 def test_watched_nas_images_are_published_once(stack: Stack, tmp_path_factory) -> None:
     images = synth(tmp_path_factory.mktemp("synth"), "watched", 12, seed=1)
-    into_nas(stack, images, "watched")
+    stack.put_in_nas(images, "watched")
 
     def watched_id() -> str | None:
         listing = httpx.get(f"{stack.api}/datasets", timeout=10).json()
@@ -299,14 +239,14 @@ def test_rest_dataset_needs_the_token_and_finishes_with_one_worker(
     stack: Stack, tmp_path_factory
 ) -> None:
     images = synth(tmp_path_factory.mktemp("synth"), "rest1", 12, seed=2)
-    into_nas(stack, images, "rest1")
+    stack.put_in_nas(images, "rest1")
     body = {"source": "file:///data/nas/rest1", "pipeline": "cytometry"}
     assert httpx.post(f"{stack.api}/datasets", json=body, timeout=10).status_code == 401
     bad = {"Authorization": "Bearer not-the-token-0000"}
     reply = httpx.post(f"{stack.api}/datasets", json=body, headers=bad, timeout=10)
     assert reply.status_code == 401
     started = time.monotonic()
-    DATASETS["rest1"] = dataset_id = submit(stack, "rest1")
+    DATASETS["rest1"] = dataset_id = stack.submit_folder("rest1")
     wait_for(lambda: done(stack, dataset_id, 12), 1200, "REST dataset done", every_s=1)
     FIGURES["submit_to_done_12_images_1_worker_s"] = round(time.monotonic() - started, 1)
     check_results(stack, dataset_id, IMAGE_IDS["rest1"])
@@ -316,9 +256,9 @@ def test_two_worker_replicas(stack: Stack, tmp_path_factory) -> None:
     stack.compose("up", "-d", "--no-build", "--scale", "segmentation=2", "--scale", "pnp-counter=2")
     wait_for(stack.all_healthy, 300, "every service healthy with 2 workers each", every_s=1)
     images = synth(tmp_path_factory.mktemp("synth"), "rest2", 12, seed=3)
-    into_nas(stack, images, "rest2")
+    stack.put_in_nas(images, "rest2")
     started = time.monotonic()
-    DATASETS["rest2"] = dataset_id = submit(stack, "rest2")
+    DATASETS["rest2"] = dataset_id = stack.submit_folder("rest2")
     wait_for(lambda: done(stack, dataset_id, 12), 1200, "REST dataset done", every_s=1)
     FIGURES["submit_to_done_12_images_2_workers_s"] = round(time.monotonic() - started, 1)
     check_results(stack, dataset_id, IMAGE_IDS["rest2"])
@@ -396,8 +336,8 @@ def test_chaos_crashed_workers_and_a_redis_restart_lose_nothing(
     stack: Stack, tmp_path_factory
 ) -> None:
     images = synth(tmp_path_factory.mktemp("synth"), "chaos", 24, seed=4, size=CHAOS_FIELD_SIZE)
-    into_nas(stack, images, "chaos")
-    DATASETS["chaos"] = dataset_id = submit(stack, "chaos")
+    stack.put_in_nas(images, "chaos")
+    DATASETS["chaos"] = dataset_id = stack.submit_folder("chaos")
     kills: list[dict[str, Any]] = []
     requeue_delays: list[float] = []
     redis_restarted = False
@@ -472,7 +412,7 @@ def test_chaos_crashed_workers_and_a_redis_restart_lose_nothing(
 
 
 def test_restarted_watcher_enqueues_nothing_and_all_are_healthy(stack: Stack) -> None:
-    before = {name: dataset(stack, i) for name, i in DATASETS.items()}
+    before = {name: stack.dataset(i) for name, i in DATASETS.items()}
     watcher = stack.containers("watcher")[0]
     since = str(int(time.time()) - 1)
     stack.compose("restart", "watcher")
@@ -485,12 +425,12 @@ def test_restarted_watcher_enqueues_nothing_and_all_are_healthy(stack: Stack) ->
     assert "watching file:///data/nas/watched" in logs, logs[-2000:]  # the restarted watcher
     assert "enqueued" not in logs, logs[-2000:]
     for name, info in before.items():
-        now = dataset(stack, DATASETS[name])
+        now = stack.dataset(DATASETS[name])
         assert now["counts"] == info["counts"] and now["state"] == "done", (name, now)
 
 
 def test_down_and_up_keeps_results_and_enqueues_nothing(stack: Stack) -> None:
-    counts = {name: dataset(stack, i)["counts"] for name, i in DATASETS.items()}
+    counts = {name: stack.dataset(i)["counts"] for name, i in DATASETS.items()}
     stack.compose("down")
     started = time.monotonic()
     stack.compose("up", "-d", "--no-build")
@@ -502,7 +442,7 @@ def test_down_and_up_keeps_results_and_enqueues_nothing(stack: Stack) -> None:
         "a few watcher scans",
     )
     for name, dataset_id in DATASETS.items():
-        info = dataset(stack, dataset_id)
+        info = stack.dataset(dataset_id)
         assert info["state"] == "done" and info["counts"] == counts[name], (name, info)
         check_results(stack, dataset_id, IMAGE_IDS[name])
     assert "enqueued" not in stack.logs("watcher")
@@ -603,22 +543,10 @@ def test_the_dispatchers_job_runs_as_a_container(stack: Stack, tmp_path: Path) -
     secret_env = [{"name": k, "secret": "overnight", "key": k.lower()} for k in SECRET_VARS]
 
     images = synth(tmp_path, "jobs", 3, seed=5)
-    good, *more = sorted(images.glob("*.tif"))
+    good, *more = images
     corrupt = tmp_path / "20261125_0930_synth_darkfield_S99_field-099.tif"
     corrupt.write_bytes(b"II*\x00" + os.urandom(4096))
-    with api(stack) as client:
-        reply = client.post("/datasets", json={"source": None, "pipeline": "cytometry"})
-        assert reply.status_code == 201, reply.text
-        dataset_id = reply.json()["id"]
-        keys = {}
-        for path in (good, corrupt, *more):
-            with path.open("rb") as file:
-                up = client.post(
-                    f"/datasets/{dataset_id}/images",
-                    files={"file": (path.name, file, "image/tiff")},
-                )
-            assert up.status_code == 201, up.text
-            keys[path.name] = up.json()["key"]
+    dataset_id, keys = stack.upload([good, corrupt, *more])
 
     def render(key: str, images_per_pod: int = 1) -> dict[str, Any]:
         proc = stack.docker.run(
@@ -669,5 +597,5 @@ def test_the_dispatchers_job_runs_as_a_container(stack: Stack, tmp_path: Path) -
         proc = run(job)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     check_results(stack, dataset_id, [p.name.removesuffix(".tif") for p in (good, *more)])
-    info = dataset(stack, dataset_id)
+    info = stack.dataset(dataset_id)
     assert info["counts"]["done"] == 3 and info["counts"]["failed"] == 1, info

@@ -22,19 +22,15 @@ import hashlib
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from compose_stack import Stack, wait_for  # type: ignore[import-not-found]
+from compose_stack import Stack, synth_fields, wait_for  # type: ignore[import-not-found]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-OVERNIGHT = str(Path(sys.executable).parent / "overnight")
 #: Environment variables whose values are secrets (compose passes them from .env).
 SECRET_NAMES = re.compile(r"(PASSWORD|SECRET|TOKEN)")
 OWN_IMAGES = (
@@ -64,102 +60,21 @@ def report() -> Any:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def synth(tmp: Path, n: int, seed: int, size: int) -> list[Path]:
-    """``n`` generated fields of ``size``² pixels (a Z-stack each: ~10 MB at 512)."""
-    subprocess.run(
-        [
-            OVERNIGHT,
-            "synth",
-            "cytometry",
-            str(tmp),
-            "--n",
-            str(n),
-            "--seed",
-            str(seed),
-            "--size",
-            str(size),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return sorted((tmp / "images").glob("*.tif"))
-
-
-def api(stack: Stack) -> httpx.Client:
-    return httpx.Client(
-        base_url=stack.api, timeout=60, headers={"Authorization": f"Bearer {stack.token}"}
-    )
-
-
-def dataset(stack: Stack, dataset_id: str) -> dict[str, Any]:
-    with api(stack) as client:
-        reply = client.get(f"/datasets/{dataset_id}")
-    reply.raise_for_status()
-    return dict(reply.json())
-
-
 def settled(stack: Stack, dataset_id: str, n: int) -> dict[str, Any] | None:
     """The dataset once all ``n`` images are done or failed (None before)."""
-    info = dataset(stack, dataset_id)
+    info = stack.dataset(dataset_id)
     counts = info["counts"]
     return info if counts.get("done", 0) + counts.get("failed", 0) == n else None
 
 
-def upload_dataset(stack: Stack, images: list[Path]) -> tuple[str, dict[str, str]]:
-    """A dataset of uploads (kept in the bucket): its id and ``{file name: image id}``."""
-    ids = {}
-    with api(stack) as client:
-        reply = client.post("/datasets", json={"source": None, "pipeline": "cytometry"})
-        assert reply.status_code == 201, reply.text
-        dataset_id = reply.json()["id"]
-        for path in images:
-            with path.open("rb") as file:
-                up = client.post(
-                    f"/datasets/{dataset_id}/images",
-                    files={"file": (path.name, file, "image/tiff")},
-                )
-            assert up.status_code == 201, up.text
-        listing = dataset(stack, dataset_id)
-    assert listing["n_images"] == len(images), listing
-    for path in images:
-        ids[path.name] = path.name.removesuffix(".tif")
-    return dataset_id, ids
-
-
-def nas_dataset(stack: Stack, images: list[Path], folder: str) -> str:
-    target = stack.nas / folder
-    target.mkdir(parents=True)
-    target.chmod(0o755)
-    for path in images:
-        (target / path.name).write_bytes(path.read_bytes())
-    with api(stack) as client:
-        reply = client.post(
-            "/datasets", json={"source": f"file:///data/nas/{folder}", "pipeline": "cytometry"}
-        )
-    assert reply.status_code == 201, reply.text
-    return str(reply.json()["id"])
-
-
-def s3(stack: Stack) -> Any:
-    from minio import Minio
-
-    return Minio(
-        f"{stack.ip('minio')}:9000",
-        access_key=stack.values["MINIO_ROOT_USER"],
-        secret_key=stack.values["MINIO_ROOT_PASSWORD"],
-        secure=False,
-        region="us-east-1",
-    )
-
-
 def objects(stack: Stack, prefix: str) -> set[str]:
-    client, bucket = s3(stack), stack.values["OVERNIGHT_BUCKET"]
+    client, bucket = stack.s3(), stack.values["OVERNIGHT_BUCKET"]
     return {o.object_name for o in client.list_objects(bucket, prefix, recursive=True)}
 
 
 def check_complete(stack: Stack, prefix: str) -> None:
     """``prefix`` holds a manifest whose every artefact has its size and sha256."""
-    client, bucket = s3(stack), stack.values["OVERNIGHT_BUCKET"]
+    client, bucket = stack.s3(), stack.values["OVERNIGHT_BUCKET"]
     manifest = json.loads(client.get_object(bucket, f"{prefix}/manifest.json").read())
     for entry in manifest["artefacts"].values():
         data = client.get_object(bucket, entry["key"]).read()
@@ -252,10 +167,12 @@ def test_no_image_history_or_config_holds_a_secret(stack: Stack) -> None:
 
 def test_full_worker_disk_fails_the_image_with_the_reason(stack: Stack, tmp_path: Path) -> None:
     """/tmp of 4 MiB: the ~10 MB upload cannot be copied there; a 256² one still can."""
-    big = synth(tmp_path / "big", 1, seed=21, size=512)  # field-001
-    small = synth(tmp_path / "small", 2, seed=22, size=256)[1:]  # field-002: another name
+    big = synth_fields(tmp_path / "big", 1, seed=21, size=512)  # field-001
+    small = synth_fields(tmp_path / "small", 2, seed=22, size=256)[1:]  # field-002: another name
     assert big[0].stat().st_size > 6 * 2**20 > small[0].stat().st_size, "sizes of the fields"
-    dataset_id, ids = upload_dataset(stack, big + small)
+    dataset_id, _ = stack.upload(big + small)
+    assert stack.dataset(dataset_id)["n_images"] == 2
+    ids = {path.name: path.name.removesuffix(".tif") for path in big + small}
     name = worker_container(
         stack, "overnight-fulldisk-worker", "--tmpfs", "/tmp:rw,size=4m,uid=10001,gid=10001", env={}
     )
@@ -286,8 +203,9 @@ def test_unreachable_s3_fails_the_images_after_bounded_retries(
     stack: Stack, tmp_path: Path
 ) -> None:
     """The worker's S3 endpoint is a closed port: each image retried, then failed, no hang."""
-    images = synth(tmp_path / "s3", 2, seed=23, size=256)
-    dataset_id = nas_dataset(stack, images, "no-s3")
+    images = synth_fields(tmp_path / "s3", 2, seed=23, size=256)
+    stack.put_in_nas(images, "no-s3")
+    dataset_id = stack.submit_folder("no-s3")
     endpoint = "minio:9"  # the stand-in's container, a port nothing listens on
     name = worker_container(stack, "overnight-nos3-worker", env={"OVERNIGHT_S3_ENDPOINT": endpoint})
     try:
