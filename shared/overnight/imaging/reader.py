@@ -34,7 +34,7 @@ import tifffile
 
 from overnight.errors import InvalidImageError
 from overnight.imaging.axes import to_zcyx
-from overnight.imaging.files import ImagePart, file_parts, image_id_from_name
+from overnight.imaging.files import IMAGE_EXTENSIONS, ImagePart, file_parts, image_id_from_name
 from overnight.imaging.header import (
     TIFF_ERRORS,
     ImageInfo,
@@ -44,6 +44,7 @@ from overnight.imaging.header import (
 )
 from overnight.imaging.limits import DEFAULT_LIMITS, ReadLimits, check_declared_size
 from overnight.imaging.stack import ImageStack
+from overnight.imaging.timepoints import tiff_parts, timepoint_metadata
 from overnight.imaging.vendor import (
     VENDOR_EXTENSIONS,
     is_vendor_name,
@@ -276,11 +277,13 @@ def read_stack(
         else:
             check_declared_size(source, info.file_shape, info.dtype, limits, in_memory=True)
             raw = _decode(source, series)
+        times = timepoint_metadata(tif, info.file_axes, info.file_shape, timepoint)
     data = to_zcyx(raw, info.file_axes, source=source, timepoint=timepoint)
     logger.debug("read %s as ZCYX %s (memmap=%s)", source, data.shape, isinstance(raw, np.memmap))
     metadata: dict[str, Any] = {"file_axes": info.file_axes, "file_shape": list(info.file_shape)}
     if info.calibration.acquired_at:
         metadata["acquired_at"] = info.calibration.acquired_at
+    metadata.update(times)  # a timepoint's own time replaces the file's start
     return ImageStack(
         data=data,
         image_id=image_id or image_id_from_name(path.name),
@@ -406,10 +409,10 @@ def read_tile(
 
 
 def image_parts(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> list[ImagePart]:
-    """The images a file holds: one per scene (position) and timepoint; one per T of a Zarr.
+    """The images a file holds: one per scene (position) and timepoint; one per T of a TIFF or Zarr.
 
-    Only the header is read. A TIFF, a one-part file, and a file whose header cannot be read
-    (reading it then fails with the reason) are one image.
+    Only the header is read. A file without scenes or timepoints, and a file whose header
+    cannot be read (reading it then fails with the reason), are one image.
 
     Examples
     --------
@@ -423,6 +426,8 @@ def image_parts(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> list[Imag
             return vendor_parts(path, limits=limits)
     except InvalidImageError:
         pass
+    if path.name.lower().endswith(IMAGE_EXTENSIONS) and path.is_file():
+        return tiff_parts(path)
     return [ImagePart()]
 
 

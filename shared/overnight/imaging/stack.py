@@ -11,7 +11,7 @@ import numpy as np
 PIPELINE_AXES = "ZCYX"
 
 # ImageStack.metadata keys that describe the acquisition rather than the file's layout.
-_ACQUISITION_KEYS = ("acquired_at", "file_format")
+_ACQUISITION_KEYS = ("acquired_at", "elapsed_s", "file_format")
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,10 @@ class ImageStack:
     def acquisition_fields(self) -> dict[str, str]:
         """What the file says about its acquisition, as flat text fields for ``result.json``.
 
-        ``acquired_at`` (ISO 8601), ``channel_names`` (joined with ``;``), ``file_format``,
-        ``scene`` and ``timepoint`` (of files that hold several), those the reader found (a
-        TIFF gives at most OME channel names). Pixel size and z-step have their own fields.
+        ``acquired_at`` (ISO 8601; of the timepoint when the file says, else of the file),
+        ``elapsed_s`` (s from the file's first timepoint, where stated), ``channel_names``
+        (joined with ``;``), ``file_format``, ``scene`` and ``timepoint`` (of files that hold
+        several), those the reader found. Pixel size and z-step have their own fields.
 
         Examples
         --------

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from overnight.errors import ConfigError, InvalidImageError, NoImagesError, UnsafeKeyError
 from overnight.imaging.files import (
+    IMAGE_EXTENSIONS,
     IgnoredFile,
     image_id_for,
     is_image_name,
@@ -19,6 +20,7 @@ from overnight.imaging.files import (
     scan_folder,
 )
 from overnight.imaging.reader import part_keys, zarr_parts
+from overnight.imaging.timepoints import tiff_parts
 from overnight.imaging.vendor import is_vendor_name
 from overnight.imaging.zarr_store import open_zarr_in_store
 from overnight.jobs.settings import JobSettings
@@ -33,6 +35,7 @@ from overnight.storage import (
 )
 from overnight.storage.copies import local_copy
 from overnight.storage.keys import MAX_SEGMENT_BYTES
+from overnight.storage.ranged import open_ranged
 
 logger = logging.getLogger(__name__)
 
@@ -98,26 +101,33 @@ class SourceListing:
     ignored: list[IgnoredFile] = field(default_factory=list)
 
 
-#: Part keys of vendor files already looked at, by (store, key, size, mtime, ETag): a watcher
-#: lists its sources every few seconds and a remote file's header is read only once.
+#: Part keys of vendor files and TIFFs already looked at, by (store, key, size, mtime, ETag): a
+#: watcher lists its sources every few seconds and a file's header is read only once.
 _PART_KEYS: dict[tuple[str, str, int, float, str | None], list[str]] = {}
-_PART_KEYS_MAX = 4096
+_PART_KEYS_MAX = 65536
 
 
 def _image_entries(store: ObjectStore, info: ObjectInfo) -> list[ObjectInfo]:
-    """``info`` itself, or one entry per part (``a.czi#s01t002``, ``f.ome.zarr#t001``).
+    """``info`` itself, or one entry per part (``a.czi#s01t002``, ``f.zarr#t001``, ``a.tif#t001``).
 
     A remote vendor file is downloaded once to read its header (the vendor readers need a
-    local file); an OME-Zarr folder's metadata objects are read, never a chunk. The answer is
-    kept while the object is unchanged.
+    local file); a remote TIFF's header is read by range; an OME-Zarr folder's metadata
+    objects are read, never a chunk. The answer is kept while the object is unchanged.
     """
-    zarr_folder = is_zarr_folder_name(info.key.rsplit("/", 1)[-1])
-    if not (zarr_folder or is_vendor_name(info.key)):
+    name = info.key.rsplit("/", 1)[-1]
+    zarr_folder = is_zarr_folder_name(name)
+    tiff = name.lower().endswith(IMAGE_EXTENSIONS)
+    if not (zarr_folder or tiff or is_vendor_name(info.key)):
         return [info]
     mark = (repr(store), info.key, info.size, info.mtime, info.etag)
     keys = _PART_KEYS.get(mark)
     if keys is None:
-        keys = _zarr_part_keys(store, info.key) if zarr_folder else _vendor_part_keys(store, info)
+        if zarr_folder:
+            keys = _zarr_part_keys(store, info.key)
+        elif tiff:
+            keys = _tiff_part_keys(store, info)
+        else:
+            keys = _vendor_part_keys(store, info)
         if len(_PART_KEYS) >= _PART_KEYS_MAX:
             _PART_KEYS.clear()
         _PART_KEYS[mark] = keys
@@ -130,6 +140,14 @@ def _zarr_part_keys(store: ObjectStore, key: str) -> list[str]:
     except InvalidImageError:
         return [key]  # analysing it fails, with the reason
     return [key + part.key_suffix() for part in zarr_parts(image)]
+
+
+def _tiff_part_keys(store: ObjectStore, info: ObjectInfo) -> list[str]:
+    """A TIFF's key per timepoint, from its header (read in place or by range)."""
+    with open_ranged(store, info.key, info.size) as stream:
+        if stream is not None:
+            return [info.key + part.key_suffix() for part in tiff_parts(stream)]
+    return _vendor_part_keys(store, info)  # a store without range reads: a local copy
 
 
 def _vendor_part_keys(store: ObjectStore, info: ObjectInfo) -> list[str]:
@@ -177,7 +195,7 @@ def list_source(store: ObjectStore, prefix: str = "") -> SourceListing:
     Ignored: two keys with one image id (``a.tif`` and ``a.ome.tif``; the first by key is
     analysed) and, in a NAS folder, folders named like images, dangling symlinks and
     symlinks out of the folder (the service reads only inside its allowed roots). A vendor
-    file with several scenes or timepoints is listed once per part, under a part key
+    file or TIFF with several scenes or timepoints is listed once per part, under a part key
     (``plate.czi#s01t003``, see :func:`overnight.imaging.files.split_part_key`); an OME-Zarr
     folder (``f.ome.zarr/…``) is one image, keyed by the folder.
     """

@@ -230,6 +230,17 @@ class S3Store:
                 response.close()
                 response.release_conn()
 
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of ``key`` from byte ``offset`` (fewer at its end): one ranged GET."""
+        name = self._name(key)
+        with _mapped(f"read bytes {offset}-{offset + length - 1} of {self._url(key)}"):
+            response = self.client.get_object(self.bucket, name, offset=offset, length=length)
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
     def download(self, key: str, path: Path) -> None:
         """Stream ``key`` into ``path`` (a temporary file beside it, then a rename)."""
         name = self._name(key)
