@@ -12,7 +12,10 @@
 #   api (ingest, watcher)  nothing (numpy, pandas, tifffile: headers, dataset summaries)
 #   dispatcher             `dispatch` (the Kubernetes client)
 #   qc-web                 `qc` (matplotlib, pillow: plots, pictures; overlays and edits are numpy)
-#   worker, worker-gpu     `models` (= `analysis` + TensorFlow, Keras)
+#   worker, worker-gpu     `models` (= `analysis` + TensorFlow, Keras) and `formats-bsd` (nd2,
+#                          liffile, zarr: .nd2, .lif, OME-Zarr). Zeiss .czi needs aicspylibczi
+#                          (GPL-3.0), which only `--build-arg OVERNIGHT_FORMATS=formats` adds;
+#                          such an image is GPL-3.0 as a whole.
 # No secret is baked in: every setting comes from the environment at run time. Every image
 # runs as the non-root user 10001. The venvs hold no tests folders and, but for the workers'
 # (which import TensorFlow on every start), no byte code.
@@ -32,7 +35,8 @@ FROM ${PYTHON_IMAGE} AS requirements
 WORKDIR /src
 COPY pyproject.toml scripts/extras.py ./
 RUN python extras.py > core.txt \
- && for extra in qc analysis dispatch models gpu; do python extras.py --only $extra > $extra.txt; done
+ && for extra in qc analysis dispatch models gpu formats-bsd formats; do \
+      python extras.py --only $extra > $extra.txt; done
 
 # --- deps: a venv with the pinned core dependencies; survives every code change ----------------
 FROM ${PYTHON_IMAGE} AS deps
@@ -125,6 +129,11 @@ COPY --from=requirements /src/models.txt ./
 RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement models.txt && slim \
  && rm -rf /opt/venv/lib/python3*/site-packages/tensorflow/include \
  && (python -m compileall -q -j 0 /opt/venv/lib >/dev/null || true)
+# The microscope file readers: `formats-bsd` (no GPL); `formats` adds aicspylibczi (GPL-3.0).
+ARG OVERNIGHT_FORMATS=formats-bsd
+COPY --from=requirements /src/${OVERNIGHT_FORMATS}.txt ./
+RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement ${OVERNIGHT_FORMATS}.txt \
+ && slim && (python -m compileall -q -j 0 /opt/venv/lib >/dev/null || true)
 
 FROM runtime AS worker
 COPY --from=deps-models /opt/venv /opt/venv
@@ -142,6 +151,10 @@ FROM deps-analysis AS deps-gpu
 COPY --from=requirements /src/gpu.txt ./
 RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement gpu.txt && slim \
  && (python -m compileall -q -j 0 /opt/venv/lib >/dev/null || true)
+ARG OVERNIGHT_FORMATS=formats-bsd
+COPY --from=requirements /src/${OVERNIGHT_FORMATS}.txt ./
+RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement ${OVERNIGHT_FORMATS}.txt \
+ && slim && (python -m compileall -q -j 0 /opt/venv/lib >/dev/null || true)
 
 FROM runtime AS worker-gpu
 COPY --from=deps-gpu /opt/venv /opt/venv

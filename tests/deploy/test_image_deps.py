@@ -10,9 +10,11 @@ here before it fails in a container.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -199,3 +201,110 @@ def test_qc_web_image_installs_the_qc_extra_and_the_workers_the_analysis_extra()
     assert dockerfile.index("AS qc-web") < dockerfile.index("AS deps-analysis")
     api = dockerfile.split("FROM runtime AS api", 1)[1].split("\nFROM ", 1)[0]
     assert "COPY --from=deps /opt/venv /opt/venv" in api
+
+
+# --- microscope file readers in the worker images ------------------------------------------
+
+#: What the worker images read vendor files and OME-Zarr with (`formats-bsd`), and the GPL
+#: reader only `--build-arg OVERNIGHT_FORMATS=formats` adds.
+FORMATS_BSD = {"nd2", "liffile", "zarr"}
+GPL_READERS = {"aicspylibczi", "readlif", "bioio-czi", "bioio-lif", "pylibczirw"}
+
+
+def test_the_bsd_formats_extra_holds_the_readers_and_nothing_gpl() -> None:
+    bsd = set(_lines("--only", "formats-bsd"))
+    assert bsd == FORMATS_BSD
+    assert set(_lines("--only", "formats")) == FORMATS_BSD | {"aicspylibczi"}
+    for extra in ("models", "gpu", "analysis"):
+        assert not set(_lines("--only", extra)) & GPL_READERS, extra
+
+
+def _licence_text(dist: metadata.Distribution) -> str:
+    meta = dist.metadata
+    fields = [meta.get("License") or "", meta.get("License-Expression") or ""]
+    fields += [c for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
+    return " | ".join(fields)
+
+
+def _closure(names: set[str]) -> dict[str, metadata.Distribution]:
+    """The installed distributions ``names`` need, transitively (extras and markers off)."""
+    seen: dict[str, metadata.Distribution] = {}
+    todo = list(names)
+    while todo:
+        name = todo.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        try:
+            seen[name] = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # a dependency for another platform or Python
+        for requirement in seen[name].requires or []:
+            head, _, marker = requirement.partition(";")
+            if "extra" in marker:
+                continue
+            todo.append(re.split(r"[\s<>=!~\[(]", head.strip(), maxsplit=1)[0])
+    return seen
+
+
+def test_nothing_the_worker_images_read_files_with_is_gpl() -> None:
+    """The installed dependency closure of `formats-bsd`: no GPL licence (LGPL aside)."""
+    closure = _closure(FORMATS_BSD)
+    assert FORMATS_BSD <= set(closure), f"install the formats extra: {sorted(closure)}"
+    gpl = {
+        name: text
+        for name, dist in closure.items()
+        if re.search(r"(?<!L)GPL|(?<!Lesser )General Public License", text := _licence_text(dist))
+    }
+    assert not gpl, f"GPL packages in the worker images' readers: {gpl}"
+    assert "GPL" in _licence_text(metadata.distribution("aicspylibczi")), "the check can fail"
+
+
+def test_worker_images_install_the_bsd_readers_and_czi_only_on_request() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    requirements = _stage(dockerfile, "AS requirements")
+    assert "formats-bsd formats;" in requirements, "both lists are written"
+    for header in ("FROM deps-analysis AS deps-models", "FROM deps-analysis AS deps-gpu"):
+        stage = _stage(dockerfile, header)
+        assert "ARG OVERNIGHT_FORMATS=formats-bsd" in stage, header
+        assert "--requirement ${OVERNIGHT_FORMATS}.txt" in stage, header
+    for header in ("FROM runtime AS worker\n", "FROM runtime AS worker-gpu"):
+        assert "COPY --from=deps-" in _stage(dockerfile, header), header
+    for header in ("FROM runtime AS api", "FROM runtime AS qc-web", "FROM runtime AS dispatcher"):
+        assert "OVERNIGHT_FORMATS" not in _stage(dockerfile, header), header
+
+
+#: What a worker does with a `.nd2`, a `.lif` and a `.czi` in an image built with the default
+#: `formats-bsd` (aicspylibczi blocked): the first two are read, the third is refused with
+#: how to get it.
+WORKER_FORMATS_RUNTIME = """
+from pathlib import Path
+from overnight.errors import InvalidImageError
+from overnight.imaging.reader import image_parts, read_stack
+vendor = Path("tests/data/vendor")
+assert len(image_parts(vendor / "cluster.nd2")) == 3
+assert read_stack(vendor / "cluster.nd2", timepoint=1).shape_zcyx == (10, 2, 31, 38)
+lif = vendor / "LeicaLASX_wavelength-sweep_example.lif"
+assert read_stack(lif, scene=0).shape_zcyx == (1, 20, 64, 64)
+try:
+    read_stack(vendor / "s_1_t_1_c_1_z_1.czi")
+except InvalidImageError as err:
+    assert "aicspylibczi" in str(err) and "overnight[formats]" in str(err), err
+else:
+    raise AssertionError("a .czi was read without aicspylibczi")
+"""
+
+
+def test_a_worker_without_the_gpl_reader_reads_nd2_and_lif_and_explains_czi() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BLOCKER.replace("importlib.import_module(sys.argv[2])", WORKER_FORMATS_RUNTIME),
+            "aicspylibczi,readlif,bioio_czi,bioio_lif,pylibCZIrw",  # import names
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"the worker's readers need a GPL package:\n{proc.stderr[-3000:]}"
