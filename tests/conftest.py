@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+# The fixtures_*.py modules in tests/ are shared by several folders' tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+#: Fixtures shared across folders (the retraining tests of models/ and services/).
+pytest_plugins = ["fixtures_reviews"]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -9,18 +9,16 @@ names it. Plus the pure pieces: spots to particles, the split, the synthetic sha
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from fixtures_reviews import save_truth_as_correction
 from overnight.cli.main import cli
-from overnight.evaluation.cytometry import particle_positions, read_field_tables
 from overnight.jobs.retrain import read_all_corrections
 from overnight.jobs.retrain_models import model_overrides
-from overnight.models import loading
 from overnight.models.card import CARD_FILE
 from overnight.models.config import load_config
 from overnight.models.registry import list_versions
@@ -34,8 +32,6 @@ from overnight.models.retrain import (
 )
 from overnight.pipeline.batch import BatchOptions, ImageAnalyser
 from overnight.results.layout import DatasetResults
-from overnight.results.record import ImageResult
-from overnight.review.annotation import Annotation, model_versions_of, save_annotation
 from overnight.storage import open_store
 
 REVIEWER = "ada"
@@ -95,24 +91,7 @@ def reviewed_run(
     store = open_store(str(out))
     results = DatasetResults(store)
     for truth_dir in sorted((tiny_dataset / "truth").iterdir()):
-        truth = read_field_tables(truth_dir)
-        points = particle_positions(truth.pnps)
-        result = ImageResult.read(store, results.image_prefix(truth_dir.name))
-        present = set(np.unique(truth.labels[truth.labels > 0]).tolist())
-        types = dict(zip(truth.cells["cell_id"], truth.cells["cell_type"], strict=True))
-        annotation = Annotation(
-            labels=truth.labels.astype(np.uint32),
-            spots=np.column_stack([points[:, 1], points[:, 2], np.ones(len(points))]),
-            cell_types={int(k): str(v) for k, v in types.items() if int(k) in present},
-            author=REVIEWER,
-            created_at="",
-            version=0,
-            parent_version=None,
-            model_versions=model_versions_of(result.versions),
-        )
-        save_annotation(
-            store, results.image_prefix(truth_dir.name), annotation, expected_version=None
-        )
+        save_truth_as_correction(store, results, truth_dir.name, truth_dir, REVIEWER)
     return out
 
 
@@ -127,20 +106,6 @@ def _analyse(images: Path, out: Path, cells: str, pnp: str) -> None:
     )
     for path in sorted((images / "images").glob("*.tif")):
         assert analyser.analyse(path).status == "done"
-
-
-@pytest.fixture()
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A registry folder named by ``OVERNIGHT_MODELS_URL``, with a fresh model cache."""
-    folder = tmp_path / "registry"
-    folder.mkdir()
-    monkeypatch.setenv("OVERNIGHT_MODELS_URL", folder.as_uri())
-    monkeypatch.setenv("OVERNIGHT_MODEL_CACHE", str(tmp_path / "cache"))
-    loading.model_settings.cache_clear()
-    loading.registry_store.cache_clear()
-    yield folder
-    loading.model_settings.cache_clear()
-    loading.registry_store.cache_clear()
 
 
 def test_corrections_are_read_with_their_provenance(reviewed_run: Path) -> None:

@@ -11,39 +11,21 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 import overnight.results
 from fixtures_redis import AUTH
-from overnight.evaluation.cytometry import particle_positions, read_field_tables
+from fixtures_reviews import save_truth_as_correction
 from overnight.jobs.worker import run_worker
 from overnight.models import loading
 from overnight.results.layout import DatasetResults
-from overnight.results.record import ImageResult
-from overnight.review.annotation import Annotation, model_versions_of, save_annotation
 from overnight.storage import open_store
 from overnight_ingest.core.config import IngestSettings
 
 MODEL_STEP = "locate_cells_ae.model"
-
-
-@pytest.fixture()
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """``OVERNIGHT_MODELS_URL`` for the API and the workers (both in this process)."""
-    folder = tmp_path / "registry"
-    folder.mkdir()
-    monkeypatch.setenv("OVERNIGHT_MODELS_URL", folder.as_uri())
-    monkeypatch.setenv("OVERNIGHT_MODEL_CACHE", str(tmp_path / "model-cache"))
-    loading.model_settings.cache_clear()
-    loading.registry_store.cache_clear()
-    yield folder
-    loading.model_settings.cache_clear()
-    loading.registry_store.cache_clear()
 
 
 @pytest.fixture()
@@ -63,22 +45,7 @@ def _correct(store_url: str, dataset_id: str, truth_root: Path) -> int:
     corrected = 0
     for prefix in sorted(results.published_images()):
         image_id = prefix.rsplit("/", 1)[-1]
-        truth = read_field_tables(truth_root / image_id)
-        points = particle_positions(truth.pnps)
-        result = ImageResult.read(store, results.image_prefix(image_id))
-        present = set(np.unique(truth.labels[truth.labels > 0]).tolist())
-        types = dict(zip(truth.cells["cell_id"], truth.cells["cell_type"], strict=True))
-        annotation = Annotation(
-            labels=truth.labels.astype(np.uint32),
-            spots=np.column_stack([points[:, 1], points[:, 2], np.ones(len(points))]),
-            cell_types={int(k): str(v) for k, v in types.items() if int(k) in present},
-            author="grace",
-            created_at="",
-            version=0,
-            parent_version=None,
-            model_versions=model_versions_of(result.versions),
-        )
-        save_annotation(store, results.image_prefix(image_id), annotation, expected_version=None)
+        save_truth_as_correction(store, results, image_id, truth_root / image_id, "grace")
         corrected += 1
     return corrected
 
