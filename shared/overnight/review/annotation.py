@@ -101,6 +101,8 @@ class Annotation:
         from its ``result.json``'s ``versions`` (see :func:`model_versions_of`).
     note : str
         Free text by the author.
+    restored_from : int or None
+        The earlier version this one restores (0: the model's result), None for corrections.
     """
 
     labels: np.ndarray
@@ -112,6 +114,7 @@ class Annotation:
     parent_version: int | None
     model_versions: dict[str, str] = field(default_factory=dict)
     note: str = ""
+    restored_from: int | None = None
 
     @property
     def cell_ids(self) -> np.ndarray:
@@ -146,6 +149,7 @@ class AnnotationRecord(BaseModel):
     created_at: str
     model_versions: dict[str, str] = {}
     note: str = Field("", max_length=MAX_NOTE_CHARS)
+    restored_from: int | None = Field(None, ge=0)
     cell_types: dict[int, str] = {}
     cell_count: int = 0
     particle_count: int = 0
@@ -289,6 +293,7 @@ def load_annotation(
         parent_version=record.parent_version,
         model_versions=dict(record.model_versions),
         note=record.note,
+        restored_from=record.restored_from,
     )
 
 
@@ -387,6 +392,7 @@ def save_annotation(
         created_at=saved.created_at,
         model_versions=saved.model_versions,
         note=saved.note,
+        restored_from=saved.restored_from,
         cell_types=saved.cell_types,
         cell_count=len(saved.cell_ids),
         particle_count=saved.particle_count,
