@@ -1,20 +1,23 @@
-"""The corrected numbers the pages show beside the model's: read from an image's annotation."""
+"""The corrected numbers the pages show beside the model's, and the versions' history."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from overnight.review.annotation import (
     CELLS_NAME,
+    LABELS_NAME,
     SPOTS_NAME,
     AnnotationRecord,
     annotation_versions,
     load_record,
     version_prefix,
 )
+from overnight.review.history import AnnotationChanges, Snapshot
 from overnight.review.overlay import read_table
 from overnight.review.stats import corrected_summary
 from overnight.storage.base import ObjectStore
@@ -63,3 +66,42 @@ def read_corrected(store: ObjectStore, image_prefix: str) -> Corrected | None:
     cells = read_table(store.read_bytes(join_key(prefix, CELLS_NAME)))
     spots = read_table(store.read_bytes(join_key(prefix, SPOTS_NAME)))
     return Corrected(record, cells, corrected_summary(cells, spots))
+
+
+def history_key(records: list[AnnotationRecord]) -> tuple[tuple[int, str, str], ...]:
+    """What identifies a history's content: each version with its labels' and spots' sha256."""
+    return tuple(
+        (
+            r.version,
+            r.files[LABELS_NAME].sha256 if LABELS_NAME in r.files else "",
+            r.files[SPOTS_NAME].sha256 if SPOTS_NAME in r.files else "",
+        )
+        for r in records
+    )
+
+
+def version_list(
+    records: list[AnnotationRecord], changes: dict[int, AnnotationChanges], origin: Snapshot
+) -> dict[str, Any]:
+    """The editor's version list: the model's result, then every version oldest first.
+
+    Each version holds its record (who, when, note, counts, ``restored_from``), ``changes``
+    from its parent and their one-line ``summary``.
+    """
+    versions = []
+    for record in sorted(records, key=lambda r: r.version):
+        found = changes.get(record.version)
+        versions.append(
+            {
+                **record.model_dump(mode="json", exclude={"files", "cell_types"}),
+                "changes": found.model_dump(mode="json") if found else None,
+                "summary": found.summary() if found else "files unreadable",
+            }
+        )
+    particles = int(origin.spots[:, 2].sum()) if len(origin.spots) else 0
+    cells = int(np.count_nonzero(np.unique(origin.labels)))
+    return {
+        "latest": versions[-1]["version"] if versions else None,
+        "model": {"cell_count": cells, "particle_count": particles},
+        "versions": versions,
+    }

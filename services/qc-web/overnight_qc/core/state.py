@@ -25,6 +25,7 @@ from overnight.review.datasets import (
     summarise_dataset,
 )
 from overnight.review.exports import cell_counts
+from overnight.review.history import AnnotationChanges
 from overnight.review.index import DatasetIndex, ImageRow
 from overnight.review.overlay import labels_png, projection_png, read_labels, thumbnail_jpeg
 from overnight.storage import ObjectStore, open_store
@@ -76,6 +77,8 @@ class QcState:
         self.views: LruCache[ImageView] = LruCache(64)
         self.pictures: LruCache[bytes] = LruCache(512)
         self.counts: LruCache[tuple[np.ndarray, np.ndarray]] = LruCache(20000)
+        #: Each image history's changes per version (versions never change once saved).
+        self.changes: LruCache[dict[int, AnnotationChanges]] = LruCache(256)
         self._ingest_down_until = 0.0
         self._annotated: dict[str, tuple[float, frozenset[str]]] = {}
 
