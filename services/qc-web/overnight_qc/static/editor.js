@@ -4,6 +4,8 @@
 // the whole list to .../annotation/preview, which replays it with overnight.review.edits and
 // answers the edited state (an id map PNG, cells, spots). Undo/redo move operations between
 // two stacks. Save sends the same list with the loaded version (409 when someone else saved).
+// The versions list views an earlier version read-only (edit.viewing: its number, 0 for the
+// model's result) and restores it: the server saves it again as the new latest version.
 (function () {
   "use strict";
   const data = document.getElementById("page-data").dataset;
@@ -22,6 +24,10 @@
   const multiplicityInput = document.getElementById("edit-multiplicity");
   const brushInput = document.getElementById("edit-brush");
   const noteInput = document.getElementById("edit-note");
+  const versionsBox = document.getElementById("edit-versions");
+  const versionList = document.getElementById("version-list");
+  const versionView = document.getElementById("version-view");
+  const versionNote = document.getElementById("version-note");
   const modelLayers = Array.from(document.querySelectorAll('#overlay [data-layer="outlines"], #overlay [data-layer="pnps"], #overlay [data-layer="counts"]'));
   if (!canvas || !panel) return;
   const colours = JSON.parse(data.colours || "{}");
@@ -39,15 +45,20 @@
   };
   const KEYS = { x: "delete", m: "merge", s: "split", d: "polygon", b: "brush", t: "type", i: "add", l: "remove", g: "multiplicity" };
 
-  const edit = { on: false, base: null, latest: null, ops: [], redo: [], state: null, ids: null, tool: "", picked: null, draft: [], stroke: null, seq: 0 };
+  const edit = { on: false, base: null, latest: null, ops: [], redo: [], state: null, ids: null, tool: "", picked: null, draft: [], stroke: null, seq: 0, viewing: null };
 
   function say(message, isError) {
     status.textContent = message;
     status.classList.toggle("error", Boolean(isError));
   }
 
+  function versionName(version) { return version ? "v" + version : "the model result"; }
+
   function showState() {
-    if (edit.ops.length) {
+    if (edit.viewing !== null) {
+      badge.textContent = "viewing " + versionName(edit.viewing) + " (read-only)";
+      badge.dataset.state = "viewing";
+    } else if (edit.ops.length) {
       badge.textContent = "edited (unsaved): " + edit.ops.length + " change" + (edit.ops.length === 1 ? "" : "s");
       badge.dataset.state = "edited";
     } else if (edit.base) {
@@ -122,7 +133,7 @@
     drawOutlines();
     drawSpots();
     drawDraft();
-    totals.textContent = edit.state.cell_count + " cells · " + edit.state.particle_count + " particles" + (edit.ops.length ? " (edited, unsaved)" : "");
+    totals.textContent = edit.state.cell_count + " cells · " + edit.state.particle_count + " particles" + (edit.ops.length ? " (edited, unsaved)" : edit.viewing !== null ? " in " + versionName(edit.viewing) : "");
     totals.dataset.cells = edit.state.cell_count;
     totals.dataset.particles = edit.state.particle_count;
     showState();
@@ -196,18 +207,121 @@
     say("saving…");
     const result = await call(data.annotationUrl, { base_version: edit.base, ops: edit.ops, note: noteInput.value });
     if (result.ok) {
-      edit.base = result.answer.version;
+      edit.base = edit.latest = result.answer.version;
       edit.ops = [];
       edit.redo = [];
       noteInput.value = "";
       await show(result.answer);
       say("saved as version " + edit.base + " by " + result.answer.author + " (reload for the corrected numbers)");
+      loadVersions();
       return;
     }
-    const reason = result.code === 409 ? result.answer.detail
+    say("not saved: " + refusal(result), true);
+  }
+
+  function refusal(result) {
+    return result.code === 409 ? result.answer.detail
       : result.code === 401 || result.code === 403 ? "sign in (or set the token) to save corrections: " + (result.answer.detail || "")
       : result.answer.detail || ("error " + result.code);
-    say("not saved: " + reason, true);
+  }
+
+  // -- earlier versions ---------------------------------------------------------------------
+  function versionItem(version, who, when, text, note) {
+    const item = document.createElement("li");
+    item.dataset.version = version;
+    item.classList.toggle("viewing", edit.viewing === version);
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "button small view-version";
+    button.textContent = version ? "v" + version : "model";
+    button.title = "view " + versionName(version) + " read-only";
+    button.addEventListener("click", function () { viewVersion(version); });
+    item.appendChild(button);
+    item.appendChild(document.createTextNode(" " + [who, when].filter(Boolean).join(" · ")));
+    const what = document.createElement("div");
+    what.className = "version-changes";
+    what.textContent = text;
+    item.appendChild(what);
+    if (note) {
+      const quote = document.createElement("q");
+      quote.className = "note muted";
+      quote.textContent = note;
+      item.appendChild(quote);
+    }
+    return item;
+  }
+
+  async function loadVersions() {
+    const result = await call(data.versionsUrl);
+    if (!result.ok) { say("versions not listed: " + (result.answer.detail || result.code), true); return; }
+    const list = result.answer;
+    const items = list.versions.slice().reverse().map(function (v) {
+      const restored = v.restored_from === null || v.restored_from === undefined ? "" : "restored " + versionName(v.restored_from) + ": ";
+      const latest = v.version === list.latest ? " (latest)" : "";
+      return versionItem(v.version, v.author, v.created_at.replace("T", " ").replace("+00:00", " UTC"),
+        restored + v.summary + " → " + v.cell_count + " cells, " + v.particle_count + " particles" + latest, v.note);
+    });
+    items.push(versionItem(0, "model result", "", list.model.cell_count + " cells, " + list.model.particle_count + " particles" + (list.latest ? "" : " (latest)"), ""));
+    versionList.replaceChildren.apply(versionList, items);
+    versionList.dataset.latest = list.latest || 0;
+    versionsBox.hidden = false;
+  }
+
+  function markViewed() {
+    versionList.querySelectorAll("li").forEach(function (li) { li.classList.toggle("viewing", Number(li.dataset.version) === edit.viewing); });
+    versionView.hidden = edit.viewing === null;
+    panel.hidden = edit.viewing !== null;
+    if (edit.viewing !== null) {
+      document.getElementById("version-view-name").textContent = versionName(edit.viewing);
+      viewer.dataset.tool = "";
+      viewer.dataset.paint = "off";
+    } else setTool(edit.tool || "delete");
+  }
+
+  async function viewVersion(version) {
+    if (version === (edit.latest || 0)) { backToLatest(); return; }
+    if (edit.ops.length && !window.confirm("View " + versionName(version) + "? Your unsaved edits are lost.")) return;
+    say("loading " + versionName(version) + "…");
+    const result = await call(data.annotationUrl + "?version=" + version);
+    if (!result.ok) { say("cannot show " + versionName(version) + ": " + (result.answer.detail || result.code), true); return; }
+    edit.seq++;  // an answer to an earlier preview must not draw over this version
+    edit.ops = [];
+    edit.redo = [];
+    edit.draft = [];
+    edit.picked = null;
+    edit.viewing = version;
+    markViewed();
+    await show(result.answer);
+    say("");
+  }
+
+  async function backToLatest() {
+    const result = await call(data.annotationUrl);
+    if (!result.ok) { say("cannot load the latest version: " + (result.answer.detail || result.code), true); return; }
+    edit.seq++;
+    edit.viewing = null;
+    edit.ops = [];
+    edit.redo = [];
+    edit.base = result.answer.version;
+    edit.latest = result.answer.latest;
+    markViewed();
+    await show(result.answer);
+    say("");
+  }
+
+  async function restore() {
+    if (edit.viewing === null) return;
+    const version = edit.viewing;
+    say("restoring " + versionName(version) + "…");
+    const result = await call(data.restoreUrl, { version: version, base_version: edit.latest, note: versionNote.value });
+    if (!result.ok) { say("not restored: " + refusal(result), true); return; }
+    edit.viewing = null;
+    edit.base = edit.latest = result.answer.version;
+    versionNote.value = "";
+    markViewed();
+    await show(result.answer);
+    say("restored " + versionName(version) + " as version " + edit.base + " by " + result.answer.author + " (reload for the corrected numbers)");
+    loadVersions();
   }
 
   // -- tools --------------------------------------------------------------------------------
@@ -239,7 +353,7 @@
   }
 
   function onClick(event) {
-    if (!edit.on || !edit.state) return;
+    if (!edit.on || !edit.state || edit.viewing !== null) return;
     const u = event.detail.u, v = event.detail.v;
     const y = +(v - 0.5).toFixed(2), x = +(u - 0.5).toFixed(2);
     const cell = cellAt(u, v);
@@ -278,7 +392,7 @@
   }
 
   function onPaint(event) {
-    if (!edit.on || edit.tool !== "brush") return;
+    if (!edit.on || edit.tool !== "brush" || edit.viewing !== null) return;
     const d = event.detail;
     const point = [+(d.v - 0.5).toFixed(1), +(d.u - 0.5).toFixed(1)];
     if (d.phase === "start") edit.stroke = [point];
@@ -303,6 +417,7 @@
     edit.latest = result.answer.latest;
     edit.ops = [];
     edit.redo = [];
+    edit.viewing = null;
     if (window.overnightViewer) window.overnightViewer.setQcMode(false);
     modelLayers.forEach(function (el) { el.classList.add("editing-hidden"); });
     canvas.hidden = false;
@@ -313,12 +428,16 @@
     await show(result.answer);
     setTool(edit.tool || "delete");
     say("");
+    loadVersions();
   }
 
   function stop() {
     if (edit.ops.length && !window.confirm("Leave the editor? Unsaved edits are lost.")) return;
     edit.on = false;
     edit.ops = [];
+    edit.viewing = null;
+    versionView.hidden = true;
+    versionsBox.hidden = true;
     setTool("");
     canvas.hidden = true;
     marks.setAttribute("hidden", "");
@@ -337,6 +456,8 @@
   document.getElementById("edit-redo").addEventListener("click", redo);
   document.getElementById("edit-save").addEventListener("click", save);
   document.getElementById("edit-finish").addEventListener("click", finishDrawing);
+  document.getElementById("version-restore").addEventListener("click", restore);
+  document.getElementById("version-back").addEventListener("click", backToLatest);
   viewer.addEventListener("stage-click", onClick);
   viewer.addEventListener("stage-paint", onPaint);
   window.addEventListener("beforeunload", function (event) { if (edit.ops.length) { event.preventDefault(); event.returnValue = ""; } });
@@ -351,7 +472,12 @@
       return;
     }
     let handled = true;
-    if (mod && (key === "z" || key === "Z")) { if (event.shiftKey) redo(); else undo(); }
+    if (edit.viewing !== null) {  // read-only: only leave the version or the editor
+      if (inField || mod || event.altKey) handled = false;
+      else if (key === "Escape") backToLatest();
+      else if (key === "e") stop();
+      else handled = false;
+    } else if (mod && (key === "z" || key === "Z")) { if (event.shiftKey) redo(); else undo(); }
     else if (mod && key === "y") redo();
     else if (mod && key === "s") save();
     else if (inField || mod || event.altKey) handled = false;
