@@ -109,6 +109,7 @@ def test_restore_saves_the_old_version_as_the_new_latest(
     assert v3["restored_from"] == 1 and v3["summary"] == "1 particle spot removed"
     page = client.get(f"/datasets/run1/images/{image_id}").text
     assert "corrected v3" in page and "3 versions of corrections" in page
+    assert "on v2 · restores v1" in page
 
 
 def test_restoring_the_model_result(client: TestClient, dataset_dir: Path) -> None:

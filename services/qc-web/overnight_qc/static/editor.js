@@ -261,7 +261,7 @@
       return versionItem(v.version, v.author, v.created_at.replace("T", " ").replace("+00:00", " UTC"),
         restored + v.summary + " → " + v.cell_count + " cells, " + v.particle_count + " particles" + latest, v.note);
     });
-    items.push(versionItem(0, "model result", "", list.model.cell_count + " cells, " + list.model.particle_count + " particles" + (list.latest ? "" : " (latest)"), ""));
+    items.push(versionItem(0, "", "", "the model result: " + list.model.cell_count + " cells, " + list.model.particle_count + " particles" + (list.latest ? "" : " (latest)"), ""));
     versionList.replaceChildren.apply(versionList, items);
     versionList.dataset.latest = list.latest || 0;
     versionsBox.hidden = false;
