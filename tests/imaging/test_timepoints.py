@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import tifffile
 
+from overnight.errors import InvalidImageError
 from overnight.imaging.files import ImagePart
+from overnight.imaging.limits import ReadLimits
 from overnight.imaging.reader import image_parts, part_keys, read_stack
 from overnight.imaging.timepoints import declared_timepoints, tiff_parts, timepoint_time
 from overnight.jobs.sources import image_id_of, list_source
@@ -123,3 +125,23 @@ def test_a_header_read_by_range_touches_a_small_part_of_the_file() -> None:
     with io.BufferedReader(raw, buffer_size=64 * 1024) as stream:
         assert [p.timepoint for p in tiff_parts(stream)] == [0, 1, 2, 3]
     assert sum(fetched) < 256 * 1024 < len(body), (sum(fetched), len(body))
+
+
+def test_a_compressed_movie_decodes_only_the_timepoint_read(tmp_path) -> None:
+    path = tmp_path / "movie.ome.tif"
+    tifffile.imwrite(path, TZCYX, ome=True, compression="zlib", metadata={"axes": "TZCYX"})
+    one_timepoint = TZCYX[0].nbytes
+    limits = ReadLimits(max_in_memory_bytes=2 * one_timepoint)  # the whole movie is 3
+    for t in range(3):
+        np.testing.assert_array_equal(read_stack(path, timepoint=t, limits=limits).data, TZCYX[t])
+    with pytest.raises(InvalidImageError, match="max_in_memory_bytes"):
+        read_stack(path, timepoint=0, limits=ReadLimits(max_in_memory_bytes=one_timepoint // 2))
+
+
+def test_a_compressed_file_with_t_inside_is_decoded_whole_and_right(tmp_path) -> None:
+    ztcyx = TZCYX.transpose(1, 0, 2, 3, 4)
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, ztcyx, compression="zlib", metadata={"axes": "ZTCYX"})
+    assert image_parts(path) == [ImagePart(None, t, 1, 3) for t in range(3)]
+    for t in range(3):
+        np.testing.assert_array_equal(read_stack(path, timepoint=t).data, TZCYX[t])

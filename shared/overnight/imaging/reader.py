@@ -34,7 +34,7 @@ import tifffile
 
 from overnight.errors import InvalidImageError
 from overnight.imaging.axes import to_zcyx
-from overnight.imaging.files import IMAGE_EXTENSIONS, ImagePart, file_parts, image_id_from_name
+from overnight.imaging.files import image_id_from_name
 from overnight.imaging.header import (
     TIFF_ERRORS,
     ImageInfo,
@@ -43,19 +43,20 @@ from overnight.imaging.header import (
     series_keyframe,
 )
 from overnight.imaging.limits import DEFAULT_LIMITS, ReadLimits, check_declared_size
+from overnight.imaging.parts import image_parts as image_parts
+from overnight.imaging.parts import part_keys as part_keys
+from overnight.imaging.parts import zarr_parts as zarr_parts
 from overnight.imaging.stack import ImageStack
-from overnight.imaging.timepoints import tiff_parts, timepoint_metadata
+from overnight.imaging.timepoints import decode_timepoint, timepoint_metadata
 from overnight.imaging.vendor import (
     VENDOR_EXTENSIONS,
     is_vendor_name,
     read_vendor,
-    vendor_parts,
 )
 from overnight.imaging.zarr_store import (
     ZARR_EXTENSIONS,
     ZarrImage,
     is_zarr_name,
-    open_zarr,
     open_zarr_in_store,
     read_zarr,
     read_zarr_tile,
@@ -272,13 +273,18 @@ def read_stack(
     with open_tiff(path) as tif:
         series, info = inspect_tiff(tif, axes=axes, timepoint=timepoint, limits=limits)
         _check_channels(info, channels_required, channel_roles)
+        read_t = timepoint
         if memmap and info.memmappable:
             raw = _memmap(path, series)
         else:
-            check_declared_size(source, info.file_shape, info.dtype, limits, in_memory=True)
-            raw = _decode(source, series)
+            part = decode_timepoint(series, info, timepoint, limits)
+            if part is None:  # not a T-first series, or no timepoint: every page
+                check_declared_size(source, info.file_shape, info.dtype, limits, in_memory=True)
+                raw = _decode(source, series)
+            else:
+                raw, read_t = part, 0
         times = timepoint_metadata(tif, info.file_axes, info.file_shape, timepoint)
-    data = to_zcyx(raw, info.file_axes, source=source, timepoint=timepoint)
+    data = to_zcyx(raw, info.file_axes, source=source, timepoint=read_t)
     logger.debug("read %s as ZCYX %s (memmap=%s)", source, data.shape, isinstance(raw, np.memmap))
     metadata: dict[str, Any] = {"file_axes": info.file_axes, "file_shape": list(info.file_shape)}
     if info.calibration.acquired_at:
@@ -406,43 +412,3 @@ def read_tile(
         raw = _read_window_pagewise(series, window, info.file_axes, source, limits)
     tile = to_zcyx(raw, info.file_axes, source=source, timepoint=timepoint)
     return np.ascontiguousarray(tile).astype(tile.dtype.newbyteorder("="), copy=False)
-
-
-def image_parts(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> list[ImagePart]:
-    """The images a file holds: one per scene (position) and timepoint; one per T of a TIFF or Zarr.
-
-    Only the header is read. A file without scenes or timepoints, and a file whose header
-    cannot be read (reading it then fails with the reason), are one image.
-
-    Examples
-    --------
-    >>> image_parts(Path("missing.czi"))
-    [ImagePart(scene=None, timepoint=None, n_scenes=1, n_timepoints=1)]
-    """
-    try:
-        if is_zarr_name(path.name):
-            return zarr_parts(open_zarr(path, limits=limits))
-        if is_vendor_name(path.name):
-            return vendor_parts(path, limits=limits)
-    except InvalidImageError:
-        pass
-    if path.name.lower().endswith(IMAGE_EXTENSIONS) and path.is_file():
-        return tiff_parts(path)
-    return [ImagePart()]
-
-
-def zarr_parts(image: ZarrImage) -> list[ImagePart]:
-    """One part per timepoint of an opened OME-Zarr image (one part without a T axis)."""
-    n_t = int(image.array.shape[image.axes.index("T")]) if "T" in image.axes else 1
-    return file_parts(1, n_t)
-
-
-def part_keys(key: str, path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> list[str]:
-    """The image keys of the file at ``key`` (read at ``path``): ``key`` itself, or its parts.
-
-    Examples
-    --------
-    >>> part_keys("plate/a.tif", Path("a.tif"))
-    ['plate/a.tif']
-    """
-    return [key + part.key_suffix() for part in image_parts(path, limits=limits)]

@@ -29,9 +29,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import tifffile
 
+from overnight.errors import InvalidImageError
 from overnight.imaging.files import ImagePart, file_parts
+from overnight.imaging.header import TIFF_ERRORS, ImageInfo, series_keyframe
+from overnight.imaging.limits import ReadLimits, check_declared_size
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +104,7 @@ def declared_timepoints(tif: tifffile.TiffFile) -> int:
     >>> buffer = io.BytesIO()
     >>> tifffile.imwrite(buffer, np.zeros((3, 2, 8, 8), "uint8"), imagej=True,
     ...                  metadata={"axes": "TCYX"})
+    >>> _ = buffer.seek(0)
     >>> declared_timepoints(tifffile.TiffFile(buffer))
     3
     """
@@ -209,3 +214,82 @@ def timepoint_metadata(
     if when.elapsed_s is not None:
         fields["elapsed_s"] = round(when.elapsed_s, 6)
     return fields
+
+
+def timepoint_pages(
+    axes: str, shape: tuple[int, ...], page_shape: tuple[int, ...], n_pages: int, timepoint: int
+) -> range | None:
+    """The pages that hold one timepoint, when a series can be decoded by timepoint.
+
+    That is when ``T`` is the series' first axis and its pages hold one plane each, in order
+    (what OME-TIFF writers, ImageJ and tifffile do): timepoint ``t`` is then pages
+    ``t * n .. (t + 1) * n - 1``. None otherwise (the caller decodes the whole series).
+
+    Examples
+    --------
+    >>> timepoint_pages("TZCYX", (3, 2, 2, 8, 9), (8, 9), 12, 1)
+    range(4, 8)
+    >>> timepoint_pages("ZTYX", (2, 3, 8, 9), (8, 9), 6, 1) is None
+    True
+    """
+    if not axes.startswith("T") or not 0 <= timepoint < shape[0]:
+        return None
+    plane = 1
+    for size in page_shape:
+        plane *= size
+    per_t = 1
+    for size in shape[1:]:
+        per_t *= size
+    if per_t % plane or tuple(shape[-len(page_shape) :]) != tuple(page_shape):
+        return None
+    n = per_t // plane
+    if n * shape[0] != n_pages:
+        return None
+    return range(timepoint * n, (timepoint + 1) * n)
+
+
+def decode_timepoint(
+    series: tifffile.TiffPageSeries, info: ImageInfo, timepoint: int | None, limits: ReadLimits
+) -> np.ndarray | None:
+    """Decode only one timepoint's pages of a ``T``-first series (a compressed TIFF movie).
+
+    Parameters
+    ----------
+    series : tifffile.TiffPageSeries
+        The series :func:`~overnight.imaging.header.inspect_tiff` checked.
+    info : ImageInfo
+        What its header declares (axes, shape, pixel type).
+    timepoint : int, optional
+        The timepoint to decode; None decodes nothing.
+    limits : ReadLimits
+        The timepoint is checked against ``max_in_memory_bytes`` first.
+
+    Returns
+    -------
+    ndarray or None
+        The timepoint in the file's axes with ``T`` of length 1, native byte order; None when
+        the series cannot be decoded by timepoint (:func:`timepoint_pages`).
+
+    Raises
+    ------
+    InvalidImageError
+        The timepoint is larger than the budget, or its pages cannot be decoded.
+    """
+    if timepoint is None:
+        return None
+    keys = timepoint_pages(
+        info.file_axes,
+        info.file_shape,
+        tuple(series_keyframe(series).shape),
+        len(series.pages),
+        timepoint,
+    )
+    if keys is None:
+        return None
+    shape = (1, *info.file_shape[1:])
+    check_declared_size(info.source, shape, info.dtype, limits, in_memory=True)
+    try:
+        data = series.asarray(key=list(keys)).reshape(shape)
+    except TIFF_ERRORS as err:
+        raise InvalidImageError(info.source, f"pixel data cannot be decoded ({err})") from err
+    return np.asarray(data.astype(data.dtype.newbyteorder("="), copy=False))

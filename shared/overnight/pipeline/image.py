@@ -155,10 +155,10 @@ def opened_image(
                 facts = ImageFacts(metadata, warnings, time.perf_counter() - start)
                 yield LoadedImage(stack, facts, blocked)
                 return
-        declared = _declared_shape(path, limits)
+        scene, timepoint = source.part
+        declared = _declared_shape(path, limits, timepoint)
         if declared is not None:  # refused before a pixel is decoded
             check_working_set(path.name, *declared, limits)
-        scene, timepoint = source.part
         stack = read_stack(
             path,
             image_id=source.image_id,
@@ -202,16 +202,16 @@ def _remote_zarr(
 
 
 def _declared_shape(
-    path: Path, limits: ReadLimits
+    path: Path, limits: ReadLimits, timepoint: int | None = None
 ) -> tuple[tuple[int, int, int, int], np.dtype] | None:
-    """A TIFF's declared ZCYX shape and pixel type from its header; None for other files.
+    """A TIFF's declared ZCYX shape (of one timepoint) and pixel type; None for other files.
 
     Errors are left to :func:`read_stack`, which reports them with their reasons.
     """
     if not path.name.lower().endswith(IMAGE_EXTENSIONS):
         return None
     try:
-        info = read_info(path, limits=limits)
+        info = read_info(path, limits=limits, timepoint=timepoint)
     except Exception:  # read_stack raises the same error with its context
         return None
     return info.shape_zcyx, info.dtype
