@@ -150,5 +150,15 @@ def test_each_stored_version_is_compared_with_its_parent(tmp_path: Path) -> None
     assert load_record(store, prefix, 1).restored_from is None  # type: ignore[union-attr]
 
 
+def test_an_unreadable_version_and_its_child_are_left_out(tmp_path: Path) -> None:
+    store, prefix = LocalStore(tmp_path), "results/ds/img"
+    for parent, labels in ((None, LABELS), (1, edits.delete_cell(LABELS, 1))):
+        save_annotation(store, prefix, _annotation(labels, SPOTS), expected_version=parent)
+    save_annotation(store, prefix, _annotation(LABELS, SPOTS), expected_version=2)
+    (tmp_path / prefix / "annotation" / "v0002" / "labels.tif").write_bytes(b"damaged")
+    changes = version_changes(store, prefix, _snap(LABELS))
+    assert sorted(changes) == [1] and changes[1].empty
+
+
 def test_no_versions_no_changes(tmp_path: Path) -> None:
     assert version_changes(LocalStore(tmp_path), "results/ds/img", _snap(LABELS, NO_SPOTS)) == {}

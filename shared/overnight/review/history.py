@@ -23,6 +23,7 @@ Particles are matched by their position (0.01 px, as ``spots.csv`` stores it).
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -30,9 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from overnight.errors import AnnotationError
+from overnight.errors import AnnotationError, StorageError
 from overnight.review.annotation import Annotation, annotation_versions, load_annotation
 from overnight.storage.base import ObjectStore
+
+logger = logging.getLogger(__name__)
 
 #: Share of a cell (0–1) that must lie in another for the two to count as the same cell.
 MATCH_SHARE = 0.5
@@ -244,21 +247,27 @@ def version_changes(
 ) -> dict[int, AnnotationChanges]:
     """Each stored version's changes from its parent (``origin``, the model's result, for v1).
 
-    Every version is read once. A version whose files cannot be read is left out.
+    Every version is read once (a version's parent is always the version before it). A version
+    whose files cannot be read, or whose parent's cannot, is left out and logged.
     """
     out: dict[int, AnnotationChanges] = {}
-    snapshots: dict[int | None, Snapshot] = {None: origin}
+    previous: dict[int | None, Snapshot] = {None: origin}
     for version in annotation_versions(store, image_prefix):
-        annotation = load_annotation(store, image_prefix, version)
+        try:
+            annotation = load_annotation(store, image_prefix, version)
+        except StorageError as err:
+            logger.warning(
+                "annotation v%d of %s left out of the history: %s", version, image_prefix, err
+            )
+            annotation = None
         if annotation is None:
+            previous = {}
             continue
-        parent = snapshots.get(annotation.parent_version)
-        if parent is None:  # not the previous version: read it
-            loaded = load_annotation(store, image_prefix, annotation.parent_version)
-            parent = origin if loaded is None else snapshot_of(loaded)
         current = snapshot_of(annotation)
-        out[version] = compare_versions(parent, current)
-        snapshots = {None: origin, version: current}
+        parent = previous.get(annotation.parent_version)
+        if parent is not None:
+            out[version] = compare_versions(parent, current)
+        previous = {version: current}
     return out
 
 
