@@ -9,7 +9,8 @@
 # docker-compose.yml builds them for you (`docker-compose build`). Only the worker images hold
 # TensorFlow and the shipped models/ (pyproject.toml's `models` extra); api, qc-web and
 # dispatcher install overnight without it. What each image adds to the core dependencies:
-#   api (ingest, watcher)  nothing (numpy, pandas, tifffile: headers, dataset summaries)
+#   api (ingest, watcher)  `formats-bsd` (nd2, liffile, zarr: the headers that say how many
+#                          scenes / timepoints a .nd2, .lif or OME-Zarr holds; no pixels)
 #   dispatcher             `dispatch` (the Kubernetes client)
 #   qc-web                 `qc` (matplotlib, pillow: plots, pictures; overlays and edits are numpy)
 #   worker, worker-gpu     `models` (= `analysis` + TensorFlow, Keras) and `formats-bsd` (nd2,
@@ -77,8 +78,16 @@ RUN groupadd --system --gid 10001 overnight \
 WORKDIR /tmp
 
 # --- api: the ingest REST API; the watcher runs the same image (`overnight ingest watch`) ----
+# It lists a dataset's images: a vendor file or OME-Zarr with several scenes / timepoints is one
+# image each, which it learns from the file's header through the readers of `formats-bsd`.
+FROM deps AS deps-api
+ARG OVERNIGHT_FORMATS=formats-bsd
+COPY --from=requirements /src/${OVERNIGHT_FORMATS}.txt ./
+RUN /opt/venv/bin/pip install --constraint requirements.lock --requirement ${OVERNIGHT_FORMATS}.txt \
+ && slim
+
 FROM runtime AS api
-COPY --from=deps /opt/venv /opt/venv
+COPY --from=deps-api /opt/venv /opt/venv
 COPY --from=wheel /wheels /wheels
 RUN pip install --no-deps /wheels/overnight-*.whl && rm -rf /wheels
 USER 10001:10001

@@ -200,7 +200,8 @@ def test_qc_web_image_installs_the_qc_extra_and_the_workers_the_analysis_extra()
     # the classic builder builds every stage before the target: qc-web comes before analysis
     assert dockerfile.index("AS qc-web") < dockerfile.index("AS deps-analysis")
     api = dockerfile.split("FROM runtime AS api", 1)[1].split("\nFROM ", 1)[0]
-    assert "COPY --from=deps /opt/venv /opt/venv" in api
+    assert "COPY --from=deps-api /opt/venv /opt/venv" in api
+    assert "--requirement ${OVERNIGHT_FORMATS}.txt" in _stage(dockerfile, "FROM deps AS deps-api")
 
 
 # --- microscope file readers in the worker images ------------------------------------------
@@ -259,17 +260,23 @@ def test_nothing_the_worker_images_read_files_with_is_gpl() -> None:
     assert "GPL" in _licence_text(metadata.distribution("aicspylibczi")), "the check can fail"
 
 
-def test_worker_images_install_the_bsd_readers_and_czi_only_on_request() -> None:
+def test_worker_and_api_images_install_the_bsd_readers_and_czi_only_on_request() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     requirements = _stage(dockerfile, "AS requirements")
     assert "formats-bsd formats;" in requirements, "both lists are written"
-    for header in ("FROM deps-analysis AS deps-models", "FROM deps-analysis AS deps-gpu"):
+    # the workers read the pixels; the api (ingest, watcher) reads the headers that say how
+    # many scenes / timepoints a file holds, to list one image per part
+    for header in (
+        "FROM deps-analysis AS deps-models",
+        "FROM deps-analysis AS deps-gpu",
+        "FROM deps AS deps-api",
+    ):
         stage = _stage(dockerfile, header)
         assert "ARG OVERNIGHT_FORMATS=formats-bsd" in stage, header
         assert "--requirement ${OVERNIGHT_FORMATS}.txt" in stage, header
     for header in ("FROM runtime AS worker\n", "FROM runtime AS worker-gpu"):
         assert "COPY --from=deps-" in _stage(dockerfile, header), header
-    for header in ("FROM runtime AS api", "FROM runtime AS qc-web", "FROM runtime AS dispatcher"):
+    for header in ("FROM deps AS deps-qc", "FROM deps AS deps-dispatch"):
         assert "OVERNIGHT_FORMATS" not in _stage(dockerfile, header), header
 
 
@@ -308,3 +315,36 @@ def test_a_worker_without_the_gpl_reader_reads_nd2_and_lif_and_explains_czi() ->
         timeout=120,
     )
     assert proc.returncode == 0, f"the worker's readers need a GPL package:\n{proc.stderr[-3000:]}"
+
+
+#: What the ingest API and the watcher list from a folder of vendor files in the api image
+#: (`formats-bsd`, no analysis libraries, no aicspylibczi): every timepoint of the `.nd2` and
+#: every scene of the `.lif` is an image; a `.czi` is one key, which the worker refuses with
+#: the reason (an image built with `OVERNIGHT_FORMATS=formats` lists its parts too).
+API_LISTING_RUNTIME = """
+from overnight.jobs.sources import list_source
+from overnight.storage import open_store
+keys = [info.key for info in list_source(open_store("tests/data/vendor")).images]
+assert [k for k in keys if k.startswith("cluster.nd2")] == [
+    f"cluster.nd2#t00{t}" for t in range(3)
+], keys
+assert sum(k.startswith("LeicaLASX_wavelength-sweep_example.lif#s") for k in keys) == 4, keys
+assert "CD_s_1_t_3_c_2_z_5.czi" in keys, keys
+"""
+
+
+def test_the_api_image_lists_every_part_of_an_nd2_and_a_lif() -> None:
+    blocked = ANALYSIS + MODELS + ("kubernetes", "aicspylibczi")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BLOCKER.replace("importlib.import_module(sys.argv[2])", API_LISTING_RUNTIME),
+            ",".join(blocked),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"the api image lists vendor parts wrong:\n{proc.stderr[-3000:]}"
