@@ -35,12 +35,15 @@ def test_a_t_c_z_czi_gives_one_result_per_timepoint_with_its_acquisition(tmp_pat
         assert record["pixel_size_um"] == pytest.approx(0.0906, abs=1e-4)
         assert record["z_step_um"] == pytest.approx(0.32, abs=1e-6)
         assert record["acquisition"] == {
-            "acquired_at": records[0]["acquisition"]["acquired_at"],
+            "acquired_at": record["acquisition"]["acquired_at"],
+            "elapsed_s": record["acquisition"]["elapsed_s"],
             "file_format": "czi",
             "channel_names": "LED555;LED470",
             "timepoint": str(t),
         }
-        assert record["acquisition"]["acquired_at"].startswith("2016-02-12T09:41:02")
+        # one minute apart: each timepoint's first subblock AcquisitionTime
+        assert record["acquisition"]["acquired_at"].startswith(f"2016-02-12T09:4{7 + t}:08")
+        assert float(record["acquisition"]["elapsed_s"]) == pytest.approx(60.0 * t, abs=0.1)
         assert record["metadata"]["drug"] == "rux"
     summary = pd.read_csv(out / "summary.csv")
     assert summary["image_id"].tolist() == ids
@@ -48,5 +51,7 @@ def test_a_t_c_z_czi_gives_one_result_per_timepoint_with_its_acquisition(tmp_pat
     assert set(summary["channel_names"]) == {"LED555;LED470"}
     loaded = loader.load(out)
     assert sorted(loaded.images["image_id"]) == ids
-    assert {"drug", "pixel_size_um", "acquired_at", "timepoint"} <= set(loaded.cells.columns)
+    assert {"drug", "pixel_size_um", "acquired_at", "elapsed_s", "timepoint"} <= set(
+        loaded.cells.columns
+    )
     assert set(loaded.cells["image_id"]) <= set(ids)

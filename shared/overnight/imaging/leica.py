@@ -17,6 +17,7 @@ Pixel size, z-step and acquisition time come from the file: the ``X`` / ``Z`` co
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,28 @@ def _acquired_at(image: Any, lif: Any) -> str | None:
     return created.isoformat() if created is not None else None
 
 
+def _frame_time(
+    image: Any, dims: tuple[str, ...], sizes: dict[str, int], timepoint: int
+) -> datetime | None:
+    """The time stamp of a timepoint's first frame (LIF stamps every frame, T outermost)."""
+    stamps = getattr(image, "timestamps", None)
+    frame_dims = [d for d in dims if d not in "YX"]
+    shape = [sizes[d] for d in frame_dims]
+    if stamps is None or len(stamps) != int(np.prod(shape, dtype=int)) or not frame_dims:
+        return None
+    index = np.ravel_multi_index(tuple(timepoint if d == "T" else 0 for d in frame_dims), shape)
+    stamp = np.asarray(stamps)[index].astype("datetime64[us]").astype(datetime)
+    return stamp if isinstance(stamp, datetime) else None
+
+
 def open_lif(
     path: Path, scene: int | None
-) -> tuple[dict[str, Any], Callable[[int], np.ndarray], Callable[[], None]]:
+) -> tuple[
+    dict[str, Any],
+    Callable[[int], np.ndarray],
+    Callable[[], None],
+    Callable[[int], datetime | None],
+]:
     """Describe one scene (``scene``; None: the first) of a ``.lif`` file, decoding nothing.
 
     Returns
@@ -85,6 +105,8 @@ def open_lif(
         decoded whole, then the timepoint kept).
     close : callable
         Closes the file.
+    time_of : callable
+        ``time_of(timepoint)`` → the time stamp of its first frame, None when not stated.
 
     Raises
     ------
@@ -156,4 +178,7 @@ def open_lif(
                 data, kept = data[np.newaxis], [axis, *kept]
         return np.ascontiguousarray(data.transpose([kept.index(a) for a in "ZCYX"]))
 
-    return facts, read, lif.close
+    def time_of(timepoint: int) -> datetime | None:
+        return _frame_time(image, dims, sizes, timepoint)
+
+    return facts, read, lif.close, time_of

@@ -45,9 +45,11 @@ from overnight.imaging.limits import (
     check_declared_size,
     check_pixel_type,
 )
+from overnight.imaging.timepoints import TimepointTime
 
 #: File extensions read by this module (any case), with the package each needs.
 VENDOR_EXTENSIONS: dict[str, str] = {".czi": "aicspylibczi", ".nd2": "nd2", ".lif": "liffile"}
+
 
 def is_vendor_name(name: str) -> bool:
     """Whether ``name`` ends in one of :data:`VENDOR_EXTENSIONS` (any case)."""
@@ -76,6 +78,7 @@ class VendorInfo:
 class _Opened:
     info: VendorInfo
     read: Callable[[int, int], np.ndarray]  # (scene, timepoint) -> ZCYX
+    time_of: Callable[[int, int], datetime | None]  # (scene, timepoint) -> first plane's time
 
 
 def _import(module: str, source: str) -> Any:
@@ -123,6 +126,20 @@ def _nd2_acquired_at(nd2_file: Any) -> str | None:
     except Exception:  # noqa: BLE001 - legacy files have no frame metadata; fall back to text
         text = (nd2_file.text_info or {}).get("date")
         return str(text).strip() if text else None
+
+
+def _nd2_frame_time(nd2_file: Any, scene: int, timepoint: int) -> datetime | None:
+    """The absolute time of the first frame of ``scene`` at ``timepoint`` (modern ND2)."""
+    try:
+        seq = next(
+            i
+            for i, loop in enumerate(nd2_file.loop_indices)
+            if loop.get("T", 0) == timepoint and loop.get("P", 0) == scene
+        )
+        jdn = nd2_file.frame_metadata(seq).channels[0].time.absoluteJulianDayNumber
+        return datetime.fromtimestamp((float(jdn) - 2440587.5) * 86400.0, UTC)
+    except Exception:  # noqa: BLE001 - legacy files have no frame metadata
+        return None
 
 
 def _nd2_channel_names(nd2_file: Any) -> tuple[str, ...] | None:
@@ -186,7 +203,10 @@ def _open_nd2(path: Path) -> tuple[_Opened, Any]:
                 data, kept = data[np.newaxis], axis + kept
         return np.ascontiguousarray(data.transpose([kept.index(a) for a in "ZCYX"]))
 
-    return _Opened(info, read), nd2_file
+    def time_of(scene: int, timepoint: int) -> datetime | None:
+        return _nd2_frame_time(nd2_file, scene, timepoint)
+
+    return _Opened(info, read, time_of), nd2_file
 
 
 # --- LIF -----------------------------------------------------------------------------------
@@ -195,17 +215,26 @@ def _open_nd2(path: Path) -> tuple[_Opened, Any]:
 def _open_lif(path: Path, scene: int | None) -> tuple[_Opened, Callable[[], None]]:
     from overnight.imaging.leica import open_lif
 
-    facts, read_timepoint, close = open_lif(path, scene)
+    facts, read_timepoint, close, time_of = open_lif(path, scene)
     info = VendorInfo(source=str(path), file_format="lif", **facts)
-    return _Opened(info, lambda _scene, timepoint: read_timepoint(timepoint)), close
+    opened = _Opened(
+        info,
+        lambda _scene, timepoint: read_timepoint(timepoint),
+        lambda _scene, timepoint: time_of(timepoint),
+    )
+    return opened, close
 
 
 def _open_czi(path: Path, scene: int | None) -> _Opened:
     from overnight.imaging.zeiss import open_czi
 
-    facts, read_timepoint = open_czi(path, scene)
+    facts, read_timepoint, time_of = open_czi(path, scene)
     info = VendorInfo(source=str(path), file_format="czi", **facts)
-    return _Opened(info, lambda _scene, timepoint: read_timepoint(timepoint))
+    return _Opened(
+        info,
+        lambda _scene, timepoint: read_timepoint(timepoint),
+        lambda _scene, timepoint: time_of(timepoint),
+    )
 
 
 # --- common --------------------------------------------------------------------------------
@@ -295,8 +324,10 @@ def read_vendor(
     info : VendorInfo
         What the header declares.
     metadata : dict
-        ``file_format``, ``scene``, ``timepoint``, ``n_scenes``, ``n_timepoints`` and
-        ``acquired_at`` (when the file states it), for ``ImageStack.metadata``.
+        ``file_format``, ``scene``, ``timepoint``, ``n_scenes``, ``n_timepoints`` and, when
+        the file states them, ``acquired_at`` (of the timepoint in a file with several: its
+        first plane's time; else the file's) and ``elapsed_s`` (s after the scene's first
+        timepoint), for ``ImageStack.metadata``.
 
     Raises
     ------
@@ -328,6 +359,7 @@ def read_vendor(
             raise
         except Exception as err:  # libCZI / nd2 decode errors have their own types
             raise InvalidImageError(source, f"pixel data cannot be decoded ({err})") from err
+        when = _timepoint_time(opened, chosen_scene, chosen_t)
     finally:
         if nd2_file is not None:
             nd2_file.close()
@@ -346,4 +378,21 @@ def read_vendor(
     }
     if info.acquired_at:
         metadata["acquired_at"] = info.acquired_at
+    if when.acquired_at is not None:  # a timepoint's own time replaces the file's
+        metadata["acquired_at"] = when.acquired_at
+    if when.elapsed_s is not None:
+        metadata["elapsed_s"] = round(when.elapsed_s, 6)
     return data, info, metadata
+
+
+def _timepoint_time(opened: _Opened, scene: int, timepoint: int) -> TimepointTime:
+    """When a timepoint of a file with several was taken, and seconds after the first."""
+    if opened.info.n_timepoints < 2:
+        return TimepointTime()
+    this, first = opened.time_of(scene, timepoint), opened.time_of(scene, 0)
+    if this is None:
+        return TimepointTime()
+    elapsed_s = None
+    if first is not None and (this.tzinfo is None) == (first.tzinfo is None):
+        elapsed_s = (this - first).total_seconds()
+    return TimepointTime(this.isoformat(), elapsed_s)

@@ -15,6 +15,7 @@ buffer (glibc aborts the process with ``free(): invalid next size``), found with
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -142,7 +143,19 @@ def _scene_box(czi: Any, source: str, scenes: list[Layout], scene: int) -> tuple
     return x, y, w, h
 
 
-def open_czi(path: Path, scene: int | None) -> tuple[dict[str, Any], Callable[[int], np.ndarray]]:
+def _subblock_time(czi: Any, index: dict[str, int]) -> datetime | None:
+    """``AcquisitionTime`` of the first subblock at ``index`` (None when it has none)."""
+    try:
+        found = czi.read_subblock_metadata(**index)
+        text = ElementTree.fromstring(found[0][1]).findtext(".//AcquisitionTime")
+        return datetime.fromisoformat(text.strip()) if text else None
+    except Exception:  # noqa: BLE001 - a subblock without metadata: no time
+        return None
+
+
+def open_czi(
+    path: Path, scene: int | None
+) -> tuple[dict[str, Any], Callable[[int], np.ndarray], Callable[[int], datetime | None]]:
     """Describe one scene (``scene``; None: the first) of a ``.czi`` file, decoding nothing.
 
     Returns
@@ -152,6 +165,9 @@ def open_czi(path: Path, scene: int | None) -> tuple[dict[str, Any], Callable[[i
         ``calibration``, ``acquired_at`` (keyword arguments of ``VendorInfo`` less ``source``).
     read : callable
         ``read(timepoint)`` → this scene at that timepoint as ``ZCYX``, plane by plane.
+    time_of : callable
+        ``time_of(timepoint)`` → when its first plane was taken (the subblock's
+        ``AcquisitionTime``), None when not stated.
 
     Raises
     ------
@@ -235,4 +251,11 @@ def open_czi(path: Path, scene: int | None) -> tuple[dict[str, Any], Callable[[i
                 planes[z, c] = np.asarray(plane).reshape(height, width)
         return planes
 
-    return facts, read
+    def time_of(timepoint: int) -> datetime | None:
+        offsets = {a: dims.get(a, (0, 1))[0] for a in "SZCT"}
+        index = {"Z": offsets["Z"], "C": offsets["C"], "T": timepoint + offsets["T"]}
+        if "S" in dims and not mosaic:
+            index["S"] = offsets["S"]
+        return _subblock_time(czi, {k: v for k, v in index.items() if k in dims})
+
+    return facts, read, time_of
