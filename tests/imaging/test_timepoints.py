@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from overnight.errors import InvalidImageError
+from overnight.errors import InvalidImageError, TransientError
 from overnight.imaging.files import ImagePart
 from overnight.imaging.limits import ReadLimits
 from overnight.imaging.reader import image_parts, part_keys, read_stack
@@ -145,3 +145,15 @@ def test_a_compressed_file_with_t_inside_is_decoded_whole_and_right(tmp_path) ->
     assert image_parts(path) == [ImagePart(None, t, 1, 3) for t in range(3)]
     for t in range(3):
         np.testing.assert_array_equal(read_stack(path, timepoint=t).data, TZCYX[t])
+
+
+def test_a_store_that_fails_fails_the_listing_instead_of_miscounting() -> None:
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, TZCYX, ome=True, metadata={"axes": "TZCYX"})
+
+    def unreachable(offset: int, length: int) -> bytes:
+        raise TransientError("s3 timed out")
+
+    raw = RangedObject(unreachable, len(buffer.getvalue()))
+    with io.BufferedReader(raw) as stream, pytest.raises(TransientError, match="timed out"):
+        tiff_parts(stream)

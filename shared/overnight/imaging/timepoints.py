@@ -32,7 +32,7 @@ from typing import BinaryIO
 import numpy as np
 import tifffile
 
-from overnight.errors import InvalidImageError
+from overnight.errors import InvalidImageError, StorageError, TransientError
 from overnight.imaging.files import ImagePart, file_parts
 from overnight.imaging.header import TIFF_ERRORS, ImageInfo, series_keyframe
 from overnight.imaging.limits import ReadLimits, check_declared_size
@@ -182,10 +182,18 @@ def tiff_parts(file: Path | BinaryIO) -> list[ImagePart]:
     -------
     list of ImagePart
         A file that cannot be parsed is one part: reading it fails later, with the reason.
+
+    Raises
+    ------
+    StorageError, TransientError
+        When the store behind ``file`` fails (not the file): the listing is tried again later
+        rather than keeping a wrong count.
     """
     try:
         with tifffile.TiffFile(file) as tif:
             n_t = declared_timepoints(tif)
+    except (StorageError, TransientError):
+        raise
     except Exception as err:  # noqa: BLE001 - any parse error: one image, refused when read
         logger.debug("%s: timepoints not read (%s); one image", file, err)
         return [ImagePart()]
