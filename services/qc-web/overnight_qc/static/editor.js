@@ -4,8 +4,8 @@
 // the whole list to .../annotation/preview, which replays it with overnight.review.edits and
 // answers the edited state (an id map PNG, cells, spots). Undo/redo move operations between
 // two stacks. Save sends the same list with the loaded version (409 when someone else saved).
-// The versions list views an earlier version read-only (edit.viewing: its number, 0 for the
-// model's result) and restores it: the server saves it again as the new latest version.
+// history.js (loaded first) lists the earlier versions and shows one read-only through load()
+// (edit.viewing: its number, 0 for the model's result; its changed cells are outlined).
 (function () {
   "use strict";
   const data = document.getElementById("page-data").dataset;
@@ -24,14 +24,11 @@
   const multiplicityInput = document.getElementById("edit-multiplicity");
   const brushInput = document.getElementById("edit-brush");
   const noteInput = document.getElementById("edit-note");
-  const versionsBox = document.getElementById("edit-versions");
-  const versionList = document.getElementById("version-list");
-  const versionView = document.getElementById("version-view");
-  const versionNote = document.getElementById("version-note");
   const modelLayers = Array.from(document.querySelectorAll('#overlay [data-layer="outlines"], #overlay [data-layer="pnps"], #overlay [data-layer="counts"]'));
   if (!canvas || !panel) return;
   const colours = JSON.parse(data.colours || "{}");
   const SVG = "http://www.w3.org/2000/svg";
+  const CHANGED_RGB = [255, 0, 255];  // outline of the cells a viewed version changed (qc.css: .changed-swatch)
   const HINTS = {
     delete: "click a cell to delete it",
     merge: "click the cell to keep, then the cell to join into it",
@@ -45,14 +42,14 @@
   };
   const KEYS = { x: "delete", m: "merge", s: "split", d: "polygon", b: "brush", t: "type", i: "add", l: "remove", g: "multiplicity" };
 
-  const edit = { on: false, base: null, latest: null, ops: [], redo: [], state: null, ids: null, tool: "", picked: null, draft: [], stroke: null, seq: 0, viewing: null };
+  const edit = { on: false, base: null, latest: null, ops: [], redo: [], state: null, ids: null, tool: "", picked: null, draft: [], stroke: null, seq: 0, viewing: null, changed: new Set() };
 
   function say(message, isError) {
     status.textContent = message;
     status.classList.toggle("error", Boolean(isError));
   }
 
-  function versionName(version) { return version ? "v" + version : "the model result"; }
+  const versionName = window.overnightHistory ? window.overnightHistory.versionName : function (v) { return v ? "v" + v : "the model result"; };
 
   function showState() {
     if (edit.viewing !== null) {
@@ -92,13 +89,14 @@
       if (!id) continue;
       const x = p % w, y = (p - x) / w;
       const picked = id === edit.picked;
+      const changed = edit.changed.has(id);
       const edge = x === 0 || y === 0 || x === w - 1 || y === h - 1 || ids[p - 1] !== id || ids[p + 1] !== id || ids[p - w] !== id || ids[p + w] !== id;
-      if (!edge && !picked) continue;
-      const rgb = rgbOf[id] || (rgbOf[id] = hexRgb(typeOf[id] ? colours[typeOf[id]] || "#ffffff" : "#ffffff"));
+      if (!edge && !picked && !changed) continue;
+      const rgb = changed ? CHANGED_RGB : rgbOf[id] || (rgbOf[id] = hexRgb(typeOf[id] ? colours[typeOf[id]] || "#ffffff" : "#ffffff"));
       out.data[4 * p] = picked ? 255 : rgb[0];
       out.data[4 * p + 1] = picked ? 255 : rgb[1];
       out.data[4 * p + 2] = picked ? 255 : rgb[2];
-      out.data[4 * p + 3] = edge ? 255 : 90;
+      out.data[4 * p + 3] = edge ? 255 : picked ? 90 : 40;
     }
     ctx.putImageData(out, 0, 0);
   }
@@ -164,7 +162,31 @@
     edit.ids = ids;
     canvas.width = state.width;
     canvas.height = state.height;
+    canvas.dataset.changed = Array.from(edit.changed).sort(function (a, b) { return a - b; }).join(" ");
     render();
+  }
+
+  // Draw a stored state: an earlier version read-only (viewing: its number, 0 = the model's
+  // result; changedCells: its cells that changed from its parent, outlined) or, viewing null,
+  // the latest version, editable (answer.version is the new base, answer.latest the latest).
+  function load(answer, viewing, changedCells) {
+    edit.seq++;  // an answer to an earlier preview must not draw over this state
+    edit.ops = [];
+    edit.redo = [];
+    edit.draft = [];
+    edit.picked = null;
+    edit.viewing = viewing;
+    edit.changed = new Set(viewing === null ? [] : changedCells || []);
+    if (viewing === null) {
+      edit.base = answer.version;
+      edit.latest = answer.latest;
+    }
+    panel.hidden = viewing !== null;
+    if (viewing !== null) {
+      viewer.dataset.tool = "";
+      viewer.dataset.paint = "off";
+    } else setTool(edit.tool || "delete");
+    return show(answer);
   }
 
   // -- talking to the server ----------------------------------------------------------------
@@ -213,7 +235,7 @@
       noteInput.value = "";
       await show(result.answer);
       say("saved as version " + edit.base + " by " + result.answer.author + " (reload for the corrected numbers)");
-      loadVersions();
+      versions.refresh();
       return;
     }
     say("not saved: " + refusal(result), true);
@@ -223,105 +245,6 @@
     return result.code === 409 ? result.answer.detail
       : result.code === 401 || result.code === 403 ? "sign in (or set the token) to save corrections: " + (result.answer.detail || "")
       : result.answer.detail || ("error " + result.code);
-  }
-
-  // -- earlier versions ---------------------------------------------------------------------
-  function versionItem(version, who, when, text, note) {
-    const item = document.createElement("li");
-    item.dataset.version = version;
-    item.classList.toggle("viewing", edit.viewing === version);
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "button small view-version";
-    button.textContent = version ? "v" + version : "model";
-    button.title = "view " + versionName(version) + " read-only";
-    button.addEventListener("click", function () { viewVersion(version); });
-    item.appendChild(button);
-    item.appendChild(document.createTextNode(" " + [who, when].filter(Boolean).join(" · ")));
-    const what = document.createElement("div");
-    what.className = "version-changes";
-    what.textContent = text;
-    item.appendChild(what);
-    if (note) {
-      const quote = document.createElement("q");
-      quote.className = "note muted";
-      quote.textContent = note;
-      item.appendChild(quote);
-    }
-    return item;
-  }
-
-  async function loadVersions() {
-    const result = await call(data.versionsUrl);
-    if (!result.ok) { say("versions not listed: " + (result.answer.detail || result.code), true); return; }
-    const list = result.answer;
-    const items = list.versions.slice().reverse().map(function (v) {
-      const restored = v.restored_from === null || v.restored_from === undefined ? "" : "restored " + versionName(v.restored_from) + ": ";
-      const latest = v.version === list.latest ? " (latest)" : "";
-      return versionItem(v.version, v.author, v.created_at.replace("T", " ").replace("+00:00", " UTC"),
-        restored + v.summary + " → " + v.cell_count + " cells, " + v.particle_count + " particles" + latest, v.note);
-    });
-    items.push(versionItem(0, "", "", "the model result: " + list.model.cell_count + " cells, " + list.model.particle_count + " particles" + (list.latest ? "" : " (latest)"), ""));
-    versionList.replaceChildren.apply(versionList, items);
-    versionList.dataset.latest = list.latest || 0;
-    versionsBox.hidden = false;
-  }
-
-  function markViewed() {
-    versionList.querySelectorAll("li").forEach(function (li) { li.classList.toggle("viewing", Number(li.dataset.version) === edit.viewing); });
-    versionView.hidden = edit.viewing === null;
-    panel.hidden = edit.viewing !== null;
-    if (edit.viewing !== null) {
-      document.getElementById("version-view-name").textContent = versionName(edit.viewing);
-      viewer.dataset.tool = "";
-      viewer.dataset.paint = "off";
-    } else setTool(edit.tool || "delete");
-  }
-
-  async function viewVersion(version) {
-    if (version === (edit.latest || 0)) { backToLatest(); return; }
-    if (edit.ops.length && !window.confirm("View " + versionName(version) + "? Your unsaved edits are lost.")) return;
-    say("loading " + versionName(version) + "…");
-    const result = await call(data.annotationUrl + "?version=" + version);
-    if (!result.ok) { say("cannot show " + versionName(version) + ": " + (result.answer.detail || result.code), true); return; }
-    edit.seq++;  // an answer to an earlier preview must not draw over this version
-    edit.ops = [];
-    edit.redo = [];
-    edit.draft = [];
-    edit.picked = null;
-    edit.viewing = version;
-    markViewed();
-    await show(result.answer);
-    say("");
-  }
-
-  async function backToLatest() {
-    const result = await call(data.annotationUrl);
-    if (!result.ok) { say("cannot load the latest version: " + (result.answer.detail || result.code), true); return; }
-    edit.seq++;
-    edit.viewing = null;
-    edit.ops = [];
-    edit.redo = [];
-    edit.base = result.answer.version;
-    edit.latest = result.answer.latest;
-    markViewed();
-    await show(result.answer);
-    say("");
-  }
-
-  async function restore() {
-    if (edit.viewing === null) return;
-    const version = edit.viewing;
-    say("restoring " + versionName(version) + "…");
-    const result = await call(data.restoreUrl, { version: version, base_version: edit.latest, note: versionNote.value });
-    if (!result.ok) { say("not restored: " + refusal(result), true); return; }
-    edit.viewing = null;
-    edit.base = edit.latest = result.answer.version;
-    versionNote.value = "";
-    markViewed();
-    await show(result.answer);
-    say("restored " + versionName(version) + " as version " + edit.base + " by " + result.answer.author + " (reload for the corrected numbers)");
-    loadVersions();
   }
 
   // -- tools --------------------------------------------------------------------------------
@@ -418,6 +341,7 @@
     edit.ops = [];
     edit.redo = [];
     edit.viewing = null;
+    edit.changed = new Set();
     if (window.overnightViewer) window.overnightViewer.setQcMode(false);
     modelLayers.forEach(function (el) { el.classList.add("editing-hidden"); });
     canvas.hidden = false;
@@ -428,7 +352,7 @@
     await show(result.answer);
     setTool(edit.tool || "delete");
     say("");
-    loadVersions();
+    versions.refresh();
   }
 
   function stop() {
@@ -436,8 +360,8 @@
     edit.on = false;
     edit.ops = [];
     edit.viewing = null;
-    versionView.hidden = true;
-    versionsBox.hidden = true;
+    edit.changed = new Set();
+    versions.hide();
     setTool("");
     canvas.hidden = true;
     marks.setAttribute("hidden", "");
@@ -456,8 +380,6 @@
   document.getElementById("edit-redo").addEventListener("click", redo);
   document.getElementById("edit-save").addEventListener("click", save);
   document.getElementById("edit-finish").addEventListener("click", finishDrawing);
-  document.getElementById("version-restore").addEventListener("click", restore);
-  document.getElementById("version-back").addEventListener("click", backToLatest);
   viewer.addEventListener("stage-click", onClick);
   viewer.addEventListener("stage-paint", onPaint);
   window.addEventListener("beforeunload", function (event) { if (edit.ops.length) { event.preventDefault(); event.returnValue = ""; } });
@@ -474,7 +396,7 @@
     let handled = true;
     if (edit.viewing !== null) {  // read-only: only leave the version or the editor
       if (inField || mod || event.altKey) handled = false;
-      else if (key === "Escape") backToLatest();
+      else if (key === "Escape") versions.back();
       else if (key === "e") stop();
       else handled = false;
     } else if (mod && (key === "z" || key === "Z")) { if (event.shiftKey) redo(); else undo(); }
@@ -494,6 +416,17 @@
     else handled = false;
     if (handled) { event.preventDefault(); event.stopPropagation(); }
   }, true);
+
+  // The interface history.js works through (see there).
+  const versions = window.overnightHistory ? window.overnightHistory.attach({
+    call: call,
+    say: say,
+    refusal: refusal,
+    hasEdits: function () { return edit.ops.length > 0; },
+    latest: function () { return edit.latest || 0; },
+    viewing: function () { return edit.viewing; },
+    load: load,
+  }) : { refresh: function () {}, hide: function () {}, back: function () {} };
 
   if (window.location.hash === "#edit") start();
 })();
