@@ -105,3 +105,47 @@ def test_view_an_earlier_version_and_restore_it(page, served) -> None:  # type: 
     _expect_totals(page, len(ids), v1["particle_count"])
     page.keyboard.press("Escape")
     expect(page.locator("#edit-state")).to_have_text("saved v3")
+
+
+_MAGENTA_PIXELS = """() => {
+  const canvas = document.getElementById("edit-canvas");
+  const rgba = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  const found = [];
+  for (let p = 0; p < rgba.length / 4; p++) {
+    const [r, g, b, a] = rgba.subarray(4 * p, 4 * p + 4);
+    if (r === 255 && g === 0 && b === 255 && a) found.push(p);
+  }
+  return found;
+}"""
+
+
+def test_a_viewed_version_outlines_the_cells_it_changed(page, served) -> None:  # type: ignore[no-untyped-def]
+    image_id = served.image_ids()[4]
+    labels = tifffile.imread(served.dataset_dir / image_id / "labels.tif")
+    ids, sizes = np.unique(labels[labels > 0], return_counts=True)
+    keep, other = (int(i) for i in ids[np.argsort(sizes)[-2:]])
+    merge = {"op": "merge_cells", "keep_id": keep, "other_id": other}
+    _save(served, image_id, {"ops": [merge]}, reviewer="Ana")
+    spot = {"op": "add_spot", "y": 5, "x": 5}
+    _save(served, image_id, {"base_version": 1, "ops": [spot]}, reviewer="Bo")
+
+    page.goto(f"{served.base_url}/datasets/run1/images/{image_id}#edit")
+    items = page.locator("#version-list li")
+    expect(items).to_have_count(3)
+    canvas = page.locator("#edit-canvas")
+    expect(canvas).to_have_attribute("data-changed", "")  # the latest, editable: no outline
+    assert page.evaluate(_MAGENTA_PIXELS) == []
+
+    items.nth(1).locator("button.view-version").click()  # v1 merged two cells
+    expect(page.locator("#edit-state")).to_have_text("viewing v1 (read-only)")
+    expect(canvas).to_have_attribute("data-changed", str(keep))
+    expect(page.locator("#version-changed")).to_be_visible()
+    expect(page.locator("#version-changed")).to_contain_text("1 cell changed from the model result")
+    marked = np.array(page.evaluate(_MAGENTA_PIXELS))
+    merged = np.flatnonzero(np.isin(labels, (keep, other)))
+    assert len(marked) >= len(merged) // 2 and np.isin(marked, merged).all()
+
+    items.nth(0).locator("button.view-version").click()  # v2 is the latest: editable again
+    expect(page.locator("#edit-state")).to_have_text("saved v2")
+    expect(canvas).to_have_attribute("data-changed", "")
+    assert page.evaluate(_MAGENTA_PIXELS) == []

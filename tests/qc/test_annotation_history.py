@@ -52,6 +52,7 @@ def test_versions_list_who_when_and_what_changed(client: TestClient, dataset_dir
     v1, v2 = listed["versions"]
     assert (v1["version"], v1["author"], v1["parent_version"]) == (1, "Ana", None)
     assert v1["changes"]["cells_removed"] == [cell] and v1["summary"] == "1 cell removed"
+    assert v1["changed_cells"] == [] == v2["changed_cells"]  # a deleted cell is not in v1
     assert v1["cell_count"] == model["cell_count"] - 1 and v1["created_at"].endswith("+00:00")
     assert (v2["author"], v2["note"], v2["restored_from"]) == ("Bo", XSS, None)
     assert v2["changes"]["spots_added"] == 1 and v2["changes"]["particle_change"] == 2
@@ -122,6 +123,7 @@ def test_restoring_the_model_result(client: TestClient, dataset_dir: Path) -> No
     v3 = client.get(_url(image_id, "/versions")).json()["versions"][-1]
     assert (v3["restored_from"], v3["cell_count"]) == (0, model["cell_count"])
     assert v3["changes"]["cells_added"] and v3["changes"]["spots_removed"] == 1
+    assert v3["changed_cells"] == v3["changes"]["cells_added"]  # the deleted cell, back
 
 
 def test_restore_is_refused_without_the_token_or_from_another_site(

@@ -59,6 +59,7 @@ def test_a_deleted_cell_is_removed() -> None:
 def test_a_merge_names_the_kept_cell_and_the_joined_ones() -> None:
     changes = compare_versions(_snap(LABELS), _snap(edits.merge_cells(LABELS, 1, 2)))
     assert changes.cells_merged == ((1, (1, 2)),)
+    assert changes.changed_cells == (1,)
     assert changes.cells_removed == changes.cells_added == changes.cells_reshaped == ()
     assert changes.summary() == "2 cells merged into 1"
 
@@ -69,6 +70,7 @@ def test_a_split_names_the_cell_and_its_parts() -> None:
     assert changes.cells_split == ((3, tuple(sorted((3, new_id)))),)
     assert changes.cells_added == changes.cells_removed == changes.cells_merged == ()
     assert changes.summary() == "1 cell split into 2"
+    assert changes.changed_cells == tuple(sorted((3, new_id)))
 
 
 def test_a_drawn_cell_is_added_and_a_grown_one_reshaped() -> None:
@@ -77,6 +79,7 @@ def test_a_drawn_cell_is_added_and_a_grown_one_reshaped() -> None:
     after[2, 0:2] = 1  # cell 1 grows by a row
     changes = compare_versions(_snap(LABELS), _snap(after))
     assert changes.cells_added == (7,) and changes.cells_reshaped == (1,)
+    assert changes.changed_cells == (1, 7)
     assert changes.summary() == "1 cell added, 1 cell reshaped"
 
 
@@ -94,6 +97,7 @@ def test_type_changes_count_only_matched_cells() -> None:
     changes = compare_versions(before, _snap(after, c1="macrophage", c3="HeLa", c4="HeLa"))
     assert changes.cell_types_changed == (1, 4)  # cell 2's type went with the cell
     assert changes.summary() == "1 cell removed, 2 cell types changed"
+    assert changes.changed_cells == (1, 4)  # the removed cell 2 is not in the later snapshot
 
 
 def test_particles_added_removed_and_recounted_by_position() -> None:

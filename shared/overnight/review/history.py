@@ -87,6 +87,18 @@ class AnnotationChanges(BaseModel):
         """True when the two snapshots hold the same cells, types and particles."""
         return self == AnnotationChanges()
 
+    @property
+    def changed_cells(self) -> tuple[int, ...]:
+        """Ids of the later snapshot's cells that changed, ascending (what the editor outlines).
+
+        Added, merged (the joined cell), split (its parts), reshaped and retyped cells; a removed
+        cell is not in the later snapshot and is not listed.
+        """
+        ids = set(self.cells_added) | set(self.cells_reshaped) | set(self.cell_types_changed)
+        ids.update(later for later, _ in self.cells_merged)
+        ids.update(part for _, parts in self.cells_split for part in parts)
+        return tuple(sorted(ids))
+
     def summary(self) -> str:
         """One line for people, e.g. ``"1 cell removed, 2 cells merged into 1"``."""
         joined = sum(len(olds) for _, olds in self.cells_merged)

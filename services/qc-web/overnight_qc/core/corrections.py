@@ -86,7 +86,8 @@ def version_list(
     """The editor's version list: the model's result, then every version oldest first.
 
     Each version holds its record (who, when, note, counts, ``restored_from``), ``changes``
-    from its parent and their one-line ``summary``.
+    from its parent, their one-line ``summary`` and ``changed_cells`` (its own ids of the
+    cells it added, merged, split, reshaped or retyped).
     """
     versions = []
     for record in sorted(records, key=lambda r: r.version):
@@ -96,6 +97,7 @@ def version_list(
                 **record.model_dump(mode="json", exclude={"files", "cell_types"}),
                 "changes": found.model_dump(mode="json") if found else None,
                 "summary": found.summary() if found else "files unreadable",
+                "changed_cells": list(found.changed_cells) if found else [],
             }
         )
     particles = int(origin.spots[:, 2].sum()) if len(origin.spots) else 0
