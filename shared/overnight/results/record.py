@@ -57,9 +57,9 @@ class ImageResult(BaseModel):
     )
     acquisition: dict[str, str] = Field(
         default_factory=dict,
-        description="what the file's own metadata says: acquired_at (ISO 8601), channel_names "
-        "(';'-joined), file_format, scene and timepoint of a file that holds several "
-        "(ImageStack.acquisition_fields)",
+        description="what the file's own metadata says: acquired_at (ISO 8601), elapsed_s "
+        "(s after the first timepoint), channel_names (';'-joined), file_format, scene and "
+        "timepoint of a file that holds several (ImageStack.acquisition_fields)",
     )
 
     def to_bytes(self) -> bytes:
