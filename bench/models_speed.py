@@ -2,7 +2,9 @@
 
 ``python -m bench.models_speed`` → ``bench/results/models_speed.json`` and ``.md``
 (``--threads 1``: TensorFlow on one core, as each of 2 workers on 2 cores; written to
-``models_speed-1thread.json``). Times the networks
+``models_speed-1thread.json``; ``--isa AVX2``: oneDNN limited to AVX2 kernels, as on a CPU
+without AVX-512 or AMX, ``ONEDNN_MAX_CPU_ISA`` set before TensorFlow loads; written to
+``models_speed[-1thread]-avx2.json``). Times the networks
 through their compiled predictors (tiled as in the pipeline) and the whole learned steps
 (projection, watershed, spot extraction), after one warm-up call, on this machine's CPU
 (and GPU where TensorFlow sees one). The CPU model and a float32 matrix-product speed are
@@ -73,7 +75,8 @@ def markdown(result: dict[str, Any]) -> str:
         "# Model inference speed (`python -m bench.models_speed`)",
         "",
         f"Field {f['y']}×{f['x']} px, {f['z']} Z, {f['c']} channels; {result['cpu_model']}, "
-        f"{result['cpu_cores']} cores, TensorFlow intra-op threads {result['tf_threads']}; "
+        f"{result['cpu_cores']} cores, TensorFlow intra-op threads {result['tf_threads']}, "
+        f"oneDNN ISA {result.get('onednn_isa', 'native')}; "
         f"float32 matrix product {result['sgemm_gflops']} GFLOP/s "
         f"({result['sgemm_gflops_1_thread']} on one thread); load average "
         f"{result['load_average_1min']}. Best of {result['repeats']}.",
@@ -114,12 +117,18 @@ def main() -> int:
     parser.add_argument(
         "--threads", type=int, default=0, help="TensorFlow intra-op threads (0 = one per core)"
     )
+    parser.add_argument(
+        "--isa", default="", help="ONEDNN_MAX_CPU_ISA, e.g. AVX2 ('' = the CPU's own)"
+    )
     args = parser.parse_args()
+    if args.isa:  # read by oneDNN when TensorFlow loads
+        os.environ["ONEDNN_MAX_CPU_ISA"] = args.isa
 
     import tensorflow as tf
 
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
 
     from overnight.models.cells import CellModel, cell_input
     from overnight.models.loading import resolve_model_dir
@@ -176,10 +185,12 @@ def main() -> int:
         "cell_network_gflop_per_s": round(cell_gflop / cell_net, 1),
         "pnp_network_gflop_per_s": round(pnp_gflop / pnp_net, 1),
         "pnp_network": pnps.config.unet.model_dump(),
+        "onednn_isa": args.isa or "native",
         "target_s": 1.0,
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
-    path = RESULTS.with_name(f"models_speed-{args.threads}thread") if args.threads else RESULTS
+    stem = "models_speed" + (f"-{args.threads}thread" if args.threads else "")
+    path = RESULTS.with_name(stem + (f"-{args.isa.lower()}" if args.isa else ""))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     path.with_suffix(".md").write_text(markdown(result))

@@ -9,8 +9,13 @@
 - Seconds per field: the marginal cost, start-up excluded (the time between the first and
   the last field finished, over the fields between), and the wall time with start-up.
 - Per-stage median times per field, peak RSS of the largest process.
-- The learned pipeline with 2 workers again, each limited to one thread
-  (``TF_NUM_INTRAOP_THREADS=1``, ``OMP_NUM_THREADS=1``): ``cytometry@2/1thread``.
+- Each worker gets the cores divided among the workers (one thread each with 2 workers on 2
+  cores, :mod:`overnight.models.threads`); the learned pipeline with 2 workers runs again with
+  every worker using every core (TensorFlow's default, ``OVERNIGHT_THREADS_PER_WORKER`` = the
+  core count): ``cytometry@2/2threads``.
+- ``--isa AVX2`` sets ``ONEDNN_MAX_CPU_ISA=AVX2`` in every worker before TensorFlow loads, so
+  oneDNN uses AVX2 kernels only (no AVX-512, bfloat16 or AMX): the figures of an AVX2-only CPU
+  on a newer one; results go to ``pipeline_speed-avx2.{json,md}``.
 - Scaling: one 2048² × 12 Z field and one 512² × 32 Z field, seconds per field against the
   reference field's, per voxel.
 
@@ -50,15 +55,18 @@ def make_fields(folder: Path, n_fields: int, size: int, n_z: int, seed: int) -> 
 
 def one_run(images: Path, out: Path, workers: int, pipeline: str) -> dict[str, object]:
     """Analyse ``images`` once in this process (called in a fresh subprocess)."""
+    from overnight.cli.run import RunSettings
+    from overnight.config import load_settings
     from overnight.imaging import find_images
     from overnight.pipeline.batch import BatchOptions, run_batch
 
     paths = find_images(images)
+    threads = load_settings(RunSettings).threads_per_worker  # as `overnight run` reads it
     finished: list[float] = []
     start = time.perf_counter()
     outcomes = run_batch(
         paths,
-        BatchOptions(pipeline=pipeline, out_url=str(out), force=True),
+        BatchOptions(pipeline=pipeline, out_url=str(out), force=True, threads_per_worker=threads),
         workers,
         on_outcome=lambda _: finished.append(time.perf_counter()),
     )
@@ -88,19 +96,25 @@ def one_run(images: Path, out: Path, workers: int, pipeline: str) -> dict[str, o
     }
 
 
-#: Environment of a worker limited to one thread (TensorFlow's own variables, and BLAS).
-ONE_THREAD_ENV = {
-    "TF_NUM_INTRAOP_THREADS": "1",
-    "TF_NUM_INTEROP_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-}
+def child_env(all_threads: bool = False, isa: str = "") -> dict[str, str]:
+    """Environment of a measured run: every core per worker (``all_threads``), oneDNN's ISA cap."""
+    env = dict(os.environ)
+    if all_threads:
+        env["OVERNIGHT_THREADS_PER_WORKER"] = str(len(os.sched_getaffinity(0)))
+    if isa:
+        env["ONEDNN_MAX_CPU_ISA"] = isa
+    return env
 
 
 def _child(
-    images: Path, out: Path, workers: int, pipeline: str, one_thread: bool = False
+    images: Path,
+    out: Path,
+    workers: int,
+    pipeline: str,
+    all_threads: bool = False,
+    isa: str = "",
 ) -> dict[str, object]:
-    env = {**os.environ, **ONE_THREAD_ENV} if one_thread else None
+    env = child_env(all_threads, isa)
     result = subprocess.run(
         [
             sys.executable,
@@ -160,7 +174,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"CPU: {machine['cpu_model']}, {machine['cpus']} cores; float32 matrix product "
         f"{machine['sgemm_gflops']} GFLOP/s; load average {machine['load_average_before']} "
         f"before, {machine['load_average_after']} after (shared cores: medians of "
-        f"{report['repeats']} repeats).",
+        f"{report['repeats']} repeats); oneDNN ISA: {machine['onednn_isa'] or 'native'}.",
         "",
         f"{report['dataset']}.",
         "",
@@ -207,6 +221,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--no-scaling", action="store_true", help="skip the 2048² and 32-Z fields")
+    parser.add_argument(
+        "--isa", default="", help="ONEDNN_MAX_CPU_ISA of the workers, e.g. AVX2 ('' = native)"
+    )
     parser.add_argument("--_child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child:
@@ -222,12 +239,15 @@ def main() -> int:
         images = make_fields(root / "ref", args.fields, 512, 12, 2024)
         runs: dict[str, list[dict[str, object]]] = {}
         plan = [(p, w, False) for w in args.workers for p in PIPELINES]
-        if max(args.workers) > 1:  # TensorFlow's default: every worker uses every core
+        cores = len(os.sched_getaffinity(0))
+        if max(args.workers) > 1 and cores > 1:  # TensorFlow's default: all cores per worker
             plan.append(("cytometry", max(args.workers), True))
         for repeat in range(args.repeats):
-            for pipeline, workers, one_thread in plan:
-                key = f"{pipeline}@{workers}" + ("/1thread" if one_thread else "")
-                result = _child(images, root / f"out-{key}-{repeat}", workers, pipeline, one_thread)
+            for pipeline, workers, all_threads in plan:
+                key = f"{pipeline}@{workers}" + (f"/{cores}threads" if all_threads else "")
+                result = _child(
+                    images, root / f"out-{key}-{repeat}", workers, pipeline, all_threads, args.isa
+                )
                 runs.setdefault(key, []).append(result)
                 print(
                     f"{key} repeat {repeat}: {result['marginal_s_per_field']:.2f} s/field "
@@ -235,14 +255,15 @@ def main() -> int:
                     file=sys.stderr,
                 )
         RESULTS.mkdir(parents=True, exist_ok=True)  # the raw runs first: summaries can fail
-        (RESULTS / "pipeline_speed-runs.json").write_text(json.dumps(runs, indent=2) + "\n")
+        runs_file = "pipeline_speed-runs" + (f"-{args.isa.lower()}" if args.isa else "") + ".json"
+        (RESULTS / runs_file).write_text(json.dumps(runs, indent=2) + "\n")
         configurations = {k: summarise(v, args.fields) for k, v in runs.items()}
         scaling: dict[str, dict[str, float]] = {}
         if not args.no_scaling and "cytometry@1" in configurations:
             reference_s = float(configurations["cytometry@1"]["seconds_per_field_in_worker"])  # type: ignore[arg-type]
             for name, size, n_z in (("2048x2048x12", 2048, 12), ("512x512x32", 512, 32)):
                 folder = make_fields(root / name, 1, size, n_z, 77)
-                result = _child(folder, root / f"out-{name}", 1, "cytometry")
+                result = _child(folder, root / f"out-{name}", 1, "cytometry", isa=args.isa)
                 seconds = float(result["seconds_per_field_median"])  # type: ignore[arg-type]
                 voxels = (size / 512) ** 2 * n_z / 12
                 scaling[name] = {
@@ -265,6 +286,7 @@ def main() -> int:
             "sgemm_gflops": round(sgemm_gflops(), 1),
             "load_average_before": round(load_before, 2),
             "load_average_after": round(os.getloadavg()[0], 2),
+            "onednn_isa": args.isa,
         },
         "configurations": configurations,
         "scaling": scaling,
@@ -275,9 +297,10 @@ def main() -> int:
         report["learned_s_per_field_2_workers"] = round(learned, 3)
         report["learned_over_classical"] = round(learned / classical, 2)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "pipeline_speed.json").write_text(json.dumps(report, indent=2) + "\n")
+    stem = "pipeline_speed" + (f"-{args.isa.lower()}" if args.isa else "")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     if "learned_over_classical" in report:
-        (RESULTS / "pipeline_speed.md").write_text(markdown(report))
+        (RESULTS / f"{stem}.md").write_text(markdown(report))
     print(json.dumps(report, indent=2))
     return 0
 

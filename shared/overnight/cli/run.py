@@ -31,6 +31,12 @@ class RunSettings(CommonSettings):
         "cytometry", description="Pipeline of `overnight run`: a built-in name or a YAML file."
     )
     workers: int = Field(0, description="Worker processes of `overnight run` (0 = one per core).")
+    threads_per_worker: int = Field(
+        0,
+        ge=0,
+        description="TensorFlow threads of each worker process (0 = the cores divided among the "
+        "workers, at least 1: one each with one worker per core).",
+    )
     max_working_set_gb: float = Field(
         DEFAULT_MAX_WORKING_SET_GB,
         gt=0,
@@ -109,6 +115,7 @@ def run(
         dataset_dir=input_dir,
         limits=ReadLimits.with_working_set_gb(settings.max_working_set_gb),
         output_format=output_format,
+        threads_per_worker=settings.threads_per_worker,
     )
     # one image per scene / timepoint of a multi-part file (run_batch would do it too)
     paths = [Path(k) for p in paths for k in part_keys(str(p), p, limits=options.limits)]

@@ -20,6 +20,7 @@ from typing import Any
 
 from overnight.imaging import IgnoredFile, ReadLimits
 from overnight.imaging.reader import part_keys
+from overnight.models.threads import configure_threads, threads_for
 from overnight.pipeline.definition import Pipeline, load_pipeline
 from overnight.pipeline.image import ImageSource, analyse_image
 from overnight.pipeline.outcome import ImageOutcome, Status, sort_error
@@ -50,6 +51,9 @@ class BatchOptions:
     dataset_dir: Path | None = None
     #: ``tiff`` or ``ome-zarr`` (adds ``image.ome.zarr/`` to every result).
     output_format: OutputFormat = "tiff"
+    #: TensorFlow threads of each worker process; 0: the cores shared out among the workers
+    #: (:func:`~overnight.models.threads.threads_for`).
+    threads_per_worker: int = 0
 
 
 class ImageAnalyser:
@@ -99,9 +103,10 @@ class ImageAnalyser:
 _worker_analyser: ImageAnalyser | None = None
 
 
-def _init_worker(options: BatchOptions, log_level: int) -> None:
+def _init_worker(options: BatchOptions, log_level: int, threads: int) -> None:
     global _worker_analyser
     logging.getLogger().setLevel(log_level)
+    configure_threads(threads)  # before the models load
     _worker_analyser = ImageAnalyser(options)
 
 
@@ -135,6 +140,8 @@ def run_batch(
     ]
     outcomes: dict[Path, ImageOutcome] = {}
     if workers <= 1:
+        if options.threads_per_worker:
+            configure_threads(options.threads_per_worker)
         analyser = ImageAnalyser(options)
         for path in paths:
             outcomes[path] = analyser.analyse(path)
@@ -168,7 +175,11 @@ def _pool(options: BatchOptions, workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(
         max_workers=workers,
         initializer=_init_worker,
-        initargs=(options, logging.getLogger().level),
+        initargs=(
+            options,
+            logging.getLogger().level,
+            threads_for(workers, options.threads_per_worker),
+        ),
     )
 
 

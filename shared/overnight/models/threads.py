@@ -1,0 +1,68 @@
+"""How many threads one analysis process gives TensorFlow (and the native libraries under it).
+
+With ``W`` worker processes on ``C`` cores, TensorFlow's default (every process uses every
+core for its intra-op pool) runs ``W × C`` busy threads on ``C`` cores. Each worker gets
+``max(1, C // W)`` threads instead (``threads_for``), unless a setting names the number
+(``OVERNIGHT_THREADS_PER_WORKER``). Measured with ``python -m bench.pipeline_speed``
+(``cytometry@2`` against ``cytometry@2/2threads`` in ``bench/results/pipeline_speed.md``).
+
+The limits must be in place before TensorFlow creates its thread pools: :func:`configure_threads`
+sets the environment variables TensorFlow, OpenMP and oneDNN read at start-up, and, when
+TensorFlow is already imported but not yet running, its ``tf.config.threading`` values too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+logger = logging.getLogger(__name__)
+
+#: Environment variables that cap a native library's threads, set by :func:`configure_threads`.
+THREAD_ENV_VARS = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_for(workers: int, setting: int = 0, cores: int | None = None) -> int:
+    """Threads per worker process: ``setting`` when > 0, else the cores shared out, at least 1.
+
+    Examples
+    --------
+    >>> threads_for(2, cores=2), threads_for(1, cores=2), threads_for(3, cores=2)
+    (1, 2, 1)
+    >>> threads_for(2, setting=2, cores=2)
+    2
+    """
+    if setting > 0:
+        return setting
+    cores = available_cores() if cores is None else cores
+    return max(1, cores // max(1, workers))
+
+
+def configure_threads(threads: int) -> None:
+    """Cap this process's TensorFlow intra-op pool (and OpenMP) at ``threads``; inter-op 1.
+
+    Call it before the first model loads. When TensorFlow already runs with other pools the
+    limits cannot change any more: that is logged, not raised (the analysis still works).
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, not {threads}")
+    for name in THREAD_ENV_VARS:
+        os.environ[name] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    tf = sys.modules.get("tensorflow")
+    if tf is None:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError as err:  # the context was initialised before
+        logger.warning("TensorFlow threads not changed to %d: %s", threads, err)

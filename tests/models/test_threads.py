@@ -1,0 +1,34 @@
+"""Worker thread settings: the cores shared out among workers, limits set before models load."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from overnight.models.threads import configure_threads, threads_for
+
+
+def test_workers_share_the_cores() -> None:
+    assert threads_for(2, cores=2) == 1
+    assert threads_for(1, cores=2) == 2
+    assert threads_for(4, cores=16) == 4
+    assert threads_for(3, setting=5, cores=2) == 5
+
+
+def test_configure_threads_sets_the_variables_read_at_start_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)  # as in a fresh worker
+    configure_threads(1)
+    assert os.environ["TF_NUM_INTRAOP_THREADS"] == "1"
+    assert os.environ["TF_NUM_INTEROP_THREADS"] == "1"
+    assert os.environ["OMP_NUM_THREADS"] == "1"
+
+
+def test_zero_threads_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        configure_threads(0)
