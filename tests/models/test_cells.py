@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
+from skimage import morphology
 
 from overnight.models.cells import (
     BOUNDARY,
@@ -12,6 +14,7 @@ from overnight.models.cells import (
     CellModel,
     cell_classes,
     dihedral,
+    h_maxima_of_parts,
     instance_labels,
     undo_dihedral,
 )
@@ -161,3 +164,26 @@ def test_objects_the_network_half_sees_are_dropped() -> None:
     strict = keep_all.model_copy(update={"min_mean_foreground": 0.78})
     labels = instance_labels(probs, strict)
     assert np.unique(labels).tolist() == [0, 1] and labels[15, 15] == 1
+
+
+def test_h_maxima_of_parts_equals_skimage() -> None:
+    """Per part of the distance map, the same maxima as the whole-image reconstruction."""
+    rng = np.random.default_rng(6)
+    ring = np.zeros((40, 40), bool)
+    ring[5:35, 5:35] = True
+    ring[9:31, 9:31] = False
+    ring[15:25, 15:25] = True  # a part inside another's hole
+    images = [ndi.distance_transform_edt(ring), np.zeros((9, 9))]
+    for trial in range(60):
+        shape = tuple(int(n) for n in rng.integers(5, 70, 2))
+        blobs = ndi.gaussian_filter(rng.random(shape), rng.uniform(1, 4)) > rng.uniform(0.45, 0.6)
+        distance = ndi.distance_transform_edt(blobs)  # parts touch the edges, some are low
+        if trial % 2:
+            distance = ndi.gaussian_filter(distance, rng.uniform(0.5, 2.5))
+        images.append(np.round(distance) if trial % 5 == 0 else distance)  # plateaus too
+    for image in images:
+        for h in (0.5, 2.0, 4.5, 6.0):
+            expected = morphology.h_maxima(image, h)
+            got = h_maxima_of_parts(image, h)
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected)

@@ -10,6 +10,7 @@ from skimage import segmentation
 
 from overnight.models.config import PnpModelConfig
 from overnight.models.pnp import (
+    _split_basin,
     blob_peak,
     density_basins,
     density_target,
@@ -105,3 +106,40 @@ def test_basins_are_the_plain_watershed_of_the_density() -> None:
     )
     expected = segmentation.watershed(-density, ndi.label(maxima)[0], mask=density > 0.05 * peak)
     np.testing.assert_array_equal(density_basins(density, config), expected)
+
+
+def _split_basin_ten_rounds(
+    coords: np.ndarray, weights: np.ndarray, m: int, rng: np.random.Generator
+) -> np.ndarray:
+    """The k-means of ``_split_basin`` as it was: always 10 rounds."""
+    order = np.argsort(-weights)
+    centres = coords[order[:m]].astype(float) + rng.normal(0, 0.1, (m, 3))
+    for _ in range(10):
+        nearest = np.argmin(((coords[:, None, :] - centres[None]) ** 2).sum(axis=2), axis=1)
+        for k in range(m):
+            w = weights[nearest == k]
+            if w.sum() > 0:
+                centres[k] = (coords[nearest == k] * w[:, None]).sum(axis=0) / w.sum()
+    return centres
+
+
+def test_split_basin_stops_early_with_the_same_centres() -> None:
+    rng = np.random.default_rng(4)
+    for m in (2, 3, 4):
+        for _ in range(20):
+            coords = rng.integers(0, 12, (rng.integers(m, 60), 3))
+            weights = rng.random(len(coords))
+            seed = int(rng.integers(1 << 30))
+            expected = _split_basin_ten_rounds(coords, weights, m, np.random.default_rng(seed))
+            got = _split_basin(coords, weights, m, np.random.default_rng(seed))
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_local_maxima_on_integer_plateaus_at_the_edges() -> None:
+    rng = np.random.default_rng(8)
+    volume = rng.integers(0, 4, (5, 17, 23)).astype(np.float32)  # many ties, maxima on edges
+    for footprint in ((3, 5, 5), (3, 3, 3), (1, 3, 3)):
+        expected = np.argwhere(
+            (volume == ndi.maximum_filter(volume, size=footprint)) & (volume > 0)
+        )
+        np.testing.assert_array_equal(local_maxima(volume, volume > 0, footprint), expected)

@@ -57,6 +57,21 @@ def test_tiled_unet_matches_untiled_within_rounding(ndim: int) -> None:
     np.testing.assert_allclose(tiled, whole, atol=1e-4)
 
 
+@pytest.mark.parametrize("shape", [(64, 60, 2), (3, 37, 50, 1)])
+def test_one_tile_is_the_prediction_itself(shape: tuple[int, ...]) -> None:
+    """A field no larger than a tile skips the blend: the same values, -0.0 made 0.0."""
+    image = np.random.default_rng(5).random(shape, dtype=np.float32) - 0.5
+    image.flat[0] = -0.0
+
+    def predict(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return batch * 2.0 - 1.0, batch[..., :1] * 0.0
+
+    doubled, zeros = predict_tiled(predict, image, 64, 16, 4)
+    np.testing.assert_array_equal(doubled, image * 2.0 - 1.0)
+    assert doubled.dtype == np.float32 and doubled.shape == image.shape
+    assert zeros.shape == (*image.shape[:-1], 1) and not np.signbit(zeros).any()
+
+
 def test_odd_sizes_are_padded_and_cropped_back() -> None:
     config = UNetConfig(ndim=2, base_filters=4, n_levels=3)
     predict = compiled_predictor(build_unet(config))

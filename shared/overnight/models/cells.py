@@ -77,8 +77,43 @@ def watershed_cells(probabilities: np.ndarray, config: CellModelConfig) -> np.nd
     distance = ndi.distance_transform_edt(interior)
     if config.seed_smooth_px > 0:
         distance = ndi.gaussian_filter(distance, config.seed_smooth_px)
-    seeds = ndi.label(morphology.h_maxima(distance, config.seed_h_px) & interior)[0]
+    seeds = ndi.label(h_maxima_of_parts(distance, config.seed_h_px) & interior)[0]
     return np.asarray(segmentation.watershed(-distance, seeds, mask=foreground))
+
+
+def h_maxima_of_parts(image: np.ndarray, h: float) -> np.ndarray:
+    """``skimage.morphology.h_maxima(image, h)`` (``YX`` uint8) of a float64 image ≥ 0.
+
+    Computed per 8-connected part of ``image > 0`` in its bounding box with a 1 px rim: a
+    distance map is 0 on most of a field, where the whole-image reconstruction spent most of
+    its sorting. The parts only meet through 0-valued pixels, and there the whole-image
+    reconstruction is one value for every such pixel, ``min(0, max(image - h))`` (any two
+    pixels are joined by a path whose lowest value is 0); the rim and the other parts' pixels
+    in a box hold that value, so every part's reconstruction, and its maxima, are the
+    whole image's. Other images (negative values, other dtypes or dimensions) go to
+    ``h_maxima`` itself.
+    """
+    image = np.asarray(image)
+    if image.dtype != np.float64 or image.ndim != 2 or not bool((image >= 0).all()):
+        return np.asarray(morphology.h_maxima(image, h))
+    out = np.zeros(image.shape, np.uint8)
+    if h > np.ptp(image):
+        return out
+    height = image.dtype.type(h)
+    # as h_maxima shifts a float image: h and a rounding margin below it
+    shifted = image - height - 2 * np.finfo(image.dtype).resolution * np.abs(image)
+    between = min(0.0, float(shifted.max()))
+    parts = ndi.label(image > 0, structure=np.ones((3, 3), bool))[0]
+    for index, box in enumerate(ndi.find_objects(parts), start=1):
+        window = tuple(slice(max(axis.start - 1, 0), axis.stop + 1) for axis in box)
+        inside = parts[window] == index
+        rebuilt = morphology.reconstruction(
+            np.where(inside, shifted[window], between),
+            np.where(inside, image[window], 0.0),
+            method="dilation",
+        )
+        out[window][inside & (image[window] - rebuilt >= height)] = 1
+    return out
 
 
 def drop_cells(
@@ -134,7 +169,8 @@ class CellModel:
         self.config = config
         self.network = network
         self.classifier = classifier
-        self._predict = compiled_predictor(network, with_features=True)
+        # the features only feed a classifier trained on them: no field-sized copy otherwise
+        self._predict = compiled_predictor(network, with_features=config.type_network_features)
 
     @classmethod
     def load(cls, model_dir: Path) -> CellModel:
@@ -160,16 +196,23 @@ class CellModel:
         return probs_sum / len(DIHEDRAL), features_sum / len(DIHEDRAL)
 
     def _tiled(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Tiled network outputs ``(Y, X, 3)`` and ``(Y, X, F)`` of one ``YX`` image."""
+        """Tiled network outputs ``(Y, X, 3)`` and ``(Y, X, F)`` of one ``YX`` image.
+
+        ``F`` is 0 when the model's classifier does not use the network's features
+        (``config.type_network_features`` false).
+        """
         from overnight.models.tiling import predict_tiled
 
-        probs, features = predict_tiled(
+        outputs = predict_tiled(
             self._predict,
             image[..., None],
             self.config.tile_px,
             self.config.tile_overlap_px,
             self.config.unet.size_multiple_px,
         )
+        if len(outputs) == 1:
+            return outputs[0], np.zeros((*outputs[0].shape[:-1], 0), np.float32)
+        probs, features = outputs
         return probs, features
 
     def segment(self, volume: np.ndarray) -> CellPrediction:

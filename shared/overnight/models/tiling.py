@@ -178,6 +178,8 @@ def predict_tiled(
     # two 1D accumulators instead of a field-sized one.
     starts_y = tile_starts(size[0], tiles_px[0], overlap_px, multiple)
     starts_x = tile_starts(size[1], tiles_px[1], overlap_px, multiple)
+    if len(starts_y) == len(starts_x) == 1:  # one tile: every weight is 1, nothing to blend
+        return _predict_whole(predict, image, multiple, yx_axes)
     norm_y = _axis_norm(starts_y, tiles_px[0], size[0], overlap_px)
     norm_x = _axis_norm(starts_x, tiles_px[1], size[1], overlap_px)
     outputs: list[np.ndarray] = []
@@ -200,6 +202,22 @@ def predict_tiled(
             target = out[..., y0 : y0 + th, x0 : x0 + tw, :]
             target += r[0][..., :th, :tw, :] * weight
     return tuple(outputs)
+
+
+def _predict_whole(
+    predict: Predictor, image: np.ndarray, multiple: int, yx_axes: tuple[int, int]
+) -> tuple[np.ndarray, ...]:
+    """``predict`` on the whole ``image`` (padded to ``multiple``), cropped back, float32.
+
+    The same values as blending a single tile (weight 1 everywhere), without the field-sized
+    accumulators; ``+ 0`` turns a ``-0.0`` into ``0.0`` as the blend's sum would.
+    """
+    ny, nx = image.shape[yx_axes[0]], image.shape[yx_axes[1]]
+    result = predict(
+        pad_to_multiple(np.ascontiguousarray(image, np.float32), multiple, yx_axes)[None]
+    )
+    results = result if isinstance(result, tuple) else (result,)
+    return tuple(np.add(r[0][..., :ny, :nx, :], np.float32(0.0), dtype=np.float32) for r in results)
 
 
 def _axis_norm(starts: list[int], length: int, size_px: int, overlap_px: int) -> np.ndarray:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from overnight.lazy import lazy_function, lazy_module
+from overnight.steps.smoothing import gaussian_filter, gaussian_filter_yx
 
 if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
     from scipy import ndimage as ndi
@@ -29,14 +30,16 @@ def focus_projection(volume: np.ndarray, sigma_px: float = 2.0) -> np.ndarray:
     """Project a ``ZYX`` stack to ``YX`` by taking, per pixel, the sharpest slice.
 
     Sharpness is the locally averaged squared Laplacian; averaging the focus map over
-    ``sigma_px`` keeps the choice smooth across each cell.
+    ``sigma_px`` keeps the choice smooth across each cell. The wide average (σ = 4 ×
+    ``sigma_px``) and the σ = 1 px one run as banded matrix products
+    (:mod:`overnight.steps.smoothing`: SciPy's values, 1.7-3× faster).
     """
     volume = np.asarray(volume, dtype=np.float32)
     if volume.shape[0] == 1:
         return volume[0]
     sharpness = np.stack(
         [
-            ndi.gaussian_filter(ndi.laplace(ndi.gaussian_filter(s, 1.0)) ** 2, sigma_px * 4)
+            gaussian_filter_yx(ndi.laplace(gaussian_filter(s, 1.0)) ** 2, sigma_px * 4)
             for s in volume
         ]
     )

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from overnight.lazy import lazy_module
 from overnight.steps.coverage import background_level, cell_coverage, distance_to_cells
+from overnight.steps.smoothing import gaussian_filter
 
 if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
     from scipy import ndimage as ndi
@@ -113,7 +114,7 @@ def pixel_noise(image: np.ndarray, mask: np.ndarray | None = None) -> float:
     the noise; ``mask`` restricts the estimate to those pixels (e.g. the background).
     """
     image = np.asarray(image, np.float32)
-    residual = image - ndi.gaussian_filter(image, 2.0)
+    residual = image - gaussian_filter(image, 2.0)
     values = residual[mask] if mask is not None and mask.any() else residual.ravel()
     if values.size == 0:
         return float("nan")
@@ -165,7 +166,7 @@ def focus_profile(cell_volume: np.ndarray) -> tuple[float, bool]:
         [
             float(
                 np.mean(
-                    ndi.laplace(ndi.gaussian_filter(s[::step, ::step].astype(np.float32), 1.0)) ** 2
+                    ndi.laplace(gaussian_filter(s[::step, ::step].astype(np.float32), 1.0)) ** 2
                 )
             )
             for s in cell_volume

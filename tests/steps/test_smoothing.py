@@ -1,0 +1,67 @@
+"""Banded-matrix Gaussian smoothing gives SciPy's values (the focus projection relies on it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from overnight.steps.cells import focus_projection
+from overnight.steps.smoothing import gaussian_filter, gaussian_filter1d, gaussian_filter_yx
+
+
+@pytest.mark.parametrize("shape", [(64, 48), (3, 70, 41), (5, 9), (1, 130)])
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 8.0])
+def test_smoothing_equals_scipy(shape: tuple[int, ...], sigma: float) -> None:
+    rng = np.random.default_rng(len(shape) + int(sigma))
+    image = (rng.random(shape, dtype=np.float32) ** 3 * 1000).astype(np.float32)
+    for axis in range(len(shape)):
+        expected = ndi.gaussian_filter1d(image, sigma, axis=axis)
+        got = gaussian_filter1d(image, sigma, axis)
+        assert got.dtype == np.float32 and got.shape == image.shape
+        # float64 sums in another order: equal after rounding to float32, but for a rare last bit
+        np.testing.assert_allclose(got, expected, rtol=2e-7, atol=0)
+        assert np.mean(got == expected) > 0.999
+
+
+def test_yx_smoothing_equals_scipy_gaussian_filter() -> None:
+    image = np.random.default_rng(7).random((200, 150), dtype=np.float32) * 500
+    expected = ndi.gaussian_filter(image, 8.0)
+    np.testing.assert_allclose(gaussian_filter_yx(image, 8.0), expected, rtol=2e-7, atol=0)
+
+
+def test_focus_projection_equals_the_scipy_formulation() -> None:
+    """The projection before the banded smoothing (SciPy's σ = 8 filter) picks the same slices."""
+    rng = np.random.default_rng(11)
+    volume = ndi.gaussian_filter(rng.random((5, 96, 80)), (0, 2, 2)).astype(np.float32) * 900
+    volume[2, 20:60, 20:60] += rng.normal(0, 40, (40, 40)).astype(np.float32)  # one sharp slice
+    sharpness = np.stack(
+        [ndi.gaussian_filter(ndi.laplace(ndi.gaussian_filter(s, 1.0)) ** 2, 8.0) for s in volume]
+    )
+    expected = np.take_along_axis(volume, np.argmax(sharpness, axis=0)[None], axis=0)[0]
+    np.testing.assert_array_equal(focus_projection(volume), expected)
+
+
+@pytest.mark.parametrize(
+    ("shape", "sigma"), [((80, 70), 1.0), ((80, 70), 2.0), ((4, 90, 66), (1.0, 1.0, 1.0))]
+)
+def test_gaussian_filter_equals_scipy(shape: tuple[int, ...], sigma: float) -> None:
+    image = np.random.default_rng(3).random(shape, dtype=np.float32) * 300
+    expected = ndi.gaussian_filter(image, sigma)
+    got = gaussian_filter(image, sigma)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=2e-7, atol=0)
+
+
+def test_gaussian_filter_leaves_sigma_zero_axes_and_other_dtypes_to_scipy() -> None:
+    image = np.random.default_rng(4).random((3, 70, 20), dtype=np.float32)
+    np.testing.assert_allclose(
+        gaussian_filter(image, (0.0, 1.0, 1.0)),
+        ndi.gaussian_filter(image, (0.0, 1.0, 1.0)),
+        rtol=2e-7,
+        atol=0,
+    )
+    doubles = image.astype(np.float64)
+    np.testing.assert_array_equal(gaussian_filter(doubles, 1.0), ndi.gaussian_filter(doubles, 1.0))
+    with pytest.raises(TypeError, match="float32"):
+        gaussian_filter1d(doubles, 1.0, 0)
