@@ -143,3 +143,60 @@ def test_local_maxima_on_integer_plateaus_at_the_edges() -> None:
             (volume == ndi.maximum_filter(volume, size=footprint)) & (volume > 0)
         )
         np.testing.assert_array_equal(local_maxima(volume, volume > 0, footprint), expected)
+
+
+def test_voxel_components_number_parts_as_ndimage_label() -> None:
+    from overnight.models.pnp_basins import voxel_components
+
+    rng = np.random.default_rng(9)
+    for _ in range(50):
+        shape = tuple(int(n) for n in rng.integers(1, 12, 3))
+        mask = rng.random(shape) > rng.uniform(0.3, 0.9)
+        expected, n = ndi.label(mask)
+        labels, got_n = voxel_components(np.flatnonzero(mask), shape)
+        assert got_n == n
+        np.testing.assert_array_equal(labels, expected.ravel()[np.flatnonzero(mask)])
+
+
+def _basins_by_whole_volume_labels(density: np.ndarray, config: PnpModelConfig) -> np.ndarray:
+    """``density_basins`` as it was: ``ndi.label`` of the whole volume, parts' boxes flooded."""
+    peak = blob_peak(config)
+    footprint = (3, config.peak_footprint_px, config.peak_footprint_px)
+    maxima = np.zeros(density.shape, bool)
+    maxima[tuple(local_maxima(density, density > config.peak_threshold * peak, footprint).T)] = True
+    markers, n = ndi.label(maxima)
+    basins = np.zeros(density.shape, np.int32)
+    parts, n_parts = ndi.label(density > 0.05 * peak)
+    where = np.nonzero(parts)
+    marker_at = markers[where]
+    marker_part = np.zeros(n + 1, np.int64)
+    marker_part[marker_at[marker_at > 0]] = parts[where][marker_at > 0]
+    n_markers = np.bincount(marker_part[1:], minlength=n_parts + 1)
+    only_marker = np.zeros(n_parts + 1, np.int64)
+    only_marker[marker_part[1:]] = np.arange(1, n + 1)
+    single = n_markers[parts[where]] == 1
+    basins[tuple(axis[single] for axis in where)] = only_marker[parts[where][single]]
+    windows = ndi.find_objects(parts)
+    for part in np.flatnonzero(n_markers > 1):
+        inside = parts[windows[part - 1]] == part
+        basins[windows[part - 1]][inside] = segmentation.watershed(
+            -density[windows[part - 1]],
+            np.where(inside, markers[windows[part - 1]], 0),
+            mask=inside,
+        )[inside]
+    return basins
+
+
+def test_basins_on_plateaus_are_those_of_whole_volume_labels() -> None:
+    """Flat-topped blobs (ties in the flooding): the sparse parts give the same basins."""
+    config = PnpModelConfig()
+    rng = np.random.default_rng(12)
+    peak = blob_peak(config)
+    for seed in range(4):
+        points = np.random.default_rng(seed).uniform((0, 0, 0), (6, 60, 60), (80, 3))
+        truth = pd.DataFrame(points, columns=["z", "y", "x"])
+        density = density_target((6, 60, 60), truth, config) * rng.uniform(0.5, 1.5)
+        density = (np.round(density * 4 / peak) * peak / 4).astype(np.float32)
+        np.testing.assert_array_equal(
+            density_basins(density, config), _basins_by_whole_volume_labels(density, config)
+        )

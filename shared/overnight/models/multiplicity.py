@@ -41,20 +41,28 @@ _CORE_FRACTION = 0.25
 def basin_features(
     density: np.ndarray,
     normalised: np.ndarray,
-    basins: np.ndarray,
+    basins: np.ndarray | None,
     density_scale: float,
     blob_peak: float,
+    voxels: tuple[tuple[np.ndarray, ...], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Feature rows ``(N, len(FEATURES))`` of basins ``1..N`` of ``basins`` (all ``ZYX``).
 
     ``density`` is the network output, ``normalised`` its input (units of one particle's
     peak); the integral is in particles, the peak in single-particle peaks, spreads in px.
+    ``voxels`` (``np.nonzero(basins)`` and the labels there, raster order) stands for
+    ``basins`` when the caller has them already.
     """
-    n = int(basins.max())
+    if voxels is None:
+        if basins is None:
+            raise ValueError("basin_features needs basins or their voxels")
+        where = np.nonzero(basins)
+        label = basins[where]
+    else:
+        where, label = voxels
+    n = int(label.max()) if len(label) else 0
     if n == 0:
         return np.zeros((0, len(FEATURES)))
-    where = np.nonzero(basins)
-    label = basins[where]
     weight = density[where].astype(np.float64)
     mass = np.maximum(np.bincount(label, weight, n + 1)[1:], 1e-9)
 

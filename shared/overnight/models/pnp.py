@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage as ndi
-from skimage import segmentation
 
 from overnight.models.config import PnpModelConfig
 from overnight.models.multiplicity import MultiplicityModel, basin_features
+from overnight.models.pnp_basins import basin_voxels
 from overnight.steps.pnp import Spots, estimate_background
 from overnight.steps.smoothing import gaussian_filter
 
@@ -204,36 +203,21 @@ def density_basins(density: np.ndarray, config: PnpModelConfig) -> np.ndarray:
     The basins of ``skimage.segmentation.watershed(-density, maxima, mask=density > 5 % of a
     particle's peak)``, computed where it matters: a connected part of the mask with one
     maximum is that maximum's basin, one with none is no basin, and only parts holding several
-    maxima are flooded, each in its own bounding box (the mask covers ~1 % of a field).
+    maxima are flooded, each in its own bounding box (the mask covers ~1 % of a field; see
+    :func:`overnight.models.pnp_basins.basin_voxels`).
     """
+    flat, labels = _basin_voxels(density, config)
+    basins = np.zeros(density.shape, np.int32)
+    basins.ravel()[flat] = labels
+    return basins
+
+
+def _basin_voxels(density: np.ndarray, config: PnpModelConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of the mask's voxels and their basins (:func:`density_basins`, sparse)."""
     peak = blob_peak(config)
     footprint = (3, config.peak_footprint_px, config.peak_footprint_px)
-    maxima = np.zeros(density.shape, bool)
-    maxima[tuple(local_maxima(density, density > config.peak_threshold * peak, footprint).T)] = True
-    markers, n = ndi.label(maxima)
-    basins = np.zeros(density.shape, np.int32)
-    if n == 0:
-        return basins
-    parts, n_parts = ndi.label(density > 0.05 * peak)
-    where = np.nonzero(parts)
-    part_of = parts[where]
-    marker_at = markers[where]
-    marked = marker_at > 0
-    marker_part = np.zeros(n + 1, np.int64)  # the part each marker lies in
-    marker_part[marker_at[marked]] = part_of[marked]
-    n_markers = np.bincount(marker_part[1:], minlength=n_parts + 1)
-    only_marker = np.zeros(n_parts + 1, np.int64)
-    only_marker[marker_part[1:]] = np.arange(1, n + 1)
-    single = n_markers[part_of] == 1
-    basins[tuple(axis[single] for axis in where)] = only_marker[part_of[single]]
-    windows = ndi.find_objects(parts)
-    for part in np.flatnonzero(n_markers > 1):
-        window = windows[part - 1]
-        inside = parts[window] == part
-        basins[window][inside] = segmentation.watershed(
-            -density[window], np.where(inside, markers[window], 0), mask=inside
-        )[inside]
-    return basins
+    maxima = local_maxima(density, density > config.peak_threshold * peak, footprint)
+    return basin_voxels(density, maxima, 0.05 * peak)
 
 
 def extract_spots(
@@ -251,12 +235,13 @@ def extract_spots(
     with ``multiplicity``, a doubtful basin (expected < 0.5) stays as a spot of multiplicity 0
     whose expectation still counts in its cell's sum. Positions in slices and px.
     """
-    basins = density_basins(density, config)
-    n = int(basins.max())
-    if n == 0:
+    flat, voxel_basin = _basin_voxels(density, config)
+    in_basin = voxel_basin > 0
+    if not in_basin.any():
         return Spots.empty()
-    where = np.nonzero(basins)
-    label = basins[where]
+    n = int(voxel_basin.max())
+    where = np.unravel_index(flat[in_basin], density.shape)  # raster order, as np.nonzero
+    label = voxel_basin[in_basin]
     weight = density[where].astype(np.float64)
     mass = np.bincount(label, weight, n + 1)[1:]
     centres = (
@@ -267,7 +252,7 @@ def extract_spots(
         if normalised is None:
             raise ValueError("extract_spots needs the network input to use a multiplicity model")
         features = basin_features(
-            density, normalised, basins, config.density_scale, blob_peak(config)
+            density, normalised, None, config.density_scale, blob_peak(config), (where, label)
         )
         expected = multiplicity.expected(features)
         kept = np.arange(n)
