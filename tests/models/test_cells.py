@@ -187,3 +187,25 @@ def test_h_maxima_of_parts_equals_skimage() -> None:
             got = h_maxima_of_parts(image, h)
             assert got.dtype == expected.dtype
             np.testing.assert_array_equal(got, expected)
+
+
+def test_drop_cells_as_before() -> None:
+    """The lookup-table drop gives the labels of the former isin / relabel_sequential one."""
+    from skimage.segmentation import relabel_sequential as skimage_relabel
+
+    from overnight.models.cells import drop_cells
+
+    rng = np.random.default_rng(4)
+    labels = ndi.label(ndi.gaussian_filter(rng.random((80, 90)), 2) > 0.52)[0]
+    probabilities = rng.dirichlet((2.0, 1.0, 1.0), size=labels.shape)
+    config = CellModelConfig(min_cell_px=30, min_mean_foreground=0.45)
+    expected = labels.copy()
+    sizes = np.bincount(expected.ravel())
+    small = np.flatnonzero(sizes < config.min_cell_px)
+    expected[np.isin(expected, small[small > 0])] = 0
+    ids = np.unique(expected[expected > 0])
+    confidence = ndi.mean(1.0 - probabilities[..., 0], expected, ids)
+    expected[np.isin(expected, ids[np.asarray(confidence) < config.min_mean_foreground])] = 0
+    expected = skimage_relabel(expected.astype(np.int64))[0].astype(np.uint32)
+    assert 0 < expected.max() < labels.max()  # some cells dropped, some kept
+    np.testing.assert_array_equal(drop_cells(labels, probabilities, config), expected)

@@ -38,3 +38,16 @@ def test_size_rule_types_cells():
     types = classify_by_size(labels, pixel_size_um=0.2)
     assert types.as_dict() == {1: "lymphocyte", 2: "monocyte"}
     assert (types.confidence > 0.9).all()
+
+
+def test_relabel_sequential_numbers_as_skimage_does():
+    from skimage.segmentation import relabel_sequential as skimage_relabel
+
+    from overnight.steps.cells import relabel_sequential
+
+    labels = np.random.default_rng(2).choice([0, 3, 7, 40, 41, 900], size=(30, 20))
+    expected = skimage_relabel(labels.astype(np.int64))[0].astype(np.uint32)
+    got = relabel_sequential(labels.astype(np.int32))
+    assert got.dtype == np.uint32
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(relabel_sequential(np.zeros((3, 3), np.int32)), 0)

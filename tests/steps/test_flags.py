@@ -191,3 +191,11 @@ def test_two_touching_cells_under_one_label_count_as_elongated():
     assert signals["elongated_fraction"] == 1.0
     assert "merged_cells" in raise_flags(signals, FlagThresholds())
     assert cell_signals(image, pair, 0.2, np.ones(2), 5.0)["elongated_fraction"] == 0.0
+
+
+def test_network_confidence_equals_the_top_class_mean():
+    rng = np.random.default_rng(3)
+    probabilities = rng.dirichlet((1.0, 1.0, 1.0), size=(40, 30)).astype(np.float32)
+    top = probabilities.max(axis=-1)[probabilities[..., 0] < 0.5]
+    mean, uncertain = network_confidence(probabilities)
+    assert mean == float(top.mean()) and uncertain == float((top < 0.6).mean())

@@ -7,7 +7,12 @@ import pytest
 from scipy import ndimage as ndi
 
 from overnight.steps.cells import focus_projection
-from overnight.steps.smoothing import gaussian_filter, gaussian_filter1d, gaussian_filter_yx
+from overnight.steps.smoothing import (
+    gaussian_filter,
+    gaussian_filter1d,
+    gaussian_filter_yx,
+    laplace,
+)
 
 
 @pytest.mark.parametrize("shape", [(64, 48), (3, 70, 41), (5, 9), (1, 130)])
@@ -65,3 +70,9 @@ def test_gaussian_filter_leaves_sigma_zero_axes_and_other_dtypes_to_scipy() -> N
     np.testing.assert_array_equal(gaussian_filter(doubles, 1.0), ndi.gaussian_filter(doubles, 1.0))
     with pytest.raises(TypeError, match="float32"):
         gaussian_filter1d(doubles, 1.0, 0)
+
+
+@pytest.mark.parametrize("shape", [(64, 48), (5, 9), (1, 30), (130, 1)])
+def test_laplace_equals_scipy_bit_for_bit(shape: tuple[int, int]) -> None:
+    image = ndi.gaussian_filter(np.random.default_rng(5).random(shape, dtype=np.float32), 1.0)
+    np.testing.assert_array_equal(laplace(image * 700), ndi.laplace(image * 700))

@@ -120,14 +120,19 @@ def drop_cells(
     labels: np.ndarray, probabilities: np.ndarray, config: CellModelConfig
 ) -> np.ndarray:
     """``labels`` without cells under ``min_cell_px`` or ``min_mean_foreground``, renumbered."""
-    labels = labels.copy()
+    labels = np.asarray(labels)
+    if labels.size and labels.min() < 0:
+        raise ValueError("cell labels must be >= 0")
     sizes = np.bincount(labels.ravel())
-    small = np.flatnonzero(sizes < config.min_cell_px)
-    labels[np.isin(labels, small[small > 0])] = 0
+    kept = np.arange(len(sizes))  # a lookup table: label → label, or 0 when dropped
+    kept[sizes < config.min_cell_px] = 0
+    labels = kept[labels].astype(labels.dtype, copy=False)
     if config.min_mean_foreground > 0 and labels.any():
-        ids = np.unique(labels[labels > 0])
+        ids = np.flatnonzero(np.bincount(labels.ravel()))
+        ids = ids[ids > 0]
         confidence = ndi.mean(1.0 - probabilities[..., BACKGROUND], labels, ids)
-        labels[np.isin(labels, ids[np.asarray(confidence) < config.min_mean_foreground])] = 0
+        kept[ids[np.asarray(confidence) < config.min_mean_foreground]] = 0
+        labels = kept[labels].astype(labels.dtype, copy=False)
     return relabel_sequential(labels)
 
 

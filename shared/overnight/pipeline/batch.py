@@ -134,9 +134,7 @@ def run_batch(
         options.pipeline, options.step_overrides
     )  # fail fast on a bad pipeline, before any worker starts
     paths = [
-        Path(key)
-        for path in paths
-        for key in part_keys(str(path), path, limits=options.limits)
+        Path(key) for path in paths for key in part_keys(str(path), path, limits=options.limits)
     ]
     outcomes: dict[Path, ImageOutcome] = {}
     if workers <= 1:

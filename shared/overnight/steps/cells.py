@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from overnight.lazy import lazy_function, lazy_module
-from overnight.steps.smoothing import gaussian_filter, gaussian_filter_yx
+from overnight.steps.smoothing import gaussian_filter, gaussian_filter_yx, laplace
 
 if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
     from scipy import ndimage as ndi
@@ -37,13 +37,13 @@ def focus_projection(volume: np.ndarray, sigma_px: float = 2.0) -> np.ndarray:
     volume = np.asarray(volume, dtype=np.float32)
     if volume.shape[0] == 1:
         return volume[0]
-    sharpness = np.stack(
-        [
-            gaussian_filter_yx(ndi.laplace(gaussian_filter(s, 1.0)) ** 2, sigma_px * 4)
-            for s in volume
-        ]
-    )
-    best = np.argmax(sharpness, axis=0)
+    best = np.zeros(volume.shape[1:], np.intp)  # np.argmax over z, slice by slice
+    sharpest = np.full(volume.shape[1:], -np.inf, np.float32)
+    for z, s in enumerate(volume):
+        sharpness = gaussian_filter_yx(laplace(gaussian_filter(s, 1.0)) ** 2, sigma_px * 4)
+        sharper = sharpness > sharpest  # ties keep the first, as argmax
+        best[sharper] = z
+        np.maximum(sharpest, sharpness, out=sharpest)
     return np.take_along_axis(volume, best[None], axis=0)[0]
 
 
@@ -85,6 +85,19 @@ def split_touching_cells(foreground: np.ndarray, min_distance_px: int = 12) -> n
 
 
 def relabel_sequential(labels: np.ndarray) -> np.ndarray:
-    """Labels renumbered 1..N in raster order of first appearance, as uint32."""
-    relabelled, _, _ = segmentation.relabel_sequential(labels.astype(np.int64))
-    return relabelled.astype(np.uint32)
+    """Labels renumbered 1..N in the order of their values (0 stays 0), as uint32.
+
+    ``skimage.segmentation.relabel_sequential``'s numbering, by a lookup table.
+
+    >>> relabel_sequential(np.array([[5, 2, 0, 9]])).tolist()
+    [[2, 1, 0, 3]]
+    """
+    labels = np.asarray(labels)
+    if labels.size == 0 or labels.min() < 0 or not np.issubdtype(labels.dtype, np.integer):
+        relabelled, _, _ = segmentation.relabel_sequential(labels.astype(np.int64))
+        return relabelled.astype(np.uint32)
+    present = np.flatnonzero(np.bincount(labels.ravel()))
+    present = present[present > 0]
+    table = np.zeros(int(labels.max()) + 1, np.uint32)
+    table[present] = np.arange(1, len(present) + 1, dtype=np.uint32)
+    return table[labels]

@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from overnight.lazy import lazy_module
 from overnight.steps.coverage import background_level, cell_coverage, distance_to_cells
-from overnight.steps.smoothing import gaussian_filter
+from overnight.steps.smoothing import gaussian_filter, laplace
 
 if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
     from scipy import ndimage as ndi
@@ -164,11 +164,7 @@ def focus_profile(cell_volume: np.ndarray) -> tuple[float, bool]:
     step = max(1, int(np.ceil(max(cell_volume.shape[1:]) / 512)))
     sharpness = np.array(
         [
-            float(
-                np.mean(
-                    ndi.laplace(gaussian_filter(s[::step, ::step].astype(np.float32), 1.0)) ** 2
-                )
-            )
+            float(np.mean(laplace(gaussian_filter(s[::step, ::step].astype(np.float32), 1.0)) ** 2))
             for s in cell_volume
         ]
     )
@@ -182,7 +178,10 @@ def network_confidence(probabilities: np.ndarray) -> tuple[float, float]:
 
     ``probabilities`` is ``(Y, X, classes)`` with class 0 the background.
     """
-    top = probabilities.max(axis=-1)
+    channels = [probabilities[..., k] for k in range(probabilities.shape[-1])]
+    top = channels[0].copy()  # probabilities.max(axis=-1), without the slow short-axis reduce
+    for channel in channels[1:]:
+        np.maximum(top, channel, out=top)
     foreground = probabilities[..., 0] < 0.5
     if not foreground.any():
         return float("nan"), float("nan")
