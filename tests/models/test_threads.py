@@ -7,7 +7,13 @@ import sys
 
 import pytest
 
-from overnight.models.threads import configure_threads, threads_for
+from overnight.models import threads
+from overnight.models.threads import (
+    available_cores,
+    configure_threads,
+    limit_blas_threads,
+    threads_for,
+)
 
 
 def test_workers_share_the_cores() -> None:
@@ -23,7 +29,10 @@ def test_configure_threads_sets_the_variables_read_at_start_up(
     for name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delitem(sys.modules, "tensorflow", raising=False)  # as in a fresh worker
+    blas: list[int] = []
+    monkeypatch.setattr(threads, "limit_blas_threads", blas.append)  # keep this process's BLAS
     configure_threads(1)
+    assert blas == [1]
     assert os.environ["TF_NUM_INTRAOP_THREADS"] == "1"
     assert os.environ["TF_NUM_INTEROP_THREADS"] == "1"
     assert os.environ["OMP_NUM_THREADS"] == "1"
@@ -32,3 +41,11 @@ def test_configure_threads_sets_the_variables_read_at_start_up(
 def test_zero_threads_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         configure_threads(0)
+
+
+def test_the_loaded_openblas_libraries_take_the_limit() -> None:
+    """NumPy's OpenBLAS (loaded before any worker starts) is found and set."""
+    import numpy as np
+
+    np.ones((4, 4)) @ np.ones((4, 4))  # NumPy's BLAS is loaded
+    assert limit_blas_threads(available_cores()) >= 1  # the default count: nothing changes

@@ -52,12 +52,14 @@ def configure_threads(threads: int) -> None:
 
     Call it before the first model loads. When TensorFlow already runs with other pools the
     limits cannot change any more: that is logged, not raised (the analysis still works).
+    NumPy's and SciPy's OpenBLAS, loaded already, are limited too (:func:`limit_blas_threads`).
     """
     if threads < 1:
         raise ValueError(f"threads must be at least 1, not {threads}")
     for name in THREAD_ENV_VARS:
         os.environ[name] = str(threads)
     os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    limit_blas_threads(threads)
     tf = sys.modules.get("tensorflow")
     if tf is None:
         return
@@ -66,3 +68,42 @@ def configure_threads(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError as err:  # the context was initialised before
         logger.warning("TensorFlow threads not changed to %d: %s", threads, err)
+
+
+#: Thread setters of the OpenBLAS builds NumPy and SciPy wheels bundle (and plain OpenBLAS).
+_BLAS_SETTERS = (
+    "scipy_openblas_set_num_threads64_",
+    "scipy_openblas_set_num_threads",
+    "openblas_set_num_threads64_",
+    "openblas_set_num_threads",
+)
+
+
+def limit_blas_threads(threads: int) -> int:
+    """Set the threads of every OpenBLAS loaded in this process; how many libraries were set.
+
+    ``OPENBLAS_NUM_THREADS`` only counts when the library loads, and a forked worker inherits
+    NumPy loaded: the library's own setter is called instead (as ``threadpoolctl`` does).
+    """
+    import ctypes
+
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = sorted(
+                {line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line}
+            )
+    except OSError:  # not Linux: the environment variables are all there is
+        return 0
+    done = 0
+    for path in paths:
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in _BLAS_SETTERS:
+            setter = getattr(library, name, None)
+            if setter is not None:
+                setter(ctypes.c_int(threads))
+                done += 1
+                break
+    return done
