@@ -2,9 +2,9 @@
 
 ``python -m bench.models_speed`` → ``bench/results/models_speed.json`` and ``.md``
 (``--threads 1``: TensorFlow on one core, as each of 2 workers on 2 cores; written to
-``models_speed-1thread.json``; ``--isa AVX2``: oneDNN limited to AVX2 kernels, as on a CPU
-without AVX-512 or AMX, ``ONEDNN_MAX_CPU_ISA`` set before TensorFlow loads; written to
-``models_speed[-1thread]-avx2.json``). Times the networks
+``models_speed-1thread.json``; ``--isa AVX2``: oneDNN, OpenBLAS and NumPy limited to
+AVX2 kernels, as on a CPU without AVX-512 or AMX, see ``bench.pipeline_speed.isa_env``;
+written to ``models_speed[-1thread]-avx2.json``). Times the networks
 through their compiled predictors (tiled as in the pipeline) and the whole learned steps
 (projection, watershed, spot extraction), after one warm-up call, on this machine's CPU
 (and GPU where TensorFlow sees one). The CPU model and a float32 matrix-product speed are
@@ -121,14 +121,23 @@ def main() -> int:
         "--isa", default="", help="ONEDNN_MAX_CPU_ISA, e.g. AVX2 ('' = the CPU's own)"
     )
     args = parser.parse_args()
-    if args.isa:  # read by oneDNN when TensorFlow loads
-        os.environ["ONEDNN_MAX_CPU_ISA"] = args.isa
+    if args.isa and os.environ.get("ONEDNN_MAX_CPU_ISA") != args.isa:
+        import sys
+
+        from bench.pipeline_speed import isa_env
+
+        # read when the libraries load (NumPy is loaded already): start again with them set
+        argv = [sys.executable, "-m", "bench.models_speed", *sys.argv[1:]]
+        os.execve(sys.executable, argv, {**os.environ, **isa_env(args.isa)})
 
     import tensorflow as tf
 
     if args.threads:
+        from overnight.models.threads import limit_blas_threads
+
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
+        limit_blas_threads(args.threads)  # the post-processing's matrix products too
 
     from overnight.models.cells import CellModel, cell_input
     from overnight.models.loading import resolve_model_dir

@@ -13,9 +13,10 @@
   cores, :mod:`overnight.models.threads`); the learned pipeline with 2 workers runs again with
   every worker using every core (TensorFlow's default, ``OVERNIGHT_THREADS_PER_WORKER`` = the
   core count): ``cytometry@2/2threads``.
-- ``--isa AVX2`` sets ``ONEDNN_MAX_CPU_ISA=AVX2`` in every worker before TensorFlow loads, so
-  oneDNN uses AVX2 kernels only (no AVX-512, bfloat16 or AMX): the figures of an AVX2-only CPU
-  on a newer one; results go to ``pipeline_speed-avx2.{json,md}``.
+- ``--isa AVX2`` starts every run with ``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN's AVX2 kernels
+  only: no AVX-512, bfloat16 or AMX), OpenBLAS's Haswell kernels and NumPy without its
+  AVX-512 loops (:func:`isa_env`): the figures of an AVX2-only CPU on a newer one; results go
+  to ``pipeline_speed-avx2.{json,md}``.
 - Scaling: one 2048² × 12 Z field and one 512² × 32 Z field, seconds per field against the
   reference field's, per voxel.
 
@@ -96,13 +97,28 @@ def one_run(images: Path, out: Path, workers: int, pipeline: str) -> dict[str, o
     }
 
 
+def isa_env(isa: str) -> dict[str, str]:
+    """Variables that cap the vector instructions of a process's libraries at ``isa``.
+
+    oneDNN (TensorFlow's convolutions) reads ``ONEDNN_MAX_CPU_ISA``; for ``AVX2`` the
+    OpenBLAS of NumPy and SciPy also runs its Haswell kernels (``OPENBLAS_CORETYPE``) and
+    NumPy leaves its AVX-512 loops out (``NPY_DISABLE_CPU_FEATURES``). All are read when the
+    library loads: set them before the process starts.
+    """
+    if not isa:
+        return {}
+    env = {"ONEDNN_MAX_CPU_ISA": isa}
+    if isa.upper() == "AVX2":
+        env["OPENBLAS_CORETYPE"] = "Haswell"
+        env["NPY_DISABLE_CPU_FEATURES"] = "X86_V4 AVX512_ICL AVX512_SPR"
+    return env
+
+
 def child_env(all_threads: bool = False, isa: str = "") -> dict[str, str]:
-    """Environment of a measured run: every core per worker (``all_threads``), oneDNN's ISA cap."""
-    env = dict(os.environ)
+    """Environment of a measured run: every core per worker (``all_threads``), an ISA cap."""
+    env = {**os.environ, **isa_env(isa)}
     if all_threads:
         env["OVERNIGHT_THREADS_PER_WORKER"] = str(len(os.sched_getaffinity(0)))
-    if isa:
-        env["ONEDNN_MAX_CPU_ISA"] = isa
     return env
 
 
