@@ -76,3 +76,13 @@ def test_gaussian_filter_leaves_sigma_zero_axes_and_other_dtypes_to_scipy() -> N
 def test_laplace_equals_scipy_bit_for_bit(shape: tuple[int, int]) -> None:
     image = ndi.gaussian_filter(np.random.default_rng(5).random(shape, dtype=np.float32), 1.0)
     np.testing.assert_array_equal(laplace(image * 700), ndi.laplace(image * 700))
+
+
+def test_the_cached_operators_hold_bands_not_squares() -> None:
+    """A 4096 px axis keeps ~4096 × 96 weights for σ = 8, not 4096² (128 MiB)."""
+    from overnight.steps.smoothing import BLOCK_PX, gaussian_bands
+
+    bands = gaussian_bands(4096, 8.0)
+    held = sum(band.size for *_, band in bands)
+    assert held <= 4096 * (BLOCK_PX + 2 * 32)
+    assert [start for start, *_ in bands] == list(range(0, 4096, BLOCK_PX))

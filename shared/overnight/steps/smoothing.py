@@ -11,6 +11,7 @@ rarely, in the last bit of a float32 (a sum rounded the other way).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -29,16 +30,41 @@ TRUNCATE = 4.0
 BLOCK_PX = 32
 
 
-@lru_cache(maxsize=16)
-def gaussian_operator(n_px: int, sigma_px: float) -> np.ndarray:
-    """The ``(n, n)`` float64 matrix ``K`` with ``gaussian_filter1d(x, σ) == K @ x`` (reflect).
+#: One block of a banded operator: output rows ``start:stop`` read input rows ``low:high``
+#: through ``band`` (``(stop - start, high - low)``, float64).
+Band = tuple[int, int, int, int, np.ndarray]
 
-    Built by filtering the identity with SciPy itself, so the kernel weights and their folding
-    at the edges are SciPy's. Read-only (cached).
+
+def _bands(
+    n_px: int, radius: int, filter_columns: Callable[[np.ndarray], np.ndarray]
+) -> tuple[Band, ...]:
+    """The blocks of the ``(n, n)`` operator of a 1D filter of ``radius`` px along ``n_px``.
+
+    Each block's columns are the filter's responses to unit impulses (``filter_columns``
+    filters the columns of an ``(n, m)`` array), so the weights and their folding at the
+    edges are the filter's own; only the band is kept (``n × (BLOCK_PX + 2 radius)`` values,
+    not ``n²``).
     """
-    operator = ndi.gaussian_filter1d(np.eye(n_px), sigma_px, axis=0, truncate=TRUNCATE)
-    operator.setflags(write=False)
-    return np.asarray(operator)
+    bands = []
+    for start in range(0, n_px, BLOCK_PX):
+        stop = min(n_px, start + BLOCK_PX)
+        low, high = max(0, start - radius), min(n_px, stop + radius)
+        impulses = np.zeros((n_px, high - low))
+        impulses[np.arange(low, high), np.arange(high - low)] = 1.0
+        band = np.ascontiguousarray(filter_columns(impulses)[start:stop])
+        band.setflags(write=False)
+        bands.append((start, stop, low, high, band))
+    return tuple(bands)
+
+
+@lru_cache(maxsize=32)
+def gaussian_bands(n_px: int, sigma_px: float) -> tuple[Band, ...]:
+    """The blocks of ``K`` with ``gaussian_filter1d(x, σ) == K @ x`` along ``n_px`` (reflect)."""
+    return _bands(
+        n_px,
+        int(TRUNCATE * sigma_px + 0.5),
+        lambda columns: ndi.gaussian_filter1d(columns, sigma_px, axis=0, truncate=TRUNCATE),
+    )
 
 
 def gaussian_filter1d(image: np.ndarray, sigma_px: float, axis: int) -> np.ndarray:
@@ -62,26 +88,18 @@ def gaussian_filter1d(image: np.ndarray, sigma_px: float, axis: int) -> np.ndarr
     if image.dtype != np.float32:
         raise TypeError(f"gaussian_filter1d smooths float32 arrays, not {image.dtype}")
     axis = axis % image.ndim
-    operator = gaussian_operator(image.shape[axis], float(sigma_px))
-    radius = int(TRUNCATE * float(sigma_px) + 0.5)
-    return _banded_product(image.astype(np.float64), operator, radius, axis)
+    bands = gaussian_bands(image.shape[axis], float(sigma_px))
+    return _banded_product(image.astype(np.float64), bands, axis)
 
 
-def _banded_product(values: np.ndarray, operator: np.ndarray, radius: int, axis: int) -> np.ndarray:
-    """``operator`` (``(n, n)``, nonzero within ``radius`` of its diagonal) along ``axis``.
-
-    ``values`` is float64; the result is rounded to float32.
-    """
+def _banded_product(values: np.ndarray, bands: tuple[Band, ...], axis: int) -> np.ndarray:
+    """The banded operator of ``bands`` along ``axis`` of float64 ``values``; float32 result."""
     shape = values.shape
-    n_px = shape[axis]
     before = int(np.prod(shape[:axis]))
-    values = values.reshape(before, n_px, -1)  # (before, n, after)
+    values = values.reshape(before, shape[axis], -1)  # (before, n, after)
     out = np.empty(values.shape, np.float32)
     last = values.shape[2] == 1
-    for start in range(0, n_px, BLOCK_PX):
-        stop = min(n_px, start + BLOCK_PX)
-        low, high = max(0, start - radius), min(n_px, stop + radius)
-        band = operator[start:stop, low:high]
+    for start, stop, low, high, band in bands:
         if last:  # rows of the flattened leading axes times the band
             out[:, start:stop, 0] = values[:, low:high, 0] @ band.T
         else:
@@ -89,12 +107,10 @@ def _banded_product(values: np.ndarray, operator: np.ndarray, radius: int, axis:
     return out.reshape(shape)
 
 
-@lru_cache(maxsize=16)
-def second_difference_operator(n_px: int) -> np.ndarray:
-    """The ``(n, n)`` matrix of ``scipy.ndimage``'s second derivative ``[1, -2, 1]`` (reflect)."""
-    operator = ndi.correlate1d(np.eye(n_px), [1.0, -2.0, 1.0], axis=0)
-    operator.setflags(write=False)
-    return np.asarray(operator)
+@lru_cache(maxsize=32)
+def second_difference_bands(n_px: int) -> tuple[Band, ...]:
+    """The blocks of ``scipy.ndimage``'s second derivative ``[1, -2, 1]`` along ``n_px``."""
+    return _bands(n_px, 1, lambda columns: ndi.correlate1d(columns, [1.0, -2.0, 1.0], axis=0))
 
 
 def laplace(image: np.ndarray) -> np.ndarray:
@@ -108,8 +124,8 @@ def laplace(image: np.ndarray) -> np.ndarray:
     if image.dtype != np.float32 or image.ndim != 2:
         return np.asarray(ndi.laplace(image))
     values = image.astype(np.float64)
-    along_y = _banded_product(values, second_difference_operator(image.shape[0]), 1, 0)
-    along_x = _banded_product(values, second_difference_operator(image.shape[1]), 1, 1)
+    along_y = _banded_product(values, second_difference_bands(image.shape[0]), 0)
+    along_x = _banded_product(values, second_difference_bands(image.shape[1]), 1)
     return along_y + along_x
 
 
