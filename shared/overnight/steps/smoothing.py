@@ -102,8 +102,9 @@ def _banded_product(values: np.ndarray, bands: tuple[Band, ...], axis: int) -> n
     for start, stop, low, high, band in bands:
         if last:  # rows of the flattened leading axes times the band
             out[:, start:stop, 0] = values[:, low:high, 0] @ band.T
-        else:
-            out[:, start:stop] = band @ values[:, low:high]
+        else:  # one 2D product per leading index (NumPy's stacked products skip BLAS)
+            for index in range(before):
+                out[index, start:stop] = band @ values[index, low:high]
     return out.reshape(shape)
 
 
