@@ -83,6 +83,12 @@ class TrainConfig(_Frozen):
     split_seed: int = Field(
         0, description="seed of the train/validation split (keep it to keep the split)"
     )
+    l2_sp: float = Field(
+        0.0,
+        ge=0,
+        description="L2-SP: weight of the summed squared distance of the weights from the "
+        "initial ones in the loss (fine-tuning from --init; 0 = off)",
+    )
 
 
 class CellModelConfig(_Frozen):

@@ -168,12 +168,12 @@ def calibrate_gain(model: PnpModel, densities: list[FieldDensity]) -> PnpModelCo
 
 
 def fit_basin_multiplicity(
-    config: PnpModelConfig, densities: list[FieldDensity]
+    config: PnpModelConfig, densities: list[FieldDensity], min_basins: int = MIN_BASINS
 ) -> MultiplicityModel | None:
     """Fit how many particles a basin holds to the training fields' basins and particles.
 
-    None when the network finds too few basins to learn from (``MIN_BASINS``); the model then
-    counts by basin integral.
+    None when the network finds fewer than ``min_basins`` basins to learn from; the model then
+    counts by basin integral (or keeps its initial multiplicity model, see :func:`train_pnp`).
     """
     peak = blob_peak(config)
     rows, particles = [], []
@@ -185,8 +185,12 @@ def fit_basin_multiplicity(
         points = item.field.pnps[["z", "y", "x"]].to_numpy(float).reshape(-1, 3)
         particles.append(particles_per_basin(basins, points))
     x, y = np.concatenate(rows), np.concatenate(particles)
-    if len(x) < MIN_BASINS:
-        logger.warning("only %d basins in the training fields: no multiplicity model", len(x))
+    if len(x) < min_basins:
+        logger.warning(
+            "only %d basins in the calibration fields (a fit needs %d): no new multiplicity model",
+            len(x),
+            min_basins,
+        )
         return None
     logger.info("multiplicity model: %d basins holding %d particles", len(x), int(y.sum()))
     return fit_multiplicity(x, y)
@@ -214,11 +218,14 @@ def train_pnp(
     verbose: int = 2,
     initial_weights: Path | None = None,
     split: TrainingSplit | None = None,
+    min_multiplicity_basins: int = MIN_BASINS,
 ) -> ModelCard:
     """Train a particle model (from ``initial_weights`` if given), save it and score it.
 
     After the network, the density gain and the multiplicity model are fitted on the
-    validation fields (unseen by the network's weights). ``epochs=0`` skips the network (it
+    validation fields (unseen by the network's weights); with fewer than
+    ``min_multiplicity_basins`` basins there, the initial model's multiplicity model (in the
+    folder of ``initial_weights``) is kept. ``epochs=0`` skips the network (it
     keeps ``initial_weights``) and refits only those. Writes ``config.json``, the weights,
     ``multiplicity.json`` and ``card.json`` (validation metrics included). A given ``split``
     is trained on instead of reading ``data_dir`` (fine-tuning on corrections, :mod:`.retrain`).
@@ -247,7 +254,11 @@ def train_pnp(
     # multiplicity model fitted there under-counted unseen fields by ~2.6 % (pairs as singles).
     densities = field_densities(PnpModel(config, network), split.val)
     config = calibrate_gain(PnpModel(config, network), densities)
-    multiplicity = fit_basin_multiplicity(config, densities)
+    multiplicity = fit_basin_multiplicity(config, densities, min_multiplicity_basins)
+    if multiplicity is None and initial_weights is not None:
+        multiplicity = MultiplicityModel.load(initial_weights.parent)
+        if multiplicity is not None:
+            logger.info("kept the initial model's multiplicity model")
     del densities
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, out_dir)

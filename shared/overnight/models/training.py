@@ -366,6 +366,32 @@ def fit(
     return FitResult(len(val_loss), float(min(val_loss)), seconds, record)
 
 
+class _DistanceFromStart:
+    """``strength · Σ (w − w₀)²`` of one variable: the L2-SP penalty (a Keras regularizer)."""
+
+    def __init__(self, start: np.ndarray, strength: float) -> None:
+        self.start = np.asarray(start, np.float32)
+        self.strength = float(strength)
+
+    def __call__(self, value: Any) -> Any:
+        from keras import ops
+
+        difference = ops.cast(value, "float32") - ops.convert_to_tensor(self.start)
+        return self.strength * ops.sum(ops.square(difference))
+
+
+def anchor_weights(network: Any, strength: float) -> None:
+    """Penalise each trainable weight's squared distance from its value now (L2-SP).
+
+    Fine-tuning from a model on a few fields then moves the weights only as far as the new
+    data asks, so what the initial model knew is kept (Li et al. 2018, "Explicit inductive
+    bias for transfer learning"); the penalty enters the training loss through the weights'
+    regularizers.
+    """
+    for variable in network.trainable_weights:
+        variable.regularizer = _DistanceFromStart(np.array(variable.numpy()), strength)
+
+
 def train_network(
     unet: UNetConfig,
     config: TrainConfig,
@@ -387,6 +413,8 @@ def train_network(
     network = start_network(unet, name, initial_weights, epochs, config.mixed_precision)
     if epochs == 0:
         return network, FitResult.untrained()
+    if config.l2_sp and initial_weights is not None:
+        anchor_weights(network, config.l2_sp)
     train, val = pairs()
     result = fit(network, train, val, config, loss, out_dir, intensity, weight_fn, epochs, verbose)
     return inference_network(network, unet, name), result
