@@ -11,7 +11,8 @@
    back with :func:`overnight.jobs.retrain.read_all_corrections` (what
    ``overnight train --from-reviews`` does), fine-tune the cell and the particle model from the
    shipped ones, and score them on the same hold-out (``after``) — and, for N = 6, on the
-   in-domain fields too (``original_after``: does it forget?).
+   in-domain fields too (``original_after``: does it forget?), also with one model fine-tuned
+   and the other shipped (``original_after_one_model``: which one forgets).
 
 Writes ``bench/results/retrain.json`` and ``retrain.md``.
 """
@@ -23,6 +24,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -170,6 +172,26 @@ def refit_params(model_dir: Path) -> dict[str, float]:
     return {name: config[name] for name in POSTPROCESS_GRID}
 
 
+def one_model_at_a_time(root: Path, in_domain: list[Path], models: Path) -> dict[str, Any]:
+    """The in-domain hold-out with one fine-tuned model and the other one shipped.
+
+    Which of the two models a loss on the original domain comes from.
+    """
+    from overnight.models.loading import resolve_model_dir
+
+    found = {}
+    for tuned in ("cells", "pnp"):
+        mixed = root / "models" / f"only-{tuned}"
+        shipped = "pnp" if tuned == "cells" else "cells"
+        shutil.copytree(models / tuned, mixed / tuned)
+        shutil.copytree(resolve_model_dir("", shipped), mixed / shipped)
+        analyse(in_domain, root / "results" / f"in-domain-only-{tuned}", mixed)
+        found[f"{tuned} fine-tuned"] = score(
+            root / "in-domain", root / "results" / f"in-domain-only-{tuned}"
+        )
+    return found
+
+
 def run(root: Path, n_holdout: int, corrected: tuple[int, ...]) -> dict[str, Any]:
     """The whole benchmark in ``root``; the report."""
     from overnight.synth.cytometry import write_dataset
@@ -206,6 +228,7 @@ def run(root: Path, n_holdout: int, corrected: tuple[int, ...]) -> dict[str, Any
             report["original_after"]["6"] = score(
                 root / "in-domain", root / "results" / "in-domain-after-6"
             )
+            report["original_after_one_model"] = one_model_at_a_time(root, in_domain, models)
         print(n, report["after"][str(n)], flush=True)
     return report
 
@@ -224,6 +247,8 @@ def markdown(report: dict[str, Any], setup: dict[str, Any]) -> str:
         rows.append((f"shifted, fine-tuned on {n} corrected", m, m.get("train_s")))
     for n, m in report["original_after"].items():
         rows.append((f"in-domain, fine-tuned on {n} corrected", m, None))
+    for name, m in report.get("original_after_one_model", {}).items():
+        rows.append((f"in-domain, 6 corrected, only the {name}", m, None))
     lines = [
         "# Retraining from corrections on a shifted domain",
         "",
@@ -235,10 +260,12 @@ def markdown(report: dict[str, Any], setup: dict[str, Any]) -> str:
         f"cell and the particle model, each from the shipped one, {EPOCHS} epochs × {STEPS} "
         f"steps at most, {int(SYNTHETIC_SHARE * 100)} % synthetic fields of TRAINING_RANGES in "
         "training, 20 % of the corrected fields held out for validation with as many fresh "
-        "synthetic fields (the particle model's gain and multiplicity are fitted there; the "
+        "synthetic fields (the particle model's gain is fitted there, its multiplicity model "
+        f"only from ≥ {setup['min_refit_basins']} basins, else the shipped one stays; the "
         "cell model's post-processing — seed height and smoothing, minimum mean foreground, "
-        "minimum area — is refitted by cell F1 on the corrected validation fields only); "
-        "train (s) is both runs together.",
+        "minimum area — is refitted by cell F1 on the corrected validation fields only, from "
+        "≥ 30 true cells); L2-SP toward the shipped weights, "
+        f"{_l2_sp_text(setup['l2_sp'])}; train (s) is both runs together.",
         "",
         "| model, data | cell F1 | mean IoU | count MAE / cell | train (s) |",
         "| --- | --- | --- | --- | --- |",
@@ -261,6 +288,13 @@ def markdown(report: dict[str, Any], setup: dict[str, Any]) -> str:
         ]
     lines += ["", *target_lines(report), "", f"Machine: {setup['machine']}; {setup['note']}", ""]
     return "\n".join(lines)
+
+
+def _l2_sp_text(l2_sp: dict[str, float]) -> str:
+    """The fine-tune's L2-SP weights in words."""
+    return ", ".join(
+        f"{weight:g} × Σ(w − w₀)² for the {kind} model" for kind, weight in l2_sp.items()
+    )
 
 
 def target_lines(report: dict[str, Any]) -> list[str]:
@@ -312,8 +346,12 @@ def main() -> int:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-retrain-") as scratch:
         report = run(Path(scratch), args.holdout, tuple(args.corrected))
+    from overnight.models.retrain import FINE_TUNE_L2_SP, MIN_REFIT_BASINS
+
     setup = {
         "n_holdout": args.holdout,
+        "l2_sp": dict(FINE_TUNE_L2_SP),
+        "min_refit_basins": MIN_REFIT_BASINS,
         "machine": machine(),
         "note": f"whole run {time.perf_counter() - start:.0f} s on a shared machine",
     }
