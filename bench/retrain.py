@@ -111,6 +111,48 @@ def score(truth: Path, results: Path) -> dict[str, float]:
     return {name: round(float(getattr(scored, name)), 4) for name in METRICS}
 
 
+def field_tallies(truth: Path, results: Path) -> np.ndarray:
+    """Per field (rows): true cells, predicted cells, matched cells, IoU sum, count error sum."""
+    from overnight.evaluation import score_dataset
+
+    scored = score_dataset(truth, results)
+    return np.array(
+        [
+            [s.n_true_cells, s.n_pred_cells, s.cell_tp, s.iou_sum, s.count_abs_error_sum]
+            for _, s in scored.fields
+        ],
+        np.float64,
+    )
+
+
+def _metrics(tallies: np.ndarray) -> np.ndarray:
+    """Cell F1, mean IoU and count MAE (last axis) of summed tallies (``(..., 5)``)."""
+    n_true, n_pred, tp, iou_sum, error_sum = np.moveaxis(tallies, -1, 0)
+    matched = np.maximum(tp, 1)
+    return np.stack(
+        [2 * tp / np.maximum(n_true + n_pred, 1), iou_sum / matched, error_sum / matched], -1
+    )
+
+
+def paired_noise(
+    before: np.ndarray, after: np.ndarray, n: int = 4000, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """Each metric's change ``after − before`` on the same fields, with its 95 % interval.
+
+    The interval is a paired bootstrap: the fields (rows of :func:`field_tallies`) are drawn
+    with replacement ``n`` times and both runs are scored on the same draw. A change whose
+    interval excludes 0 is more than the hold-out's noise.
+    """
+    picks = np.random.default_rng(seed).integers(0, len(before), (n, len(before)))
+    changes = _metrics(after[picks].sum(1)) - _metrics(before[picks].sum(1))
+    change = _metrics(after.sum(0)) - _metrics(before.sum(0))
+    low, high = np.percentile(changes, [2.5, 97.5], axis=0)
+    return {
+        name: {"change": round(float(c), 4), "ci95": [round(float(lo), 4), round(float(hi), 4)]}
+        for name, c, lo, hi in zip(METRICS, change, low, high, strict=True)
+    }
+
+
 def correct(dataset: Path, results: Path) -> None:
     """Save each field's generator truth as its correction, through ``save_annotation``."""
     from overnight.evaluation.cytometry import particle_positions, read_field_tables
@@ -229,6 +271,12 @@ def run(root: Path, n_holdout: int, corrected: tuple[int, ...]) -> dict[str, Any
                 root / "in-domain", root / "results" / "in-domain-after-6"
             )
             report["original_after_one_model"] = one_model_at_a_time(root, in_domain, models)
+            report["original_noise"] = {
+                "6": paired_noise(
+                    field_tallies(root / "in-domain", root / "results" / "in-domain-shipped"),
+                    field_tallies(root / "in-domain", root / "results" / "in-domain-after-6"),
+                )
+            }
         print(n, report["after"][str(n)], flush=True)
     return report
 
@@ -321,6 +369,25 @@ def target_lines(report: dict[str, Any]) -> list[str]:
             f"{original['cell_f1']:.3f} (was {base['cell_f1']:.3f}), mean IoU "
             f"{original['mean_iou']:.3f} (was {base['mean_iou']:.3f}), count MAE "
             f"{original['count_mae']:.3f} (was {base['count_mae']:.3f})"
+        )
+    noise = report.get("original_noise", {}).get("6")
+    if noise is not None:
+        worse = {"cell_f1": -1, "mean_iou": -1, "count_mae": 1}  # the sign of a loss
+        parts = []
+        for name, sign in worse.items():
+            change, (low, high) = noise[name]["change"], noise[name]["ci95"]
+            beyond = (low > 0) if sign > 0 else (high < 0)
+            parts.append(
+                f"{name} {change:+.3f} [{low:+.3f}, {high:+.3f}]"
+                + (" a loss beyond noise" if beyond else "")
+            )
+        lost = any("beyond" in part for part in parts)
+        lines.append(
+            "- its change against the shipped models, with the 95 % interval of a paired "
+            "bootstrap over the hold-out fields: "
+            + "; ".join(parts)
+            + ": "
+            + ("not met (a loss of more than its noise)" if lost else "met (no loss beyond noise)")
         )
     return lines
 
