@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from overnight.models.retrain import FINE_TUNE_L2_SP, MIN_REFIT_BASINS, fine_tun
 from overnight.models.training import anchor_weights
 
 
-def _dense_network() -> object:
+def _dense_network() -> Any:
     import keras
 
     inputs = keras.Input((3,))
@@ -26,23 +27,23 @@ def _dense_network() -> object:
 def test_l2_sp_penalty_is_the_squared_distance_from_the_weights_it_started_from() -> None:
     network = _dense_network()
     anchor_weights(network, 0.5)
-    assert float(sum(float(v) for v in network.losses)) == pytest.approx(0.0)
+    assert sum(float(v) for v in network.losses) == pytest.approx(0.0)
     for variable in network.trainable_weights:  # 3×2 kernel + 2 biases, each moved by 0.1
         variable.assign(variable.numpy() + 0.1)
-    assert float(sum(float(v) for v in network.losses)) == pytest.approx(0.5 * 8 * 0.01, rel=1e-4)
+    assert sum(float(v) for v in network.losses) == pytest.approx(0.5 * 8 * 0.01, rel=1e-4)
 
 
-def _distance_after_fit(network: object, strength: float) -> float:
+def _distance_after_fit(network: Any, strength: float) -> float:
     import keras
 
-    start = [w.copy() for w in network.get_weights()]  # type: ignore[attr-defined]
+    start = [w.copy() for w in network.get_weights()]
     if strength:
         anchor_weights(network, strength)
-    network.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")  # type: ignore[attr-defined]
+    network.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
     x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
     y = np.stack([x.sum(1) * 3 + 2, -x[:, 0] * 4], axis=1)  # far from the initial weights
-    network.fit(x, y, epochs=20, batch_size=16, verbose=0)  # type: ignore[attr-defined]
-    end = network.get_weights()  # type: ignore[attr-defined]
+    network.fit(x, y, epochs=20, batch_size=16, verbose=0)
+    end = network.get_weights()
     return float(sum(((a - b) ** 2).sum() for a, b in zip(end, start, strict=True)))
 
 
