@@ -36,7 +36,7 @@ DIM_ADU = 40.0
 POSTPROCESS_GRID: dict[str, tuple[float, ...]] = {
     "seed_h_px": (4.5, 6.0, 9.0),
     "seed_smooth_px": (2.0,),
-    "marker_threshold": (0.3, 0.45),
+    "marker_threshold": (0.3, 0.45, 0.55, 0.65, 0.75, 0.85),
     "min_mean_foreground": (0.6, 0.7, 0.78),
 }
 
