@@ -16,6 +16,8 @@ import tifffile
 from playwright.sync_api import expect
 from scipy import ndimage
 
+from fixtures_editor import screen_point
+
 pytestmark = pytest.mark.browser
 
 
@@ -27,19 +29,8 @@ def _sign_in(page, served, name: str = "Ana Lab") -> None:  # type: ignore[no-un
     page.wait_for_url(f"{served.base_url}/datasets/run1")
 
 
-def _screen(page, y: float, x: float) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """Screen position of image pixel (y, x) (pixel centres at integer coordinates)."""
-    box = page.locator("#stage-live").bounding_box()
-    width = float(page.get_attribute("#stage-live", "data-width"))
-    height = float(page.get_attribute("#stage-live", "data-height"))
-    return (
-        box["x"] + (x + 0.5) * box["width"] / width,
-        box["y"] + (y + 0.5) * box["height"] / height,
-    )
-
-
 def _click(page, y: float, x: float) -> None:  # type: ignore[no-untyped-def]
-    page.mouse.click(*_screen(page, y, x))
+    page.mouse.click(*screen_point(page, y, x))
 
 
 def _totals(page) -> tuple[int, int]:  # type: ignore[no-untyped-def]
@@ -166,9 +157,9 @@ def test_brush_and_multiplicity(page, served) -> None:  # type: ignore[no-untype
     cells, particles = _open_editor(page, served, image_id)
     y0, x0 = _free_square(labels, 10)
     page.keyboard.press("b")
-    page.mouse.move(*_screen(page, y0 + 5, x0 + 2))
+    page.mouse.move(*screen_point(page, y0 + 5, x0 + 2))
     page.mouse.down()
-    page.mouse.move(*_screen(page, y0 + 5, x0 + 8), steps=5)
+    page.mouse.move(*screen_point(page, y0 + 5, x0 + 8), steps=5)
     page.mouse.up()
     _wait_totals(page, cells + 1, particles)
     spot = pnps.iloc[0]

@@ -10,6 +10,8 @@ import pytest
 import tifffile
 from playwright.sync_api import expect
 
+from fixtures_editor import screen_point
+
 pytestmark = pytest.mark.browser
 
 
@@ -28,16 +30,6 @@ def _save(served, image_id: str, body: dict, reviewer: str) -> dict:  # type: ig
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())  # type: ignore[no-any-return]
-
-
-def _screen(page, y: float, x: float) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    box = page.locator("#stage-live").bounding_box()
-    width = float(page.get_attribute("#stage-live", "data-width"))
-    height = float(page.get_attribute("#stage-live", "data-height"))
-    return (
-        box["x"] + (x + 0.5) * box["width"] / width,
-        box["y"] + (y + 0.5) * box["height"] / height,
-    )
 
 
 def _expect_totals(page, cells: int, particles: int) -> None:  # type: ignore[no-untyped-def]
@@ -82,7 +74,7 @@ def test_view_an_earlier_version_and_restore_it(page, served) -> None:  # type: 
     expect(items.nth(1)).to_have_class("viewing")
     page.keyboard.press("x")  # no tool works on an earlier version
     rows, cols = np.nonzero(labels == int(ids[np.argsort(sizes)[-2]]))
-    page.mouse.click(*_screen(page, float(np.median(rows)), float(np.median(cols))))
+    page.mouse.click(*screen_point(page, float(np.median(rows)), float(np.median(cols))))
     page.wait_for_load_state("networkidle")  # a preview, if one was sent, has answered
     expect(page.locator("#edit-state")).to_have_text("viewing v1 (read-only)")
     _expect_totals(page, v1["cell_count"], v1["particle_count"])

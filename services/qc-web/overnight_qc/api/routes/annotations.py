@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from overnight.errors import AnnotationError
 from overnight.review.annotation import (
     MAX_NOTE_CHARS,
+    Annotation,
     annotation_versions,
     load_record,
     save_annotation,
@@ -32,12 +33,14 @@ from overnight_qc.api.deps import ReaderDep, StateDep, WriterDep
 from overnight_qc.core.corrections import correction_history, history_key, version_list
 from overnight_qc.core.editing import (
     EditRequest,
+    EditState,
     apply_operations,
     base_state,
     model_state,
     state_json,
     to_annotation,
 )
+from overnight_qc.core.state import QcState
 
 router = APIRouter(prefix="/datasets/{dataset_id}/images/{image_id}/annotation")
 
@@ -91,22 +94,8 @@ def post_annotation(
     """
     row = state.catalog.row(dataset_id, image_id)
     edited = apply_operations(base_state(state.store, row.prefix, edit.base_version), edit.ops)
-    saved = save_annotation(
-        state.store,
-        row.prefix,
-        to_annotation(edited, reviewer.name, edit.note.strip()),
-        expected_version=edit.base_version,
-    )
-    state.forget_annotated(dataset_id)
-    return JSONResponse(
-        {
-            **state_json(edited),
-            "version": saved.version,
-            "latest": saved.version,
-            "author": saved.author,
-            "created_at": saved.created_at,
-        }
-    )
+    annotation = to_annotation(edited, reviewer.name, edit.note.strip())
+    return _save_as_latest(state, dataset_id, row.prefix, edited, annotation, edit.base_version)
 
 
 @router.get("/versions", name="annotation_versions")
@@ -156,19 +145,31 @@ def restore_annotation(
         raise AnnotationError(f"{what} is already the latest; there is nothing to restore")
     restored = base_state(state.store, row.prefix, ask.version or None)
     annotation = to_annotation(restored, reviewer.name, ask.note.strip())
-    saved = save_annotation(
-        state.store,
-        row.prefix,
-        replace(annotation, restored_from=ask.version),
-        expected_version=ask.base_version,
-    )
+    annotation = replace(annotation, restored_from=ask.version)
+    return _save_as_latest(state, dataset_id, row.prefix, restored, annotation, ask.base_version)
+
+
+def _save_as_latest(
+    state: QcState,
+    dataset_id: str,
+    prefix: str,
+    shown: EditState,
+    annotation: Annotation,
+    base_version: int | None,
+) -> JSONResponse:
+    """Save ``annotation`` as the version after ``base_version``; answer with ``shown``.
+
+    409 (:class:`AnnotationConflictError`) when another save came first; nothing is written then.
+    """
+    saved = save_annotation(state.store, prefix, annotation, expected_version=base_version)
     state.forget_annotated(dataset_id)
+    restore = {} if saved.restored_from is None else {"restored_from": saved.restored_from}
     return JSONResponse(
         {
-            **state_json(restored),
+            **state_json(shown),
             "version": saved.version,
             "latest": saved.version,
-            "restored_from": ask.version,
+            **restore,
             "author": saved.author,
             "created_at": saved.created_at,
         }
