@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -51,3 +51,24 @@ def s3_endpoint() -> Iterator[str]:
             yield f"{host}:{port}"
         finally:
             server.stop()
+
+
+@pytest.fixture
+def new_s3_store(s3_endpoint: str) -> Callable[[str], object]:
+    """A function ``prefix -> S3Store`` on a fresh bucket of the session's S3 server."""
+    import uuid
+
+    from minio import Minio
+
+    from overnight.storage.s3 import S3Store
+
+    client = Minio(
+        s3_endpoint, access_key="testing", secret_key="testing", secure=False, region="us-east-1"
+    )
+
+    def make(prefix: str) -> S3Store:
+        bucket = f"t-{uuid.uuid4().hex[:12]}"
+        client.make_bucket(bucket)
+        return S3Store(bucket, prefix, client)
+
+    return make

@@ -7,13 +7,11 @@ The stores are written here: NGFF 0.4 (Zarr v2, test_zarr_store.write_ngff) and 
 from __future__ import annotations
 
 import importlib.util
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from minio import Minio
 
 from overnight.errors import InvalidImageError
 from overnight.imaging.limits import ReadLimits
@@ -46,13 +44,8 @@ class CountingStore:
 
 
 @pytest.fixture
-def s3(s3_endpoint: str) -> Iterator[S3Store]:
-    client = Minio(
-        s3_endpoint, access_key="testing", secret_key="testing", secure=False, region="us-east-1"
-    )
-    bucket = f"z-{uuid.uuid4().hex[:12]}"
-    client.make_bucket(bucket)
-    yield S3Store(bucket, "lab", client)
+def s3(new_s3_store: Callable[[str], S3Store]) -> S3Store:
+    return new_s3_store("lab")
 
 
 def _upload(store: ObjectStore, folder: Path, prefix: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,6 @@ import pandas as pd
 import pytest
 import tifffile
 from click.testing import CliRunner
-from minio import Minio
 
 from overnight.cli.main import cli
 from overnight.imaging.reader import read_stack
@@ -21,7 +19,7 @@ from overnight.pipeline.image import ImageSource, analyse_image
 from overnight.pipeline.runner import PreparedPipeline
 from overnight.results import loader
 from overnight.results.layout import DatasetResults
-from overnight.storage import S3Store, open_store
+from overnight.storage import open_store
 from overnight.synth.dataset import write_dataset
 
 PIPELINE = "cytometry-classical"
@@ -76,13 +74,8 @@ def test_overnight_run_gives_one_result_per_timepoint_with_its_time(tmp_path) ->
     assert {"timepoint", "elapsed_s", "acquired_at"} <= set(loaded.cells.columns)
 
 
-def test_a_tiff_in_s3_is_listed_per_timepoint_by_range_reads(tmp_path, s3_endpoint) -> None:
-    client = Minio(
-        s3_endpoint, access_key="testing", secret_key="testing", secure=False, region="us-east-1"
-    )
-    bucket = f"t-{uuid.uuid4().hex[:12]}"
-    client.make_bucket(bucket)
-    source = S3Store(bucket, "nas", client)
+def test_a_tiff_in_s3_is_listed_per_timepoint_by_range_reads(tmp_path, new_s3_store) -> None:
+    source = new_s3_store("nas")
     movie_path = tmp_path / "movie.ome.tif"
     _movie(tmp_path, movie_path)
     body = movie_path.read_bytes()

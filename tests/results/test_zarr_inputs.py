@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
-from minio import Minio
 
 from overnight.imaging.files import scan_folder
 from overnight.imaging.reader import read_stack
@@ -58,13 +56,8 @@ def test_a_zarr_folder_is_one_image_of_an_embedded_run(tmp_path) -> None:
     assert zarr_outcome.n_pnps == tiff_outcome.n_pnps
 
 
-def test_a_zarr_folder_on_s3_is_listed_once_and_read_without_a_copy(tmp_path, s3_endpoint) -> None:
-    client = Minio(
-        s3_endpoint, access_key="testing", secret_key="testing", secure=False, region="us-east-1"
-    )
-    bucket = f"z-{uuid.uuid4().hex[:12]}"
-    client.make_bucket(bucket)
-    source = S3Store(bucket, "nas", client)
+def test_a_zarr_folder_on_s3_is_listed_once_and_read_without_a_copy(tmp_path, new_s3_store) -> None:
+    source = new_s3_store("nas")
     tiff, files = _field_as_zarr(tmp_path)
     for key, body in files.items():
         source.write_bytes(f"drug-rux/f.ome.zarr/{key}", body)
@@ -123,7 +116,7 @@ def _write_tczyx(path: Path, data: np.ndarray) -> Path:
     return path
 
 
-def test_each_timepoint_of_a_zarr_is_an_image_locally_and_in_s3(tmp_path, s3_endpoint) -> None:
+def test_each_timepoint_of_a_zarr_is_an_image_locally_and_in_s3(tmp_path, new_s3_store) -> None:
     tiff, _ = _field_as_zarr(tmp_path)
     field = read_stack(tiff).data.transpose(1, 0, 2, 3)  # CZYX
     data = tmp_path / "data"
@@ -136,12 +129,7 @@ def test_each_timepoint_of_a_zarr_is_an_image_locally_and_in_s3(tmp_path, s3_end
         ("movie~t001", "done"),
     ]
     assert outcomes[0].n_cells == outcomes[1].n_cells > 0, "the same field, flipped in Y"
-    client = Minio(
-        s3_endpoint, access_key="testing", secret_key="testing", secure=False, region="us-east-1"
-    )
-    bucket = f"z-{uuid.uuid4().hex[:12]}"
-    client.make_bucket(bucket)
-    s3 = S3Store(bucket, "", client)
+    s3 = new_s3_store("")
     for path in sorted(p for p in store_dir.rglob("*") if p.is_file()):
         key = f"movie.ome.zarr/{path.relative_to(store_dir).as_posix()}"
         s3.write_bytes(key, path.read_bytes())
