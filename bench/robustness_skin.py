@@ -114,7 +114,7 @@ def score_series(folder: Path, model: Any) -> dict[str, Any]:
     planes: list[dict[str, Any]] = []
 
     def predict(timepoint: Timepoint) -> np.ndarray:
-        probs = class_probabilities(model, read_timepoint(timepoint))
+        probs = class_probabilities(model, read_timepoint(timepoint), timepoint.depths_um)
         max_probability[timepoint.image_id] = probs.max(axis=1)
         return np.argmax(probs, axis=1).astype(np.uint8)
 

@@ -32,12 +32,13 @@ def time_case(folder: Path, model: Any) -> dict[str, Any]:
 
     series = find_series(folder)
     stages: dict[str, list[float]] = {"read_s": [], "segment_s": [], "measure_s": [], "total_s": []}
-    segment_stack(model, read_timepoint(series.timepoints[0]))  # warm-up (tf.function trace)
+    first = series.timepoints[0]
+    segment_stack(model, read_timepoint(first), first.depths_um)  # warm-up (tf.function trace)
     for tp in series.timepoints:
         t0 = time.perf_counter()
         stack = read_timepoint(tp)
         t1 = time.perf_counter()
-        labels = segment_stack(model, stack)
+        labels = segment_stack(model, stack, tp.depths_um)
         t2 = time.perf_counter()
         drug_profiles(
             stack[:, 1],

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import overnight.models.skin as skin_module
-from overnight.errors import ModelNotFoundError
+from overnight.errors import ConfigError, ModelNotFoundError
 from overnight.models.config import TrainConfig, UNetConfig
+from overnight.models.loading import models_root
 from overnight.models.skin import (
     SkinModelConfig,
     build_skin_model,
@@ -21,6 +22,7 @@ from overnight.models.skin import (
     downsample_mean,
     iou_per_class,
     load_skin_model,
+    network_input,
     save_skin_model,
     segment_stack,
     skin_config,
@@ -28,7 +30,7 @@ from overnight.models.skin import (
 )
 from overnight.skin.training import PlaneSet, class_centres, sample_patch, stack_planes
 
-TINY = skin_config().model_copy(
+TINY = skin_config(depth_input=False).model_copy(
     update={
         "unet": UNetConfig(ndim=2, in_channels=1, out_channels=6, n_levels=2, base_filters=4),
         "train": TrainConfig(
@@ -81,8 +83,11 @@ def test_config_checks_its_shapes() -> None:
         SkinModelConfig(unet=UNetConfig(ndim=2, out_channels=3))
     with pytest.raises(ValueError, match="in_channels"):
         SkinModelConfig(channel_indices=(0, 1))
-    both = skin_config((0, 1))
+    both = skin_config((0, 1), depth_input=False)
     assert both.unet.in_channels == 2 and both.channel_roles == ("structure", "drug")
+    assert skin_config((0, 1)).unet.in_channels == 3  # the recipe adds the depth channel
+    with pytest.raises(ValueError, match="depth_input"):
+        SkinModelConfig(depth_input=True)  # in_channels 1: no room for the depth
     two = build_skin_model(TINY.model_copy(update={"unet": both.unet, "channel_indices": (0, 1)}))
     stack = np.random.default_rng(2).integers(100, 900, (3, 2, 32, 32)).astype(np.uint16)
     assert segment_stack(two, stack).shape == (3, 32, 32)
@@ -133,6 +138,56 @@ def test_train_save_reload_predicts_the_same(tmp_path: Path) -> None:
     assert first.version.startswith("skin@") and again.version.startswith("copy@")
 
 
+#: A depth-reading tiny model: structure channel + depth channel.
+TINY_DEPTH = TINY.model_copy(
+    update={"unet": TINY.unet.model_copy(update={"in_channels": 2}), "depth_input": True}
+)
+
+
+def test_depth_model_without_depths_is_a_clear_error() -> None:
+    model = build_skin_model(TINY_DEPTH)
+    stack = np.random.default_rng(4).integers(100, 900, (3, 2, 32, 32)).astype(np.uint16)
+    with pytest.raises(ConfigError, match="depths_um"):
+        class_probabilities(model, stack)
+    with pytest.raises(ConfigError, match="need 3 finite plane depths"):
+        segment_stack(model, stack, [0.0, 10.0])
+    with pytest.raises(ConfigError, match="need 3 finite"):
+        segment_stack(model, stack, [0.0, float("nan"), 20.0])
+    assert segment_stack(model, stack, [0.0, 30.0, 90.0]).shape == (3, 32, 32)
+
+
+def test_depths_change_the_input_and_the_output() -> None:
+    stack = np.random.default_rng(5).integers(100, 900, (2, 2, 32, 32)).astype(np.uint16)
+    x = network_input(stack, TINY_DEPTH, (15.0, 120.0))
+    assert x.shape == (2, 16, 16, 2)
+    assert np.allclose(x[0, ..., 1], 0.1) and np.allclose(x[1, ..., 1], 0.8)  # depth / 150 µm
+    # the image channel is what a depth-less model sees
+    assert np.array_equal(x[..., :1], network_input(stack, TINY))
+    assert np.array_equal(network_input(stack, TINY, (1.0, 2.0)), network_input(stack, TINY))
+    model = build_skin_model(TINY_DEPTH)
+    shallow = class_probabilities(model, stack, (0.0, 0.0))
+    deep = class_probabilities(model, stack, (150.0, 150.0))
+    assert not np.allclose(shallow, deep, atol=1e-4)
+
+
+def test_a_config_from_before_depth_input_loads_without_it(tmp_path: Path) -> None:
+    """models/skin/config.json of 2026-12-07 (4 levels, no depth fields) still loads."""
+    old = {
+        "kind": "skin",
+        "unet": {"ndim": 2, "in_channels": 1, "out_channels": 6, "n_levels": 4, "base_filters": 4},
+        "channel_indices": [0],
+        "class_weights": [0.0, 1.2054, 0.9102, 1.1144, 0.7933, 1.3964],
+        "train": {"epochs": 50, "steps_per_epoch": 50, "batch_size": 8, "patch_yx_px": 144},
+    }
+    config = SkinModelConfig.model_validate(old)
+    assert not config.depth_input and config.unet.n_levels == 4
+    model = build_skin_model(config)
+    model.network.save_weights(tmp_path / "weights.weights.h5")
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    stack = np.random.default_rng(6).integers(100, 900, (2, 2, 32, 32)).astype(np.uint16)
+    assert segment_stack(load_skin_model(tmp_path), stack).shape == (2, 32, 32)
+
+
 def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="config.json"):
         load_skin_model(tmp_path)
@@ -144,4 +199,5 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
 def test_shipped_model_loads() -> None:
     model = load_skin_model(None)
     assert model.config.compartments == skin_module.COMPARTMENTS
+    assert (models_root() / "skin" / "weights.weights.h5").stat().st_size < 10e6  # ≤ 10 MB
     assert iou_per_class(np.array([1, 2]), np.array([1, 2]), 3)[1:].tolist() == [1.0, 1.0]

@@ -10,19 +10,16 @@ import pytest
 
 from overnight.errors import ConfigError
 from overnight.models.config import TrainConfig, UNetConfig
-from overnight.models.skin import (
-    PlaneSet,
-    load_skin_model,
-    skin_config,
-    train_skin,
-    training_pairs,
-)
+from overnight.models.skin import load_skin_model, skin_config, train_skin
+from overnight.models.skin_data import PlaneSet, skin_augmentation, training_pairs
+from overnight.models.training import augment
 from overnight.skin.training import folder_planes
 
+#: The training recipe (structure + depth channels) at a tiny size.
 TINY = skin_config().model_copy(
     update={
         "unet": UNetConfig.model_validate(
-            {"ndim": 2, "in_channels": 1, "out_channels": 6, "n_levels": 2, "base_filters": 4}
+            {"ndim": 2, "in_channels": 2, "out_channels": 6, "n_levels": 2, "base_filters": 4}
         ),
         "train": TrainConfig.model_validate(
             {
@@ -41,7 +38,10 @@ TINY = skin_config().model_copy(
 def test_folder_planes_pair_images_with_their_truth(tiny_series: Path) -> None:
     planes, used = folder_planes(tiny_series, TINY)
     assert len(planes.inputs) == 6 * 4 and len(used) == 2 * 6
-    assert planes.inputs[0].shape == (128, 128, 1)  # 256² pooled by 2, one channel
+    assert planes.inputs[0].shape == (128, 128, 2)  # 256² pooled by 2, structure + depth
+    sidecar = json.loads(sorted((tiny_series / "images").glob("*.json"))[0].read_text())
+    depths = [float(p[0, 0, 1]) * 150.0 for p in planes.inputs[:4]]  # the sidecar's depths
+    assert depths == pytest.approx(sidecar["depths_um"], abs=1e-3)
     assert planes.labels[0].shape == (128, 128) and planes.labels[0].max() <= 5
     assert planes.ids[5].endswith(":z1")
 
@@ -103,7 +103,7 @@ def test_init_with_epochs_0_keeps_the_weights_and_records_them(tmp_path: Path) -
 
 
 def test_both_channels_train_through_the_shared_loop(tmp_path: Path) -> None:
-    two = skin_config((0, 1)).model_copy(
+    two = skin_config((0, 1), depth_input=False).model_copy(
         update={"unet": TINY.unet.model_copy(update={"in_channels": 2}), "train": TINY.train}
     )
     out = train_skin(None, tmp_path / "m", config=two, n_series=1, n_val_series=1, size=64)
@@ -121,4 +121,39 @@ def test_models_layer_does_not_import_the_skin_package() -> None:
         node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
     } | {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
     assert not any(name.startswith("overnight.skin") for name in imported), imported
+    import overnight.models.skin_data as data
+
+    tree = ast.parse(Path(data.__file__).read_text())
+    assert not any(
+        isinstance(node, ast.ImportFrom) and (node.module or "").startswith("overnight.skin")
+        for node in ast.walk(tree)
+    )
     assert skin_config().train.mixed_precision  # the shared loop's bfloat16 where native
+
+
+def test_depth_channel_is_jittered_as_a_depth_not_as_an_intensity() -> None:
+    """The shared loop's per-channel ranges: the image gets gamma, gain and noise; the depth
+    only ± depth_jitter_um, a 0.8–1.2 scale and the loop's tilt (≤ 30 % across a patch)."""
+    intensity = skin_augmentation(TINY)
+    rng = np.random.default_rng(0)
+    image = np.stack([np.full((32, 32), 0.5), np.full((32, 32), 0.4)], axis=-1)  # 60 µm
+    labels = np.zeros((32, 32), np.int32)
+    seen = []
+    for _ in range(200):
+        out, _ = augment(rng, image.astype(np.float32), labels, intensity)
+        seen.append(out[..., 1])
+        assert out.shape == (32, 32, 2)
+    depth_um = np.array(seen) * 150.0
+    centre = depth_um[:, 15:17, 15:17].mean(axis=(1, 2))  # the tilt is ~1 at the centre
+    assert 60 * 0.8 - 12 - 2 < centre.min() and centre.max() < 60 * 1.2 + 12 + 2
+    assert centre.std() > 3.0  # it is jittered
+    assert np.abs(np.diff(depth_um, axis=2)).max() < 2.0  # smooth (tilt only), no pixel noise
+    assert skin_augmentation(skin_config(depth_input=False)).gamma == (0.6, 1.6)
+
+
+def test_training_with_depth_input_records_it(tmp_path: Path) -> None:
+    out = train_skin(None, tmp_path / "m", config=TINY, n_series=1, n_val_series=1, size=64)
+    model = load_skin_model(out)
+    assert model.config.depth_input and model.network.input_shape[-1] == 2
+    card = json.loads((out / "card.json").read_text())
+    assert "plane depth" in card["architecture"] and "training" in card["training_ranges"]

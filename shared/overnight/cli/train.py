@@ -328,7 +328,33 @@ def train_pnp_command(
 )
 @_out_option
 @_epochs_option
-def train_skin_command(data_dir: Path | None, out_dir: Path, epochs: int | None) -> None:
+@click.option(
+    "--time-budget",
+    "time_budget_s",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Stop training after this many seconds [default: the config's, ~32 min].",
+)
+@click.option(
+    "--n-series",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Synthetic training series to draw [default: 64].",
+)
+@click.option(
+    "--depth-input/--no-depth-input",
+    default=True,
+    show_default=True,
+    help="Feed each plane's depth to the network (then every use needs the planes' depths).",
+)
+def train_skin_command(
+    data_dir: Path | None,
+    out_dir: Path,
+    epochs: int | None,
+    time_budget_s: float | None,
+    n_series: int | None,
+    depth_input: bool,
+) -> None:
     """Train the skin-compartment U-Net (synthetic series unless --data is given)."""
     try:
         skin = importlib.import_module("overnight.models.skin")
@@ -339,7 +365,12 @@ def train_skin_command(data_dir: Path | None, out_dir: Path, epochs: int | None)
             "this installation has no skin model (overnight.models.skin is missing)"
         ) from err
     try:
-        skin.train_skin(data_dir, out_dir, epochs=epochs)
+        options: dict[str, object] = {"depth_input": depth_input}
+        if time_budget_s is not None:
+            options["time_budget_s"] = time_budget_s
+        if n_series is not None:
+            options["n_series"] = n_series
+        skin.train_skin(data_dir, out_dir, epochs=epochs, **options)
     except OvernightError as err:
         raise click.ClickException(str(err)) from err
 

@@ -5,8 +5,11 @@ lab did: less memory, no assumption about the z spacing). The input is the struc
 channel, optionally with the drug channel (``SkinModelConfig.channel_indices``), normalised
 per stack by percentiles so that bright and dark depths keep their relative brightness, and
 mean-pooled by ``downsample`` (skin structures are 10–200 µm across: at 1 µm/px a 4-level
-U-Net sees a whole corneocyte or fat cell). Class probabilities are interpolated back to the
-full grid before the argmax.
+U-Net sees a whole corneocyte or fat cell). A ``depth_input`` model (the training recipe of
+:func:`skin_config`) also reads the plane's depth below the surface as a last channel,
+``depth_um / depth_scale_um`` constant over the plane, so every caller passes the planes'
+``depths_um``; it is jittered in training (a soft prior, not a lookup). Class probabilities
+are interpolated back to the full grid before the argmax.
 
 Class balancing (compartments absent from many planes must not be drowned out):
 
@@ -26,28 +29,29 @@ Training data: a folder in the synthetic layout (``images/<id>.tif`` ``ZCYX`` +
 :func:`overnight.synth.skin.draw_skin_series` in the looks ``config.train_looks`` in turn (by
 default ``"spec"`` and ``"training"``, every range of IMAGING_MODEL.md §2 widened; see
 :mod:`overnight.synth.skin_look`), one random timepoint of each of ``n_series`` independent
-regions. Every plane is turned into the network's input once (per-stack normalisation,
-pooling) and kept in memory at the network's scale with its labels.
+regions. Planes, patches and augmentation: :mod:`overnight.models.skin_data`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from overnight.errors import ConfigError, InvalidImageError, ModelNotFoundError
+from overnight.errors import ConfigError, ModelNotFoundError
 from overnight.models.card import ModelCard, lineage, save_card
 from overnight.models.config import CONFIG_FILE, TrainConfig, UNetConfig
 from overnight.models.loading import WEIGHTS_FILE, models_root, resolve_model_dir
 from overnight.models.tiling import predict_tiled
-from overnight.models.training import Augmentation, FitResult, TrainingPairs, train_network
+from overnight.models.training import FitResult, train_network
+
+if TYPE_CHECKING:
+    from overnight.models.skin_data import PlaneSet
 
 logger = logging.getLogger(__name__)
 
@@ -61,22 +65,8 @@ COMPARTMENTS: tuple[str, ...] = (
 )
 #: The shipped model's folder name under ``models/``.
 DEFAULT_MODEL = "skin"
-#: Defaults of the synthetic training set: series, validation series and plane side (px).
-N_SERIES = 64
-N_VAL_SERIES = 6
-SYNTH_SIZE_PX = 384
-#: Fewest pixels (network scale) of a class in a plane for the plane to centre patches on it.
-MIN_CLASS_PX = 16
-#: Patch centres kept per plane and compartment (see :func:`training_pairs`).
-CENTRES_PER_PLANE = 64
-#: Where the generator ranges of a synthetically trained model are written.
-LOOK_FILE = "training_look.json"
-#: Intensity augmentation of skin patches, on top of the generator's domain randomisation:
-#: after per-stack normalisation a plane of another microscope differs by gain, offset,
-#: a non-linear response, a residual tilt and noise.
-SKIN_AUGMENTATION = Augmentation(
-    scale=(0.6, 1.6), offset=(-0.15, 0.15), noise_sd=(0.0, 0.08), gamma=(0.6, 1.6), tilt=0.3
-)
+#: Depth (µm) that a depth_input model sees as 1.0 (the deepest planes of §2 are ~150 µm).
+DEPTH_SCALE_UM = 150.0
 
 
 class SkinModelConfig(BaseModel):
@@ -87,7 +77,7 @@ class SkinModelConfig(BaseModel):
     kind: Literal["skin"] = "skin"
     # model_validate: pydantic fills the defaults (mypy without the pydantic plugin would not)
     unet: UNetConfig = UNetConfig.model_validate(
-        {"ndim": 2, "in_channels": 1, "out_channels": 6, "n_levels": 4, "base_filters": 16}
+        {"ndim": 2, "in_channels": 1, "out_channels": 6, "n_levels": 5, "base_filters": 16}
     )
     compartments: tuple[str, ...] = Field(
         COMPARTMENTS, description="label k is compartments[k-1]; 0 = none"
@@ -97,6 +87,18 @@ class SkinModelConfig(BaseModel):
     )
     channel_roles: tuple[str, ...] = Field(
         ("structure",), description="what each of those channels holds"
+    )
+    depth_input: bool = Field(
+        False,
+        description="feed each plane's depth (depth_um / depth_scale_um, constant over the "
+        "plane) as a last input channel; such a model needs the planes' depths",
+    )
+    depth_scale_um: float = Field(DEPTH_SCALE_UM, gt=0, description="depth fed as 1.0 (µm)")
+    depth_jitter_um: float = Field(
+        12.0, ge=0, description="training: ± offset of the depth fed to the network (µm)"
+    )
+    depth_jitter_scale: tuple[float, float] = Field(
+        (0.8, 1.2), description="training: range of a factor on the depth fed to the network"
     )
     pixel_size_um: float = Field(0.5, gt=0, description="pixel size of the training images (µm)")
     downsample: int = Field(2, ge=1, description="mean-pooling factor before the network (px)")
@@ -120,15 +122,16 @@ class SkinModelConfig(BaseModel):
     tile_overlap_px: int = Field(64, ge=0, description="overlap of neighbouring tiles (px)")
     train: TrainConfig = TrainConfig.model_validate(
         {
-            # make train: ~15-20 min on 2 shared cores (mixed precision), data included
-            "epochs": 50,
+            # make train: ~35 min on 2 shared cores (mixed precision bf16), data included;
+            # 256 pooled px = 256 µm of context (two follicles' width)
+            "epochs": 80,
             "steps_per_epoch": 50,
-            "batch_size": 8,
-            "patch_yx_px": 144,
+            "batch_size": 4,
+            "patch_yx_px": 256,
             "val_patches": 48,
-            "patience": 10,
+            "patience": 12,
             "learning_rate": 2e-3,
-            "time_budget_s": 1140.0,  # a safety cap on a loaded machine
+            "time_budget_s": 1920.0,  # the cap that ends the run on 2 cores
             "feature_fraction": 0.6,  # set from class_centred_fraction when training
             "mixed_precision": True,
         }
@@ -148,10 +151,11 @@ class SkinModelConfig(BaseModel):
                 f"unet.out_channels must be {len(self.compartments) + 1} (none + "
                 f"{len(self.compartments)} compartments), got {self.unet.out_channels}"
             )
-        if self.unet.in_channels != len(self.channel_indices):
+        if self.unet.in_channels != len(self.channel_indices) + int(self.depth_input):
             raise ValueError(
                 f"unet.in_channels ({self.unet.in_channels}) must equal the number of "
                 f"channel_indices {self.channel_indices}"
+                + (" + 1 (depth_input)" if self.depth_input else "")
             )
         if self.class_weights and len(self.class_weights) != self.unet.out_channels:
             raise ValueError(
@@ -165,8 +169,14 @@ class SkinModelConfig(BaseModel):
         return len(self.compartments) + 1
 
 
-def skin_config(channel_indices: tuple[int, ...] = (0,), **updates: Any) -> SkinModelConfig:
-    """A default config reading ``channel_indices`` (``(0,)`` structure, ``(0, 1)`` both).
+def skin_config(
+    channel_indices: tuple[int, ...] = (0,), depth_input: bool = True, **updates: Any
+) -> SkinModelConfig:
+    """The training recipe reading ``channel_indices`` (``(0,)`` structure, ``(0, 1)`` both).
+
+    ``depth_input`` (the recipe's default) adds the plane's depth as a last input channel:
+    what a plane shows depends on its depth (IMAGING_MODEL.md §2: stratum corneum 0–15 µm,
+    viable epidermis to ~60 µm, dermis and fat below), which one plane alone hardly tells.
 
     The structure channel alone is the default: the drug channel is empty before the drug
     arrives and changes over time, so a model that leans on it segments pre-dose and
@@ -175,9 +185,10 @@ def skin_config(channel_indices: tuple[int, ...] = (0,), **updates: Any) -> Skin
     """
     roles = {0: "structure", 1: "drug"}
     unet = SkinModelConfig.model_validate({}).unet
-    unet = unet.model_copy(update={"in_channels": len(channel_indices)})
+    unet = unet.model_copy(update={"in_channels": len(channel_indices) + int(depth_input)})
     fields: dict[str, Any] = {
         "unet": unet,
+        "depth_input": depth_input,
         "channel_indices": tuple(channel_indices),
         "channel_roles": tuple(roles.get(i, f"channel{i}") for i in channel_indices),
     }
@@ -250,14 +261,48 @@ def downsample_mean(planes: np.ndarray, factor: int) -> np.ndarray:
     return shaped.mean(axis=(-3, -1), dtype=np.float32)
 
 
-def network_input(stack: np.ndarray, config: SkinModelConfig) -> np.ndarray:
-    """The network's input of a raw ``ZCYX`` stack: ``(Z, Y/d, X/d, C_in)`` float32."""
+def plane_depths(config: SkinModelConfig, n_planes: int, depths_um: Any) -> np.ndarray:
+    """The depth channel's value of each plane: ``depths_um / depth_scale_um``, shape ``(Z,)``.
+
+    Raises
+    ------
+    ConfigError
+        When ``depths_um`` is missing, of another length than the planes or not finite (a
+        ``depth_input`` model must not guess where a plane lies).
+
+    Examples
+    --------
+    >>> plane_depths(skin_config(), 2, [0.0, 75.0]).tolist()
+    [0.0, 0.5]
+    """
+    if depths_um is None:
+        raise ConfigError(
+            "this skin model reads each plane's depth (depth_input): give the planes' "
+            "depths_um (µm below the surface; a series' sidecar or file metadata)"
+        )
+    depths = np.asarray(depths_um, dtype=np.float64).ravel()
+    if depths.shape != (n_planes,) or not np.all(np.isfinite(depths)):
+        raise ConfigError(f"need {n_planes} finite plane depths (µm), got {list(depths_um)}")
+    return (depths / config.depth_scale_um).astype(np.float32)
+
+
+def network_input(stack: np.ndarray, config: SkinModelConfig, depths_um: Any = None) -> np.ndarray:
+    """The network's input of a raw ``ZCYX`` stack: ``(Z, Y/d, X/d, C_in)`` float32.
+
+    ``depths_um`` (length Z, µm below the surface) is needed by a ``config.depth_input``
+    model, whose last channel is the plane's depth (:func:`plane_depths`); others ignore it.
+    """
     if stack.ndim != 4 or max(config.channel_indices) >= stack.shape[1]:
         raise ValueError(
             f"need a ZCYX stack with channels {config.channel_indices}, got shape {stack.shape}"
         )
+    depth = plane_depths(config, stack.shape[0], depths_um) if config.depth_input else None
     chosen = normalise_stack(stack[:, list(config.channel_indices)], config.normalise_percentiles)
-    return np.moveaxis(downsample_mean(chosen, config.downsample), 1, -1)
+    image = np.moveaxis(downsample_mean(chosen, config.downsample), 1, -1)
+    if depth is None:
+        return image
+    channel = np.broadcast_to(depth[:, None, None, None], (*image.shape[:-1], 1))
+    return np.concatenate([image, channel], axis=-1)
 
 
 def class_balanced_loss(weights: np.ndarray, dice_weight: float) -> Any:
@@ -332,10 +377,14 @@ def build_skin_model(config: SkinModelConfig) -> SkinModel:
     return from_network(config, build_unet(config.unet, name="skin"))
 
 
-def class_probabilities(model: SkinModel, stack: np.ndarray) -> np.ndarray:
-    """Per-plane class probabilities of a raw ``ZCYX`` stack: ``(Z, K, Y, X)`` float32."""
+def class_probabilities(model: SkinModel, stack: np.ndarray, depths_um: Any = None) -> np.ndarray:
+    """Per-plane class probabilities of a raw ``ZCYX`` stack: ``(Z, K, Y, X)`` float32.
+
+    ``depths_um`` (length Z, µm below the surface) is required by a ``depth_input`` model
+    (:class:`~overnight.errors.ConfigError` without it) and ignored by others.
+    """
     config = model.config
-    inputs = network_input(stack, config)
+    inputs = network_input(stack, config, depths_um)
     shape_yx = stack.shape[-2:]
     out = np.empty((stack.shape[0], config.n_classes, *shape_yx), np.float32)
     for z, plane in enumerate(inputs):
@@ -372,9 +421,12 @@ def upsample_probabilities(probs: np.ndarray, factor: int, shape_yx: tuple[int, 
     return _linear_axis(rows, 2, shape_yx[1], factor).astype(np.float32, copy=False)
 
 
-def segment_stack(model: SkinModel, stack: np.ndarray) -> np.ndarray:
-    """Compartment labels of every plane of a raw ``ZCYX`` stack: ``ZYX`` uint8, 0 = none."""
-    return np.argmax(class_probabilities(model, stack), axis=1).astype(np.uint8)
+def segment_stack(model: SkinModel, stack: np.ndarray, depths_um: Any = None) -> np.ndarray:
+    """Compartment labels of every plane of a raw ``ZCYX`` stack: ``ZYX`` uint8, 0 = none.
+
+    ``depths_um``: as for :func:`class_probabilities`.
+    """
+    return np.argmax(class_probabilities(model, stack, depths_um), axis=1).astype(np.uint8)
 
 
 def save_skin_model(model: SkinModel, model_dir: Path) -> Path:
@@ -414,190 +466,10 @@ def load_skin_model(reference: str | Path | None = None) -> SkinModel:
     return from_network(config, network, model_version(model_dir))
 
 
-@dataclass(frozen=True)
-class PlaneSet:
-    """Network inputs ``(y, x, C)`` float32 and labels ``(y, x)`` uint8 at the network's scale."""
-
-    inputs: list[np.ndarray]
-    labels: list[np.ndarray]
-    ids: list[str]
-
-
-def stack_planes(
-    stack: np.ndarray, labels: np.ndarray, config: SkinModelConfig, image_id: str
-) -> PlaneSet:
-    """The planes of one ``ZCYX`` stack and its ``ZYX`` labels, at the network's scale."""
-    if labels.shape != (stack.shape[0], *stack.shape[2:]):
-        raise ConfigError(f"{image_id}: labels {labels.shape} do not match the stack {stack.shape}")
-    inputs = network_input(stack, config)
-    d = config.downsample
-    pad = [(0, 0), *[(0, (-s) % d) for s in labels.shape[1:]]]
-    pooled = np.pad(labels, pad, mode="edge")[:, d // 2 :: d, d // 2 :: d]
-    return PlaneSet(
-        list(inputs),
-        list(pooled.astype(np.uint8)),
-        [f"{image_id}:z{z}" for z in range(len(inputs))],
-    )
-
-
-def _merge(sets: list[PlaneSet]) -> PlaneSet:
-    return PlaneSet(*(sum((getattr(s, f) for s in sets), []) for f in ("inputs", "labels", "ids")))
-
-
-def synthetic_planes(seed: int, n_series: int, size_px: int, config: SkinModelConfig) -> PlaneSet:
-    """Planes of ``n_series`` synthetic regions drawn from ``seed``, in ``config.train_looks``.
-
-    Each region is drawn at a random size between 0.75 and 1.33 × ``size_px`` (so that the
-    field holds more or fewer structures) with its look's number of depths.
-    """
-    from overnight.synth.skin import draw_skin_series
-
-    rng = np.random.default_rng(seed)
-    sets = []
-    for i in range(n_series):
-        side = int(rng.integers(int(0.75 * size_px), int(1.33 * size_px) + 1)) // 8 * 8
-        series = draw_skin_series(
-            rng,
-            size=max(side, 64),
-            n_timepoints=6,
-            compartments=config.compartments,
-            look=config.train_looks[i % len(config.train_looks)],
-        )
-        index = int(rng.integers(series.n_timepoints))
-        sets.append(
-            stack_planes(series.stack(index), series.labels(index), config, f"synth{seed}-{i}")
-        )
-    return _merge(sets)
-
-
-def folder_planes(data: Path, config: SkinModelConfig) -> tuple[PlaneSet, list[Path]]:
-    """Planes of every ``images/*.tif`` of ``data`` that has ``truth/<id>/labels.tif``."""
-    import tifffile
-
-    from overnight.imaging import find_images, read_stack
-
-    sets, used = [], []
-    for path in find_images(data / "images"):
-        stack = read_stack(path)
-        truth = data / "truth" / stack.image_id / "labels.tif"
-        if not truth.is_file():
-            logger.warning("%s: no %s; skipped", path.name, truth)
-            continue
-        labels = tifffile.imread(truth)
-        if labels.max() > len(config.compartments):
-            raise InvalidImageError(
-                str(truth), f"label {labels.max()} but only {len(config.compartments)} compartments"
-            )
-        sets.append(
-            stack_planes(
-                np.asarray(stack.data),
-                labels.reshape(stack.data.shape[0], *stack.data.shape[2:]),
-                config,
-                stack.image_id,
-            )
-        )
-        used += [path, truth]
-    if not sets:
-        raise ConfigError(f"{data}: no images/*.tif with truth/<id>/labels.tif to train on")
-    return _merge(sets), used
-
-
-def class_centres(planes: PlaneSet, n_classes: int) -> list[np.ndarray]:
-    """For each class, the indices of the planes holding at least ``MIN_CLASS_PX`` of it."""
-    counts = np.stack(
-        [np.bincount(lab.ravel(), minlength=n_classes)[:n_classes] for lab in planes.labels]
-    )
-    return [np.flatnonzero(counts[:, c] >= MIN_CLASS_PX) for c in range(n_classes)]
-
-
-def training_pairs(planes: PlaneSet, n_classes: int, seed: int) -> TrainingPairs:
-    """``planes`` for the shared loop, balanced so that every compartment is drawn as often.
-
-    The loop picks an image uniformly, then (``feature_fraction`` of the time) one of its
-    feature positions. So each compartment becomes entries of its own: every plane holding
-    at least :data:`MIN_CLASS_PX` of it, with :data:`CENTRES_PER_PLANE` of its pixels as
-    features, repeated so that each compartment has about as many entries as the most
-    widespread one (the repeats share the arrays). Class 0 ("none") is not a target.
-    """
-    holding = class_centres(planes, n_classes)
-    most = max((len(p) for p in holding[1:]), default=0)
-    rng = np.random.default_rng(seed)
-    entries: list[tuple[int, np.ndarray]] = []
-    for c in range(1, n_classes):
-        repeats = max(1, round(most / len(holding[c]))) if len(holding[c]) else 0
-        for i in holding[c]:
-            ys, xs = np.nonzero(planes.labels[i] == c)
-            pick = rng.integers(len(ys), size=CENTRES_PER_PLANE)
-            centres = np.stack([ys[pick], xs[pick]], axis=1)
-            entries += [(int(i), centres)] * repeats
-    if not entries:  # no compartment anywhere: plain random patches
-        entries = [(i, np.zeros((0, 2), np.intp)) for i in range(len(planes.inputs))]
-    multi = planes.inputs[0].shape[-1] > 1
-    inputs = [p if multi else p[..., 0] for p in planes.inputs]
-    targets = [lab.astype(np.int32) for lab in planes.labels]
-    return TrainingPairs(
-        [inputs[i] for i, _ in entries],
-        [targets[i] for i, _ in entries],
-        [centres for _, centres in entries],
-        channels_last=multi,
-    )
-
-
-def plane_iou(model: SkinModel, planes: PlaneSet) -> np.ndarray:
-    """IoU per class over all ``planes`` at the network's scale (no upsampling)."""
-    config = model.config
-    truth, predicted = [], []
-    for image, labels in zip(planes.inputs, planes.labels, strict=True):
-        (probs,) = predict_tiled(
-            model.predict,
-            image,
-            config.tile_px,
-            config.tile_overlap_px,
-            config.unet.size_multiple_px,
-        )
-        truth.append(labels.ravel())
-        predicted.append(np.argmax(probs, axis=-1).ravel())
-    return iou_per_class(np.concatenate(truth), np.concatenate(predicted), config.n_classes)
-
-
-def _subset(planes: PlaneSet, indices: np.ndarray) -> PlaneSet:
-    keep = sorted(int(i) for i in indices)
-    return PlaneSet(*([getattr(planes, f)[i] for i in keep] for f in ("inputs", "labels", "ids")))
-
-
-def training_planes(
-    data: Path | None, config: SkinModelConfig, seed: int, n_series: int, n_val: int, size: int
-) -> tuple[PlaneSet, PlaneSet, str, str]:
-    """Training and validation planes, a description of their source and its fingerprint.
-
-    From ``data`` when it has ``images/`` (a seeded split of its planes), else synthetic:
-    ``n_series`` training and ``n_val`` validation series of about ``size``² px.
-    """
-    if data is not None and (Path(data) / "images").is_dir():
-        planes, used = folder_planes(Path(data), config)
-        n_val_planes = max(1, round(len(planes.inputs) * config.train.val_fraction))
-        order = np.random.default_rng(seed).permutation(len(planes.inputs))
-        train = _subset(planes, order[n_val_planes:]) if len(order) > 1 else planes
-        return train, _subset(planes, order[:n_val_planes]), str(data), _files_hash(used)
-    train = synthetic_planes(seed, n_series, size, config)
-    val = synthetic_planes(seed + 1_000_003, n_val, size, config)
-    source = (
-        f"synthetic: overnight.synth.skin, looks {', '.join(config.train_looks)} ({LOOK_FILE}), "
-        f"seed {seed}, {n_series} + {n_val} series of ~{size}² px"
-    )
-    return train, val, source, hashlib.sha256(source.encode()).hexdigest()
-
-
-def _files_hash(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def _configure(epochs: int | None, options: dict[str, Any]) -> SkinModelConfig:
-    config = options.pop("config", None) or skin_config(tuple(options.pop("channel_indices", (0,))))
+    config = options.pop("config", None) or skin_config(
+        tuple(options.pop("channel_indices", (0,))), bool(options.pop("depth_input", True))
+    )
     updates: dict[str, Any] = {
         k: options.pop(k) for k in ("time_budget_s", "steps_per_epoch") if k in options
     }
@@ -630,13 +502,25 @@ def train_skin(
         ``config`` (a :class:`SkinModelConfig`), ``init`` (weights file or model folder to
         start from: resume or fine-tune), ``n_series``, ``n_val_series``, ``size``
         (synthetic planes, px), ``looks`` (generator looks), ``time_budget_s``,
-        ``steps_per_epoch``, ``channel_indices``.
+        ``steps_per_epoch``, ``channel_indices``, ``depth_input`` (default True: the
+        plane's depth as an input channel; see :func:`skin_config`).
 
     Returns
     -------
     Path
         ``out``.
     """
+    from overnight.models.skin_data import (
+        LOOK_FILE,
+        N_SERIES,
+        N_VAL_SERIES,
+        SYNTH_SIZE_PX,
+        plane_iou,
+        skin_augmentation,
+        training_pairs,
+        training_planes,
+    )
+
     out = Path(out)
     config = _configure(epochs, options)
     config = config.model_copy(
@@ -676,17 +560,18 @@ def train_skin(
         out,
         Path(init) if init is not None else None,
         epochs,
-        SKIN_AUGMENTATION,
+        skin_augmentation(config),
     )
     trained = from_network(config, network)
     iou = plane_iou(trained, val)
     save_skin_model(trained, out)
+    ranges = None
     if data is None or not (Path(data) / "images").is_dir():
         from overnight.synth.skin_look import LOOKS
 
         ranges = {name: asdict(LOOKS[name]) for name in config.train_looks}
         (out / LOOK_FILE).write_text(json.dumps(ranges, indent=2) + "\n")
-    _write_card(trained, out, result, iou, source, digest, train, val, init)
+    _write_card(trained, out, result, iou, (source, digest), (train, val), init, ranges)
     return out
 
 
@@ -695,15 +580,16 @@ def _write_card(
     out: Path,
     result: FitResult,
     iou: np.ndarray,
-    source: str,
-    digest: str,
-    train: PlaneSet,
-    val: PlaneSet,
+    data: tuple[str, str],
+    planes: tuple[PlaneSet, PlaneSet],
     init: Path | None,
+    ranges: dict[str, Any] | None,
 ) -> None:
+    """Write ``card.json``; ``data`` is (source, its SHA-256), ``planes`` (training, validation)."""
     from overnight.models.unet import count_flops
 
     config = model.config
+    (source, digest), (train, val) = data, planes
     names = ("none", *config.compartments)
     metrics = {
         f"val_iou_{n}": round(float(v), 4)
@@ -720,6 +606,7 @@ def _write_card(
         architecture=(
             f"2D U-Net, {unet.n_levels} levels, {unet.base_filters} filters, softmax over "
             f"{unet.out_channels} classes, input mean-pooled {config.downsample}x"
+            + (", plane depth as a last input channel" if config.depth_input else "")
         ),
         parameters=int(model.network.count_params()),
         hyper_parameters=config.model_dump(mode="json"),
@@ -738,6 +625,7 @@ def _write_card(
         training_seconds=round(result.seconds, 1),
         metrics=metrics,
         flops_per_field=count_flops(unet, (512 // config.downsample, 512 // config.downsample)),
+        training_ranges=ranges,
     )
     save_card(card, out)
     logger.info("skin model saved to %s: %s", out, metrics)

@@ -187,7 +187,7 @@ def analyse_timepoint(
     reused = labels is not None
     confidence = None
     if labels is None:
-        probabilities = class_probabilities(model, stack)
+        probabilities = class_probabilities(model, stack, timepoint.depths_um)
         labels, confidence = np.argmax(probabilities, axis=1).astype(np.uint8), probabilities.max(1)
     drug = stack[:, DRUG_CHANNEL]
     raw = drug_profiles(

@@ -1,6 +1,7 @@
 """Skin-model training data, re-exported for the skin package: planes, patches and the trainer.
 
-The trainer itself lives in the models layer, :mod:`overnight.models.skin`, and runs the
+The trainer itself lives in the models layer, :mod:`overnight.models.skin` (its data in
+:mod:`overnight.models.skin_data`), and runs the
 shared loop of :mod:`overnight.models.training` (checkpoints, mixed precision, ``init``
 weights); this module only points there (one way: ``skin`` → ``models``, never back) and
 keeps :func:`sample_patch`, which draws one class-centred patch the way the old loop did, for
@@ -11,16 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from overnight.models.skin import (
+from overnight.models.skin import SkinModelConfig, train_skin
+from overnight.models.skin_data import (
     MIN_CLASS_PX,
     PlaneSet,
-    SkinModelConfig,
     class_centres,
     folder_planes,
     plane_iou,
     stack_planes,
     synthetic_planes,
-    train_skin,
     training_pairs,
     training_planes,
 )

@@ -12,8 +12,8 @@ drawn uniformly once per series (or per plane where its description says so):
 - :data:`TRAINING_LOOK` — domain randomisation: every range wider than §2 (structure
   contrast, tissue brightness, noise, background gradients and vignetting, blur, texture
   sizes and strengths, follicle size 40–120 µm and count, rim profiles, adipocyte size,
-  uneven transitions, depth sampling); the shipped model is trained on it and on
-  :data:`SPEC_LOOK`, in turn;
+  uneven transitions, depth sampling, lobules as one ellipse or as acini); the shipped
+  model is trained on it and on :data:`SPEC_LOOK`, in turn;
 - :data:`EVALUATION_LOOK` — a deliberately different rendering used **only** to evaluate:
   lobules drawn as clusters of round acini instead of one ellipse, a dark follicle rim and a
   bright keratin shaft, bright adipocyte membranes, smooth per-cell texture, thick fibres,
@@ -66,6 +66,7 @@ class SkinLook:
     lobule_width: Range = (0.25, 0.45)  # short half-axis / follicle radius
     lobule_top_um: Range = (25.0, 35.0)
     lobule_acini: bool = False  # True: a cluster of round acini instead of one ellipse
+    lobule_acini_chance: float = 0.0  # else acini in this share of the series (0: no draw)
     adipocyte_diameter_um: Range = (30.0, 60.0)
     fat_onset_um: Range = (10.0, 10.0)  # fat starts this far below the junction
     fat_abundance: Range = (1.0, 1.0)  # density of fat cells, relative
@@ -137,6 +138,7 @@ TRAINING_LOOK = SkinLook(
     lobule_size=(0.25, 0.8),
     lobule_width=(0.2, 0.6),
     lobule_top_um=(15.0, 40.0),
+    lobule_acini_chance=0.5,  # both lobule mechanisms: one ellipse or a cluster of acini
     adipocyte_diameter_um=(24.0, 72.0),
     fat_onset_um=(0.0, 30.0),
     fat_abundance=(0.4, 2.5),

@@ -105,7 +105,8 @@ class _Render:
             eccentricity=draw(rng, look.follicle_eccentricity),
             shaft=draw(rng, look.shaft_fraction),
             lumen=draw(rng, look.lumen_fraction),
-            acini=look.lobule_acini,
+            acini=look.lobule_acini
+            or (look.lobule_acini_chance > 0 and rng.random() < look.lobule_acini_chance),
             corneocyte_um=look.corneocyte_um,
             keratinocyte_um=look.keratinocyte_um,
             fibre_um=draw(rng, look.fibre_um),
