@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 #: Smoothing (slices, px, px) before finding the spots that set the brightness scale.
 _SCALE_SMOOTH = (1.0, 1.0, 1.0)
+#: The box (slices, px, px) a clear spot is the maximum of.
+_SCALE_FOOTPRINT = (3, 5, 5)
+#: How far (px, ``YX``) the scale's smoothing and maxima read around a voxel: 4 σ + the box.
+SCALE_CONTEXT_PX = 4 * int(_SCALE_SMOOTH[1]) + _SCALE_FOOTPRINT[1] // 2
 #: A spot is clear enough to set the scale when its smoothed peak passes this many SDs.
 _SCALE_MIN_SD = 6.0
 #: Half the 99th-percentile peak this many times the median means a separate bright population.
@@ -47,19 +51,49 @@ class PnpScale:
 
 
 def pnp_scale(volume: np.ndarray) -> PnpScale:
-    """Background and typical single-spot brightness of a ``ZYX`` PNP channel.
+    """Background and typical single-spot brightness of a whole field's ``ZYX`` PNP channel.
 
-    Falls back to ``_SCALE_MIN_SD`` noise SDs when fewer than three clear spots exist.
+    Falls back to ``_SCALE_MIN_SD`` noise SDs when fewer than three clear spots exist. The
+    same numbers as a field analysed in blocks measures in three passes
+    (:func:`scale_smoothed`, :func:`clear_peaks`, :func:`scale_from_peaks`).
     """
     volume = np.asarray(volume, np.float32)
     background, _ = estimate_background(volume)
-    sigma = _SCALE_SMOOTH if volume.shape[0] > 1 else (0.0, *_SCALE_SMOOTH[1:])
-    smoothed = gaussian_filter(volume - background, sigma)
+    smoothed = scale_smoothed(volume, background)
     _, noise = estimate_background(smoothed)
-    peaks = local_maxima(smoothed, smoothed > _SCALE_MIN_SD * noise, (3, 5, 5))
-    values = smoothed[tuple(peaks.T)]
-    peak = typical_spot_peak(values) if values.size >= 3 else _SCALE_MIN_SD * noise
-    return PnpScale(background, max(peak, 1e-3))
+    return scale_from_peaks(background, clear_peaks(smoothed, noise), noise)
+
+
+def scale_smoothed(volume: np.ndarray, background_adu: float) -> np.ndarray:
+    """The ``ZYX`` volume minus its background, smoothed to find clear spots (float32).
+
+    Reads :data:`SCALE_CONTEXT_PX` around each voxel in ``YX``.
+    """
+    volume = np.asarray(volume, np.float32)
+    sigma = _SCALE_SMOOTH if volume.shape[0] > 1 else (0.0, *_SCALE_SMOOTH[1:])
+    return gaussian_filter(volume - background_adu, sigma)
+
+
+def clear_peaks(
+    smoothed: np.ndarray, noise_sd: float, region: tuple[slice, slice] | None = None
+) -> np.ndarray:
+    """Values of the smoothed volume's maxima above ``_SCALE_MIN_SD`` × ``noise_sd`` (1D).
+
+    ``region``: only the maxima in this ``YX`` part of the window (a block's core).
+    """
+    candidates = smoothed > _SCALE_MIN_SD * noise_sd
+    if region is not None:
+        inside = np.zeros(candidates.shape[-2:], bool)
+        inside[region] = True
+        candidates &= inside
+    peaks = local_maxima(smoothed, candidates, _SCALE_FOOTPRINT)
+    return smoothed[tuple(peaks.T)]
+
+
+def scale_from_peaks(background_adu: float, peak_values: np.ndarray, noise_sd: float) -> PnpScale:
+    """The field's :class:`PnpScale` from all its :func:`clear_peaks` and its smoothed noise."""
+    peak = typical_spot_peak(peak_values) if peak_values.size >= 3 else _SCALE_MIN_SD * noise_sd
+    return PnpScale(background_adu, max(peak, 1e-3))
 
 
 def local_maxima(
@@ -345,9 +379,13 @@ class PnpModel:
         padded = np.pad(normalised, ((missing // 2, missing - missing // 2), (0, 0), (0, 0)))
         return tiled(padded)[missing // 2 : missing // 2 + n_z]
 
-    def detect(self, volume: np.ndarray) -> Spots:
-        """Particles of a ``ZYX`` PNP channel (ADU)."""
-        scale = pnp_scale(volume)
+    def detect(self, volume: np.ndarray, scale: PnpScale | None = None) -> Spots:
+        """Particles of a ``ZYX`` PNP channel (ADU).
+
+        ``scale``: the field's (measured on the whole field when ``volume`` is one block of
+        it); None: that of ``volume`` (:func:`pnp_scale`).
+        """
+        scale = scale if scale is not None else pnp_scale(volume)
         normalised = pnp_input(volume, scale)
         density = self.density(normalised) * np.float32(self.config.density_gain)
         return extract_spots(

@@ -8,6 +8,10 @@ tile by tile, and appends their table rows. What the run holds besides one block
 band (about a block's height x the field's width, uint32), the tables and a downsampled
 overview for the QC picture, so peak memory depends on the block size, not the field's.
 
+Steps that scale or threshold by a statistic of the whole field get the field's, measured
+over all blocks before any is analysed (:mod:`overnight.pipeline.block_statistics`), so a
+block is segmented as the same pixels of the whole field would be.
+
 The QC flags of a field are measured per block: ``signals`` are the medians over blocks, and a
 flag is raised when at least half the blocks raise it (``qc.blocks`` says how many did).
 """
@@ -32,10 +36,14 @@ import pandas as pd
 from overnight.errors import InvalidImageError, StepError
 from overnight.imaging.limits import ReadLimits, check_streamable, needs_blocks
 from overnight.imaging.regions import FieldRegions, can_read_regions, open_regions
+from overnight.pipeline.block_statistics import measure_in_blocks, statistics_request
 from overnight.pipeline.blocks import Block, BlockPlan, keep_block_cells, plan_blocks
+from overnight.pipeline.builtin_steps import FIELD_STATISTICS
 from overnight.pipeline.label_band import LabelBand, tiles_of_rows
 from overnight.pipeline.runner import PipelineRun, PreparedPipeline
 from overnight.results.artefacts import write_labels_tiff_tiles
+from overnight.steps.channels import select_channel
+from overnight.steps.field_stats import FieldStatistics
 from overnight.steps.qc import render_qc_png
 from overnight.steps.tables import CELL_COLUMNS, PNP_COLUMNS
 
@@ -140,6 +148,22 @@ class _BlockStitching:
         self.reports: list[Mapping[str, Any]] = []
         self.timings: dict[str, float] = defaultdict(float)
         self.next_id = 1
+        self.statistics = FieldStatistics()
+
+    def measure_statistics(self) -> None:
+        """Measure the field's statistics over all blocks (before :meth:`tiles`)."""
+        start = time.perf_counter()
+        request = statistics_request(self.prepared)
+        n_z = int(self.regions.shape_zcyx[0])
+        self.statistics = measure_in_blocks(request, self.plan, n_z, self.read_channels)
+        self.timings["field_statistics"] += time.perf_counter() - start
+        logger.debug("field statistics of %s: %s", self.image_id, self.statistics)
+
+    def read_channels(self, block: Block) -> tuple[np.ndarray, np.ndarray]:
+        """The block's cell and particle channels (``ZYX`` float32) over its read window."""
+        stack = self.regions.stack(self.regions.read(*block.read), self.image_id)
+        roles = self.prepared.params_of("select_channels")
+        return select_channel(stack, "cell", roles), select_channel(stack, "pnp", roles)
 
     def tiles(self) -> Iterator[np.ndarray]:
         """Label tiles of the field in row-major order, analysing blocks as they are needed."""
@@ -157,7 +181,7 @@ class _BlockStitching:
         data = self.regions.read(*block.read)
         self.timings["read"] += time.perf_counter() - start
         stack = self.regions.stack(data, self.image_id)
-        run = self.prepared.run({"stack": stack})
+        run = self.prepared.run({"stack": stack, FIELD_STATISTICS: self.statistics})
         for name, seconds in run.timings_s.items():
             self.timings[name] += seconds
         values = run.values
@@ -305,6 +329,7 @@ def run_in_blocks(
         )
     check_block_pipeline(prepared, regions.source)
     stitching = _BlockStitching(prepared, regions, image_id, plan)
+    stitching.measure_statistics()
     identity = repr(
         (image_id, regions.source, regions.shape_zcyx, plan, prepared.pipeline.describe())
     )

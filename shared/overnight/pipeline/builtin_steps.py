@@ -1,10 +1,17 @@
 """The built-in steps of the digital-cytometry pipeline, registered as plug-ins.
 
 Each wrapper only unpacks parameters and calls the pure function that does the work.
+Steps that scale or threshold by a statistic of the whole field (``locate_cells``,
+``detect_pnps`` and their learned twins) are made with :func:`field_step`: they also read
+the optional workspace value :data:`FIELD_STATISTICS`, which a field analysed in blocks
+carries (:mod:`overnight.pipeline.block_statistics`); without it they measure the image they
+get, which is then the whole field.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -12,11 +19,50 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from overnight.imaging.stack import ImageStack
-from overnight.pipeline.registry import step
+from overnight.pipeline.registry import NoParams, StepSpec, step
 from overnight.steps import cells, classify, counting, flags, pnp, qc, tables
 from overnight.steps.channels import ChannelRoles, select_channel
+from overnight.steps.field_stats import FieldStatistics
 
 DEFAULT_PIXEL_SIZE_UM = 0.2
+#: The optional workspace value of a field's :class:`FieldStatistics` (absent: measure).
+FIELD_STATISTICS = "field_statistics"
+#: Statistics of nothing: every step measures its own image.
+NO_STATISTICS = FieldStatistics()
+
+
+def field_step(
+    name: str,
+    *,
+    requires: tuple[str, ...],
+    provides: tuple[str, ...],
+    params: type[BaseModel] = NoParams,
+    version: str = "1",
+    setup: Callable[[Any], Any] | None = None,
+) -> Callable[[Callable[..., Any]], StepSpec]:
+    """:func:`~overnight.pipeline.registry.step` for a step that also reads the field's statistics.
+
+    ``func`` gets ``field_statistics``, the workspace's :data:`FIELD_STATISTICS` or
+    :data:`NO_STATISTICS` when the runner put none there; the step still requires only
+    ``requires``, so pipelines and plug-ins that never heard of it are unchanged.
+    """
+
+    def wrap(func: Callable[..., Any]) -> StepSpec:
+        inner = step(
+            name,
+            requires=(*requires, FIELD_STATISTICS),
+            provides=provides,
+            params=params,
+            version=version,
+            setup=setup,
+        )(func)
+
+        def run(inputs: Mapping[str, Any], p: BaseModel, state: Any) -> Mapping[str, Any]:
+            return inner.run({FIELD_STATISTICS: NO_STATISTICS, **inputs}, p, state)
+
+        return dataclasses.replace(inner, requires=requires, run=run)
+
+    return wrap
 
 
 class _Params(BaseModel):
@@ -48,18 +94,24 @@ class LocateParams(_Params):
     min_area_px: int = Field(200, description="smaller foreground objects are dropped (px²)")
 
 
-@step(
+@field_step(
     "locate_cells",
     requires=("cell_volume",),
     provides=("cell_image", "foreground"),
     params=LocateParams,
 )
 def locate_cells_step(
-    cell_volume: np.ndarray, params: LocateParams, state: Any
+    cell_volume: np.ndarray,
+    field_statistics: FieldStatistics,
+    params: LocateParams,
+    state: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Locate cells: focus-aware projection and Otsu foreground."""
+    """Locate cells: focus-aware projection and Otsu foreground (the field's threshold)."""
     image = cells.focus_projection(cell_volume)
-    return image, cells.cell_foreground(image, params.smooth_px, params.min_area_px)
+    foreground = cells.cell_foreground(
+        image, params.smooth_px, params.min_area_px, field_statistics.cell_threshold
+    )
+    return image, foreground
 
 
 class BoundaryParams(_Params):
@@ -110,15 +162,22 @@ class DetectParams(_Params):
     min_separation_px: int = Field(2, description="closer maxima merge into one spot (px)")
 
 
-@step("detect_pnps", requires=("pnp_volume",), provides=("spots",), params=DetectParams)
-def detect_pnps_step(pnp_volume: np.ndarray, params: DetectParams, state: Any) -> pnp.Spots:
-    """Detect PNPs in 3D by Laplacian of Gaussian."""
+@field_step("detect_pnps", requires=("pnp_volume",), provides=("spots",), params=DetectParams)
+def detect_pnps_step(
+    pnp_volume: np.ndarray,
+    field_statistics: FieldStatistics,
+    params: DetectParams,
+    state: Any,
+) -> pnp.Spots:
+    """Detect PNPs in 3D by Laplacian of Gaussian (the field's noise and background)."""
     return pnp.detect_spots_log(
         pnp_volume,
         params.sigma_xy_px,
         params.sigma_z_slices,
         params.threshold_sd,
         params.min_separation_px,
+        field_statistics.spot_noise_sd,
+        field_statistics.spot_background_adu,
     )
 
 

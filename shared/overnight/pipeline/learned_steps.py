@@ -20,9 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from overnight.errors import StepError
 from overnight.imaging.stack import ImageStack
-from overnight.pipeline.builtin_steps import QC_INPUTS, FlagParams, qc_flags_of
+from overnight.pipeline.builtin_steps import QC_INPUTS, FlagParams, field_step, qc_flags_of
 from overnight.pipeline.registry import step
 from overnight.steps import cells, classify, flags, pnp
+from overnight.steps.field_stats import FieldStatistics
 
 DEFAULT_PIXEL_SIZE_UM = 0.2
 
@@ -105,7 +106,7 @@ def _setup_pnp(params: PnpModelParams) -> LoadedModel:
     return _load("pnp", params.model)
 
 
-@step(
+@field_step(
     "locate_cells_ae",
     requires=("cell_volume",),
     provides=("cell_image", "foreground", "cell_prediction"),
@@ -113,16 +114,23 @@ def _setup_pnp(params: PnpModelParams) -> LoadedModel:
     setup=_setup_cells,
 )
 def locate_cells_ae_step(
-    cell_volume: np.ndarray, params: CellModelParams, state: LoadedModel
+    cell_volume: np.ndarray,
+    field_statistics: FieldStatistics,
+    params: CellModelParams,
+    state: LoadedModel,
 ) -> tuple[np.ndarray, np.ndarray, Any]:
-    """Locate cells with the cell model: projection, foreground, class probabilities."""
+    """Locate cells with the cell model: projection, foreground, class probabilities.
+
+    The projection is normalised by the field's percentiles (``field_statistics.cell_range``
+    when the field is analysed in blocks).
+    """
     from overnight.models.cells import CellPrediction
 
     model = state.model
     image = cells.focus_projection(cell_volume)
-    probabilities, features = model.probabilities(
-        cells.normalise_intensity(image, *model.config.normalise_percentiles)
-    )
+    low_pct, high_pct = model.config.normalise_percentiles
+    normalised = cells.normalise_intensity(image, low_pct, high_pct, field_statistics.cell_range)
+    probabilities, features = model.probabilities(normalised)
     foreground = 1.0 - probabilities[..., 0] > model.config.foreground_threshold
     prediction = CellPrediction(probabilities, features.astype(np.float16), np.zeros(0, np.uint32))
     return image, foreground, prediction
@@ -166,7 +174,7 @@ def classify_cells_ae_step(
     return classify.CellTypes(cell_ids=ids, names=names, confidence=confidence)
 
 
-@step(
+@field_step(
     "detect_pnps_unet",
     requires=("pnp_volume",),
     provides=("spots",),
@@ -174,10 +182,21 @@ def classify_cells_ae_step(
     setup=_setup_pnp,
 )
 def detect_pnps_unet_step(
-    pnp_volume: np.ndarray, params: PnpModelParams, state: LoadedModel
+    pnp_volume: np.ndarray,
+    field_statistics: FieldStatistics,
+    params: PnpModelParams,
+    state: LoadedModel,
 ) -> pnp.Spots:
-    """Detect PNPs with the 3D U-Net (density → spots; close pairs counted by brightness)."""
-    return state.model.detect(pnp_volume)
+    """Detect PNPs with the 3D U-Net (density → spots; close pairs counted by brightness).
+
+    The input is scaled by the field's background and spot brightness (``field_statistics``
+    when the field is analysed in blocks).
+    """
+    from overnight.models.pnp import PnpScale
+
+    background, peak = field_statistics.pnp_background_adu, field_statistics.pnp_spot_peak_adu
+    scale = PnpScale(background, peak) if background is not None and peak is not None else None
+    return state.model.detect(pnp_volume, scale)
 
 
 @step("cell_confidence", requires=("cell_prediction",), provides=("cell_confidence",))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from overnight.lazy import lazy_function, lazy_module
+from overnight.steps.field_stats import grid_sample, intensity_range, otsu_threshold, sample_step
 from overnight.steps.smoothing import gaussian_filter, gaussian_filter_yx, laplace
 
 if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
@@ -48,19 +49,51 @@ def focus_projection(volume: np.ndarray, sigma_px: float = 2.0) -> np.ndarray:
 
 
 def normalise_intensity(
-    image: np.ndarray, low_pct: float = 1.0, high_pct: float = 99.8
+    image: np.ndarray,
+    low_pct: float = 1.0,
+    high_pct: float = 99.8,
+    value_range: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """Rescale so the ``low_pct`` percentile maps to 0 and ``high_pct`` to 1 (float32)."""
-    lo, hi = np.percentile(image, [low_pct, high_pct])
-    return ((image - lo) / max(float(hi - lo), 1e-6)).astype(np.float32)
+    """Rescale so the ``low_pct`` percentile maps to 0 and ``high_pct`` to 1 (float32).
+
+    The percentiles are the field's (``value_range``, measured on the whole field when
+    ``image`` is one block of it), or else those of ``image``'s sample grid
+    (:func:`field_range`).
+    """
+    lo, hi = value_range if value_range is not None else field_range(image, low_pct, high_pct)
+    return ((image - np.float64(lo)) / max(float(hi - lo), 1e-6)).astype(np.float32)
+
+
+def field_range(image: np.ndarray, low_pct: float, high_pct: float) -> tuple[float, float]:
+    """The ``low_pct`` and ``high_pct`` percentiles of a whole ``YX`` field's sample grid."""
+    step = sample_step((image.shape[-2], image.shape[-1]))
+    return intensity_range(grid_sample(image, step), low_pct, high_pct)
+
+
+def smoothed_projection(cell_image: np.ndarray, smooth_px: float) -> np.ndarray:
+    """The ``YX`` projection smoothed by a Gaussian of ``smooth_px`` (float32), for Otsu."""
+    return ndi.gaussian_filter(cell_image.astype(np.float32), smooth_px)
+
+
+def field_threshold(smoothed: np.ndarray) -> float:
+    """Otsu's threshold of a whole smoothed ``YX`` field's sample grid."""
+    step = sample_step((smoothed.shape[-2], smoothed.shape[-1]))
+    return otsu_threshold(grid_sample(smoothed, step))
 
 
 def cell_foreground(
-    cell_image: np.ndarray, smooth_px: float = 2.0, min_area_px: int = 200
+    cell_image: np.ndarray,
+    smooth_px: float = 2.0,
+    min_area_px: int = 200,
+    threshold: float | None = None,
 ) -> np.ndarray:
-    """Boolean ``YX`` mask of cell bodies by Otsu's threshold on the smoothed image."""
-    smoothed = ndi.gaussian_filter(cell_image.astype(np.float32), smooth_px)
-    mask = smoothed > filters.threshold_otsu(smoothed)
+    """Boolean ``YX`` mask of cell bodies by Otsu's threshold on the smoothed image.
+
+    ``threshold`` is the field's (measured on the whole field when ``cell_image`` is one
+    block of it); None: that of ``cell_image`` itself (:func:`field_threshold`).
+    """
+    smoothed = smoothed_projection(cell_image, smooth_px)
+    mask = smoothed > (threshold if threshold is not None else field_threshold(smoothed))
     mask = ndi.binary_fill_holes(mask)
     return morphology.remove_small_objects(mask, max_size=min_area_px - 1)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from overnight.lazy import lazy_module
+from overnight.steps.field_stats import grid_sample, robust_background, sample_step
 
 if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
     from scipy import ndimage as ndi
@@ -47,12 +48,36 @@ class Spots:
         return cls(e, e, e, e, np.zeros(0, dtype=np.int64))
 
 
+#: The sample grid of a particle channel starts at every second pixel (:func:`estimate_background`).
+BACKGROUND_STEP_PX = 2
+
+
+def background_step(shape_zyx: tuple[int, ...]) -> int:
+    """Sample grid step (px) of a ``ZYX`` particle channel of this (whole field's) shape."""
+    shape_yx = (int(shape_zyx[-2]), int(shape_zyx[-1]))
+    return sample_step(shape_yx, BACKGROUND_STEP_PX, int(np.prod(shape_zyx[:-2])))
+
+
 def estimate_background(volume: np.ndarray) -> tuple[float, float]:
-    """Median and robust standard deviation (MAD × 1.4826) of a ``ZYX`` volume, in ADU."""
-    sample = volume[:, ::2, ::2].ravel()
-    median = float(np.median(sample))
-    mad = float(np.median(np.abs(sample - median)))
-    return median, max(1.4826 * mad, 1e-3)
+    """Median and robust standard deviation (MAD × 1.4826) of a whole ``ZYX`` field, in ADU.
+
+    Measured on the field's sample grid (every second pixel of every slice, sparser in large
+    fields: :func:`background_step`), as a field analysed in blocks measures it.
+    """
+    return robust_background(grid_sample(volume, background_step(volume.shape)))
+
+
+def spot_response(
+    volume: np.ndarray, sigma_xy_px: float, sigma_z_slices: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The negative scale-normalised LoG response and the Gaussian-smoothed ``ZYX`` volume.
+
+    Both read ``4 σ`` (SciPy's truncation) around each voxel.
+    """
+    volume = np.asarray(volume, dtype=np.float32)
+    sigma = (sigma_z_slices, sigma_xy_px, sigma_xy_px)
+    response = -ndi.gaussian_laplace(volume, sigma) * (sigma_xy_px**2)
+    return response, ndi.gaussian_filter(volume, sigma)
 
 
 def detect_spots_log(
@@ -61,18 +86,22 @@ def detect_spots_log(
     sigma_z_slices: float = 1.25,
     threshold_sd: float = 5.0,
     min_separation_px: int = 2,
+    noise_sd: float | None = None,
+    background_adu: float | None = None,
 ) -> Spots:
     """Find bright spots in a ``ZYX`` volume by a scale-normalised Laplacian of Gaussian.
 
     A spot is a local maximum of the negative LoG response above ``threshold_sd`` robust
-    standard deviations of that response. Positions are refined to sub-pixel by the
-    intensity centroid in a 3×3×3 window; intensity is the background-subtracted peak of the
-    Gaussian-smoothed volume. Every spot counts once (``multiplicity`` 1).
+    standard deviations of that response (``noise_sd``). Positions are refined to sub-pixel by
+    the intensity centroid in a 3×3×3 window; intensity is the peak of the Gaussian-smoothed
+    volume above its median (``background_adu``). ``noise_sd`` and ``background_adu`` are the
+    field's (measured on the whole field when ``volume`` is one block of it); None: those of
+    ``volume`` (:func:`estimate_background` of the response and of the smoothed volume).
+    Every spot counts once (``multiplicity`` 1).
     """
     volume = np.asarray(volume, dtype=np.float32)
-    sigma = (sigma_z_slices, sigma_xy_px, sigma_xy_px)
-    response = -ndi.gaussian_laplace(volume, sigma) * (sigma_xy_px**2)
-    _, noise = estimate_background(response)
+    response, smoothed = spot_response(volume, sigma_xy_px, sigma_z_slices)
+    noise = noise_sd if noise_sd is not None else estimate_background(response)[1]
     size = (3, 2 * min_separation_px + 1, 2 * min_separation_px + 1)
     peaks = (response == ndi.maximum_filter(response, size=size, mode="nearest")) & (
         response > threshold_sd * noise
@@ -80,8 +109,7 @@ def detect_spots_log(
     coords = np.argwhere(peaks)
     if coords.size == 0:
         return Spots.empty()
-    smoothed = ndi.gaussian_filter(volume, sigma)
-    background, _ = estimate_background(smoothed)
+    background = background_adu if background_adu is not None else estimate_background(smoothed)[0]
     z, y, x = refine_centroids(smoothed - background, coords)
     # Smoothing a Gaussian spot of the expected σ with the same σ lowers its peak by 2^(3/2);
     # undo that so ``intensity`` estimates the spot's amplitude in ADU.
