@@ -152,7 +152,9 @@ def diagnose(model_dir: Path | None) -> dict[str, Any]:
             CorrectedField(f, ReviewSource("bench", f.image_id, 1, "truth", ""), str(i))
             for i, f in enumerate(pool)
         ]
-        options = FineTuneOptions(EPOCHS, STEPS, synthetic_share=SYNTHETIC_SHARE, verbose=0)
+        options = FineTuneOptions(
+            EPOCHS, STEPS["cells"], synthetic_share=SYNTHETIC_SHARE, verbose=0
+        )
         fine_tune("cells", corrected, resolve_model_dir("", "cells"), model_dir, options)
     model = CellModel.load(model_dir)
     config = model.config

@@ -13,7 +13,12 @@ import pytest
 from overnight.models.config import CellModelConfig, PnpModelConfig, TrainConfig
 from overnight.models.datasets import load_split
 from overnight.models.multiplicity import FEATURES, MULTIPLICITY_FILE, fit_multiplicity
-from overnight.models.retrain import FINE_TUNE_L2_SP, MIN_REFIT_BASINS, fine_tune_config
+from overnight.models.retrain import (
+    FINE_TUNE_L2_SP,
+    FINE_TUNE_STEPS,
+    MIN_REFIT_BASINS,
+    fine_tune_config,
+)
 from overnight.models.training import anchor_weights
 
 
@@ -98,3 +103,64 @@ def test_too_few_validation_basins_keep_the_initial_multiplicity_model(
     # a model trained from scratch counts by basin integral.
     assert (kept / MULTIPLICITY_FILE).read_text() == text
     assert not (scratch / MULTIPLICITY_FILE).exists()
+
+
+def test_the_cell_model_fine_tunes_with_more_steps_than_the_particle_model() -> None:
+    cells = fine_tune_config(CellModelConfig(train=TrainConfig()), 6, None)
+    pnp = fine_tune_config(PnpModelConfig(train=TrainConfig()), 6, None)
+    assert cells.train.steps_per_epoch == FINE_TUNE_STEPS["cells"] == 40
+    assert pnp.train.steps_per_epoch == FINE_TUNE_STEPS["pnp"] == 20
+    assert fine_tune_config(CellModelConfig(train=TrainConfig()), 6, 7).train.steps_per_epoch == 7
+
+
+def _square(probs: np.ndarray, at: tuple[int, int], p: tuple[float, float, float]) -> None:
+    probs[at[0] : at[0] + 12, at[1] : at[1] + 12] = p
+
+
+def _seeding_case(
+    false_cell_on_reference: bool,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """A corrected field with one dim cell (p(interior) 0.6, seen only below 0.65) and a
+    reference field with one bright cell, plus a dim blob on background when asked."""
+    dim, bright = (0.3, 0.6, 0.1), (0.0, 1.0, 0.0)
+    corrected = np.zeros((32, 32, 3))
+    corrected[..., 0] = 1.0
+    _square(corrected, (4, 4), dim)
+    truth = np.zeros((32, 32), np.uint32)
+    truth[4:16, 4:16] = 1
+    reference = np.zeros((32, 32, 3))
+    reference[..., 0] = 1.0
+    _square(reference, (4, 4), bright)
+    if false_cell_on_reference:
+        _square(reference, (18, 18), dim)
+    reference_truth = np.zeros((32, 32), np.uint32)
+    reference_truth[4:16, 4:16] = 1
+    return [corrected], [truth], [reference], [reference_truth]
+
+
+@pytest.mark.parametrize("harmful", [False, True])
+def test_the_seeding_refit_moves_only_where_the_reference_fields_do_not_lose(
+    harmful: bool,
+) -> None:
+    from overnight.models.cells_postprocess import refit_seeding
+
+    config = CellModelConfig(
+        marker_threshold=0.65, seed_h_px=1.0, min_mean_foreground=0.0, min_cell_px=10
+    )
+    probs, truths, reference, reference_truths = _seeding_case(harmful)
+    fitted, fit = refit_seeding(
+        config,
+        probs,
+        truths,
+        reference,
+        reference_truths,
+        grid={"marker_threshold": (0.5, 0.65)},
+        min_cells=1,
+    )
+    assert fit.f1_before == 0.0 and fit.reference_before == 1.0
+    if harmful:  # 0.5 finds the dim cell but a false one on the reference: not taken
+        assert fitted.marker_threshold == 0.65 and fit.f1_after == 0.0
+    else:
+        assert fitted.marker_threshold == 0.5 and fit.f1_after == 1.0
+        assert fit.reference_after == 1.0
+    assert "seeding refit" in fit.line()
