@@ -248,8 +248,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Model `{report['model']}`. Looks: "
         + ", ".join(f"`{name}`" for name in looks)
-        + " (`spec`: the project's own rendering of IMAGING_MODEL.md §2; `evaluation`: a "
-        "deliberately different rendering, never trained or tuned on). "
+        + " (`spec`: the project's own rendering of IMAGING_MODEL.md §2; "
+        + ("`training`: the widened look trained on; " if "training" in looks else "")
+        + "`evaluation`: a deliberately different rendering, never trained or tuned on). "
         f"Reproduce: `{report['command']}` ({report['wall_s']:.0f} s).",
         "",
         "## Summary (targets: every compartment IoU ≥ 0.90; Cmax, AUC_last within 10 % and "
@@ -296,7 +297,13 @@ def main() -> None:
         default=[256, 512],
         help="plane sides (px), used in turn by the series",
     )
-    parser.add_argument("--looks", nargs="+", default=list(LOOKS), choices=["spec", "evaluation"])
+    parser.add_argument(
+        "--looks",
+        nargs="+",
+        default=list(LOOKS),
+        choices=["spec", "training", "evaluation"],
+        help="generator looks ('training': to choose settings on seeds of one's own only)",
+    )
     parser.add_argument(
         "--model", default=None, help="model folder [default: the shipped skin model]"
     )
