@@ -115,10 +115,83 @@ def run_point(
     paths = write_dataset(data / "holdout", n, seed, size, sweep.ranges(value))
     point: dict[str, Any] = {"value": value, "pipelines": {}}
     for name in PIPELINES:
-        run_pipeline(name, paths, data / "results" / name)
-        scored = score(data / "holdout", data / "results" / name)
+        results = data / "results" / name
+        run_pipeline(name, paths, results)
+        scored = score(data / "holdout", results)
+        for field in scored["fields"]:
+            field.update(_stored_qc(results / field["image_id"]))
         point["pipelines"][name] = {"metrics": scored["metrics"], "fields": scored["fields"]}
     return point
+
+
+def reuse_point(sweep: Sweep, value: float, root: Path, kept: dict[str, Any]) -> dict[str, Any]:
+    """One point of a kept run (``--keep`` folder ``root``, its ``report.json`` ``kept``).
+
+    Nothing is drawn, run or scored again: the scores are the kept report's, and the learned
+    pipeline's QC flags are measured again (:func:`remeasure_qc`), so a change to the flags
+    is judged in seconds, without the networks.
+    """
+    data = root / f"{sweep.name}-{value}"
+    points = kept["sweeps"].get(sweep.name, {}).get("points", [])
+    point = next((p for p in points if p["value"] == value), None)
+    if point is None or not (data / "results").is_dir():
+        raise FileNotFoundError(f"{root}: no kept run of {sweep.name} = {value} to reuse")
+    name = PIPELINES[0]
+    qc = remeasure_qc(data / "holdout", data / "results" / name)
+    for field in point["pipelines"][name]["fields"]:
+        field.update(qc[field["image_id"]])
+    return point
+
+
+def _stored_qc(result_dir: Path) -> dict[str, Any]:
+    """``flags``, ``doubt`` and ``signals`` of one image's ``result.json`` (empty when none)."""
+    path = result_dir / "result.json"
+    qc = (json.loads(path.read_text()).get("qc") or {}) if path.exists() else {}
+    return {
+        "flags": qc.get("flags", []),
+        "doubt": qc.get("doubt", 0),
+        "signals": qc.get("signals", {}),
+    }
+
+
+def remeasure_qc(holdout: Path, results: Path) -> dict[str, dict[str, Any]]:
+    """Per image of a kept run: its QC measured again by the current flags code.
+
+    The cell signals (:func:`~overnight.steps.flags.cell_signals`) are measured again on the
+    stored cells (``labels.tif``, ``cells.csv``) and the focus projection of the stored image;
+    the others (particles, network confidence, saturation, focus) are read from
+    ``result.json``, and the flags raised again with the default thresholds.
+    """
+    import pandas as pd
+    import tifffile
+
+    from overnight.steps import flags
+    from overnight.steps.cells import focus_projection
+
+    thresholds = flags.FlagThresholds()
+    out: dict[str, dict[str, Any]] = {}
+    for path in sorted(results.glob("*/result.json")):
+        record = json.loads(path.read_text())
+        stored = {
+            k: float("nan") if v is None else float(v)
+            for k, v in (record.get("qc") or {}).get("signals", {}).items()
+        }
+        volume = tifffile.imread(holdout / "images" / f"{path.parent.name}.tif")
+        cell_image = focus_projection(np.asarray(volume[:, 0], np.float32))
+        labels = np.asarray(tifffile.imread(path.parent / "labels.tif"), np.uint32)
+        table = pd.read_csv(path.parent / "cells.csv")
+        signals = stored | flags.cell_signals(
+            cell_image,
+            labels,
+            float(record["pixel_size_um"]),
+            table["type_confidence"].to_numpy(float),
+            thresholds.cell_diameter_um[0],
+            thresholds.elongated_aspect,
+            thresholds.merged_solidity,
+        )
+        report = flags.QcReport(signals, flags.raise_flags(signals, thresholds)).as_dict()
+        out[path.parent.name] = report
+    return out
 
 
 def _bad(field: dict[str, Any], metric: str) -> bool:
@@ -249,7 +322,13 @@ def markdown(report: dict[str, Any]) -> str:
         )
         + ".",
         "",
-        f"Run time: {report['seconds']:.0f} s on this machine.",
+        f"Run time: {report['seconds']:.0f} s on this machine"
+        + (
+            f" (the kept run {report['reused']}: its scores, the QC flags measured again, "
+            "networks not run)."
+            if report.get("reused")
+            else "."
+        ),
         "",
     ]
     return "\n".join(lines)
@@ -297,8 +376,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def qc_signal_cost(n_fields: int = 4, size: int = 512, repeats: int = 5) -> dict[str, float]:
     """Median ms per field of the cell QC signals, and of the parts the coverage signals add.
 
-    ``added_ms`` is the fitted background, the smoothed-threshold comparison and the aspect
-    ratios: what ``cell_signals`` computes beyond the older SNR / size / type signals.
+    ``added_ms`` is the fitted background, the smoothed-threshold comparison, the aspect
+    ratios and the merged-cell test: what ``cell_signals`` computes beyond the older SNR /
+    size / type signals; ``merged_ms`` the merged-cell test alone (convex hulls of the
+    elongated cells).
     """
     from overnight.steps import coverage, flags
     from overnight.steps.cells import focus_projection
@@ -308,7 +389,7 @@ def qc_signal_cost(n_fields: int = 4, size: int = 512, repeats: int = 5) -> dict
     rng = np.random.default_rng(SWEEP_SEED)
     fields = [draw_field(rng, size, CytometryRanges()) for _ in range(n_fields)]
     inputs = [(focus_projection(f.image[:, 0]), f.labels) for f in fields]
-    total, added = [], []
+    total, added, merged = [], [], []
     for _ in range(repeats):
         for image, labels in inputs:
             start = time.perf_counter()
@@ -318,12 +399,17 @@ def qc_signal_cost(n_fields: int = 4, size: int = 512, repeats: int = 5) -> dict
             distance = coverage.distance_to_cells(labels)
             background = coverage.background_level(image, distance > 8)
             coverage.cell_coverage(image, labels, background, 122, distance=distance)
-            flags.aspect_ratios(labels)
+            ratios = flags.aspect_ratios(labels)
+            middle = time.perf_counter()
+            flags.merged_cells_mask(labels, ratios, 1.8, 0.9)
+            merged.append(time.perf_counter() - middle)
             added.append(time.perf_counter() - start)
     return {
         "size_px": size,
         "cell_signals_ms": 1000 * float(np.median(total)),
         "added_ms": 1000 * float(np.median(added)),
+        "merged_ms": 1000 * float(np.median(merged)),
+        "merged_max_ms": 1000 * float(np.max(merged)),
     }
 
 
@@ -343,6 +429,13 @@ def main() -> int:
     parser.add_argument("--out", default="robustness", help="report name under bench/results/")
     parser.add_argument("--keep", type=Path, default=None, help="keep data and results here")
     parser.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        help="a --keep folder of an earlier run with the same --seed/--only/--values: take its "
+        "scores and measure the learned pipeline's QC flags again, without running the networks",
+    )
+    parser.add_argument(
         "--qc-cost", action="store_true", help="only time the cell QC signals on 512² fields"
     )
     args = parser.parse_args()
@@ -358,15 +451,22 @@ def main() -> int:
         "n_fields": args.fields,
         "size_px": args.size,
         "seed": args.seed,
+        "reused": str(args.reuse) if args.reuse else None,
         "sweeps": {},
     }
     with tempfile.TemporaryDirectory(prefix="overnight-robustness-") as scratch:
-        root = args.keep or Path(scratch)
+        root = args.reuse or args.keep or Path(scratch)
+        kept = json.loads((root / "report.json").read_text()) if args.reuse else None
         for sweep in _sweeps():
             if args.only and sweep.name != args.only:
                 continue
             values = tuple(args.values) if args.values and args.only else sweep.values
-            points = [run_point(sweep, v, args.fields, args.size, args.seed, root) for v in values]
+            points = [
+                reuse_point(sweep, v, root, kept)
+                if kept
+                else run_point(sweep, v, args.fields, args.size, args.seed, root)
+                for v in values
+            ]
             report["sweeps"][sweep.name] = {
                 "name": sweep.name,
                 "label": sweep.label,
@@ -376,6 +476,8 @@ def main() -> int:
             print(f"{sweep.name}: done ({time.perf_counter() - start:.0f} s)", flush=True)
     report["flags"] = flag_quality(report)
     report["seconds"] = time.perf_counter() - start
+    if args.keep:  # what --reuse reads
+        (args.keep / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / f"{args.out}.md").write_text(markdown(report))

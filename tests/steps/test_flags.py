@@ -10,11 +10,13 @@ from overnight.steps.flags import (
     cell_coverage,
     cell_signals,
     cell_snr,
+    merged_cells_mask,
     network_confidence,
     pixel_noise,
     qc_report,
     raise_flags,
     saturated_fraction,
+    solidity,
 )
 from overnight.synth.field import draw_field
 from overnight.synth.ranges import CytometryRanges
@@ -67,7 +69,7 @@ def test_each_threshold_raises_its_flag():
         "small_cell_fraction": 0.5,
         "missed_fraction": 0.3,
         "unsupported_fraction": 0.5,
-        "elongated_fraction": 0.5,
+        "merged_fraction": 0.5,
         "mean_confidence": 0.5,
         "type_uncertain_fraction": 0.9,
         "saturated_fraction": 0.01,
@@ -189,8 +191,32 @@ def test_two_touching_cells_under_one_label_count_as_elongated():
     image = 100.0 + 50.0 * (pair > 0)
     signals = cell_signals(image, merged, 0.2, np.ones(1), 5.0)
     assert signals["elongated_fraction"] == 1.0
+    assert signals["merged_fraction"] == 1.0  # long and pinched where the two bodies meet
     assert "merged_cells" in raise_flags(signals, FlagThresholds())
-    assert cell_signals(image, pair, 0.2, np.ones(2), 5.0)["elongated_fraction"] == 0.0
+    apart = cell_signals(image, pair, 0.2, np.ones(2), 5.0)
+    assert apart["elongated_fraction"] == apart["merged_fraction"] == 0.0
+
+
+def test_convex_elongated_cells_do_not_count_as_merged():
+    """A cell cut by the field's edge and an oval cell are long, but convex: no merge."""
+    yy, xx = np.mgrid[:96, :96]
+    cut = _disks((96, 96), [(48, 4)], 20)[:, 10:]  # a disk cut by the field's left edge
+    oval = ((yy - 48) / 30.0) ** 2 + ((xx - 48) / 13.0) ** 2 <= 1.0
+    for labels in (cut, oval.astype(np.uint32)):
+        assert aspect_ratios(labels)[0] > 1.8
+        assert solidity(labels > 0) > 0.95
+        signals = cell_signals(100.0 + 50.0 * (labels > 0), labels, 0.2, np.ones(1), 5.0)
+        assert signals["elongated_fraction"] == 1.0
+        assert signals["merged_fraction"] == 0.0
+        assert "merged_cells" not in raise_flags(signals, FlagThresholds())
+
+
+def test_merged_cells_mask_counts_only_the_pinched_long_cells():
+    pair = _disks((64, 160), [(32, 30), (32, 60)], 15)
+    labels = np.where(pair > 0, 1, 0).astype(np.uint32)
+    labels[_disks((64, 160), [(32, 125)], 15) > 0] = 2  # a round cell beside the merged pair
+    merged = merged_cells_mask(labels, aspect_ratios(labels), 1.8, 0.9)
+    assert merged.tolist() == [True, False]
 
 
 def test_network_confidence_equals_the_top_class_mean():
