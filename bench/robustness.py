@@ -324,8 +324,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Run time: {report['seconds']:.0f} s on this machine"
         + (
-            f" (the kept run {report['reused']}: its scores, the QC flags measured again, "
-            "networks not run)."
+            f"; the QC flags measured again on its kept results ({report['reused']}) in "
+            f"{report['reuse_seconds']:.0f} s, networks not run again (`--reuse`)."
             if report.get("reused")
             else "."
         ),
@@ -457,6 +457,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="overnight-robustness-") as scratch:
         root = args.reuse or args.keep or Path(scratch)
         kept = json.loads((root / "report.json").read_text()) if args.reuse else None
+        if kept and kept["seed"] != args.seed:
+            raise ValueError(f"{root} holds seed {kept['seed']}, not --seed {args.seed}")
         for sweep in _sweeps():
             if args.only and sweep.name != args.only:
                 continue
@@ -476,6 +478,8 @@ def main() -> int:
             print(f"{sweep.name}: done ({time.perf_counter() - start:.0f} s)", flush=True)
     report["flags"] = flag_quality(report)
     report["seconds"] = time.perf_counter() - start
+    if kept:  # the run's own time; the re-measuring apart
+        report["reuse_seconds"], report["seconds"] = report["seconds"], kept["seconds"]
     if args.keep:  # what --reuse reads
         (args.keep / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     RESULTS.mkdir(parents=True, exist_ok=True)
