@@ -277,7 +277,17 @@ def run_cases(args: argparse.Namespace, report: dict[str, Any], scratch: Path) -
             _record(report, f"volume{size}x12x2_classical_whole", run)
             (folder / "volume.tif").unlink()
     if "agreement" in args.cases:
-        report["agreement"] = [agreement(seed, scratch) for seed in AGREEMENT_SEEDS]
+        report["agreement_run"] = {
+            "cpu": cpu_name(),
+            "command": "nice -n 15 python -m bench.large_volume --cases agreement --append",
+            "load_at_start": round(os.getloadavg()[0], 1),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        report["agreement"] = [
+            agreement(seed, scratch, pipeline)
+            for pipeline in AGREEMENT_PIPELINES
+            for seed in AGREEMENT_SEEDS
+        ]
         write_report(report)
     if "lazy" in args.cases:
         crop = _crop_command("--child-lazy", scratch, "cytometry-classical", VOLUME_BUDGET_GB,
@@ -290,11 +300,28 @@ def run_cases(args: argparse.Namespace, report: dict[str, Any], scratch: Path) -
         _record(report, "lazy49152x12x2_classical_first_blocks", run)
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``) and how many cores this process may use."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        name = next(line.split(":", 1)[1].strip() for line in lines if "model name" in line)
+    except (OSError, StopIteration):
+        name = platform.processor() or platform.machine()
+    return f"{name}, {len(os.sched_getaffinity(0))} cores"
+
+
 AGREEMENT_SEEDS = (1, 2, 5)
+AGREEMENT_PIPELINES = ("cytometry-classical", "cytometry")
 
 
-def agreement(seed: int, scratch: Path, size: int = 1024, core_px: int = 384) -> dict[str, Any]:
-    """Block path vs whole field (classical) on one synthetic field, both against its truth.
+def agreement(
+    seed: int,
+    scratch: Path,
+    pipeline: str = "cytometry-classical",
+    size: int = 1024,
+    core_px: int = 384,
+) -> dict[str, Any]:
+    """Block path vs whole field (``pipeline``) on one synthetic field, both against its truth.
 
     Cell F1 between the two label images, the share of matched cells with the same count,
     and each one's cell F1 and count MAE against the field's ground truth.
@@ -313,16 +340,16 @@ def agreement(seed: int, scratch: Path, size: int = 1024, core_px: int = 384) ->
     from overnight.synth.field import draw_field
 
     field = draw_field(np.random.default_rng(seed), size)
-    image = write_field(field, scratch / f"agree{seed}", "field")
+    image = write_field(field, scratch / f"agree{seed}-{pipeline}", "field")
     z, c, y, x = field.image.shape
     budget = block_working_set_bytes((z, c, y, x), np.dtype("uint16"), core_px, 128) + 1
-    prepared = PreparedPipeline(load_pipeline("cytometry-classical"))
+    prepared = PreparedPipeline(load_pipeline(pipeline))
     runs: dict[str, tuple[np.ndarray, Any]] = {}
     for name, limits in (
         ("whole", ReadLimits(max_working_set_bytes=64 * GIB)),
         ("blocks", ReadLimits(max_working_set_bytes=budget, max_block_core_px=core_px)),
     ):
-        out = scratch / f"agree{seed}-{name}"
+        out = scratch / f"agree{seed}-{pipeline}-{name}"
         analyse_image(ImageSource.file(image), prepared, DatasetResults(open_store(str(out))),
                       limits=limits)  # fmt: skip
         runs[name] = (
@@ -343,7 +370,7 @@ def agreement(seed: int, scratch: Path, size: int = 1024, core_px: int = 384) ->
     same = [counts(whole_cells)[a] == counts(block_cells)[b]
             for a, b in zip(between.true_ids, between.pred_ids, strict=True)]  # fmt: skip
     report: dict[str, Any] = {
-        "seed": seed, "size": size, "core_px": core_px,
+        "pipeline": pipeline, "seed": seed, "size": size, "core_px": core_px,
         "body_adu": round(field.params.cell_signal_adu, 1),
         "cells_whole": len(whole_cells), "cells_blocks": len(block_cells),
         "f1_blocks_vs_whole": f1_between, "same_count_share": round(float(np.mean(same)), 4),
@@ -391,21 +418,39 @@ def write_report(report: dict[str, Any]) -> None:
         )
     rows = report.get("agreement", [])
     if rows:
+        run = report.get("agreement_run", {})
         lines += [
             "",
-            "Block path (384² cores) against the whole field, classical, 1024² synthetic fields:",
+            "Block path (384² cores, 128 px halo, field statistics measured over the blocks "
+            "first: issue 15) against the whole field, 1024² synthetic fields",
+            f"(`{run.get('command', '')}`; CPU: {run.get('cpu', '?')}, "
+            f"load {run.get('load_at_start', '?')} at start, {run.get('started', '')}):",
             "",
-            "| seed | body ADU | cells whole / blocks | F1 blocks vs whole | same count | "
-            "F1 truth whole / blocks | count MAE truth whole / blocks |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| pipeline | seed | body ADU | cells whole / blocks | F1 blocks vs whole | "
+            "same count | F1 truth whole / blocks | count MAE truth whole / blocks | "
+            "before: cells blocks, F1, same count |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
+        before = {
+            (r.get("pipeline", "cytometry-classical"), r["seed"]): r
+            for r in report.get("agreement_before", {}).get("rows", [])
+        }
         for r in rows:
+            old = before.get((r.get("pipeline", "cytometry-classical"), r["seed"]))
+            was = (
+                f"{old['cells_blocks']}, {old['f1_blocks_vs_whole']}, {old['same_count_share']}"
+                if old
+                else ""
+            )
             lines.append(
-                f"| {r['seed']} | {r['body_adu']} | {r['cells_whole']} / {r['cells_blocks']} | "
+                f"| {r.get('pipeline', 'cytometry-classical')} | {r['seed']} | {r['body_adu']} | "
+                f"{r['cells_whole']} / {r['cells_blocks']} | "
                 f"{r['f1_blocks_vs_whole']} | {r['same_count_share']} | "
                 f"{r['f1_truth_whole']} / {r['f1_truth_blocks']} | "
-                f"{r['count_mae_truth_whole']} / {r['count_mae_truth_blocks']} |"
+                f"{r['count_mae_truth_whole']} / {r['count_mae_truth_blocks']} | {was} |"
             )
+        if before:
+            lines += ["", f"Before: {report['agreement_before'].get('note', '')}"]
     (RESULTS / "large_volume.md").write_text("\n".join(lines) + "\n")
 
 
@@ -442,6 +487,10 @@ def main() -> int:
         kept = json.loads(earlier.read_text())
         report["cases"] = kept["cases"]
         report["agreement"] = kept.get("agreement", [])
+        if "agreement_before" in kept:
+            report["agreement_before"] = kept["agreement_before"]
+        if not set(args.cases) - {"agreement"}:  # the cases keep the CPU they ran on
+            report["cpu"], report["note"] = kept["cpu"], kept["note"]
     with tempfile.TemporaryDirectory(prefix="overnight-volume-", dir=args.scratch) as scratch:
         run_cases(args, report, Path(scratch))
     report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
