@@ -401,7 +401,7 @@ def qc_signal_cost(n_fields: int = 4, size: int = 512, repeats: int = 5) -> dict
             coverage.cell_coverage(image, labels, background, 122, distance=distance)
             ratios = flags.aspect_ratios(labels)
             middle = time.perf_counter()
-            flags.merged_cells_mask(labels, ratios, 1.8, 0.9)
+            flags.merged_cells_mask(labels, ratios, 1.8, 0.94)
             merged.append(time.perf_counter() - middle)
             added.append(time.perf_counter() - start)
     return {

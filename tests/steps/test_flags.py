@@ -215,7 +215,7 @@ def test_merged_cells_mask_counts_only_the_pinched_long_cells():
     pair = _disks((64, 160), [(32, 30), (32, 60)], 15)
     labels = np.where(pair > 0, 1, 0).astype(np.uint32)
     labels[_disks((64, 160), [(32, 125)], 15) > 0] = 2  # a round cell beside the merged pair
-    merged = merged_cells_mask(labels, aspect_ratios(labels), 1.8, 0.9)
+    merged = merged_cells_mask(labels, aspect_ratios(labels), 1.8, 0.94)
     assert merged.tolist() == [True, False]
 
 
