@@ -70,7 +70,7 @@ bench-retrain: install  ## Correct 3/6/12 shifted-domain fields, fine-tune from 
 bench-cluster: install  ## Discrete-event simulation of the Kubernetes scale-out
 	$(BIN)/python -m bench.cluster
 
-train: install  ## Retrain models/cells, pnp and skin from the synthetic generator (under an hour, 2 cores)
+train: install  ## Retrain models/cells, pnp and skin from the synthetic generator (~70 min on 2 cores, skin ~35 of them)
 	$(BIN)/overnight train all --out models
 
 train-nuclei: install  ## Retrain models/nuclei-dsb2018 from DSB2018 nuclei (DSB=folder of images/ + masks/)

@@ -124,7 +124,7 @@ class SkinModelConfig(BaseModel):
         {
             # make train: ~35 min on 2 shared cores (mixed precision bf16), data included;
             # 256 pooled px = 256 µm of context (two follicles' width)
-            "epochs": 80,
+            "epochs": 150,  # the time budget ends the run first
             "steps_per_epoch": 50,
             "batch_size": 4,
             "patch_yx_px": 256,
