@@ -28,6 +28,8 @@ def installed_plugin(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.syspath_prepend(str(PLUGIN_DIR))
     monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    # restored with the registry: built-ins loaded into the copy must not look loaded after it
+    monkeypatch.setattr(registry, "_builtins_loaded", registry._builtins_loaded)
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     yield
     sys.modules.pop("overnight_example_steps", None)
