@@ -187,7 +187,7 @@ def remeasure_qc(holdout: Path, results: Path) -> dict[str, dict[str, Any]]:
             table["type_confidence"].to_numpy(float),
             thresholds.cell_diameter_um[0],
             thresholds.elongated_aspect,
-            thresholds.merged_solidity,
+            thresholds.merged_waist,
         )
         report = flags.QcReport(signals, flags.raise_flags(signals, thresholds)).as_dict()
         out[path.parent.name] = report
@@ -378,8 +378,8 @@ def qc_signal_cost(n_fields: int = 4, size: int = 512, repeats: int = 5) -> dict
 
     ``added_ms`` is the fitted background, the smoothed-threshold comparison, the aspect
     ratios and the merged-cell test: what ``cell_signals`` computes beyond the older SNR /
-    size / type signals; ``merged_ms`` the merged-cell test alone (convex hulls of the
-    elongated cells).
+    size / type signals; ``merged_ms`` the merged-cell test alone (the waist of each
+    elongated cell).
     """
     from overnight.steps import coverage, flags
     from overnight.steps.cells import focus_projection
@@ -401,7 +401,7 @@ def qc_signal_cost(n_fields: int = 4, size: int = 512, repeats: int = 5) -> dict
             coverage.cell_coverage(image, labels, background, 122, distance=distance)
             ratios = flags.aspect_ratios(labels)
             middle = time.perf_counter()
-            flags.merged_cells_mask(labels, ratios, 1.8, 0.94)
+            flags.merged_cells_mask(labels, ratios, 1.8, 0.08)
             merged.append(time.perf_counter() - middle)
             added.append(time.perf_counter() - start)
     return {

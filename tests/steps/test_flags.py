@@ -16,7 +16,7 @@ from overnight.steps.flags import (
     qc_report,
     raise_flags,
     saturated_fraction,
-    solidity,
+    waist,
 )
 from overnight.synth.field import draw_field
 from overnight.synth.ranges import CytometryRanges
@@ -192,19 +192,21 @@ def test_two_touching_cells_under_one_label_count_as_elongated():
     signals = cell_signals(image, merged, 0.2, np.ones(1), 5.0)
     assert signals["elongated_fraction"] == 1.0
     assert signals["merged_fraction"] == 1.0  # long and pinched where the two bodies meet
+    assert waist(merged > 0) > 0.5
     assert "merged_cells" in raise_flags(signals, FlagThresholds())
     apart = cell_signals(image, pair, 0.2, np.ones(2), 5.0)
     assert apart["elongated_fraction"] == apart["merged_fraction"] == 0.0
 
 
 def test_convex_elongated_cells_do_not_count_as_merged():
-    """A cell cut by the field's edge and an oval cell are long, but convex: no merge."""
+    """A cell cut by the field's edge, an oval cell, half of a split cell: long, no waist."""
     yy, xx = np.mgrid[:96, :96]
     cut = _disks((96, 96), [(48, 4)], 20)[:, 10:]  # a disk cut by the field's left edge
     oval = ((yy - 48) / 30.0) ** 2 + ((xx - 48) / 13.0) ** 2 <= 1.0
-    for labels in (cut, oval.astype(np.uint32)):
+    half = _disks((96, 96), [(48, 48)], 30)[:, :48]  # a round cell split down the middle
+    for labels in (cut, oval.astype(np.uint32), half):
         assert aspect_ratios(labels)[0] > 1.8
-        assert solidity(labels > 0) > 0.95
+        assert waist(labels > 0) < 0.02
         signals = cell_signals(100.0 + 50.0 * (labels > 0), labels, 0.2, np.ones(1), 5.0)
         assert signals["elongated_fraction"] == 1.0
         assert signals["merged_fraction"] == 0.0
@@ -215,7 +217,7 @@ def test_merged_cells_mask_counts_only_the_pinched_long_cells():
     pair = _disks((64, 160), [(32, 30), (32, 60)], 15)
     labels = np.where(pair > 0, 1, 0).astype(np.uint32)
     labels[_disks((64, 160), [(32, 125)], 15) > 0] = 2  # a round cell beside the merged pair
-    merged = merged_cells_mask(labels, aspect_ratios(labels), 1.8, 0.94)
+    merged = merged_cells_mask(labels, aspect_ratios(labels), 1.8, 0.08)
     assert merged.tolist() == [True, False]
 
 

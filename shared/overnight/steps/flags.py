@@ -17,10 +17,10 @@ Signals (all dimensionless unless stated):
   see over most of their area: cells the network invented in noise;
 - ``elongated_fraction``: share of cells more than 1.8 times as long as wide (second
   moments);
-- ``merged_fraction``: share of cells that are elongated *and* not convex (area under 0.94
-  of their convex hull's): touching cells merged under one label, the usual error on dim
-  fields. Elongation alone also takes convex shapes that are no merge: cells cut by the
-  field's edge, oval cells;
+- ``merged_fraction``: share of cells that are elongated *and* pinched across their long
+  axis (a waist): touching cells merged under one label, the usual error on dim fields.
+  Elongation alone also takes shapes that are no merge: cells cut by the field's edge, half
+  of a cell split in two, oval cells;
 - ``pnp_snr``: median detected spot intensity over the particle channel's pixel noise;
 - ``median_cell_diameter_um`` against the configured range of cell sizes;
 - ``small_cell_fraction``: share of cells smaller than the smallest plausible cell
@@ -62,13 +62,15 @@ class FlagThresholds(BaseModel):
     hold-outs: ``python -m bench.robustness --seed S`` for S = 4242, 4243, 4244 (4 fields of
     384² per point) and ``--seed 4245 --only cell_brightness --values 1.25 1.75 2 2.5
     --fields 8``: 296 images, 58 with cell F1 < 0.9, of which these thresholds flag 55
-    (0.948) while flagging 12 of 166 fine images (0.072). ``merged_solidity`` and
-    ``max_merged_fraction`` were chosen on the kept runs of seeds 4242-4244 (``--keep``,
-    re-scored with ``--reuse``) and 24 in-range fields of seed 4245 (``--only spot_snr
-    --values 8 --fields 24``): cells cut by the field's edge, long but convex, have a solidity
-    of 0.96-0.99, merges in bad images 0.5-0.93 (0.9, chosen first on 4242 and 4243, lost 2 of
-    16 bad images of 4244). On those 288 images, 42 with cell F1 < 0.9, the flags catch 41
-    and flag 9 of 173 fine images, as with elongation alone (``merged_cells`` on none of them).
+    (0.948) while flagging 12 of 166 fine images (0.072). ``merged_waist`` was chosen on the
+    kept runs (``--keep``, re-measured with ``--reuse``) of seeds 4242-4244, 24 in-range fields
+    of 4245 (``--only spot_snr --values 8 --fields 24``) and 3 points of 4246 (``--only
+    spot_snr --values 16``, ``psf_width 0.75``, ``cell_brightness 3``; 4 fields each): 300
+    images, 42 with cell F1 < 0.9. Elongated cells of fine images were cut by the field's edge
+    or halves of a split cell (waist 0-0.04); any waist of 0.05-0.12 keeps every bad image the
+    elongation caught (41 of 42 flagged) and flags 9 of 185 fine images (10 with elongation
+    alone: a split cell, seed 4246 ``psf_width`` 0.75). A solidity test (area over convex
+    hull) did no better: merges of overlapping cells are 0.90-0.93, as convex as a split half.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -86,11 +88,11 @@ class FlagThresholds(BaseModel):
         0.2, description="share of cells the smoothed threshold does not see above: invented"
     )
     elongated_aspect: float = Field(1.8, description="a cell longer than this × its width")
-    merged_solidity: float = Field(
-        0.94, description="an elongated cell with less than this share of its convex hull"
+    merged_waist: float = Field(
+        0.08, description="an elongated cell pinched this deep (share of its width) is merged"
     )
     max_merged_fraction: float = Field(
-        0.1, description="share of elongated, concave cells above: touching cells merged"
+        0.1, description="share of elongated, pinched cells above: touching cells merged"
     )
     min_mean_confidence: float = Field(0.85, description="mean top-class probability below")
     max_uncertain_fraction: float = Field(0.12, description="uncertain foreground share above")
@@ -231,33 +233,44 @@ def aspect_ratios(labels: np.ndarray) -> np.ndarray:
     return np.asarray(np.sqrt(long_var / short_var))
 
 
-def solidity(mask: np.ndarray) -> float:
-    """Pixels of a ``YX`` mask over the pixels of its convex hull (1 = convex).
+def waist(mask: np.ndarray, smooth_px: float = 1.5) -> float:
+    """How pinched a ``YX`` mask is along its long axis: 0 = no waist, 1 = cut in two.
 
-    About 0.96 for a disk 30 px across (the pixel grid's corners), 0.85 for two such disks that
-    touch, 0.98 for a disk cut in half by the field's edge.
+    The mask's width profile along its long axis (pixels per 1-px step, smoothed by
+    ``smooth_px``); the deepest dip below the lower of the widest points on either side, as a
+    share of that width. Two touching disks under one label have a deep waist where they meet;
+    convex shapes (an oval cell, a cell cut by the field's edge, half of a cell split in two)
+    have none.
 
     >>> yy, xx = np.mgrid[:40, :70]
     >>> pair = ((yy - 20) ** 2 + (xx - 20) ** 2 <= 144) | ((yy - 20) ** 2 + (xx - 44) ** 2 <= 144)
-    >>> round(solidity(pair), 2)
-    0.83
+    >>> round(waist(pair), 1), waist(((yy - 20) / 12.0) ** 2 + ((xx - 35) / 30.0) ** 2 <= 1)
+    (0.6, 0.0)
     """
-    from skimage.morphology import convex_hull_image  # the `analysis` extra
-
-    mask = np.asarray(mask, bool)
-    if not mask.any():
-        return float("nan")
-    return float(mask.sum()) / float(convex_hull_image(mask).sum())
+    yy, xx = np.nonzero(mask)
+    if len(yy) < 3:
+        return 0.0
+    y, x = yy - yy.mean(), xx - xx.mean()
+    _, axes = np.linalg.eigh(np.cov(np.stack([y, x])))
+    along = y * axes[0, -1] + x * axes[1, -1]
+    width = np.bincount(np.round(along - along.min()).astype(np.intp)).astype(np.float64)
+    width = np.asarray(ndi.gaussian_filter1d(width, smooth_px))
+    if len(width) < 3:
+        return 0.0
+    # the widest point on each side of every step, and the lower of the two
+    rim = np.minimum(np.maximum.accumulate(width), np.maximum.accumulate(width[::-1])[::-1])
+    dip = 1.0 - width[1:-1] / np.maximum(rim[1:-1], 1e-12)
+    return float(max(dip.max(), 0.0))
 
 
 def merged_cells_mask(
-    labels: np.ndarray, ratios: np.ndarray, elongated_aspect: float, max_solidity: float
+    labels: np.ndarray, ratios: np.ndarray, elongated_aspect: float, min_waist: float
 ) -> np.ndarray:
     """Per cell of a ``YX`` label image (ids ascending): does it look like touching cells merged.
 
     ``ratios`` is :func:`aspect_ratios` of ``labels``. A merged pair is long (over
-    ``elongated_aspect``) and pinched where the two bodies meet (:func:`solidity` under
-    ``max_solidity``); only the elongated cells' hulls are computed.
+    ``elongated_aspect``) and pinched where the two bodies meet (:func:`waist` at least
+    ``min_waist``); only the elongated cells' profiles are measured.
     """
     labels = np.asarray(labels)
     merged = np.zeros(len(ratios), bool)
@@ -268,7 +281,7 @@ def merged_cells_mask(
     boxes = ndi.find_objects(labels)
     for i in long:
         box = boxes[int(ids[i]) - 1]
-        merged[i] = box is not None and solidity(labels[box] == ids[i]) < max_solidity
+        merged[i] = box is not None and waist(labels[box] == ids[i]) >= min_waist
     return merged
 
 
@@ -279,7 +292,7 @@ def cell_signals(
     type_confidence: np.ndarray,
     min_diameter_um: float,
     elongated_aspect: float = 1.8,
-    merged_solidity: float = 0.94,
+    merged_waist: float = 0.08,
 ) -> dict[str, float]:
     """Signals of the cell channel and its segmentation (no network needed).
 
@@ -287,7 +300,7 @@ def cell_signals(
     the smoothed threshold of :func:`cell_coverage` ignores objects under half its diameter.
     Cells longer than ``elongated_aspect`` times their width count as elongated: the imaging
     model's cells are at most ~1.3:1, two touching round cells under one label ~2.2:1; those
-    also under ``merged_solidity`` of their convex hull count as merged
+    also pinched (:func:`waist` at least ``merged_waist``) count as merged
     (:func:`merged_cells_mask`).
     """
     ids, areas = np.unique(labels[labels > 0], return_counts=True)
@@ -313,7 +326,7 @@ def cell_signals(
         if len(ids)
         else float("nan"),
         "merged_fraction": float(
-            merged_cells_mask(labels, ratios, elongated_aspect, merged_solidity).mean()
+            merged_cells_mask(labels, ratios, elongated_aspect, merged_waist).mean()
         )
         if len(ids)
         else float("nan"),
@@ -388,7 +401,7 @@ def qc_report(
         type_confidence,
         thresholds.cell_diameter_um[0],
         thresholds.elongated_aspect,
-        thresholds.merged_solidity,
+        thresholds.merged_waist,
     )
     signals["pnp_snr"] = pnp_snr(pnp_volume, spot_intensity)
     if confidence is not None:
