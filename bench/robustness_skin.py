@@ -147,6 +147,7 @@ def score_series(folder: Path, model: Any) -> dict[str, Any]:
                     "iou": weighted_iou(plane),
                     "flags": [str(f) for f in quality.flags],
                     "segmentation_flags": [str(f) for f in quality.flags if f != "low_drug_snr"],
+                    "mean_max_probability": round(quality.mean_max_probability, 4),
                 }
             )
 
