@@ -54,7 +54,9 @@ def test_evaluation_stays_inside_the_model_and_renders_differently() -> None:
     assert look.follicle_diameter_um == SPEC_LOOK.follicle_diameter_um
     assert look.adipocyte_diameter_um == SPEC_LOOK.adipocyte_diameter_um
     assert look.drug_snr == (3.0, 30.0) and look.n_depths == (4, 12)
-    assert look.lobule_acini and not TRAINING_LOOK.lobule_acini  # never trained on
+    # acini: always in the evaluation look, in half the training series (both mechanisms)
+    assert look.lobule_acini and not TRAINING_LOOK.lobule_acini
+    assert 0.0 < TRAINING_LOOK.lobule_acini_chance < 1.0
     assert set(LOOKS) == {"spec", "training", "evaluation"}
 
 
