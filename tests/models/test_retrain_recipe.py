@@ -164,3 +164,27 @@ def test_the_seeding_refit_moves_only_where_the_reference_fields_do_not_lose(
         assert fitted.marker_threshold == 0.5 and fit.f1_after == 1.0
         assert fit.reference_after == 1.0
     assert "seeding refit" in fit.line()
+
+
+def test_a_better_reference_alone_does_not_move_the_seeding() -> None:
+    from overnight.models.cells_postprocess import refit_seeding
+
+    config = CellModelConfig(
+        marker_threshold=0.5, seed_h_px=1.0, min_mean_foreground=0.0, min_cell_px=10
+    )
+    # Corrected: one bright cell (found at either threshold); reference: a dim blob on
+    # background that only 0.5 turns into a false cell, so 0.65 scores better there.
+    probs, truths, _, _ = _seeding_case(False)
+    probs[0][4:16, 4:16] = (0.0, 1.0, 0.0)
+    _, _, reference, reference_truths = _seeding_case(True)
+    fitted, fit = refit_seeding(
+        config,
+        probs,
+        truths,
+        reference,
+        reference_truths,
+        grid={"marker_threshold": (0.5, 0.65)},
+        min_cells=1,
+    )
+    assert fit.reference_before is not None and fit.reference_before < 1.0
+    assert fitted.marker_threshold == 0.5 and fit.f1_after == fit.f1_before == 1.0
