@@ -138,25 +138,22 @@ def _seeding_case(
     return [corrected], [truth], [reference], [reference_truth]
 
 
+def _refit_thresholds(config: CellModelConfig, *fields: Any) -> Any:
+    """``refit_seeding`` over the interior thresholds 0.5 and 0.65, from one true cell."""
+    from overnight.models.cells_postprocess import refit_seeding
+
+    return refit_seeding(config, *fields, grid={"marker_threshold": (0.5, 0.65)}, min_cells=1)
+
+
 @pytest.mark.parametrize("harmful", [False, True])
 def test_the_seeding_refit_moves_only_where_the_reference_fields_do_not_lose(
     harmful: bool,
 ) -> None:
-    from overnight.models.cells_postprocess import refit_seeding
-
     config = CellModelConfig(
         marker_threshold=0.65, seed_h_px=1.0, min_mean_foreground=0.0, min_cell_px=10
     )
     probs, truths, reference, reference_truths = _seeding_case(harmful)
-    fitted, fit = refit_seeding(
-        config,
-        probs,
-        truths,
-        reference,
-        reference_truths,
-        grid={"marker_threshold": (0.5, 0.65)},
-        min_cells=1,
-    )
+    fitted, fit = _refit_thresholds(config, probs, truths, reference, reference_truths)
     assert fit.f1_before == 0.0 and fit.reference_before == 1.0
     if harmful:  # 0.5 finds the dim cell but a false one on the reference: not taken
         assert fitted.marker_threshold == 0.65 and fit.f1_after == 0.0
@@ -167,8 +164,6 @@ def test_the_seeding_refit_moves_only_where_the_reference_fields_do_not_lose(
 
 
 def test_a_better_reference_alone_does_not_move_the_seeding() -> None:
-    from overnight.models.cells_postprocess import refit_seeding
-
     config = CellModelConfig(
         marker_threshold=0.5, seed_h_px=1.0, min_mean_foreground=0.0, min_cell_px=10
     )
@@ -177,14 +172,6 @@ def test_a_better_reference_alone_does_not_move_the_seeding() -> None:
     probs, truths, _, _ = _seeding_case(False)
     probs[0][4:16, 4:16] = (0.0, 1.0, 0.0)
     _, _, reference, reference_truths = _seeding_case(True)
-    fitted, fit = refit_seeding(
-        config,
-        probs,
-        truths,
-        reference,
-        reference_truths,
-        grid={"marker_threshold": (0.5, 0.65)},
-        min_cells=1,
-    )
+    fitted, fit = _refit_thresholds(config, probs, truths, reference, reference_truths)
     assert fit.reference_before is not None and fit.reference_before < 1.0
     assert fitted.marker_threshold == 0.5 and fit.f1_after == fit.f1_before == 1.0
