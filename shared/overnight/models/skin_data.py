@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from overnight.errors import ConfigError, InvalidImageError
+from overnight.models.datasets import dataset_hash
 from overnight.models.skin import (
     SkinModel,
     SkinModelConfig,
@@ -283,7 +284,7 @@ def training_planes(
         n_val_planes = max(1, round(len(planes.inputs) * config.train.val_fraction))
         order = np.random.default_rng(seed).permutation(len(planes.inputs))
         train = _subset(planes, order[n_val_planes:]) if len(order) > 1 else planes
-        return train, _subset(planes, order[:n_val_planes]), str(data), _files_hash(used)
+        return train, _subset(planes, order[:n_val_planes]), str(data), dataset_hash(used)
     train = synthetic_planes(seed, n_series, size, config)
     val = synthetic_planes(seed + 1_000_003, n_val, size, config)
     source = (
@@ -291,11 +292,3 @@ def training_planes(
         f"seed {seed}, {n_series} + {n_val} series of ~{size}² px"
     )
     return train, val, source, hashlib.sha256(source.encode()).hexdigest()
-
-
-def _files_hash(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
