@@ -87,6 +87,21 @@ def markdown(result: dict[str, Any]) -> str:
     for name, seconds, gflop, rate in rows:
         share = round(rate / result["sgemm_gflops"], 2)
         lines.append(f"| {name} | {seconds} | {gflop} | {rate} | {share} |")
+    if "by_runtime" in result:
+        lines += [
+            "",
+            f"The pipeline runs the networks on **{result['runtime']}** "
+            "(`OVERNIGHT_INFERENCE_RUNTIME`, `overnight.models.runtime`); each runtime on the "
+            "same input, taking turns:",
+            "",
+            "| runtime | cell network s | PNP network s | both s | TensorFlow / this |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for name, t in result["by_runtime"].items():
+            lines.append(
+                f"| {name} | {t['cell_network_s']} | {t['pnp_network_s']} | "
+                f"{t['networks_total_s']} | {t['ratio_to_tensorflow']} |"
+            )
     lines += [
         "",
         f"With post-processing: cells {result['cell_model_with_postprocessing_s']} s, "
@@ -107,6 +122,55 @@ def _sgemm_one_thread() -> float:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def _networks_by_runtime(image: np.ndarray, repeats: int) -> dict[str, dict[str, float]]:
+    """Best-of seconds of the cell and PNP networks on each runtime installed, alternating.
+
+    The runtimes take turns in every repeat, so that both see the same machine load.
+    """
+    from overnight.models.cells import CellModel, cell_input
+    from overnight.models.loading import model_settings, resolve_model_dir
+    from overnight.models.pnp import PnpModel, pnp_input, pnp_scale
+    from overnight.models.runtime import RUNTIME_ENV, onnxruntime_installed
+
+    runtimes = ["tensorflow"] + (["onnxruntime"] if onnxruntime_installed() else [])
+    setting = os.environ.get(RUNTIME_ENV)
+    models = {}
+    for runtime in runtimes:
+        os.environ[RUNTIME_ENV] = runtime
+        model_settings.cache_clear()
+        models[runtime] = (
+            CellModel.load(resolve_model_dir("", "cells")),
+            PnpModel.load(resolve_model_dir("", "pnp")),
+        )
+    if setting is None:
+        os.environ.pop(RUNTIME_ENV)
+    else:
+        os.environ[RUNTIME_ENV] = setting
+    model_settings.cache_clear()
+    cells, _ = models["tensorflow"]
+    cell_x = cell_input(image[:, 0], cells.config)
+    pnp_x = pnp_input(image[:, 1], pnp_scale(image[:, 1]))
+    times: dict[str, dict[str, list[float]]] = {r: {"cell": [], "pnp": []} for r in runtimes}
+    for repeat in range(repeats + 1):  # the first round warms up
+        for runtime, (cell_model, pnp_model) in models.items():
+            for key, run, x in (
+                ("cell", cell_model.probabilities, cell_x),
+                ("pnp", pnp_model.density, pnp_x),
+            ):
+                start = time.perf_counter()
+                run(x)
+                if repeat:
+                    times[runtime][key].append(time.perf_counter() - start)
+    return {
+        runtime: {
+            "cell_network_s": round(min(t["cell"]), 3),
+            "pnp_network_s": round(min(t["pnp"]), 3),
+            "networks_total_s": round(min(t["cell"]) + min(t["pnp"]), 3),
+        }
+        for runtime, t in times.items()
+    }
 
 
 def main() -> int:
@@ -135,13 +199,15 @@ def main() -> int:
     if args.threads:
         from overnight.models.threads import limit_blas_threads
 
+        os.environ["TF_NUM_INTRAOP_THREADS"] = str(args.threads)  # ONNX Runtime's too
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
         limit_blas_threads(args.threads)  # the post-processing's matrix products too
 
-    from overnight.models.cells import CellModel, cell_input
+    from overnight.models.cells import CellModel
     from overnight.models.loading import resolve_model_dir
     from overnight.models.pnp import PnpModel, extract_spots, pnp_input, pnp_scale
+    from overnight.models.runtime import inference_runtime
     from overnight.models.unet import count_flops
     from overnight.synth.cytometry import draw_field
 
@@ -151,14 +217,13 @@ def main() -> int:
     if z < args.slices:  # the reference field has 12 slices: repeat edge slices if fewer were drawn
         image = np.concatenate([image, np.repeat(image[-1:], args.slices - z, axis=0)])
     image = image[: args.slices]
+    runtime = inference_runtime()
+    by_runtime = _networks_by_runtime(image, args.repeats)
     cells = CellModel.load(resolve_model_dir("", "cells"))
     pnps = PnpModel.load(resolve_model_dir("", "pnp"))
-    cell_x = cell_input(image[:, 0], cells.config)
     pnp_x = pnp_input(image[:, 1], pnp_scale(image[:, 1]))
-    cells.probabilities(cell_x)
-    pnps.density(pnp_x)
-    cell_net = _best_of(lambda: cells.probabilities(cell_x), args.repeats)
-    pnp_net = _best_of(lambda: pnps.density(pnp_x), args.repeats)
+    cell_net = by_runtime[runtime]["cell_network_s"]
+    pnp_net = by_runtime[runtime]["pnp_network_s"]
     cell_step = _best_of(lambda: cells.segment(image[:, 0]), args.repeats)
     pnp_step = _best_of(lambda: pnps.detect(image[:, 1]), args.repeats)
     density = pnps.density(pnp_x) * np.float32(pnps.config.density_gain)
@@ -181,6 +246,16 @@ def main() -> int:
         "sgemm_gflops": round(sgemm_gflops(), 1),
         "sgemm_gflops_1_thread": round(_sgemm_one_thread(), 1),
         "tf_threads": args.threads or os.cpu_count(),
+        "runtime": runtime,
+        "by_runtime": {
+            name: {
+                **times,
+                "ratio_to_tensorflow": round(
+                    by_runtime["tensorflow"]["networks_total_s"] / times["networks_total_s"], 2
+                ),
+            }
+            for name, times in by_runtime.items()
+        },
         "repeats": args.repeats,
         "cell_network_s": round(cell_net, 3),
         "pnp_network_s": round(pnp_net, 3),

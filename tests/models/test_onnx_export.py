@@ -6,16 +6,12 @@ import numpy as np
 import pytest
 
 from overnight.models.config import UNetConfig
-from overnight.models.unet import build_unet, compiled_predictor
-
-pytest.importorskip("onnx", reason="onnx is not installed (optional: the ONNX export)")
-pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (optional: ONNX inference)")
-
-from overnight.models.onnx_export import (  # noqa: E402
+from overnight.models.onnx_export import (
     OnnxExportError,
     export_unet,
     onnx_predictor,
 )
+from overnight.models.unet import build_unet, compiled_predictor
 
 RTOL = 1e-5  # of the output's scale: float32 sums in another order
 

@@ -34,8 +34,8 @@ class RunSettings(CommonSettings):
     threads_per_worker: int = Field(
         0,
         ge=0,
-        description="TensorFlow threads of each worker process (0 = the cores divided among the "
-        "workers, at least 1: one each with one worker per core).",
+        description="Inference threads (ONNX Runtime or TensorFlow) of each worker process "
+        "(0 = the cores divided among the workers, at least 1: one each with one worker per core).",
     )
     max_working_set_gb: float = Field(
         DEFAULT_MAX_WORKING_SET_GB,

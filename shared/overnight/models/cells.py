@@ -169,13 +169,15 @@ class CellModel:
     def __init__(
         self, config: CellModelConfig, network: object, classifier: TypeClassifier | None
     ) -> None:
-        from overnight.models.unet import compiled_predictor
+        from overnight.models.runtime import network_predictor
 
         self.config = config
         self.network = network
         self.classifier = classifier
         # the features only feed a classifier trained on them: no field-sized copy otherwise
-        self._predict = compiled_predictor(network, with_features=config.type_network_features)
+        self._predict = network_predictor(
+            network, config.unet, with_features=config.type_network_features
+        )
 
     @classmethod
     def load(cls, model_dir: Path) -> CellModel:

@@ -338,12 +338,12 @@ class PnpModel:
         network: object,
         multiplicity: MultiplicityModel | None = None,
     ) -> None:
-        from overnight.models.unet import compiled_predictor
+        from overnight.models.runtime import network_predictor
 
         self.config = config
         self.network = network
         self.multiplicity = multiplicity
-        self._predict = compiled_predictor(network)
+        self._predict = network_predictor(network, config.unet)
 
     @classmethod
     def load(cls, model_dir: Path) -> PnpModel:

@@ -364,10 +364,10 @@ class SkinModel:
 
 
 def from_network(config: SkinModelConfig, network: Any, version: str = "untrained") -> SkinModel:
-    """Wrap a built (or trained) network with its compiled predictor."""
-    from overnight.models.unet import compiled_predictor
+    """Wrap a built (or trained) network with its predictor (:mod:`overnight.models.runtime`)."""
+    from overnight.models.runtime import network_predictor
 
-    return SkinModel(config, network, compiled_predictor(network), version)
+    return SkinModel(config, network, network_predictor(network, config.unet), version)
 
 
 def build_skin_model(config: SkinModelConfig) -> SkinModel:
