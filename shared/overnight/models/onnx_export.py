@@ -164,33 +164,30 @@ def _activation(g: _Graph, x: str, activation: str) -> str:
     return x
 
 
-def _slices_to_channels(g: _Graph, x: str, k: int, c: int) -> str:
-    """``(B, K, Y, X, C)`` → ``(B, K·C, Y, X)``, channel ``k·C + c``."""
-    moved = g.op("Transpose", [x], "slices_first", perm=[0, 1, 4, 2, 3])  # (B, K, C, Y, X)
-    yx = g.op(
+def _yx_of(g: _Graph, x: str, stem: str) -> str:
+    """The sizes of axes 2 and 3 of ``x`` (``Y, X`` of ``(B, K, Y, X, C)`` or ``(B, C, Y, X)``)."""
+    return g.op(
         "Slice",
         [
-            g.op("Shape", [x], "in_shape"),
+            g.op("Shape", [x], f"{stem}_shape"),
             g.const("s2", np.array([2])),
             g.const("s4", np.array([4])),
         ],
-        "in_yx",
+        f"{stem}_yx",
     )
+
+
+def _slices_to_channels(g: _Graph, x: str, k: int, c: int) -> str:
+    """``(B, K, Y, X, C)`` → ``(B, K·C, Y, X)``, channel ``k·C + c``."""
+    moved = g.op("Transpose", [x], "slices_first", perm=[0, 1, 4, 2, 3])  # (B, K, C, Y, X)
+    yx = _yx_of(g, x, "in")
     shape = g.op("Concat", [g.const("b_kc", np.array([0, k * c])), yx], "in_nchw", axis=0)
     return g.op("Reshape", [moved, shape], "to_channels")
 
 
 def _channels_to_slices(g: _Graph, x: str, k: int, c: int) -> str:
     """``(B, K·C, Y, X)`` → ``(B, K, Y, X, C)``."""
-    yx = g.op(
-        "Slice",
-        [
-            g.op("Shape", [x], "head_shape"),
-            g.const("s2", np.array([2])),
-            g.const("s4", np.array([4])),
-        ],
-        "head_yx",
-    )
+    yx = _yx_of(g, x, "head")
     shape = g.op("Concat", [g.const("b_k_c", np.array([0, k, c])), yx], "out_shape", axis=0)
     split = g.op("Reshape", [x, shape], "split_slices")  # (B, K, C, Y, X)
     return g.op("Transpose", [split], "to_slices", perm=[0, 1, 3, 4, 2])
