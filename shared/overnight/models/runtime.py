@@ -1,8 +1,8 @@
 """Which runtime runs a trained network's inference: ONNX Runtime on a CPU, TensorFlow on a GPU.
 
 TensorFlow trains every network (and runs it where it sees a GPU). On a CPU, ONNX Runtime runs
-the same U-Nets 1.7–2× faster than TensorFlow with one thread on a 2-core AVX2 AMD EPYC, with
-outputs equal to 3e-6 of their scale (``bench/results/models_speed*.md``): the network is
+the same U-Nets 1.5–1.7× faster than TensorFlow with one thread on a 2-core AVX2 AMD EPYC, with
+outputs equal to 3e-6 of their scale (``bench/results/models_speed-1thread.md``): the network is
 exported from its weights when the model loads (:mod:`overnight.models.onnx_export`, a few
 milliseconds), so the shipped models stay Keras weight files.
 
@@ -14,7 +14,6 @@ milliseconds), so the shipped models stay Keras weight files.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 from collections.abc import Callable
 from typing import Any, Literal
@@ -23,8 +22,6 @@ import numpy as np
 
 from overnight.errors import ConfigError
 from overnight.models.config import UNetConfig
-
-logger = logging.getLogger(__name__)
 
 Runtime = Literal["onnxruntime", "tensorflow"]
 #: The setting's values; ``auto`` picks one of the other two (:func:`inference_runtime`).
