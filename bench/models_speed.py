@@ -124,8 +124,11 @@ def _sgemm_one_thread() -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def _networks_by_runtime(image: np.ndarray, repeats: int) -> dict[str, dict[str, float]]:
-    """Best-of seconds of the cell and PNP networks on each runtime installed, alternating.
+def _networks_by_runtime(
+    image: np.ndarray, repeats: int
+) -> tuple[dict[str, dict[str, float]], dict[str, tuple[Any, Any]]]:
+    """Best-of seconds of the cell and PNP networks on each runtime installed, alternating;
+    and the (cell, PNP) models loaded for each runtime.
 
     The runtimes take turns in every repeat, so that both see the same machine load.
     """
@@ -163,7 +166,7 @@ def _networks_by_runtime(image: np.ndarray, repeats: int) -> dict[str, dict[str,
                 run(x)
                 if repeat:
                     times[runtime][key].append(time.perf_counter() - start)
-    return {
+    best = {
         runtime: {
             "cell_network_s": round(min(t["cell"]), 3),
             "pnp_network_s": round(min(t["pnp"]), 3),
@@ -171,6 +174,7 @@ def _networks_by_runtime(image: np.ndarray, repeats: int) -> dict[str, dict[str,
         }
         for runtime, t in times.items()
     }
+    return best, models
 
 
 def main() -> int:
@@ -204,9 +208,7 @@ def main() -> int:
         tf.config.threading.set_inter_op_parallelism_threads(1)
         limit_blas_threads(args.threads)  # the post-processing's matrix products too
 
-    from overnight.models.cells import CellModel
-    from overnight.models.loading import resolve_model_dir
-    from overnight.models.pnp import PnpModel, extract_spots, pnp_input, pnp_scale
+    from overnight.models.pnp import extract_spots, pnp_input, pnp_scale
     from overnight.models.runtime import inference_runtime
     from overnight.models.unet import count_flops
     from overnight.synth.cytometry import draw_field
@@ -218,9 +220,8 @@ def main() -> int:
         image = np.concatenate([image, np.repeat(image[-1:], args.slices - z, axis=0)])
     image = image[: args.slices]
     runtime = inference_runtime()
-    by_runtime = _networks_by_runtime(image, args.repeats)
-    cells = CellModel.load(resolve_model_dir("", "cells"))
-    pnps = PnpModel.load(resolve_model_dir("", "pnp"))
+    by_runtime, models = _networks_by_runtime(image, args.repeats)
+    cells, pnps = models[runtime]
     pnp_x = pnp_input(image[:, 1], pnp_scale(image[:, 1]))
     cell_net = by_runtime[runtime]["cell_network_s"]
     pnp_net = by_runtime[runtime]["pnp_network_s"]

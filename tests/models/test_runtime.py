@@ -15,7 +15,6 @@ from overnight.models.pnp import PnpModel
 from overnight.models.runtime import (
     RUNTIME_ENV,
     inference_runtime,
-    inference_threads,
     network_predictor,
 )
 from overnight.models.unet import build_unet
@@ -54,13 +53,6 @@ def test_auto_runs_onnxruntime_on_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None
 def test_an_unknown_runtime_is_refused_with_the_choices() -> None:
     with pytest.raises(ConfigError, match="OVERNIGHT_INFERENCE_RUNTIME='torch'.*auto"):
         inference_runtime("torch")
-
-
-def test_inference_threads_follow_the_worker_share(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
-    assert inference_threads() == 1
-    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS")
-    assert inference_threads() >= 1
 
 
 def test_both_runtimes_predict_the_same() -> None:

@@ -11,6 +11,7 @@ from overnight.models import threads
 from overnight.models.threads import (
     available_cores,
     configure_threads,
+    configured_threads,
     limit_blas_threads,
     threads_for,
 )
@@ -49,3 +50,10 @@ def test_the_loaded_openblas_libraries_take_the_limit() -> None:
 
     np.ones((4, 4)) @ np.ones((4, 4))  # NumPy's BLAS is loaded
     assert limit_blas_threads(available_cores()) >= 1  # the default count: nothing changes
+
+
+def test_inference_threads_follow_the_worker_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")
+    assert configured_threads() == 1
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS")
+    assert configured_threads() >= 1

@@ -14,7 +14,6 @@ milliseconds), so the shipped models stay Keras weight files.
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -27,8 +26,6 @@ Runtime = Literal["onnxruntime", "tensorflow"]
 #: The setting's values; ``auto`` picks one of the other two (:func:`inference_runtime`).
 RUNTIME_CHOICES = ("auto", "onnxruntime", "tensorflow")
 RUNTIME_ENV = "OVERNIGHT_INFERENCE_RUNTIME"
-#: Where :mod:`overnight.models.threads` puts this process's thread count.
-_THREADS_ENV = "TF_NUM_INTRAOP_THREADS"
 
 
 def onnxruntime_installed() -> bool:
@@ -69,21 +66,6 @@ def inference_runtime(setting: str | None = None) -> Runtime:
     return "onnxruntime"
 
 
-def inference_threads() -> int:
-    """Threads one inference call may use: this process's share of the cores.
-
-    :func:`overnight.models.threads.configure_threads` sets it for each worker; without it,
-    every core this process may run on.
-    """
-    from overnight.models.threads import available_cores
-
-    try:
-        threads = int(os.environ.get(_THREADS_ENV, "0"))
-    except ValueError:
-        threads = 0
-    return threads if threads > 0 else available_cores()
-
-
 def network_predictor(
     network: Any,
     unet: UNetConfig,
@@ -102,8 +84,9 @@ def network_predictor(
 
         return compiled_predictor(network, with_features=with_features)
     from overnight.models.onnx_export import export_unet, onnx_predictor
+    from overnight.models.threads import configured_threads
 
-    threads = inference_threads()
+    threads = configured_threads()
     # one thread spins at no cost to others; several would busy-wait on cores other
     # workers need
     return onnx_predictor(

@@ -47,6 +47,18 @@ def threads_for(workers: int, setting: int = 0, cores: int | None = None) -> int
     return max(1, cores // max(1, workers))
 
 
+def configured_threads() -> int:
+    """Threads this process may use for inference (ONNX Runtime reads it too).
+
+    What :func:`configure_threads` set, else every core this process may run on.
+    """
+    try:
+        threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))
+    except ValueError:
+        threads = 0
+    return threads if threads > 0 else available_cores()
+
+
 def configure_threads(threads: int) -> None:
     """Cap this process's TensorFlow intra-op pool (and OpenMP) at ``threads``; inter-op 1.
 
