@@ -1,10 +1,11 @@
-"""Vendor files no one here made (tests/data/vendor/PROVENANCE.md), read through read_stack."""
+"""Vendor files (tests/data/vendor/PROVENANCE.md: made by others, and made here), via read_stack."""
 
 import importlib.util
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from overnight.errors import InvalidImageError
@@ -122,6 +123,131 @@ def test_a_czi_with_too_few_channels_names_the_roles() -> None:
 def test_a_scene_that_does_not_exist_is_refused() -> None:
     with pytest.raises(InvalidImageError, match=r"scene 2 is out of range 0\.\.0"):
         read_stack(VENDOR / "s_1_t_1_c_1_z_1.czi", scene=2)
+
+
+# --- Zeiss CZI: a mosaic with several scenes (tests/data/vendor/make_scene_mosaics_czi.py) --
+
+SCENE_MOSAICS = VENDOR / "scene_mosaics.czi"
+#: (Y, X) of each scene's stitched mosaic: 2 x 2 tiles of 16 x 24 px, 1 x 2 tiles of 24 x 20 px.
+MOSAIC_SHAPES = [(32, 48), (24, 40)]
+
+
+def _mosaic_planes(scene: int, timepoint: int) -> np.ndarray:
+    """The ZCYX planes make_scene_mosaics_czi.py wrote for one scene and timepoint."""
+    y, x = np.mgrid[: MOSAIC_SHAPES[scene][0], : MOSAIC_SHAPES[scene][1]]
+    planes = [20000 * scene + 10000 * c + 5000 * timepoint + 100 * y + x for c in range(2)]
+    return np.stack(planes)[np.newaxis].astype(np.uint16)
+
+
+@needs_czi
+def test_the_scene_mosaics_file_is_a_mosaic_of_two_scenes() -> None:
+    import aicspylibczi
+
+    czi = aicspylibczi.CziFile(SCENE_MOSAICS)
+    assert czi.is_mosaic()
+    tiles = {layout["S"]: layout["M"] for layout in czi.get_dims_shape()}
+    assert tiles == {(0, 1): (0, 4), (1, 2): (0, 2)}, "scene 0: 2 x 2 tiles, scene 1: 1 x 2"
+
+
+@needs_czi
+def test_each_scene_of_a_mosaic_is_stitched_over_its_own_box_with_exact_pixels() -> None:
+    for scene in range(2):
+        for timepoint in range(2):
+            stack = read_stack(SCENE_MOSAICS, scene=scene, timepoint=timepoint, channels_required=2)
+            assert stack.shape_zcyx == (1, 2, *MOSAIC_SHAPES[scene])
+            np.testing.assert_array_equal(stack.data, _mosaic_planes(scene, timepoint))
+            assert stack.channel_names == ("DAPI", "GFP")
+            assert stack.pixel_size_um == pytest.approx(0.5)
+            assert (stack.metadata["scene"], stack.metadata["n_scenes"]) == (scene, 2)
+            assert (stack.metadata["timepoint"], stack.metadata["n_timepoints"]) == (timepoint, 2)
+
+
+@needs_czi
+def test_a_mosaic_with_several_scenes_lists_one_part_per_scene_and_timepoint() -> None:
+    from overnight.imaging.reader import image_parts
+
+    parts = [p.key_suffix() for p in image_parts(SCENE_MOSAICS)]
+    assert parts == ["#s00t000", "#s00t001", "#s01t000", "#s01t001"]
+    assert read_vendor_info(SCENE_MOSAICS).shape_zcyx == (1, 2, 32, 48), "the first scene"
+    with pytest.raises(InvalidImageError, match=r"has 2 scenes \(S/P axis\).*scene=0\.\.1"):
+        read_stack(SCENE_MOSAICS, timepoint=0)
+    with pytest.raises(
+        InvalidImageError, match=r"scene_mosaics\.czi.*scene 2 is out of range 0\.\.1"
+    ):
+        read_stack(SCENE_MOSAICS, scene=2, timepoint=0)
+
+
+@needs_czi
+def test_a_mosaic_scene_beyond_the_budget_is_refused_before_any_plane_is_stitched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aicspylibczi
+
+    stitched: list[dict] = []
+    real = aicspylibczi.CziFile.read_mosaic
+
+    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        stitched.append(kwargs)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(aicspylibczi.CziFile, "read_mosaic", counted)
+    # scene 0 is 2 x 32 x 48 uint16 = 6144 bytes, scene 1 2 x 24 x 40 = 3840 bytes
+    budget = ReadLimits(max_in_memory_bytes=5000)
+    with pytest.raises(InvalidImageError, match=r"scene_mosaics\.czi.*max_in_memory_bytes"):
+        read_stack(SCENE_MOSAICS, scene=0, timepoint=0, limits=budget)
+    assert stitched == [], "refused from the declared size, before decoding"
+    stack = read_stack(SCENE_MOSAICS, scene=1, timepoint=1, limits=budget, channels_required=2)
+    np.testing.assert_array_equal(stack.data, _mosaic_planes(1, 1))
+    assert [call["region"] for call in stitched] == [(300, 100, 40, 24)] * 2, "its own box"
+    stitched.clear()
+    with pytest.raises(InvalidImageError, match=r"scene_mosaics\.czi.*max_pixels"):
+        read_stack(SCENE_MOSAICS, scene=1, timepoint=0, limits=ReadLimits(max_pixels=5_000))
+    assert stitched == [], "the whole file (2 scenes x T 2 x C 2 x 24 x 40 px) is too large"
+
+
+def test_mosaic_scenes_that_overlap_in_the_plane_are_refused() -> None:
+    from types import SimpleNamespace
+
+    from overnight.imaging.zeiss import _mosaic_scene_box
+
+    boxes = {0: (10, 20, 48, 32), 1: (50, 40, 40, 24)}  # x, y, w, h: the second starts inside
+    stub = SimpleNamespace(
+        get_mosaic_scene_bounding_box=lambda index: SimpleNamespace(
+            **dict(zip("xywh", boxes[index], strict=True))
+        )
+    )
+    scenes = [{"S": (0, 1)}, {"S": (1, 2)}]
+    with pytest.raises(InvalidImageError, match=r"a\.czi.*mosaic scenes 1 and 0 overlap"):
+        _mosaic_scene_box(stub, "a.czi", scenes, 1)
+    boxes[1] = (58, 20, 40, 24)  # touching, not overlapping
+    assert _mosaic_scene_box(stub, "a.czi", scenes, 1) == (58, 20, 40, 24)
+
+
+@needs_czi
+def test_overnight_run_gives_one_result_per_mosaic_scene_and_timepoint(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from overnight.cli.main import cli
+
+    (tmp_path / "in" / "slide").mkdir(parents=True)
+    shutil.copy(SCENE_MOSAICS, tmp_path / "in" / "slide" / "scans.czi")
+    out = tmp_path / "out"
+    command = [str(tmp_path / "in"), "--out", str(out), "--pipeline", "cytometry-classical"]
+    result = CliRunner().invoke(cli, ["run", *command, "--workers", "1"], catch_exceptions=False)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    ids = [f"slide~2Fscans~s0{s}~t00{t}" for s in range(2) for t in range(2)]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ids
+    for image_id in ids:
+        record = json.loads((out / image_id / "result.json").read_text())
+        scene, timepoint = int(image_id[-6]), int(image_id[-1])
+        assert record["shape_zcyx"] == [1, 2, *MOSAIC_SHAPES[scene]]
+        assert record["acquisition"]["scene"] == str(scene)
+        assert record["acquisition"]["timepoint"] == str(timepoint)
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["image_id"].tolist() == ids
+    assert summary["scene"].tolist() == [0, 0, 1, 1]
 
 
 # --- Nikon ND2 ----------------------------------------------------------------------------

@@ -11,6 +11,12 @@ than the first are read through ``read_mosaic`` over the scene's bounding box:
 aicspylibczi 4.0.1's ``read_image`` returns the right pixels for them but writes past its
 buffer (glibc aborts the process with ``free(): invalid next size``), found with
 ``tests/data/vendor/two_scenes_different_sizes.czi``.
+
+A mosaic (tiles, ``M``) with one scene is stitched over the whole mosaic's bounding box; a
+mosaic with several scenes (slide scanners, tile scans of several positions) is one image per
+scene, each stitched over that scene's own bounding box (``read_mosaic`` takes no ``S``; the
+region picks the scene, so scenes that overlap in the plane are refused), found with
+``tests/data/vendor/scene_mosaics.czi``.
 """
 
 from __future__ import annotations
@@ -122,25 +128,67 @@ def _czi_extra_axes(source: str, layout: Layout) -> None:
             )
 
 
-def _scene_box(czi: Any, source: str, scenes: list[Layout], scene: int) -> tuple[int, ...]:
+#: A box in the plane, ``(x, y, w, h)`` in px (x, y: the top-left corner).
+Box = tuple[int, int, int, int]
+
+
+def _xywh(bbox: Any) -> Box:
+    """An aicspylibczi ``BBox`` as ``(x, y, w, h)`` (px)."""
+    return int(bbox.x), int(bbox.y), int(bbox.w), int(bbox.h)
+
+
+def _overlapping(boxes: list[Box], scene: int) -> int | None:
+    """The first scene whose box shares a pixel with ``boxes[scene]``; None when none does.
+
+    Examples
+    --------
+    >>> _overlapping([(0, 0, 10, 10), (10, 0, 5, 5), (9, 9, 2, 2)], 0)
+    2
+    >>> _overlapping([(0, 0, 10, 10), (10, 0, 5, 5)], 1) is None
+    True
+    """
+    x, y, w, h = boxes[scene]
+    for other, (bx, by, bw, bh) in enumerate(boxes):
+        if other != scene and x < bx + bw and bx < x + w and y < by + bh and by < y + h:
+            return other
+    return None
+
+
+def _scene_box(czi: Any, source: str, scenes: list[Layout], scene: int) -> Box:
     """``(x, y, w, h)`` of one scene of a file whose scenes differ in size; refuse overlaps."""
-    boxes = [czi.get_scene_bounding_box(layout["S"][0]) for layout in scenes]
-    box = boxes[scene]
-    x, y, w, h = int(box.x), int(box.y), int(box.w), int(box.h)
+    boxes = [_xywh(czi.get_scene_bounding_box(layout["S"][0])) for layout in scenes]
+    x, y, w, h = boxes[scene]
     if (h, w) != (_size(scenes[scene], "Y"), _size(scenes[scene], "X")):
         raise InvalidImageError(
             source,
             f"CZI scene {scene} spans {w} x {h} px but its planes are declared "
             f"{_size(scenes[scene], 'X')} x {_size(scenes[scene], 'Y')} px",
         )
-    for other, b in enumerate(boxes):
-        if other != scene and x < b.x + b.w and b.x < x + w and y < b.y + b.h and b.y < y + h:
-            raise InvalidImageError(
-                source,
-                f"CZI scenes {scene} and {other} differ in size and overlap in the plane; "
-                "they cannot be read apart",
-            )
+    other = _overlapping(boxes, scene)
+    if other is not None:
+        raise InvalidImageError(
+            source,
+            f"CZI scenes {scene} and {other} differ in size and overlap in the plane; "
+            "they cannot be read apart",
+        )
     return x, y, w, h
+
+
+def _mosaic_scene_box(czi: Any, source: str, scenes: list[Layout], scene: int) -> Box:
+    """``(x, y, w, h)`` (px) of one scene of a mosaic with several scenes; refuse overlaps.
+
+    The box is the union of the scene's tiles (``get_mosaic_scene_bounding_box``), in the
+    file's plane coordinates, as ``read_mosaic(region=...)`` takes it.
+    """
+    boxes = [_xywh(czi.get_mosaic_scene_bounding_box(index=lay["S"][0])) for lay in scenes]
+    other = _overlapping(boxes, scene)
+    if other is not None:
+        raise InvalidImageError(
+            source,
+            f"CZI mosaic scenes {scene} and {other} overlap in the plane "
+            f"({boxes[scene]} and {boxes[other]}, x, y, w, h px); they cannot be read apart",
+        )
+    return boxes[scene]
 
 
 def _subblock_time(czi: Any, index: dict[str, int]) -> datetime | None:
@@ -172,8 +220,13 @@ def open_czi(
     Raises
     ------
     InvalidImageError
-        aicspylibczi not installed, not a CZI file, unsupported pixel type or axes, a mosaic
-        with several scenes, scene out of range, scenes of different sizes that overlap.
+        aicspylibczi not installed, not a CZI file, unsupported pixel type or axes, scene out
+        of range, scenes of different sizes (or mosaic scenes) that overlap in the plane.
+
+    Notes
+    -----
+    A mosaic's scene is ``shape_zcyx`` of its own bounding box (the union of its tiles); each
+    plane is stitched by ``read_mosaic`` at full scale, one scene and timepoint at a time.
     """
     source = str(path)
     try:
@@ -201,17 +254,15 @@ def open_czi(
     scenes = czi_scene_layouts(source, layouts)
     for layout in scenes:
         _czi_extra_axes(source, layout)
-    if mosaic and len(scenes) > 1:
-        raise InvalidImageError(
-            source,
-            f"CZI mosaic with {len(scenes)} scenes; only one-scene mosaics are read",
-        )
     chosen = scene or 0
     if not 0 <= chosen < len(scenes):
         raise InvalidImageError(source, f"scene {chosen} is out of range 0..{len(scenes) - 1}")
     dims = scenes[chosen]
-    box: tuple[int, ...] | None = None
-    if mosaic:
+    box: Box | None = None
+    if mosaic and len(scenes) > 1:  # each scene stitched over its own box
+        box = _mosaic_scene_box(czi, source, scenes, chosen)
+        width, height = box[2], box[3]
+    elif mosaic:
         bounds = czi.get_mosaic_bounding_box()
         height, width = int(bounds.h), int(bounds.w)
     else:
@@ -240,10 +291,10 @@ def open_czi(
                     "T": timepoint + offsets["T"],
                 }
                 index = {k: v for k, v in index.items() if k in dims}
-                if mosaic:
-                    plane = czi.read_mosaic(scale_factor=1.0, **index)
-                elif box is not None:  # a scene read by its box: read_image overflows here
+                if box is not None:  # a mosaic's scene, or one read_image overflows on
                     plane = czi.read_mosaic(region=box, scale_factor=1.0, **index)
+                elif mosaic:
+                    plane = czi.read_mosaic(scale_factor=1.0, **index)
                 else:
                     if "S" in dims:
                         index["S"] = offsets["S"]
@@ -254,7 +305,7 @@ def open_czi(
     def time_of(timepoint: int) -> datetime | None:
         offsets = {a: dims.get(a, (0, 1))[0] for a in "SZCT"}
         index = {"Z": offsets["Z"], "C": offsets["C"], "T": timepoint + offsets["T"]}
-        if "S" in dims and not mosaic:
+        if "S" in dims and (not mosaic or len(scenes) > 1):
             index["S"] = offsets["S"]
         return _subblock_time(czi, {k: v for k, v in index.items() if k in dims})
 
