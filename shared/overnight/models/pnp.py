@@ -267,7 +267,8 @@ def extract_spots(
     ``normalised``) as an expectation, or else from its integral / ``density_scale``. A basin
     holding ``m ≥ 2`` particles gives ``m`` spots of multiplicity 1 at its k-means centres;
     with ``multiplicity``, a doubtful basin (expected < 0.5) stays as a spot of multiplicity 0
-    whose expectation still counts in its cell's sum. Positions in slices and px.
+    whose expectation still counts in its cell's sum. Positions in slices and px. A crop of
+    ``density`` that holds a basin whole gives that basin's spots, shifted by the crop's origin.
     """
     flat, voxel_basin = _basin_voxels(density, config)
     in_basin = voxel_basin > 0
@@ -296,7 +297,6 @@ def extract_spots(
         kept = np.flatnonzero(integral >= config.min_integral)
         particles = np.maximum(1, np.rint(integral[kept])).astype(np.int64)
         expected = None
-    rng = np.random.default_rng(0)
     positions, intensities, counts, expectations = [], [], [], []
     # the voxels of basin k + 1, in raster order: by_label[bounds[k] : bounds[k + 1]]
     by_label = np.argsort(label, kind="stable")
@@ -314,7 +314,10 @@ def extract_spots(
         else:
             voxels = by_label[bounds[index] : bounds[index + 1]]
             coords = np.column_stack([axis[voxels] for axis in where])
-            positions.append(_split_basin(coords, weight[voxels], int(m), rng))
+            # the same jitter for every basin, so that a basin splits the same wherever it lies
+            # and whichever basins come before it (a field analysed whole or in blocks)
+            jitter = np.random.default_rng(0)
+            positions.append(_split_basin(coords, weight[voxels], int(m), jitter))
             counts.extend([1] * int(m))
         if expected is not None:
             expectations.extend([expected[row] / spots_here] * spots_here)
