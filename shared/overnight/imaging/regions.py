@@ -2,12 +2,16 @@
 
 :func:`open_regions` opens a TIFF / OME-TIFF or an OME-Zarr folder once and returns a
 :class:`FieldRegions` whose :meth:`~FieldRegions.read` decodes one window of every z-slice and
-channel as ``ZCYX``:
+channel of one timepoint as ``ZCYX``. A file with several timepoints (an OME-TIFF with
+``SizeT > 1``, an ImageJ hyperstack, a ``TCZYX`` OME-Zarr) is opened one ``timepoint`` at a
+time, as every runner lists it (one image per timepoint, ids ``name~t003``, see
+:mod:`overnight.imaging.parts`):
 
 - uncompressed contiguous TIFFs are memory-mapped and sliced;
 - compressed or tiled TIFFs go through tifffile's Zarr view (``aszarr``), which decodes only
   the tiles or strips the window overlaps (a 12288² deflate mosaic in 1024² tiles reads a
-  2304² window by decoding 9 tiles per plane, not the 288 MiB plane);
+  2304² window by decoding 9 tiles per plane, not the 288 MiB plane), of the timepoint's
+  pages only;
 - OME-Zarr stores decode only the chunks the window overlaps.
 
 Vendor files (``.czi``, ``.nd2``) cannot be read by region: their readers decode whole scenes.
@@ -15,9 +19,9 @@ Vendor files (``.czi``, ``.nd2``) cannot be read by region: their readers decode
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ from overnight.imaging.header import TIFF_ERRORS, open_tiff, read_info
 from overnight.imaging.limits import DEFAULT_LIMITS, ReadLimits
 from overnight.imaging.reader import read_tile
 from overnight.imaging.stack import ImageStack
+from overnight.imaging.timepoints import timepoint_metadata
 from overnight.imaging.zarr_store import is_zarr_name, open_zarr, read_zarr_tile
 
 #: Reads the ``(Y, X)`` window of every z-slice and channel as ``ZCYX``.
@@ -51,6 +56,10 @@ class FieldRegions:
         The stored pixel type.
     calibration : Calibration
         Pixel size (µm), z-step (µm) and channel names, as the file states them.
+    metadata : Mapping
+        What the whole-field reader puts in ``ImageStack.metadata`` about the acquisition:
+        ``acquired_at`` and, for one timepoint of several, ``timepoint``, ``n_timepoints`` and
+        ``elapsed_s`` (see :func:`~overnight.imaging.timepoints.timepoint_metadata`).
     """
 
     source: str
@@ -58,6 +67,7 @@ class FieldRegions:
     dtype: np.dtype
     calibration: Calibration
     reader: WindowReader
+    metadata: Mapping[str, object] = field(default_factory=dict)
 
     def read(self, ys: slice, xs: slice) -> np.ndarray:
         """The ``[ys, xs]`` window (px) of every z-slice and channel, ``ZCYX``, in memory.
@@ -84,7 +94,11 @@ class FieldRegions:
             pixel_size_um=self.calibration.pixel_size_um,
             z_step_um=self.calibration.z_step_um,
             channel_names=self.calibration.channel_names,
-            metadata={"file_shape": list(self.shape_zcyx), "read_by": "region"},
+            metadata={
+                "file_shape": list(self.shape_zcyx),
+                "read_by": "region",
+                **self.metadata,
+            },
         )
 
     def shape_only_stack(self, image_id: str) -> ImageStack:
@@ -106,30 +120,40 @@ def _zcyx_shape(axes: str, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     return z, c, y, x
 
 
-def _zarr_regions(path: Path, limits: ReadLimits) -> FieldRegions:
+def _zarr_regions(path: Path, limits: ReadLimits, timepoint: int | None) -> FieldRegions:
     image = open_zarr(path, limits=limits)
     shape = tuple(int(s) for s in image.array.shape)
-    if "T" in image.axes and shape[image.axes.index("T")] > 1:
+    n_t = shape[image.axes.index("T")] if "T" in image.axes else 1
+    if n_t > 1 and timepoint is None:
         raise InvalidImageError(
-            str(path), "has several timepoints; a field read by region must have one"
+            str(path),
+            f"has several timepoints ({n_t}); a field is read by region one timepoint at a "
+            f"time (timepoint=0..{n_t - 1})",
         )
+    if timepoint is not None and not 0 <= timepoint < n_t:
+        raise InvalidImageError(str(path), f"timepoint {timepoint} is out of range 0..{n_t - 1}")
 
     def reader(ys: slice, xs: slice) -> np.ndarray:
-        return read_zarr_tile(path, (ys, xs), limits=limits)
+        return read_zarr_tile(path, (ys, xs), limits=limits, timepoint=timepoint)
 
     kept = [(a, n) for a, n in zip(image.axes, shape, strict=True) if a != "T"]
     shape_zcyx = _zcyx_shape("".join(a for a, _ in kept), tuple(n for _, n in kept))
+    metadata = {"file_format": "ome-zarr"}  # as the whole-field reader says
     return FieldRegions(
-        str(path), shape_zcyx, np.dtype(image.array.dtype), image.calibration, reader
+        str(path), shape_zcyx, np.dtype(image.array.dtype), image.calibration, reader, metadata
     )
 
 
-def _tiff_zarr_reader(series: Any, axes: str, source: str) -> WindowReader:
+def _tiff_zarr_reader(
+    series: Any, axes: str, source: str, timepoint: int | None = None
+) -> WindowReader:
     """A window reader through tifffile's Zarr view of ``series`` (stored ``axes``).
 
-    The view is made on the first read, so opening a field that is then read whole costs
-    nothing.
+    With a ``T`` axis and a ``timepoint``, only that timepoint's pages are decoded. The view
+    is made on the first read, so opening a field that is then read whole costs nothing.
     """
+    keep_t = "T" in axes and timepoint is not None
+    read_axes = axes.replace("T", "") if keep_t else axes
     opened: list[Any] = []
 
     def reader(ys: slice, xs: slice) -> np.ndarray:
@@ -137,29 +161,53 @@ def _tiff_zarr_reader(series: Any, axes: str, source: str) -> WindowReader:
             import zarr
 
             opened.append(zarr.open(series.aszarr(), mode="r"))
-        index = tuple(ys if a == "Y" else xs if a == "X" else slice(None) for a in axes)
+        index = tuple(_axis_index(a, ys, xs, timepoint if keep_t else None) for a in axes)
         try:
             raw = np.asarray(opened[0][index])
         except TIFF_ERRORS as err:
             raise InvalidImageError(source, f"pixel data cannot be decoded ({err})") from err
-        return to_zcyx(raw.astype(raw.dtype.newbyteorder("="), copy=False), axes, source=source)
+        native = raw.astype(raw.dtype.newbyteorder("="), copy=False)
+        return to_zcyx(native, read_axes, source=source, timepoint=None if keep_t else timepoint)
 
     return reader
 
 
+def _axis_index(axis: str, ys: slice, xs: slice, timepoint: int | None) -> slice | int:
+    """Index of one stored axis: the window in Y and X, ``timepoint`` in T, all of the others."""
+    if axis == "Y":
+        return ys
+    if axis == "X":
+        return xs
+    if axis == "T" and timepoint is not None:
+        return timepoint
+    return slice(None)
+
+
 @contextmanager
-def open_regions(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> Iterator[FieldRegions]:
-    """Open the field at ``path`` for reading by region; the file stays open inside the block.
+def open_regions(
+    path: Path, *, limits: ReadLimits = DEFAULT_LIMITS, timepoint: int | None = None
+) -> Iterator[FieldRegions]:
+    """Open one timepoint of the field at ``path`` for reading by region, open inside the block.
+
+    Parameters
+    ----------
+    path : Path
+        A TIFF / OME-TIFF or an OME-Zarr folder.
+    limits : ReadLimits
+        Checked against the header, as :func:`~overnight.imaging.read_stack` does.
+    timepoint : int, optional
+        Which timepoint of a file with several (``T`` > 1) to read; None for a file with one.
 
     Raises
     ------
     InvalidImageError
-        A file that cannot be read by region (a vendor format, several timepoints), or any
-        problem :func:`~overnight.imaging.read_stack` reports.
+        A file that cannot be read by region (a vendor format), several timepoints and no
+        ``timepoint`` (or one out of range), or any problem
+        :func:`~overnight.imaging.read_stack` reports.
     """
     source = str(path)
     if is_zarr_name(path.name):
-        yield _zarr_regions(path, limits)
+        yield _zarr_regions(path, limits, timepoint)
         return
     if not can_read_regions(path):
         raise InvalidImageError(
@@ -167,20 +215,22 @@ def open_regions(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> Iterator
             "cannot be read by region (only TIFF / OME-TIFF and OME-Zarr can); convert it to "
             "OME-TIFF or OME-Zarr, or raise OVERNIGHT_MAX_WORKING_SET_GB to analyse it whole",
         )
-    info = read_info(path, limits=limits)
-    if "T" in info.file_axes:
-        raise InvalidImageError(
-            source, "has several timepoints; save one file per timepoint to analyse it by region"
-        )
+    info = read_info(path, limits=limits, timepoint=timepoint)  # refuses T > 1 without one
     with ExitStack() as stack:
+        tif = stack.enter_context(open_tiff(path))
+        metadata: dict[str, object] = {}
+        if info.calibration.acquired_at:
+            metadata["acquired_at"] = info.calibration.acquired_at
+        metadata |= timepoint_metadata(tif, info.file_axes, info.file_shape, timepoint)
         reader: WindowReader
         if info.memmappable:
 
             def reader(ys: slice, xs: slice) -> np.ndarray:
-                return read_tile(path, ys.start, ys.stop, xs.start, xs.stop, limits=limits)
+                return read_tile(
+                    path, ys.start, ys.stop, xs.start, xs.stop, limits=limits, timepoint=timepoint
+                )
 
         else:
-            tif = stack.enter_context(open_tiff(path))
             series = tif.series[0]
             if series.axes != info.file_axes or tuple(series.shape) != info.file_shape:
                 raise InvalidImageError(
@@ -188,5 +238,5 @@ def open_regions(path: Path, *, limits: ReadLimits = DEFAULT_LIMITS) -> Iterator
                     f"stores axes {series.axes!r} {tuple(series.shape)} but is read as "
                     f"{info.file_axes!r} {info.file_shape}; it cannot be read by region",
                 )
-            reader = _tiff_zarr_reader(series, info.file_axes, source)
-        yield FieldRegions(source, info.shape_zcyx, info.dtype, info.calibration, reader)
+            reader = _tiff_zarr_reader(series, info.file_axes, source, timepoint)
+        yield FieldRegions(source, info.shape_zcyx, info.dtype, info.calibration, reader, metadata)

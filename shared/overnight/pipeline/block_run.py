@@ -14,6 +14,10 @@ block is segmented as the same pixels of the whole field would be.
 
 The QC flags of a field are measured per block: ``signals`` are the medians over blocks, and a
 flag is raised when at least half the blocks raise it (``qc.blocks`` says how many did).
+
+``--format ome-zarr`` (:func:`ome_zarr_in_blocks`): the input is read again by region and the
+labels from the stitched ``labels.tif``, one block-sized window at a time, into an OME-Zarr
+on disk (:mod:`overnight.results.ome_zarr_blocks`), published file by file.
 """
 
 from __future__ import annotations
@@ -42,6 +46,12 @@ from overnight.pipeline.builtin_steps import FIELD_STATISTICS
 from overnight.pipeline.label_band import LabelBand, tiles_of_rows
 from overnight.pipeline.runner import PipelineRun, PreparedPipeline
 from overnight.results.artefacts import write_labels_tiff_tiles
+from overnight.results.ome_zarr import OME_ZARR_NAME
+from overnight.results.ome_zarr_blocks import (
+    FolderFiles,
+    tiff_window_reader,
+    write_ome_zarr_by_window,
+)
 from overnight.steps.channels import select_channel
 from overnight.steps.field_stats import FieldStatistics
 from overnight.steps.qc import render_qc_png
@@ -267,8 +277,13 @@ class BlockedField:
 
 
 @contextmanager
-def opened_in_blocks(path: Path, limits: ReadLimits) -> Iterator[BlockedField | None]:
+def opened_in_blocks(
+    path: Path, limits: ReadLimits, timepoint: int | None = None
+) -> Iterator[BlockedField | None]:
     """``path`` opened by region when its whole-field estimate exceeds the budget; else None.
+
+    A file with several timepoints is one field per timepoint (``timepoint``, as the image's
+    key names it): each is estimated, read and analysed alone.
 
     The estimate is :func:`~overnight.imaging.limits.working_set_bytes` of the declared shape,
     before any pixel is decoded; the blocks are the largest that fit the budget
@@ -279,14 +294,15 @@ def opened_in_blocks(path: Path, limits: ReadLimits) -> Iterator[BlockedField | 
     Raises
     ------
     InvalidImageError
-        A field too large even for the smallest block, or one that cannot be read by region
-        (several timepoints).
+        A field too large even for the smallest block.
     """
     with ExitStack() as opened:
         regions: FieldRegions | None = None
         if can_read_regions(path):
             try:
-                regions = opened.enter_context(open_regions(path, limits=limits))
+                regions = opened.enter_context(
+                    open_regions(path, limits=limits, timepoint=timepoint)
+                )
             except InvalidImageError:  # the whole-field reader reports it with its context
                 regions = None
         if regions is None or not needs_blocks(regions.shape_zcyx, regions.dtype, limits):
@@ -308,9 +324,11 @@ def run_in_blocks(
     -------
     PipelineRun
         ``values``: ``cells_table`` and ``pnps_table`` (field ids and coordinates), ``qc``
-        (see :func:`merge_qc`), ``qc_png`` (a downsampled overview) and ``labels_tiff`` (the
-        OME-TIFF bytes of the stitched uint32 labels); ``timings_s``: each step's time summed
-        over blocks, and ``read_blocks``, the time spent reading windows.
+        (see :func:`merge_qc`), ``qc_png`` (a downsampled overview), ``labels_tiff`` (the
+        OME-TIFF bytes of the stitched uint32 labels) and ``blocked_field`` (``field``, to
+        write ``image.ome.zarr`` from while it is open: :func:`ome_zarr_in_blocks`);
+        ``timings_s``: each step's time summed over blocks, and ``read_blocks``, the time
+        spent reading windows.
 
     Raises
     ------
@@ -346,5 +364,39 @@ def run_in_blocks(
         labels_tiff = path.read_bytes()
     timings = dict(stitching.timings)
     read_s = timings.pop("read", 0.0)
-    values = stitching.values(labels_tiff)
+    values = stitching.values(labels_tiff) | {"blocked_field": field}
     return PipelineRun(values=values, timings_s={"read_blocks": read_s, **timings})
+
+
+@contextmanager
+def ome_zarr_in_blocks(
+    field: BlockedField, labels_tiff: bytes, image_id: str, beside: Mapping[str, bytes]
+) -> Iterator[Mapping[str, bytes]]:
+    """``beside`` and the ``image.ome.zarr/...`` files of a field analysed in blocks.
+
+    The mapping is valid inside the block.
+
+    The input is read again by region and the labels from the stitched ``labels_tiff``, one
+    block-sized window at a time, into a temporary folder on disk
+    (:func:`~overnight.results.ome_zarr_blocks.write_ome_zarr_by_window`); the files are the
+    whole-field writer's for the same image and labels. The mapping reads each file from disk
+    when asked (``publish_result`` publishes them one by one), so peak memory stays about a
+    block's, not the field's.
+    """
+    regions, plan = field.regions, field.plan
+    calibration = regions.calibration
+    with tempfile.TemporaryDirectory(prefix="overnight-ome-zarr-") as folder:
+        root = Path(folder) / OME_ZARR_NAME
+        write_ome_zarr_by_window(
+            root,
+            regions.read,
+            tiff_window_reader(labels_tiff),
+            regions.shape_zcyx,
+            regions.dtype,
+            name=image_id,
+            pixel_size_um=calibration.pixel_size_um,
+            z_step_um=calibration.z_step_um,
+            channel_names=calibration.channel_names,
+            window_px=plan.core_px + 2 * plan.halo_px,
+        )
+        yield FolderFiles(root, OME_ZARR_NAME, beside)

@@ -15,7 +15,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +30,12 @@ from overnight.imaging.limits import check_working_set
 from overnight.imaging.reader import read_zarr_in_store
 from overnight.imaging.stack import ImageStack
 from overnight.metadata import metadata_for
-from overnight.pipeline.block_run import BlockedField, opened_in_blocks, run_in_blocks
+from overnight.pipeline.block_run import (
+    BlockedField,
+    ome_zarr_in_blocks,
+    opened_in_blocks,
+    run_in_blocks,
+)
 from overnight.pipeline.definition import Pipeline
 from overnight.pipeline.runner import PipelineRun, PreparedPipeline
 from overnight.results.artefacts import result_artefacts
@@ -149,13 +154,13 @@ def opened_image(
     with local_image(source) as (path, dataset_dir):
         metadata, warnings = image_metadata(path, dataset_dir)
         roles = pipeline.channel_roles
-        with opened_in_blocks(path, limits) as blocked:
+        scene, timepoint = source.part
+        with opened_in_blocks(path, limits, timepoint) as blocked:
             if blocked is not None:  # larger than the working-set budget: read by region
                 stack = blocked.regions.shape_only_stack(source.image_id)
                 facts = ImageFacts(metadata, warnings, time.perf_counter() - start)
                 yield LoadedImage(stack, facts, blocked)
                 return
-        scene, timepoint = source.part
         declared = _declared_shape(path, limits, timepoint)
         if declared is not None:  # refused before a pixel is decoded
             check_working_set(path.name, *declared, limits)
@@ -281,25 +286,36 @@ def publish_image(
 ) -> ImageResult:
     """Publish the image's files under ``<dataset prefix>/<image_id>/`` (manifest last).
 
-    ``output_format="ome-zarr"`` adds ``image.ome.zarr/``: the input and its cell labels.
+    ``output_format="ome-zarr"`` adds ``image.ome.zarr/``: the input and its cell labels. A
+    field analysed in blocks (``run.values["blocked_field"]``, publish while it is open) has
+    neither in memory: its OME-Zarr is written window by window to a temporary folder and
+    published from there file by file (:func:`~overnight.pipeline.block_run.ome_zarr_in_blocks`).
     """
     result = image_result(prepared, stack, facts, run)
-    if "labels_tiff" in run.values:  # analysed in blocks: no whole image or labels to copy
-        output_format = "tiff"
-    artefacts = result_artefacts(
-        run.values,
-        result,
-        output_format=output_format,
-        image_zcyx=stack.data,
-        channel_names=stack.channel_names,
-    )
-    publish_result(
-        results.store,
-        results.image_prefix(stack.image_id),
-        artefacts,
-        result.manifest_info(),
-        replace=replace,
-    )
+    blocked: BlockedField | None = run.values.get("blocked_field")
+    with ExitStack() as opened:
+        artefacts: Mapping[str, bytes]
+        if blocked is not None and output_format == "ome-zarr":
+            tiff_files = result_artefacts(run.values, result)
+            labels_tiff = run.values["labels_tiff"]
+            artefacts = opened.enter_context(
+                ome_zarr_in_blocks(blocked, labels_tiff, stack.image_id, tiff_files)
+            )
+        else:
+            artefacts = result_artefacts(
+                run.values,
+                result,
+                output_format=output_format,
+                image_zcyx=stack.data,
+                channel_names=stack.channel_names,
+            )
+        publish_result(
+            results.store,
+            results.image_prefix(stack.image_id),
+            artefacts,
+            result.manifest_info(),
+            replace=replace,
+        )
     return result
 
 

@@ -19,6 +19,8 @@ the same ``publish_result`` as ``labels.tif`` (a folder or S3 alike).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -58,11 +60,23 @@ def halve_labels(labels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(labels[..., ::2, ::2])
 
 
-def _levels(height: int, width: int) -> int:
+def level_count(height: int, width: int) -> int:
+    """How many levels a ``height`` x ``width`` (px) image gets: halved until ``MIN_LEVEL_PX``.
+
+    >>> level_count(600, 520), level_count(256, 4000), level_count(1, 9000)
+    (3, 5, 1)
+    """
     levels = 1
     while max(height, width) > MIN_LEVEL_PX and min(height, width) >= 2:
         height, width, levels = height // 2, width // 2, levels + 1
     return levels
+
+
+def physical_sizes(pixel_size_um: float | None, z_step_um: float | None) -> tuple[float, float]:
+    """``(pixel size, z-step)`` in µm for the NGFF scales: 1.0 where unknown or not positive."""
+    pixel = float(pixel_size_um) if pixel_size_um and pixel_size_um > 0 else 1.0
+    step = float(z_step_um) if z_step_um and z_step_um > 0 else 1.0
+    return pixel, step
 
 
 def _axes(with_channel: bool) -> list[dict[str, str]]:
@@ -88,12 +102,18 @@ def _multiscales(
     return [{"name": name, "axes": _axes(with_channel), "datasets": datasets}]
 
 
-def _omero(stack_zcyx: np.ndarray, channel_names: tuple[str, ...] | None) -> dict[str, Any]:
+def channel_range(plane: np.ndarray) -> tuple[float, float]:
+    """``(min, max)`` of one channel's pixels, the display window; ``(0, 1)`` when empty."""
+    return (float(plane.min()), float(plane.max())) if plane.size else (0.0, 1.0)
+
+
+def omero_metadata(
+    ranges: Sequence[tuple[float, float]], channel_names: tuple[str, ...] | None
+) -> dict[str, Any]:
+    """The ``omero`` rendering settings: per channel its label, colour and ``(min, max)``."""
     colours = ("FFFFFF", "00FF00", "FF00FF", "00FFFF", "FFFF00", "FF0000", "0000FF")
     channels = []
-    for index in range(stack_zcyx.shape[1]):
-        plane = stack_zcyx[:, index]
-        low, high = (float(plane.min()), float(plane.max())) if plane.size else (0.0, 1.0)
+    for index, (low, high) in enumerate(ranges):
         channels.append(
             {
                 "label": channel_names[index] if channel_names else f"channel {index}",
@@ -103,6 +123,76 @@ def _omero(stack_zcyx: np.ndarray, channel_names: tuple[str, ...] | None) -> dic
             }
         )
     return {"channels": channels, "rdefs": {"model": "color"}}
+
+
+@dataclass(frozen=True)
+class OmeZarrGroups:
+    """The groups of an ``image.ome.zarr`` being written: the image root and its cell labels."""
+
+    root: Any
+    labels: Any
+    cells: Any
+
+    @classmethod
+    def create(cls, store: Any) -> OmeZarrGroups:
+        """Create the root (Zarr v3), ``labels/`` and ``labels/cells`` groups in ``store``."""
+        import zarr  # the formats extra; only needed for this output form
+
+        root = zarr.open_group(store, mode="w", zarr_format=3)
+        labels = root.create_group("labels")
+        return cls(root, labels, labels.create_group(LABELS_NAME))
+
+    def create_level(
+        self,
+        level: int,
+        shape_czyx: tuple[int, int, int, int],
+        labels_yx: tuple[int, int],
+        dtype: np.dtype,
+    ) -> tuple[Any, Any]:
+        """Create level ``level``'s image array (CZYX) and label array (ZYX, uint32).
+
+        Both are chunked by one plane of at most ``CHUNK_PX``² px, taken from the image's
+        size; the labels' (Y, X) size ``labels_yx`` can be one more than the image's at a
+        halved level (:func:`halve_labels` keeps a trailing odd row, :func:`halve_image` not).
+        """
+        c, z, height, width = shape_czyx
+        chunk = (1, 1, min(CHUNK_PX, height), min(CHUNK_PX, width))
+        image = self.root.create_array(
+            str(level),
+            shape=shape_czyx,
+            chunks=chunk,
+            dtype=dtype,
+            dimension_names=["c", "z", "y", "x"],
+        )
+        labels = self.cells.create_array(
+            str(level),
+            shape=(z, *labels_yx),
+            chunks=chunk[1:],
+            dtype="uint32",
+            dimension_names=["z", "y", "x"],
+        )
+        return image, labels
+
+    def write_metadata(
+        self,
+        name: str,
+        n_levels: int,
+        pixel_size_um: float,
+        z_step_um: float,
+        omero: dict[str, Any],
+    ) -> None:
+        """The NGFF attributes of image, ``labels`` and ``cells`` (after every level is made)."""
+        self.root.attrs["ome"] = {
+            "version": NGFF_VERSION,
+            "multiscales": _multiscales(name, n_levels, pixel_size_um, z_step_um, True),
+            "omero": omero,
+        }
+        self.labels.attrs["ome"] = {"version": NGFF_VERSION, "labels": [LABELS_NAME]}
+        self.cells.attrs["ome"] = {
+            "version": NGFF_VERSION,
+            "multiscales": _multiscales(LABELS_NAME, n_levels, pixel_size_um, z_step_um, False),
+            "image-label": {"version": NGFF_VERSION, "source": {"image": "../../"}},
+        }
 
 
 def ome_zarr_files(
@@ -147,44 +237,20 @@ def ome_zarr_files(
             f"labels and image should have the same YX size but are {labels_yx.shape} "
             f"and {(height, width)}"
         )
-    pixel = float(pixel_size_um) if pixel_size_um and pixel_size_um > 0 else 1.0
-    step = float(z_step_um) if z_step_um and z_step_um > 0 else 1.0
-    n_levels = _levels(height, width)
+    pixel, step = physical_sizes(pixel_size_um, z_step_um)
+    n_levels = level_count(height, width)
     files: dict[str, Any] = {}  # zarr's Buffer objects, by key
-    store = zarr.storage.MemoryStore(files)
-    root = zarr.open_group(store, mode="w", zarr_format=3)
+    groups = OmeZarrGroups.create(zarr.storage.MemoryStore(files))
     image = np.asarray(image_zcyx)
     labels = np.broadcast_to(labels_yx.astype("uint32"), (z, height, width))
-    label_group = root.create_group("labels")
-    cells = label_group.create_group(LABELS_NAME)
     for level in range(n_levels):
-        chunk = (1, 1, min(CHUNK_PX, image.shape[2]), min(CHUNK_PX, image.shape[3]))
-        array = root.create_array(
-            str(level),
-            shape=(c, z, *image.shape[2:]),
-            chunks=chunk,
-            dtype=image.dtype,
-            dimension_names=["c", "z", "y", "x"],
+        image_array, label_array = groups.create_level(
+            level, (c, z, *image.shape[2:]), labels.shape[1:], image.dtype
         )
-        array[:] = image.transpose(1, 0, 2, 3)
-        label_array = cells.create_array(
-            str(level),
-            shape=labels.shape,
-            chunks=chunk[1:],
-            dtype="uint32",
-            dimension_names=["z", "y", "x"],
-        )
+        image_array[:] = image.transpose(1, 0, 2, 3)
         label_array[:] = labels
         image, labels = halve_image(image), halve_labels(labels)
-    root.attrs["ome"] = {
-        "version": NGFF_VERSION,
-        "multiscales": _multiscales(name, n_levels, pixel, step, with_channel=True),
-        "omero": _omero(np.asarray(image_zcyx), channel_names),
-    }
-    label_group.attrs["ome"] = {"version": NGFF_VERSION, "labels": [LABELS_NAME]}
-    cells.attrs["ome"] = {
-        "version": NGFF_VERSION,
-        "multiscales": _multiscales(LABELS_NAME, n_levels, pixel, step, with_channel=False),
-        "image-label": {"version": NGFF_VERSION, "source": {"image": "../../"}},
-    }
+    stack = np.asarray(image_zcyx)
+    ranges = [channel_range(stack[:, index]) for index in range(c)]
+    groups.write_metadata(name, n_levels, pixel, step, omero_metadata(ranges, channel_names))
     return {key: buffer.to_bytes() for key, buffer in sorted(files.items())}
