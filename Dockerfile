@@ -5,6 +5,7 @@
 #   docker build --target qc-web     -t overnight/qc-web:0.1.0 .
 #   docker build --target dispatcher -t overnight/dispatcher:0.1.0 .
 #   docker build --target worker-gpu -t overnight/segmentation:0.1.0-cuda .  # TensorFlow with CUDA
+#   docker build --target notebook   -t overnight/notebook:0.1.0 .      # JupyterLab (optional)
 #
 # docker-compose.yml builds them for you (`docker-compose build`). Only the worker images hold
 # TensorFlow and the shipped models/ (pyproject.toml's `models` extra); api, qc-web and
@@ -155,6 +156,26 @@ USER 10001:10001
 # docker-compose and the Helm chart give the pnp-counter its own command (`worker pnp`).
 CMD ["overnight", "worker", "segmentation"]
 
+# --- notebook: JupyterLab with overnight and examples/ (optional: docker-compose --profile notebook)
+# After the workers and before worker-gpu: the classic builder walks every stage up to its target,
+# so building it reuses the workers' cached stages and never installs TensorFlow's CUDA build.
+FROM deps-analysis AS deps-notebook
+RUN /opt/venv/bin/pip install --constraint requirements.lock jupyterlab==4.6.6 ipykernel && slim
+
+FROM runtime AS notebook
+COPY --from=deps-notebook /opt/venv /opt/venv
+COPY --from=wheel /wheels /wheels
+RUN pip install --no-deps /wheels/overnight-*.whl && rm -rf /wheels \
+ && install -d -o 10001 -g 10001 /home/overnight
+COPY --chown=10001:10001 examples/ /home/overnight/examples/
+USER 10001:10001
+WORKDIR /home/overnight
+EXPOSE 8888
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8888/api', timeout=4)"]
+# The token comes from the environment (JUPYTER_TOKEN); without one the server does not start.
+CMD ["sh", "-c", "test -n \"$JUPYTER_TOKEN\" || { echo 'JUPYTER_TOKEN is empty (docker-compose sets it from OVERNIGHT_API_TOKEN in .env)' >&2; exit 1; }; exec jupyter lab --ip=0.0.0.0 --port=8888 --no-browser --ServerApp.root_dir=/home/overnight"]
+
 # --- worker-gpu: the worker with TensorFlow's CUDA build (for GPU nodes; not built by compose) -
 FROM deps-analysis AS deps-gpu
 COPY --from=requirements /src/gpu.txt ./
@@ -173,21 +194,3 @@ COPY --from=wheel /wheels /wheels
 RUN pip install --no-deps /wheels/overnight-*.whl && rm -rf /wheels
 USER 10001:10001
 CMD ["overnight", "worker", "segmentation"]
-
-# --- notebook: JupyterLab with overnight and examples/ (optional: docker-compose --profile notebook)
-FROM deps-analysis AS deps-notebook
-RUN /opt/venv/bin/pip install --constraint requirements.lock jupyterlab==4.6.6 ipykernel && slim
-
-FROM runtime AS notebook
-COPY --from=deps-notebook /opt/venv /opt/venv
-COPY --from=wheel /wheels /wheels
-RUN pip install --no-deps /wheels/overnight-*.whl && rm -rf /wheels \
- && install -d -o 10001 -g 10001 /home/overnight
-COPY --chown=10001:10001 examples/ /home/overnight/examples/
-USER 10001:10001
-WORKDIR /home/overnight
-EXPOSE 8888
-HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8888/api', timeout=4)"]
-# The token comes from the environment (JUPYTER_TOKEN); without one the server does not start.
-CMD ["sh", "-c", "test -n \"$JUPYTER_TOKEN\" || { echo 'JUPYTER_TOKEN is empty: set OVERNIGHT_NOTEBOOK_TOKEN in .env' >&2; exit 1; }; exec jupyter lab --ip=0.0.0.0 --port=8888 --no-browser --ServerApp.root_dir=/home/overnight"]

@@ -42,10 +42,13 @@ TARGETS = {
     "qc-web": ["overnight/qc-web"],
     "dispatcher": ["overnight/dispatcher"],
     "worker": ["overnight/segmentation", "overnight/pnp-counter"],
+    "notebook": ["overnight/notebook"],
 }
 #: What goes into the images (the build context the Dockerfile copies from).
 CONTEXT = ["Dockerfile", ".dockerignore", "pyproject.toml", "requirements.lock",
            "scripts/extras.py", "README.md", "shared", "services", "models"]
+#: What a target copies on top of CONTEXT (only its own hash changes with it).
+EXTRA_CONTEXT = {"notebook": ["examples"]}
 SKIP_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 #: The CLI of the venv running the tests (it draws the test fields).
 OVERNIGHT = str(Path(sys.executable).parent / "overnight")
@@ -206,7 +209,8 @@ def images(docker: Docker) -> Images:
 
     def overnight_targets() -> None:  # in file order: each reuses the stages of the last
         for target, names in TARGETS.items():
-            inputs = _tree_hash(context, target, base)
+            extra = [ROOT / p for p in EXTRA_CONTEXT.get(target, [])]
+            inputs = _tree_hash(context + extra, target, base)
             _build(docker, [f"{n}:{VERSION}" for n in names], inputs,
                    ["--build-arg", f"PYTHON_IMAGE={base}", "--target", target, str(ROOT)],
                    target, images)
@@ -243,6 +247,7 @@ class Stack:
         (self.nas / "watched").mkdir(parents=True)
         self.token = secrets.token_hex(16)
         self.ingest_port, self.qc_port = free_port(), free_port()
+        self.notebook_port = free_port()
         values = {
             "OVERNIGHT_API_TOKEN": self.token,
             "REDIS_PASSWORD": secrets.token_hex(12),
@@ -257,6 +262,7 @@ class Stack:
             "OVERNIGHT_INGEST_PORT": str(self.ingest_port),
             "OVERNIGHT_QC_PORT": str(self.qc_port),
             "MINIO_CONSOLE_PORT": str(free_port()),
+            "OVERNIGHT_NOTEBOOK_PORT": str(self.notebook_port),
         }
         self.values = dict(values)
         # .env.example with the test's values: what a lab does with `cp .env.example .env`.
