@@ -12,7 +12,9 @@ time, as every runner lists it (one image per timepoint, ids ``name~t003``, see
   the tiles or strips the window overlaps (a 12288² deflate mosaic in 1024² tiles reads a
   2304² window by decoding 9 tiles per plane, not the 288 MiB plane), of the timepoint's
   pages only;
-- OME-Zarr stores decode only the chunks the window overlaps.
+- OME-Zarr images decode only the chunks the window overlaps, whether a local folder
+  (:func:`open_regions`) or an object store such as S3 (:func:`zarr_regions` of the image
+  :func:`~overnight.imaging.zarr_store.open_zarr_in_store` opened: each chunk one object read).
 
 Vendor files (``.czi``, ``.nd2``) cannot be read by region: their readers decode whole scenes.
 """
@@ -36,7 +38,13 @@ from overnight.imaging.limits import DEFAULT_LIMITS, ReadLimits
 from overnight.imaging.reader import read_tile
 from overnight.imaging.stack import ImageStack
 from overnight.imaging.timepoints import timepoint_metadata
-from overnight.imaging.zarr_store import is_zarr_name, open_zarr, read_zarr_tile
+from overnight.imaging.zarr_store import (
+    ZarrImage,
+    is_zarr_name,
+    open_zarr,
+    timepoint_shape_zcyx,
+    zarr_tile_reader,
+)
 
 #: Reads the ``(Y, X)`` window of every z-slice and channel as ``ZCYX``.
 WindowReader = Callable[[slice, slice], np.ndarray]
@@ -114,33 +122,29 @@ def can_read_regions(path: Path) -> bool:
     return is_zarr_name(path.name) or path.name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _zcyx_shape(axes: str, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
-    sizes = dict(zip(axes, shape, strict=True))
-    z, c, y, x = (int(sizes.get(a, 1)) for a in "ZCYX")
-    return z, c, y, x
+def zarr_regions(
+    image: ZarrImage, limits: ReadLimits = DEFAULT_LIMITS, timepoint: int | None = None
+) -> FieldRegions:
+    """One timepoint of an opened OME-Zarr ``image`` (local folder or object store) by region.
 
+    Windows are read from the opened image (:func:`~overnight.imaging.zarr_store.zarr_tile_reader`):
+    only the chunks a window overlaps are fetched and decoded.
 
-def _zarr_regions(path: Path, limits: ReadLimits, timepoint: int | None) -> FieldRegions:
-    image = open_zarr(path, limits=limits)
-    shape = tuple(int(s) for s in image.array.shape)
-    n_t = shape[image.axes.index("T")] if "T" in image.axes else 1
-    if n_t > 1 and timepoint is None:
-        raise InvalidImageError(
-            str(path),
-            f"has several timepoints ({n_t}); a field is read by region one timepoint at a "
-            f"time (timepoint=0..{n_t - 1})",
-        )
-    if timepoint is not None and not 0 <= timepoint < n_t:
-        raise InvalidImageError(str(path), f"timepoint {timepoint} is out of range 0..{n_t - 1}")
-
-    def reader(ys: slice, xs: slice) -> np.ndarray:
-        return read_zarr_tile(path, (ys, xs), limits=limits, timepoint=timepoint)
-
-    kept = [(a, n) for a, n in zip(image.axes, shape, strict=True) if a != "T"]
-    shape_zcyx = _zcyx_shape("".join(a for a, _ in kept), tuple(n for _, n in kept))
+    Raises
+    ------
+    InvalidImageError
+        Several timepoints and no ``timepoint``, or one out of range.
+    """
+    shape_zcyx = timepoint_shape_zcyx(image, timepoint)
+    reader = zarr_tile_reader(image, limits=limits, timepoint=timepoint)
     metadata = {"file_format": "ome-zarr"}  # as the whole-field reader says
     return FieldRegions(
-        str(path), shape_zcyx, np.dtype(image.array.dtype), image.calibration, reader, metadata
+        image.source,
+        shape_zcyx,
+        np.dtype(image.array.dtype),
+        image.calibration,
+        reader,
+        metadata,
     )
 
 
@@ -207,7 +211,7 @@ def open_regions(
     """
     source = str(path)
     if is_zarr_name(path.name):
-        yield _zarr_regions(path, limits, timepoint)
+        yield zarr_regions(open_zarr(path, limits=limits), limits, timepoint)
         return
     if not can_read_regions(path):
         raise InvalidImageError(

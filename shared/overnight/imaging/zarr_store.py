@@ -17,7 +17,7 @@ read tile by tile. Needs the optional ``zarr`` package (``pip install 'overnight
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -211,13 +211,43 @@ def _timepoint_index(image: ZarrImage, timepoint: int | None) -> tuple[tuple[Any
     if timepoint is None and n_t > 1:
         raise InvalidImageError(
             image.source,
-            f"has {n_t} timepoints (T axis); read one at a time with timepoint=0..{n_t - 1}",
+            f"has {n_t} timepoints (T axis); several timepoints are read one at a time "
+            f"(timepoint=0..{n_t - 1})",
         )
     t = timepoint or 0
     if not 0 <= t < n_t:
         raise InvalidImageError(image.source, f"timepoint {t} is out of range 0..{n_t - 1}")
     index = tuple(t if a == "T" else slice(None) for a in image.axes)
     return index, image.axes.replace("T", "")
+
+
+def timepoint_shape_zcyx(image: ZarrImage, timepoint: int | None) -> tuple[int, int, int, int]:
+    """``(Z, C, Y, X)`` sizes of one timepoint of ``image``, checked as :func:`read_zarr` does.
+
+    Raises :class:`InvalidImageError` for several timepoints and no ``timepoint``, or one out
+    of range.
+    """
+    index, kept = _timepoint_index(image, timepoint)
+    shape = [n for n, i in zip(image.array.shape, index, strict=True) if isinstance(i, slice)]
+    sizes = dict(zip(kept, shape, strict=True))
+    z, c, y, x = (int(sizes.get(a, 1)) for a in "ZCYX")
+    return z, c, y, x
+
+
+def zarr_tile_reader(
+    image: ZarrImage, *, limits: ReadLimits = DEFAULT_LIMITS, timepoint: int | None = None
+) -> Callable[[slice, slice], np.ndarray]:
+    """A reader of ``(ys, xs)`` windows (px) of one timepoint of the opened ``image``, ``ZCYX``.
+
+    Each call is :func:`read_zarr_tile` on the image opened once (a local folder or an object
+    store): only the chunks the window overlaps are fetched. The timepoint is checked now.
+    """
+    _timepoint_index(image, timepoint)
+
+    def read(ys: slice, xs: slice) -> np.ndarray:
+        return read_zarr_tile(image, (ys, xs), limits=limits, timepoint=timepoint)
+
+    return read
 
 
 def _decode(image: ZarrImage, index: tuple[Any, ...]) -> np.ndarray:

@@ -305,14 +305,22 @@ def opened_in_blocks(
                 )
             except InvalidImageError:  # the whole-field reader reports it with its context
                 regions = None
-        if regions is None or not needs_blocks(regions.shape_zcyx, regions.dtype, limits):
+        blocked = None if regions is None else blocked_field(regions, path.name, limits)
+        if blocked is None:
             opened.close()
-            yield None
-            return
-        core_px = check_streamable(path.name, regions.shape_zcyx, regions.dtype, limits)
-        yield BlockedField(
-            regions, plan_blocks(regions.shape_zcyx[2:], core_px, limits.block_halo_px)
-        )
+        yield blocked
+
+
+def blocked_field(regions: FieldRegions, name: str, limits: ReadLimits) -> BlockedField | None:
+    """``regions`` (any, an OME-Zarr of a bucket too) with :func:`opened_in_blocks`'s blocks.
+
+    None when its whole-field estimate fits the budget; ``name`` names it in messages. Raises
+    :class:`InvalidImageError` for a field too large even for the smallest block.
+    """
+    if not needs_blocks(regions.shape_zcyx, regions.dtype, limits):
+        return None
+    core_px = check_streamable(name, regions.shape_zcyx, regions.dtype, limits)
+    return BlockedField(regions, plan_blocks(regions.shape_zcyx[2:], core_px, limits.block_halo_px))
 
 
 def run_in_blocks(

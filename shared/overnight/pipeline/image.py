@@ -24,14 +24,18 @@ from typing import Any
 import numpy as np
 
 from overnight import __version__
+from overnight.errors import InvalidImageError
 from overnight.imaging import IMAGE_EXTENSIONS, ReadLimits, image_id_for, read_info, read_stack
 from overnight.imaging.files import is_zarr_folder_name, split_part_key
 from overnight.imaging.limits import check_working_set
 from overnight.imaging.reader import read_zarr_in_store
+from overnight.imaging.regions import zarr_regions
 from overnight.imaging.stack import ImageStack
+from overnight.imaging.zarr_store import open_zarr_in_store
 from overnight.metadata import metadata_for
 from overnight.pipeline.block_run import (
     BlockedField,
+    blocked_field,
     ome_zarr_in_blocks,
     opened_in_blocks,
     run_in_blocks,
@@ -141,6 +145,10 @@ def opened_image(
 ) -> Iterator[LoadedImage]:
     """Read the image of ``source`` with its metadata (a local copy is kept while open).
 
+    A field beyond the working-set budget is opened by region instead (``LoadedImage.blocks``):
+    a TIFF or OME-Zarr folder as :func:`opened_in_blocks` does, an OME-Zarr in a bucket from the
+    store itself (each block fetches only the chunks it overlaps, no local copy).
+
     Raises
     ------
     InvalidImageError
@@ -149,6 +157,13 @@ def opened_image(
     start = time.perf_counter()
     limits = limits or ReadLimits()
     if _is_remote_zarr(source):  # read chunk by chunk from the store, no local copy
+        blocked = _remote_zarr_in_blocks(source, limits)
+        if blocked is not None:  # larger than the working-set budget: read by region
+            metadata, warnings = _store_metadata(source)
+            stack = blocked.regions.shape_only_stack(source.image_id)
+            facts = ImageFacts(metadata, warnings, time.perf_counter() - start)
+            yield LoadedImage(stack, facts, blocked)
+            return
         yield _remote_zarr(source, pipeline, limits, start)
         return
     with local_image(source) as (path, dataset_dir):
@@ -186,13 +201,34 @@ def _is_remote_zarr(source: ImageSource) -> bool:
     )
 
 
+def _store_metadata(source: ImageSource) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Fields and warnings of an image of a store, from its key's folders (nothing copied)."""
+    with tempfile.TemporaryDirectory(prefix="overnight-") as folder:  # names only, no copy
+        return image_metadata(Path(folder) / source.file_key, Path(folder))
+
+
+def _remote_zarr_in_blocks(source: ImageSource, limits: ReadLimits) -> BlockedField | None:
+    """The remote OME-Zarr of ``source`` opened by region when beyond the budget; else None.
+
+    Only its metadata objects are read here; each block then fetches the chunks its window
+    overlaps (:func:`~overnight.imaging.regions.zarr_regions`). Opening errors are left to
+    :func:`_remote_zarr`, which reports the same ones.
+    """
+    assert source.store is not None
+    try:
+        image = open_zarr_in_store(source.store, source.file_key, limits=limits)
+        regions = zarr_regions(image, limits, source.part[1])
+    except InvalidImageError:
+        return None
+    return blocked_field(regions, source.file_key, limits)
+
+
 def _remote_zarr(
     source: ImageSource, pipeline: Pipeline, limits: ReadLimits, start: float
 ) -> LoadedImage:
     """An OME-Zarr image of an object store (S3), its metadata from its key's folders."""
     assert source.store is not None
-    with tempfile.TemporaryDirectory(prefix="overnight-") as folder:  # names only, no copy
-        metadata, warnings = image_metadata(Path(folder) / source.file_key, Path(folder))
+    metadata, warnings = _store_metadata(source)
     stack = read_zarr_in_store(
         source.store,
         source.file_key,
