@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from counting_store import CountingStore
 from overnight.errors import InvalidImageError
 from overnight.imaging.limits import ReadLimits
 from overnight.imaging.zarr_store import open_zarr_in_store, read_zarr, read_zarr_tile
@@ -24,23 +25,6 @@ from .test_zarr_store import TCZYX, write_ngff
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("zarr") is None, reason="needs zarr (overnight[formats])"
 )
-
-
-class CountingStore:
-    """An ObjectStore that counts the objects read through it (the chunks fetched)."""
-
-    def __init__(self, inner: ObjectStore) -> None:
-        self.inner, self.reads = inner, []
-
-    def read_bytes(self, key: str) -> bytes:
-        self.reads.append(key)
-        return self.inner.read_bytes(key)
-
-    def __getattr__(self, name: str):  # list, exists, ...
-        return getattr(self.inner, name)
-
-    def __repr__(self) -> str:
-        return repr(self.inner)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import tifffile
 
+from counting_store import CountingStore
 from overnight.imaging.limits import ReadLimits, block_working_set_bytes
 from overnight.imaging.regions import zarr_regions
 from overnight.imaging.zarr_store import open_zarr_in_store
@@ -27,7 +28,7 @@ from overnight.pipeline.image import ImageSource, analyse_image, opened_image
 from overnight.pipeline.runner import PreparedPipeline
 from overnight.results.layout import DatasetResults
 from overnight.results.ome_zarr import OME_ZARR_NAME
-from overnight.storage import ObjectStore, S3Store, open_store
+from overnight.storage import S3Store, open_store
 from overnight.synth.field import draw_field
 
 pytestmark = pytest.mark.skipif(
@@ -45,23 +46,6 @@ LIMITS = ReadLimits(
     block_halo_px=HALO_PX,
 )
 KEY = "plate/field.ome.zarr"
-
-
-class CountingStore:
-    """An ObjectStore that records the objects read through it (the chunks fetched)."""
-
-    def __init__(self, inner: ObjectStore) -> None:
-        self.inner, self.reads = inner, []
-
-    def read_bytes(self, key: str) -> bytes:
-        self.reads.append(key)
-        return self.inner.read_bytes(key)
-
-    def __getattr__(self, name: str):  # list, exists, local_path, ...
-        return getattr(self.inner, name)
-
-    def __repr__(self) -> str:
-        return repr(self.inner)
 
 
 def _write_ngff(path: Path, czyx: np.ndarray) -> Path:

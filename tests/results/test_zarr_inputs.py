@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from counting_store import CountingStore
 from overnight.imaging.files import scan_folder
 from overnight.imaging.reader import read_stack
 from overnight.jobs.sources import image_id_of, list_source
@@ -17,7 +18,7 @@ from overnight.pipeline.image import ImageSource, analyse_image
 from overnight.pipeline.runner import PreparedPipeline
 from overnight.results.layout import DatasetResults
 from overnight.results.ome_zarr import ome_zarr_files
-from overnight.storage import S3Store, open_store
+from overnight.storage import open_store
 from overnight.synth.dataset import write_dataset
 
 pytestmark = pytest.mark.skipif(
@@ -77,23 +78,6 @@ def test_a_zarr_folder_on_s3_is_listed_once_and_read_without_a_copy(tmp_path, ne
     assert local is not None and result.summary["n_cells"] == local.summary["n_cells"] > 0
 
 
-class _CountingStore:
-    """An ObjectStore that records the keys read through it."""
-
-    def __init__(self, inner: S3Store) -> None:
-        self.inner, self.reads = inner, []
-
-    def read_bytes(self, key: str) -> bytes:
-        self.reads.append(key)
-        return self.inner.read_bytes(key)
-
-    def __getattr__(self, name: str):  # list, exists, local_path, ...
-        return getattr(self.inner, name)
-
-    def __repr__(self) -> str:
-        return repr(self.inner)
-
-
 def _write_tczyx(path: Path, data: np.ndarray) -> Path:
     """An NGFF 0.4 TCZYX image (Zarr v2, one chunk per plane)."""
     import zarr
@@ -133,7 +117,7 @@ def test_each_timepoint_of_a_zarr_is_an_image_locally_and_in_s3(tmp_path, new_s3
     for path in sorted(p for p in store_dir.rglob("*") if p.is_file()):
         key = f"movie.ome.zarr/{path.relative_to(store_dir).as_posix()}"
         s3.write_bytes(key, path.read_bytes())
-    counting = _CountingStore(s3)
+    counting = CountingStore(s3)
     keys = [info.key for info in list_source(counting).images]  # type: ignore[arg-type]
     assert keys == ["movie.ome.zarr#t000", "movie.ome.zarr#t001"]
     chunks = [k for k in counting.reads if k.rsplit("/", 1)[-1][:1].isdigit()]
