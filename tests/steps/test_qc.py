@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from overnight.steps.qc import LEGEND_PX, ON_CELL_COLOUR, TITLE_PX, render_qc_png
+from overnight.steps.qc import (
+    LEGEND_PX,
+    MIN_SIDE_PX,
+    ON_CELL_COLOUR,
+    TITLE_PX,
+    display_factors,
+    render_qc_png,
+)
 
 
 def _field() -> tuple[np.ndarray, np.ndarray, pd.DataFrame, pd.DataFrame]:
@@ -38,12 +45,27 @@ def _field() -> tuple[np.ndarray, np.ndarray, pd.DataFrame, pd.DataFrame]:
 
 
 def test_the_picture_has_the_field_size_plus_title_and_legend() -> None:
-    png = render_qc_png(*_field(), ("lymphocyte", "monocyte"), "a title")
+    png = render_qc_png(*_field(), ("lymphocyte", "monocyte"), "a title", min_side_px=64)
     picture = Image.open(io.BytesIO(png))
     legend_px = picture.size[1] - 64 - TITLE_PX  # one or more legend rows (wrapped to fit)
     assert picture.size[0] == 96 and legend_px >= LEGEND_PX and legend_px % LEGEND_PX == 0
     rgb = np.asarray(picture.convert("RGB"))
     assert tuple(rgb[TITLE_PX + 15, 14]) == ON_CELL_COLOUR  # the particle on cell 1
+
+
+def test_a_small_field_is_enlarged_by_a_whole_factor_with_its_marks_in_place() -> None:
+    """A 64 × 96 px crop is drawn 3× (288 px wide), not as a thumbnail above its legend."""
+    image, labels, cells, pnps = _field()
+    picture = Image.open(io.BytesIO(render_qc_png(image, labels, cells, pnps, ("a", "b"))))
+    assert display_factors((64, 96), 1024, MIN_SIDE_PX) == (1, 3)
+    assert picture.size[0] == 3 * 96 and picture.size[1] - 3 * 64 >= LEGEND_PX
+    rgb = np.asarray(picture.convert("RGB"))
+    assert tuple(rgb[3 * 15 + 1, 3 * 14 + 1]) == ON_CELL_COLOUR  # the particle's block centre
+    enlarged = render_qc_png(image, labels, cells, pnps, ("a", "b"), min_side_px=64)
+    assert np.array_equal(  # the same grey pixels, each repeated 3 × 3
+        rgb[:192:3, :288:3, 0][60:, :40],
+        np.asarray(Image.open(io.BytesIO(enlarged)).convert("RGB"))[60:64, :40, 0],
+    )
 
 
 def test_large_fields_are_downsampled_and_the_bytes_are_reproducible() -> None:

@@ -37,6 +37,9 @@ LEGEND_PX = 16
 LEGEND_MARGIN_PX = 4
 LEGEND_MARK_PX = 16
 LEGEND_GAP_PX = 14
+#: Pictures of fields smaller than this (px, longer side) are enlarged by a whole factor, so a
+#: small scene or crop is not a thumbnail under its own legend.
+MIN_SIDE_PX = 256
 #: zlib level of the PNG: 1 writes ~5x faster than the default 6 for ~15 % more bytes.
 PNG_COMPRESS_LEVEL = 1
 
@@ -54,6 +57,25 @@ def _paint_dots(rgb: np.ndarray, y: np.ndarray, x: np.ndarray, colour: tuple[int
         py, px = cy + dy, cx + dx
         inside = (py >= 0) & (py < ny) & (px >= 0) & (px < nx)
         rgb[py[inside], px[inside]] = colour
+
+
+def display_factors(
+    shape_yx: tuple[int, int], max_side_px: int, min_side_px: int
+) -> tuple[int, int]:
+    """Whole factors ``(down, up)`` that bring a ``YX`` field's longer side into range (px).
+
+    ``down`` keeps every ``down``-th pixel of a field longer than ``max_side_px``; ``up``
+    repeats each pixel of one shorter than ``min_side_px`` (never past ``max_side_px``).
+
+    >>> display_factors((2048, 1024), 1024, 256), display_factors((32, 48), 1024, 256)
+    ((2, 1), (1, 6))
+    """
+    longest = max(int(shape_yx[0]), int(shape_yx[1]), 1)
+    down = max(1, int(np.ceil(longest / max_side_px)))
+    up = 1
+    if longest < min_side_px:
+        up = max(1, min(int(np.ceil(min_side_px / longest)), max_side_px // longest))
+    return down, up
 
 
 def legend_layout(item_widths_px: Sequence[float], width_px: float) -> list[list[int]]:
@@ -95,18 +117,25 @@ def render_qc_png(
     type_names: tuple[str, ...],
     title: str = "",
     max_side_px: int = 1024,
+    min_side_px: int = MIN_SIDE_PX,
 ) -> bytes:
     """PNG of the cell image (``YX``) with outlines by type, particles and per-cell counts.
 
     Particles on a cell are red dots, particles on glass hollow yellow circles; each cell's
     count is written at its centre; the legend counts particles (a row's ``multiplicity``).
-    Large fields are shown downsampled to ``max_side_px``.
+    Large fields are shown downsampled to ``max_side_px``, small ones enlarged (nearest
+    pixel, :func:`display_factors`) to at least ``min_side_px``.
     """
-    ny, nx = cell_image.shape
-    scale = max(1, int(np.ceil(max(ny, nx) / max_side_px)))
-    grey = np.clip(normalise_intensity(cell_image[::scale, ::scale]), 0, 1)
+    down, up = display_factors(cell_image.shape, max_side_px, min_side_px)
+    grey = np.clip(normalise_intensity(cell_image[::down, ::down]), 0, 1)
+    grey = grey.repeat(up, axis=0).repeat(up, axis=1)
     rgb = np.repeat((grey * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=2)
-    small_labels = labels[::scale, ::scale]
+    small_labels = labels[::down, ::down].repeat(up, axis=0).repeat(up, axis=1)
+
+    def shown(position: np.ndarray) -> np.ndarray:
+        """Input px → picture px (the centre of an enlarged pixel's block)."""
+        return (np.asarray(position, float) / down + 0.5) * up - 0.5
+
     colour_of = {name: TYPE_COLOURS[i % len(TYPE_COLOURS)] for i, name in enumerate(type_names)}
     type_of = dict(zip(cells["cell_id"].to_numpy(), cells["cell_type"].to_numpy(), strict=True))
     ys, xs = np.nonzero(segmentation.find_boundaries(small_labels, mode="inner"))
@@ -118,8 +147,7 @@ def render_qc_png(
 
     on_cell = (pnps["cell_id"] > 0).to_numpy()
     particles = pnps["multiplicity"] if "multiplicity" in pnps else pd.Series(1, index=pnps.index)
-    py = pnps["y"].to_numpy(float) / scale
-    px = pnps["x"].to_numpy(float) / scale
+    py, px = shown(pnps["y"].to_numpy(float)), shown(pnps["x"].to_numpy(float))
     _paint_dots(rgb, py[on_cell], px[on_cell], ON_CELL_COLOUR)
 
     font = ImageFont.load_default()
@@ -140,7 +168,7 @@ def render_qc_png(
         draw.ellipse((x - 3, top + y - 3, x + 3, top + y + 3), outline=ON_GLASS_COLOUR)
     for row in cells.itertuples():
         text = str(row.pnp_count)
-        centre = (row.x / scale, top + row.y / scale)
+        centre = (float(shown(row.x)), top + float(shown(row.y)))
         box = draw.textbbox(centre, text, font=font, anchor="mm")
         draw.rectangle((box[0] - 2, box[1] - 1, box[2] + 1, box[3] + 1), fill=(40, 40, 40))
         draw.text(centre, text, fill=(255, 255, 255), font=font, anchor="mm")
