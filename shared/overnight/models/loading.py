@@ -68,6 +68,11 @@ class ModelSettings(CommonSettings):
         description="What runs the networks: auto = ONNX Runtime on a CPU (1.6-2x faster "
         "than TensorFlow on AVX2), TensorFlow where it sees a GPU.",
     )
+    inference_int8: bool = Field(
+        False,
+        description="Where ONNX Runtime runs, the PNP network runs its int8 copy "
+        "(models/pnp/network.int8.onnx, used only if made from the same weights).",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -333,28 +333,37 @@ def extract_spots(
 
 
 class PnpModel:
-    """A trained particle model: network and spot extraction. Load once, reuse."""
+    """A trained particle model: network and spot extraction. Load once, reuse.
+
+    ``int8_model``: the int8 ONNX network of the same weights, run where ONNX Runtime runs
+    (:mod:`overnight.models.quantize`); None runs the float32 network.
+    """
 
     def __init__(
         self,
         config: PnpModelConfig,
         network: object,
         multiplicity: MultiplicityModel | None = None,
+        int8_model: bytes | None = None,
     ) -> None:
         from overnight.models.runtime import network_predictor
 
         self.config = config
         self.network = network
         self.multiplicity = multiplicity
-        self._predict = network_predictor(network, config.unet)
+        self.int8 = int8_model is not None
+        self._predict = network_predictor(network, config.unet, int8_model=int8_model)
 
     @classmethod
     def load(cls, model_dir: Path) -> PnpModel:
-        """The particle model saved in ``model_dir``."""
+        """The particle model in ``model_dir``; its int8 network where enabled and current."""
         from overnight.models.loading import load_network
+        from overnight.models.quantize import int8_model
+        from overnight.models.runtime import int8_enabled
 
         config, network = load_network(model_dir, PnpModelConfig)
-        return cls(config, network, MultiplicityModel.load(model_dir))
+        int8 = int8_model(model_dir) if int8_enabled() else None
+        return cls(config, network, MultiplicityModel.load(model_dir), int8)
 
     def density(self, normalised: np.ndarray) -> np.ndarray:
         """Density (``ZYX``) of a normalised ``ZYX`` PNP channel, tiled in ``YX``.

@@ -8,7 +8,9 @@ milliseconds), so the shipped models stay Keras weight files.
 
 ``OVERNIGHT_INFERENCE_RUNTIME`` (:class:`overnight.models.loading.ModelSettings`) chooses:
 ``auto`` (the default: ONNX Runtime when it is installed and TensorFlow sees no GPU),
-``onnxruntime`` or ``tensorflow``.
+``onnxruntime`` or ``tensorflow``. Where ONNX Runtime runs, a model folder's int8 network
+(:mod:`overnight.models.quantize`, the PNP model's ``network.int8.onnx``) replaces the float32
+export when ``OVERNIGHT_INFERENCE_INT8`` allows it (:func:`int8_enabled`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ Runtime = Literal["onnxruntime", "tensorflow"]
 #: The setting's values; ``auto`` picks one of the other two (:func:`inference_runtime`).
 RUNTIME_CHOICES = ("auto", "onnxruntime", "tensorflow")
 RUNTIME_ENV = "OVERNIGHT_INFERENCE_RUNTIME"
+INT8_ENV = "OVERNIGHT_INFERENCE_INT8"
 
 
 def onnxruntime_installed() -> bool:
@@ -66,17 +69,33 @@ def inference_runtime(setting: str | None = None) -> Runtime:
     return "onnxruntime"
 
 
+def int8_enabled(setting: bool | None = None) -> bool:
+    """Whether a model's int8 network may run.
+
+    It may where ``setting`` (default: the process's ``OVERNIGHT_INFERENCE_INT8``) allows it
+    and ONNX Runtime runs the networks.
+    """
+    if setting is None:
+        from overnight.models.loading import model_settings
+
+        setting = model_settings().inference_int8
+    return bool(setting) and inference_runtime() == "onnxruntime"
+
+
 def network_predictor(
     network: Any,
     unet: UNetConfig,
     with_features: bool = False,
     runtime: Runtime | None = None,
+    int8_model: bytes | None = None,
 ) -> Callable[[np.ndarray], Any]:
     """A function running a trained ``network`` (built from ``unet``) on one batch.
 
     It maps ``(B, [Z,] Y, X, C_in)`` to the output (and ``features`` with ``with_features``)
     as float32 arrays, on ``runtime`` (default :func:`inference_runtime`). ONNX Runtime runs a
     copy of the weights taken now: build the predictor after training, not before.
+    ``int8_model``: the serialised int8 ONNX network of the same weights
+    (:func:`overnight.models.quantize.int8_model`), run instead where ONNX Runtime runs.
     """
     runtime = runtime or inference_runtime()
     if runtime == "tensorflow":
@@ -87,8 +106,11 @@ def network_predictor(
     from overnight.models.threads import configured_threads
 
     threads = configured_threads()
+    model = int8_model if int8_model is not None and not with_features else None
     # one thread spins at no cost to others; several would busy-wait on cores other
     # workers need
     return onnx_predictor(
-        export_unet(network, unet, with_features=with_features), threads, spinning=threads == 1
+        model or export_unet(network, unet, with_features=with_features),
+        threads,
+        spinning=threads == 1,
     )

@@ -1,0 +1,230 @@
+"""Static int8 quantisation of an exported U-Net for ONNX Runtime, and its shipped artefact.
+
+A particle (PNP) model folder may hold ``network.int8.onnx``: the network of its
+``weights.weights.h5`` exported (:func:`overnight.models.onnx_export.export_unet`) and quantised
+statically by ONNX Runtime (QOperator format: ``QLinearConv`` with per-channel int8 weights and
+uint8 activations, ranges calibrated by min/max on inputs drawn from the **training**
+generator's ranges, :data:`overnight.synth.ranges.TRAINING_RANGES`, never the hold-out seeds).
+The first convolution (it reads the raw normalised input) and the linear head (its output is
+the density that spot extraction thresholds) stay float32: together ~4 % of the FLOPs.
+
+Beside it ``network.int8.json`` records the SHA-256 of the weights it came from;
+:func:`int8_model` refuses (returns None, with a warning) a file whose digest differs, so a
+model retrained with ``overnight train`` never runs on stale int8 weights. Rebuild with::
+
+    python -m overnight.models.quantize models/pnp      # or: make quantize-pnp
+
+Whether the PNP model loads it is ``OVERNIGHT_INFERENCE_INT8`` (:class:`ModelSettings`);
+it only applies where ONNX Runtime runs the networks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from overnight.errors import OvernightError
+from overnight.models.config import PnpModelConfig
+from overnight.models.onnx_export import INPUT_NAME
+
+logger = logging.getLogger(__name__)
+
+INT8_FILE = "network.int8.onnx"
+INT8_META_FILE = "network.int8.json"
+#: Seed of the calibration fields: none of the hold-out (7772026, 8882026), robustness
+#: (5152026) or tuning (4242-4246) seeds.
+CALIBRATION_SEED = 14_2026
+CALIBRATION_FIELDS = 4
+
+
+class QuantizeError(OvernightError):
+    """The network could not be quantised (no calibration input, not an exported U-Net)."""
+
+
+def float_layers(model_bytes: bytes) -> list[str]:
+    """Names of the ``Conv`` nodes kept in float32: the first convolution and the head.
+
+    Raises
+    ------
+    QuantizeError
+        ``model_bytes`` has no ``Conv`` node named ``down0_conv1_*`` or ``head_*``.
+    """
+    import onnx
+
+    convs = [n.name for n in onnx.load_from_string(model_bytes).graph.node if n.op_type == "Conv"]
+    keep = [n for n in convs if n.startswith(("down0_conv1_", "head_"))]
+    if len(keep) != 2:
+        raise QuantizeError(f"expected a first convolution and a head among {convs}")
+    return keep
+
+
+def calibration_batches(
+    config: PnpModelConfig, n_fields: int = CALIBRATION_FIELDS, seed: int = CALIBRATION_SEED
+) -> list[np.ndarray]:
+    """Calibration inputs: what the PNP model feeds its network on ``n_fields`` fields.
+
+    The fields are 512² px, drawn from the training ranges with ``seed``; each batch is one
+    z window and tile, ``(1, K, Y, X, 1)`` float32.
+    """
+    from overnight.models.pnp import pnp_input, pnp_scale
+    from overnight.models.tiling import predict_tiled, predict_z_windows
+    from overnight.synth.field import draw_field
+    from overnight.synth.ranges import TRAINING_RANGES
+
+    batches: list[np.ndarray] = []
+
+    def record(batch: np.ndarray) -> np.ndarray:
+        batches.append(np.ascontiguousarray(batch, np.float32))
+        return np.zeros((*batch.shape[:-1], config.unet.out_channels), np.float32)
+
+    def tiled(volume: np.ndarray) -> np.ndarray:
+        (out,) = predict_tiled(
+            record,
+            volume[..., None],
+            config.tile_px,
+            config.tile_overlap_px,
+            config.unet.size_multiple_px,
+        )
+        return out[..., 0]
+
+    rng = np.random.default_rng(seed)
+    for _ in range(n_fields):
+        field = draw_field(rng, 512, TRAINING_RANGES)
+        channel = field.image[:, config.channel_index].astype(np.float32)
+        normalised = pnp_input(channel, pnp_scale(channel))
+        predict_z_windows(tiled, normalised, config.unet.z_window_slices)
+    if not batches:
+        raise QuantizeError("no calibration input")
+    return batches
+
+
+def quantize_unet(model_bytes: bytes, batches: list[np.ndarray]) -> bytes:
+    """``model_bytes`` (an exported U-Net) quantised statically to int8, as ONNX bytes.
+
+    QOperator format, per-channel int8 weights, uint8 activations with min/max ranges
+    calibrated on ``batches``; :func:`float_layers` stay float32.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches: Iterator[np.ndarray] = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    with tempfile.TemporaryDirectory(prefix="overnight-int8-") as tmp:
+        source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+        source.write_bytes(model_bytes)
+        quantize_static(
+            str(source),
+            str(target),
+            Reader(),
+            quant_format=QuantFormat.QOperator,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=float_layers(model_bytes),
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        return target.read_bytes()
+
+
+def int8_model(model_dir: Path) -> bytes | None:
+    """The folder's int8 network if it was made from the folder's current weights, else None.
+
+    A missing file is None silently; a file without its sidecar or whose weights digest
+    differs from ``weights.weights.h5`` is refused with a warning (rebuild it with
+    ``python -m overnight.models.quantize <folder>``).
+    """
+    from overnight.models.registry import weights_digest
+
+    path, meta = Path(model_dir) / INT8_FILE, Path(model_dir) / INT8_META_FILE
+    if not path.is_file():
+        return None
+    try:
+        recorded = json.loads(meta.read_text())["weights_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        logger.warning("%s: no weights digest in %s; running float32", path, meta.name)
+        return None
+    if recorded != weights_digest(model_dir):
+        logger.warning(
+            "%s was made from other weights (sha256 %s…); running float32. "
+            "Rebuild: python -m overnight.models.quantize %s",
+            path,
+            str(recorded)[:12],
+            model_dir,
+        )
+        return None
+    return path.read_bytes()
+
+
+def write_int8_model(
+    model_dir: Path, n_fields: int = CALIBRATION_FIELDS, seed: int = CALIBRATION_SEED
+) -> Path:
+    """Quantise the PNP model of ``model_dir`` and write ``network.int8.onnx`` and its sidecar.
+
+    Raises
+    ------
+    QuantizeError
+        ``model_dir`` holds no particle (``pnp``) model.
+    """
+    import onnxruntime
+
+    from overnight.models.loading import load_network
+    from overnight.models.onnx_export import export_unet
+    from overnight.models.registry import weights_digest
+
+    model_dir = Path(model_dir)
+    try:
+        config, network = load_network(model_dir, PnpModelConfig)
+    except OvernightError as exc:
+        raise QuantizeError(f"{model_dir}: not a particle model ({exc})") from exc
+    batches = calibration_batches(config, n_fields, seed)
+    model = quantize_unet(export_unet(network, config.unet), batches)
+    path = model_dir / INT8_FILE
+    path.write_bytes(model)
+    meta = {
+        "weights_sha256": weights_digest(model_dir),
+        "format": "ONNX Runtime static quantisation, QOperator, per-channel int8 weights, "
+        "uint8 activations, min/max calibration; first convolution and head float32",
+        "calibration": {
+            "generator": "overnight.synth draw_field, TRAINING_RANGES, 512 px",
+            "fields": n_fields,
+            "seed": seed,
+            "batches": len(batches),
+        },
+        "onnxruntime": onnxruntime.__version__,
+        "command": f"python -m overnight.models.quantize {model_dir}",
+    }
+    (model_dir / INT8_META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m overnight.models.quantize MODEL_DIR``: write the folder's int8 network."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("model_dir", type=Path, help="a particle model folder (models/pnp)")
+    parser.add_argument("--fields", type=int, default=CALIBRATION_FIELDS)
+    parser.add_argument("--seed", type=int, default=CALIBRATION_SEED)
+    args = parser.parse_args(argv)
+    path = write_int8_model(args.model_dir, args.fields, args.seed)
+    print(f"{path}: {path.stat().st_size / 1e6:.2f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
