@@ -12,8 +12,8 @@ Steps that scale or threshold by a statistic of the whole field get the field's,
 over all blocks before any is analysed (:mod:`overnight.pipeline.block_statistics`), so a
 block is segmented as the same pixels of the whole field would be.
 
-The QC flags of a field are measured per block: ``signals`` are the medians over blocks, and a
-flag is raised when at least half the blocks raise it (``qc.blocks`` says how many did).
+The QC flags of a field are measured per block and merged, and its QC picture is drawn from a
+downsampled overview (:mod:`overnight.pipeline.block_overview`).
 
 ``--format ome-zarr`` (:func:`ome_zarr_in_blocks`): the input is read again by region and the
 labels from the stitched ``labels.tif``, one block-sized window at a time, into an OME-Zarr
@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ import pandas as pd
 from overnight.errors import InvalidImageError, StepError
 from overnight.imaging.limits import ReadLimits, check_streamable, needs_blocks
 from overnight.imaging.regions import FieldRegions, can_read_regions, open_regions
+from overnight.pipeline.block_overview import FieldOverview, merge_qc
 from overnight.pipeline.block_statistics import measure_in_blocks, statistics_request
 from overnight.pipeline.blocks import Block, BlockPlan, keep_block_cells, plan_blocks
 from overnight.pipeline.builtin_steps import FIELD_STATISTICS
@@ -54,7 +54,6 @@ from overnight.results.ome_zarr_blocks import (
 )
 from overnight.steps.channels import select_channel
 from overnight.steps.field_stats import FieldStatistics
-from overnight.steps.qc import render_qc_png
 from overnight.steps.tables import CELL_COLUMNS, PNP_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -66,77 +65,6 @@ BLOCK_OUTPUTS = ("cell_labels", "cells_table", "pnps_table")
 #: The QC picture's legend and size when the pipeline has no ``qc_image`` step to say.
 TYPE_NAMES = ("lymphocyte", "monocyte")
 MAX_SIDE_PX = 1024
-
-
-def merge_qc(reports: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """One field's ``qc`` from its blocks': median signals, flags raised by half the blocks.
-
-    Examples
-    --------
-    >>> qc = merge_qc([{"flags": ["dim"], "signals": {"snr": 1.0}},
-    ...                {"flags": [], "signals": {"snr": 3.0}},
-    ...                {"flags": ["dim"], "signals": {"snr": None}}])
-    >>> qc["flags"], qc["signals"], qc["blocks"]
-    (['dim'], {'snr': 2.0}, {'n': 3, 'flagged': {'dim': 2}})
-    """
-    reports = [r for r in reports if r]
-    if not reports:
-        return {}
-    names = sorted({k for r in reports for k in (r.get("signals") or {})})
-    signals: dict[str, float | None] = {}
-    for name in names:
-        values = [r["signals"][name] for r in reports if r["signals"].get(name) is not None]
-        signals[name] = round(float(np.median(values)), 4) if values else None
-    flagged = Counter(f for r in reports for f in r.get("flags", []))
-    flags = sorted(f for f, n in flagged.items() if 2 * n >= len(reports))
-    return {
-        "flags": flags,
-        "doubt": len(flags),
-        "signals": signals,
-        "blocks": {"n": len(reports), "flagged": dict(sorted(flagged.items()))},
-    }
-
-
-class _Overview:
-    """A field's downsampled cell image and labels (every ``step``-th pixel) for the QC picture."""
-
-    def __init__(self, shape_yx: tuple[int, int], max_side_px: int) -> None:
-        self.step = max(1, math.ceil(max(shape_yx) / max_side_px))
-        size = (-(-shape_yx[0] // self.step), -(-shape_yx[1] // self.step))
-        self.image = np.zeros(size, np.float32)
-        self.labels = np.zeros(size, np.uint32)
-
-    def _grid(self, start: int, stop: int) -> tuple[slice, slice]:
-        """Local slice of the grid points in field ``[start, stop)`` and their overview slice."""
-        first = -start % self.step
-        n = len(range(start + first, stop, self.step))
-        if n == 0:
-            return slice(0, 0), slice(0, 0)
-        at = (start + first) // self.step
-        return slice(first, first + (n - 1) * self.step + 1, self.step), slice(at, at + n)
-
-    def add_image(self, block: Block, cell_image: np.ndarray) -> None:
-        """Sample the block's core of the ``YX`` cell image (read-window coordinates)."""
-        (ly, oy), (lx, ox) = self._grid(*_span(block.core[0])), self._grid(*_span(block.core[1]))
-        core_y, core_x = block.core_in_read()
-        core = cell_image[core_y, core_x]
-        self.image[oy, ox] = core[ly, lx]
-
-    def add_rows(self, first_row: int, rows: np.ndarray) -> None:
-        """Sample released label rows ``[first_row, first_row + len(rows))``."""
-        ly, oy = self._grid(first_row, first_row + rows.shape[0])
-        if oy.stop > oy.start:
-            self.labels[oy] = rows[ly, :: self.step]
-
-
-def _span(s: slice) -> tuple[int, int]:
-    return int(s.start), int(s.stop)
-
-
-def _scaled(table: pd.DataFrame, step: int) -> pd.DataFrame:
-    scaled = table.copy()
-    scaled[["y", "x"]] = scaled[["y", "x"]] / step
-    return scaled
 
 
 class _BlockStitching:
@@ -152,7 +80,7 @@ class _BlockStitching:
         qc_params = prepared.params_of("qc_image")  # None: the QC picture's defaults
         self.type_names: tuple[str, ...] = tuple(getattr(qc_params, "type_names", TYPE_NAMES))
         self.max_side_px = int(getattr(qc_params, "max_side_px", MAX_SIDE_PX))
-        self.overview = _Overview(plan.shape_yx, self.max_side_px)
+        self.overview = FieldOverview(plan.shape_yx, self.max_side_px)
         self.cells: list[pd.DataFrame] = []
         self.pnps: list[pd.DataFrame] = []
         self.reports: list[Mapping[str, Any]] = []
@@ -223,16 +151,7 @@ class _BlockStitching:
         """The field's values: tables, ``qc``, QC picture and the streamed ``labels.tif``."""
         cells = _concat(self.cells, CELL_COLUMNS)
         pnps = _concat(self.pnps, PNP_COLUMNS)
-        step = self.overview.step
-        qc_png = render_qc_png(
-            self.overview.image,
-            self.overview.labels,
-            _scaled(cells, step),
-            _scaled(pnps, step),
-            self.type_names,
-            self.image_id,
-            self.max_side_px,
-        )
+        qc_png = self.overview.picture(cells, pnps, self.type_names, self.image_id)
         qc = merge_qc(self.reports)
         if qc:
             qc["blocks"] |= {"core_px": self.plan.core_px, "halo_px": self.plan.halo_px}
