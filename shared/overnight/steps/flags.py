@@ -17,12 +17,10 @@ Signals (all dimensionless unless stated):
   see over most of their area: cells the network invented in noise;
 - ``elongated_fraction``: share of cells more than 1.8 times as long as wide (second
   moments);
-- ``merged_fraction``: share of the cells clear of the field's edge that are elongated *and*
-  pinched across their long axis (a waist): touching cells merged under one label, the usual
-  error on dim fields. Elongation alone also takes shapes that are no merge: cells cut by the
-  field's edge (never counted), half of a cell split in two, oval cells. ``merged_count`` is
-  how many, ``merged_max_area`` the largest one's area over the median cell's (a merge of two
-  holds about two cells' area);
+- ``merged_fraction``: share of cells that are elongated *and* pinched across their long
+  axis (a waist): touching cells merged under one label, the usual error on dim fields.
+  Elongation alone also takes shapes that are no merge: cells cut by the field's edge, half
+  of a cell split in two, oval cells;
 - ``pnp_snr``: median detected spot intensity over the particle channel's pixel noise;
 - ``median_cell_diameter_um`` against the configured range of cell sizes;
 - ``small_cell_fraction``: share of cells smaller than the smallest plausible cell
@@ -39,17 +37,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from overnight.steps.cell_shape import aspect_ratios as aspect_ratios
-from overnight.steps.cell_shape import clear_of_edge as clear_of_edge
-from overnight.steps.cell_shape import merged_cells_mask as merged_cells_mask
-from overnight.steps.cell_shape import merged_signals as merged_signals
-from overnight.steps.cell_shape import waist as waist
+from overnight.lazy import lazy_module
 from overnight.steps.coverage import background_level, cell_coverage, distance_to_cells
 from overnight.steps.smoothing import gaussian_filter, laplace
+
+if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
+    from scipy import ndimage as ndi
+else:
+    ndi = lazy_module("scipy.ndimage")
 
 #: Robust σ of a normal distribution from its median absolute deviation.
 _MAD_TO_SIGMA = 1.4826
@@ -71,27 +71,6 @@ class FlagThresholds(BaseModel):
     elongation caught (41 of 42 flagged) and flags 9 of 185 fine images (10 with elongation
     alone: a split cell, seed 4246 ``psf_width`` 0.75). A solidity test (area over convex
     hull) did no better: merges of overlapping cells are 0.90-0.93, as convex as a split half.
-
-    The merged-cell rule of issue 18 (cells on the field's edge never count, the share is over
-    the cells clear of it, and one merged cell raises the flag alone only when it holds
-    ``lone_merged_area`` median cells, else ``min_merged_cells`` are needed) was chosen on kept
-    runs of tuning seeds only, each long pinched cell compared with the truth (a real merge
-    holds >= 40 % of two or more true cells): the 332 images above (4242-4244, 4245's
-    ``cell_brightness`` 1.25-2.5 and ``spot_snr`` 8, 4246's three points) and 160 more (4246 in
-    full; ``--only cell_size --values 1.25 --fields 24`` of 4245 and 4246; ``--only spot_snr
-    --values 8 --fields 24`` of 4246). Counted per image (a layout recurs across a sweep's
-    points), the long pinched cells with a pixel on the edge were 1 real merge in 35, 22 of
-    them in fine images; of those clear of it, the ones of >= 1.5 median areas were real
-    merges 31 times in 34, smaller ones 11 in 50. On the 492 images (63 with cell F1 < 0.9,
-    303 fine): recall 61/63 as before (lost: a merge of two small cells, 1.1 median areas, in
-    9 cells; gained: one of 4.1 median areas, 1 in 9 cells clear of the edge, 11 in all); fine
-    images flagged 22 -> 20 (0.073 -> 0.066; ``merged_cells`` on fine 3 -> 2, both real
-    merges of 2.9 and 5.0 median areas in fields of 10 and 7 cells that kept cell F1 >= 0.9);
-    fine images whose merged cells alone would raise the flag in a field of 9 cells (the share
-    test then passes with one) 36 -> 9. By set: 332 images 42/43 before and after, fine
-    flagged 15 -> 14 of 215; 160 images 19/20, 7 -> 6 of 88. Always needing two merged cells
-    lost 2 more of the 63 bad images; also needing every merged cell to hold >= 1 median area
-    lost 1.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -113,15 +92,7 @@ class FlagThresholds(BaseModel):
         0.08, description="an elongated cell pinched this deep (share of its width) is merged"
     )
     max_merged_fraction: float = Field(
-        0.1,
-        description="share of the cells clear of the edge that are merged above: touching "
-        "cells merged",
-    )
-    min_merged_cells: int = Field(
-        2, description="and at least this many merged cells, unless one is large enough alone"
-    )
-    lone_merged_area: float = Field(
-        1.5, description="one merged cell of this × the median cell area is enough alone"
+        0.1, description="share of elongated, pinched cells above: touching cells merged"
     )
     min_mean_confidence: float = Field(0.85, description="mean top-class probability below")
     max_uncertain_fraction: float = Field(0.12, description="uncertain foreground share above")
@@ -233,6 +204,87 @@ def network_confidence(probabilities: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float((values < 0.6).mean())
 
 
+def aspect_ratios(labels: np.ndarray) -> np.ndarray:
+    """Per cell of a ``YX`` label image (ids ascending): its long over its short axis.
+
+    The axes of the ellipse with the cell's second moments (1 for a disk, √5 ≈ 2.2 for two equal
+    disks that touch).
+
+    >>> labels = np.zeros((9, 20), np.uint32); labels[2:7, 2:7] = 1; labels[2:5, 9:19] = 2
+    >>> np.round(aspect_ratios(labels), 1)
+    array([1. , 3.5])
+    """
+    flat = np.asarray(labels).ravel()
+    ids = np.unique(flat[flat > 0])
+    if not len(ids):
+        return np.zeros(0)
+    y, x = (a.ravel().astype(np.float64) for a in np.indices(labels.shape))
+
+    def per_cell(values: np.ndarray) -> np.ndarray:
+        return np.bincount(flat, weights=values, minlength=int(ids[-1]) + 1)[ids]
+
+    n = per_cell(np.ones_like(y))
+    my, mx = per_cell(y) / n, per_cell(x) / n
+    var_y, var_x = per_cell(y * y) / n - my**2, per_cell(x * x) / n - mx**2
+    cov = per_cell(x * y) / n - mx * my
+    half_spread = np.sqrt(np.maximum((var_y - var_x) ** 2 / 4 + cov**2, 0.0))
+    long_var = (var_y + var_x) / 2 + half_spread
+    short_var = np.maximum((var_y + var_x) / 2 - half_spread, 1e-6)
+    return np.asarray(np.sqrt(long_var / short_var))
+
+
+def waist(mask: np.ndarray, smooth_px: float = 1.5) -> float:
+    """How pinched a ``YX`` mask is along its long axis: 0 = no waist, 1 = cut in two.
+
+    The mask's width profile along its long axis (pixels per 1-px step, smoothed by
+    ``smooth_px``); the deepest dip below the lower of the widest points on either side, as a
+    share of that width. Two touching disks under one label have a deep waist where they meet;
+    convex shapes (an oval cell, a cell cut by the field's edge, half of a cell split in two)
+    have none.
+
+    >>> yy, xx = np.mgrid[:40, :70]
+    >>> pair = ((yy - 20) ** 2 + (xx - 20) ** 2 <= 144) | ((yy - 20) ** 2 + (xx - 44) ** 2 <= 144)
+    >>> round(waist(pair), 1), waist(((yy - 20) / 12.0) ** 2 + ((xx - 35) / 30.0) ** 2 <= 1)
+    (0.6, 0.0)
+    """
+    yy, xx = np.nonzero(mask)
+    if len(yy) < 3:
+        return 0.0
+    y, x = yy - yy.mean(), xx - xx.mean()
+    _, axes = np.linalg.eigh(np.cov(np.stack([y, x])))
+    along = y * axes[0, -1] + x * axes[1, -1]
+    width = np.bincount(np.round(along - along.min()).astype(np.intp)).astype(np.float64)
+    width = np.asarray(ndi.gaussian_filter1d(width, smooth_px))
+    if len(width) < 3:
+        return 0.0
+    # the widest point on each side of every step, and the lower of the two
+    rim = np.minimum(np.maximum.accumulate(width), np.maximum.accumulate(width[::-1])[::-1])
+    dip = 1.0 - width[1:-1] / np.maximum(rim[1:-1], 1e-12)
+    return float(max(dip.max(), 0.0))
+
+
+def merged_cells_mask(
+    labels: np.ndarray, ratios: np.ndarray, elongated_aspect: float, min_waist: float
+) -> np.ndarray:
+    """Per cell of a ``YX`` label image (ids ascending): does it look like touching cells merged.
+
+    ``ratios`` is :func:`aspect_ratios` of ``labels``. A merged pair is long (over
+    ``elongated_aspect``) and pinched where the two bodies meet (:func:`waist` at least
+    ``min_waist``); only the elongated cells' profiles are measured.
+    """
+    labels = np.asarray(labels)
+    merged = np.zeros(len(ratios), bool)
+    long = np.flatnonzero(ratios > elongated_aspect)
+    if not len(long):
+        return merged
+    ids = np.unique(labels[labels > 0])
+    boxes = ndi.find_objects(labels)
+    for i in long:
+        box = boxes[int(ids[i]) - 1]
+        merged[i] = box is not None and waist(labels[box] == ids[i]) >= min_waist
+    return merged
+
+
 def cell_signals(
     cell_image: np.ndarray,
     labels: np.ndarray,
@@ -248,8 +300,8 @@ def cell_signals(
     the smoothed threshold of :func:`cell_coverage` ignores objects under half its diameter.
     Cells longer than ``elongated_aspect`` times their width count as elongated: the imaging
     model's cells are at most ~1.3:1, two touching round cells under one label ~2.2:1; those
-    also pinched (:func:`waist` at least ``merged_waist``) and clear of the field's edge count
-    as merged (:func:`merged_signals`).
+    also pinched (:func:`waist` at least ``merged_waist``) count as merged
+    (:func:`merged_cells_mask`).
     """
     ids, areas = np.unique(labels[labels > 0], return_counts=True)
     diameters = 2.0 * np.sqrt(areas / np.pi) * pixel_size_um
@@ -261,11 +313,6 @@ def cell_signals(
     min_area_px = int(np.pi * (0.25 * min_diameter_um / pixel_size_um) ** 2)
     coverage = cell_coverage(cell_image, labels, background, min_area_px, distance=distance)
     ratios = aspect_ratios(labels)
-    merged = (
-        merged_signals(labels, ratios, elongated_aspect, merged_waist)
-        if len(ids)
-        else dict.fromkeys(("merged_fraction", "merged_count", "merged_max_area"), float("nan"))
-    )
     return {
         "cell_snr": cell_snr(cell_image, labels, background, distance),
         "missed_fraction": coverage.missed_fraction,
@@ -278,7 +325,11 @@ def cell_signals(
         "elongated_fraction": float((ratios > elongated_aspect).mean())
         if len(ids)
         else float("nan"),
-        **merged,
+        "merged_fraction": float(
+            merged_cells_mask(labels, ratios, elongated_aspect, merged_waist).mean()
+        )
+        if len(ids)
+        else float("nan"),
         "type_uncertain_fraction": float((confident < 0.75).mean())
         if len(confident)
         else float("nan"),
@@ -311,11 +362,7 @@ def raise_flags(signals: dict[str, float], thresholds: FlagThresholds) -> tuple[
         "fragmented": value("small_cell_fraction") > thresholds.max_small_cell_fraction,
         "missed_cells": value("missed_fraction") > thresholds.max_missed_fraction,
         "unsupported_cells": value("unsupported_fraction") > thresholds.max_unsupported_fraction,
-        "merged_cells": value("merged_fraction") > thresholds.max_merged_fraction
-        and (
-            value("merged_count") >= thresholds.min_merged_cells
-            or value("merged_max_area") >= thresholds.lone_merged_area
-        ),
+        "merged_cells": value("merged_fraction") > thresholds.max_merged_fraction,
         "low_confidence": value("mean_confidence") < thresholds.min_mean_confidence
         or value("uncertain_fraction") > thresholds.max_uncertain_fraction,
         "types_uncertain": value("type_uncertain_fraction")
