@@ -381,7 +381,7 @@ def qc_signal_cost(n_fields: int = 4, size: int = 512, repeats: int = 5) -> dict
     size / type signals; ``merged_ms`` the merged-cell test alone (the waist of each
     elongated cell).
     """
-    from overnight.steps import coverage, flags
+    from overnight.steps import cell_shape, coverage, flags
     from overnight.steps.cells import focus_projection
     from overnight.synth.field import draw_field
     from overnight.synth.ranges import CytometryRanges
@@ -399,9 +399,9 @@ def qc_signal_cost(n_fields: int = 4, size: int = 512, repeats: int = 5) -> dict
             distance = coverage.distance_to_cells(labels)
             background = coverage.background_level(image, distance > 8)
             coverage.cell_coverage(image, labels, background, 122, distance=distance)
-            ratios = flags.aspect_ratios(labels)
+            ratios = cell_shape.aspect_ratios(labels)
             middle = time.perf_counter()
-            flags.merged_cells_mask(labels, ratios, 1.8, 0.08)
+            cell_shape.merged_cells_mask(labels, ratios, 1.8, 0.08)
             merged.append(time.perf_counter() - middle)
             added.append(time.perf_counter() - start)
     return {

@@ -1,22 +1,20 @@
 import numpy as np
 import pytest
 
+from overnight.steps.cell_shape import aspect_ratios, merged_cells_mask, waist
 from overnight.steps.cells import focus_projection
 from overnight.steps.flags import (
     FlagThresholds,
     QcReport,
-    aspect_ratios,
     background_level,
     cell_coverage,
     cell_signals,
     cell_snr,
-    merged_cells_mask,
     network_confidence,
     pixel_noise,
     qc_report,
     raise_flags,
     saturated_fraction,
-    waist,
 )
 from overnight.synth.field import draw_field
 from overnight.synth.ranges import CytometryRanges
