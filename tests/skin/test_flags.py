@@ -114,3 +114,94 @@ def test_shapes_must_fit() -> None:
         flag_planes(stack, labels[:, :10], [30.0], COMPARTMENTS, drug_level_adu=100.0)
     with pytest.raises(ValueError, match="depths"):
         flag_planes(stack, labels, [0.0, 30.0], COMPARTMENTS, drug_level_adu=100.0)
+
+
+def _confidence(plane: float, follicle: float) -> np.ndarray:
+    """Max probability ``plane`` everywhere, ``follicle`` on the plane's 20² follicle."""
+    probability = np.full((1, 64, 64), plane)
+    probability[0, 20:40, 20:40] = follicle
+    return probability
+
+
+def _segmentation_flags(probability: np.ndarray, **limits: float) -> tuple[PlaneFlag, ...]:
+    stack, labels = _plane(np.random.default_rng(6))
+    (quality,) = flag_planes(
+        stack,
+        labels,
+        [30.0],
+        COMPARTMENTS,
+        drug_level_adu=100.0,
+        max_probability=probability,
+        thresholds=QcThresholds(**limits),
+    )
+    return quality.flags
+
+
+def test_a_confident_plane_reports_its_confidence_and_raises_no_flag() -> None:
+    stack, labels = _plane(np.random.default_rng(7))
+    (quality,) = flag_planes(
+        stack,
+        labels,
+        [30.0],
+        COMPARTMENTS,
+        drug_level_adu=100.0,
+        max_probability=_confidence(0.97, 0.95),
+    )
+    assert quality.flags == ()
+    assert quality.follicle_max_probability == pytest.approx(0.95)
+    assert quality.unsure_share == 0.0
+
+
+def test_an_unsure_follicle_in_a_confident_plane_is_flagged() -> None:
+    stack, labels = _plane(np.random.default_rng(8))
+    probability = _confidence(0.97, 0.7)  # plane mean 0.96: the plane-wide signal misses it
+    (quality,) = flag_planes(
+        stack, labels, [30.0], COMPARTMENTS, drug_level_adu=100.0, max_probability=probability
+    )
+    assert quality.flags == (PlaneFlag.UNSURE_FOLLICLE,)
+    assert quality.mean_max_probability > QcThresholds().min_mean_max_probability
+    assert quality.follicle_max_probability == pytest.approx(0.7)
+    assert "follicle mean max probability 0.70" in quality.reasons[0]
+
+
+def test_an_unsure_plane_is_flagged_with_its_unsure_share() -> None:
+    stack, labels = _plane(np.random.default_rng(9))
+    probability = _confidence(0.97, 0.97)
+    probability[0, :, :16] = 0.5  # a quarter of the plane unsure: mean 0.85
+    (quality,) = flag_planes(
+        stack, labels, [30.0], COMPARTMENTS, drug_level_adu=100.0, max_probability=probability
+    )
+    assert quality.flags == (PlaneFlag.UNCERTAIN_SEGMENTATION,)
+    assert quality.unsure_share == pytest.approx(0.25)
+    assert "25% of pixels below 0.6" in quality.reasons[0]
+
+
+def test_each_confidence_bound_is_strict() -> None:
+    # binary fractions, so that the means are exact
+    at_bounds = {"min_mean_max_probability": 0.75, "min_follicle_max_probability": 0.5}
+    assert _segmentation_flags(_confidence(0.75, 0.75), **at_bounds) == ()
+    assert _segmentation_flags(_confidence(0.625, 0.625), **at_bounds) == (
+        PlaneFlag.UNCERTAIN_SEGMENTATION,
+    )
+    assert _segmentation_flags(_confidence(0.875, 0.5), **at_bounds) == ()
+    assert _segmentation_flags(_confidence(0.875, 0.375), **at_bounds) == (
+        PlaneFlag.UNSURE_FOLLICLE,
+    )
+    # the shipped bounds, on either side
+    assert _segmentation_flags(_confidence(0.895, 0.9)) == ()
+    assert _segmentation_flags(_confidence(0.885, 0.9)) == (PlaneFlag.UNCERTAIN_SEGMENTATION,)
+    assert _segmentation_flags(_confidence(0.95, 0.845)) == (PlaneFlag.UNSURE_FOLLICLE,)
+    assert _segmentation_flags(_confidence(0.95, 0.855)) == ()
+
+
+def test_a_follicle_too_small_or_absent_is_not_judged() -> None:
+    stack, labels = _plane(np.random.default_rng(10))
+    probability = _confidence(0.97, 0.5)
+    # the 400 px follicle is 9.8 % of the plane: under a 10 % floor it is not judged
+    assert _segmentation_flags(probability, min_follicle_share=0.1) == ()
+    without = ("stratum_corneum", "viable_epidermis", "dermis", "adipose")
+    (quality,) = flag_planes(
+        stack, labels, [30.0], without, drug_level_adu=100.0, max_probability=probability
+    )
+    assert np.isnan(quality.follicle_max_probability)
+    assert PlaneFlag.UNSURE_FOLLICLE not in quality.flags
