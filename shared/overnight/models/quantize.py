@@ -7,8 +7,8 @@ uint8 activations, ranges calibrated by min/max on inputs drawn from the **train
 generator's ranges, :data:`overnight.synth.ranges.TRAINING_RANGES`, never the hold-out seeds).
 The weights use 7 of the 8 bits (``reduce_range``): on AVX2 CPUs without VNNI, ONNX Runtime's
 uint8×int8 kernel (``vpmaddubsw``) sums pairs of products in int16, which 8-bit weights can
-saturate and 7-bit ones cannot, so every x86 CPU computes the same numbers as the AVX-512 VNNI
-CPU the accuracy was measured on.
+saturate and 7-bit ones cannot (255·64·2 < 2¹⁵), so CPUs without VNNI compute the integer
+products exactly, as the AVX-512 VNNI CPU the accuracy was measured on did.
 The first convolution (it reads the raw normalised input) and the linear head (its output is
 the density that spot extraction thresholds) stay float32: together ~4 % of the FLOPs.
 
