@@ -67,11 +67,17 @@ class ClassifyAeParams(CellModelParams):
 
 
 class LoadedModel:
-    """A loaded model with the version the pipeline records (``name@weights-digest``)."""
+    """A loaded model with what the pipeline records of it.
 
-    def __init__(self, model: Any, model_version: str) -> None:
+    ``model_version`` is ``name@weights-digest``; ``inference`` says what runs its network
+    (``onnxruntime``, ``onnxruntime-int8`` or ``tensorflow``), recorded beside it in
+    ``result.json``'s ``versions`` (``<step>.inference``).
+    """
+
+    def __init__(self, model: Any, model_version: str, inference: str = "") -> None:
         self.model = model
         self.model_version = model_version
+        self.inference = inference
 
 
 @lru_cache(maxsize=8)
@@ -81,8 +87,11 @@ def _load(kind: str, reference: str) -> LoadedModel:
     from overnight.models.pnp import PnpModel
 
     model_dir = resolve_model_dir(reference, kind)
+    from overnight.models.runtime import inference_runtime
+
     model = CellModel.load(model_dir) if kind == "cells" else PnpModel.load(model_dir)
-    return LoadedModel(model, model_version(model_dir))
+    inference = inference_runtime() + ("-int8" if getattr(model, "int8", False) else "")
+    return LoadedModel(model, model_version(model_dir), inference)
 
 
 def _setup_cells(params: CellModelParams) -> LoadedModel:

@@ -79,10 +79,11 @@ class PreparedPipeline:
         return None
 
     def versions(self) -> dict[str, str]:
-        """Step name → version, plus any model versions steps report in their state."""
+        """Step name → version, plus the model versions (and what ran them) steps report."""
         versions = {b.spec.name: b.spec.version for b in self.pipeline.steps}
         for bound, state in zip(self.pipeline.steps, self._states, strict=True):
-            model_version = getattr(state, "model_version", None)
-            if model_version:
-                versions[f"{bound.spec.name}.model"] = str(model_version)
+            for field, suffix in (("model_version", "model"), ("inference", "inference")):
+                value = getattr(state, field, None)
+                if value:
+                    versions[f"{bound.spec.name}.{suffix}"] = str(value)
         return versions
