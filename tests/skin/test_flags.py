@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 import overnight.skin.flags as flags_module
-from overnight.skin.flags import PlaneFlag, QcThresholds, flag_planes, pixel_noise_sd
+from overnight.skin.flags import (
+    PlaneFlag,
+    PlaneQuality,
+    QcThresholds,
+    flag_planes,
+    pixel_noise_sd,
+)
 
 COMPARTMENTS = ("stratum_corneum", "viable_epidermis", "hair_follicle", "dermis", "adipose")
 
@@ -123,8 +129,9 @@ def _confidence(plane: float, follicle: float) -> np.ndarray:
     return probability
 
 
-def _segmentation_flags(probability: np.ndarray, **limits: float) -> tuple[PlaneFlag, ...]:
-    stack, labels = _plane(np.random.default_rng(6))
+def _quality(probability: np.ndarray, seed: int = 6, **limits: float) -> PlaneQuality:
+    """The quality of the test plane (noise of ``seed``) with this max-probability map."""
+    stack, labels = _plane(np.random.default_rng(seed))
     (quality,) = flag_planes(
         stack,
         labels,
@@ -134,30 +141,23 @@ def _segmentation_flags(probability: np.ndarray, **limits: float) -> tuple[Plane
         max_probability=probability,
         thresholds=QcThresholds(**limits),
     )
-    return quality.flags
+    return quality
+
+
+def _segmentation_flags(probability: np.ndarray, **limits: float) -> tuple[PlaneFlag, ...]:
+    return _quality(probability, **limits).flags
 
 
 def test_a_confident_plane_reports_its_confidence_and_raises_no_flag() -> None:
-    stack, labels = _plane(np.random.default_rng(7))
-    (quality,) = flag_planes(
-        stack,
-        labels,
-        [30.0],
-        COMPARTMENTS,
-        drug_level_adu=100.0,
-        max_probability=_confidence(0.97, 0.95),
-    )
+    quality = _quality(_confidence(0.97, 0.95), seed=7)
     assert quality.flags == ()
     assert quality.follicle_max_probability == pytest.approx(0.95)
     assert quality.unsure_share == 0.0
 
 
 def test_an_unsure_follicle_in_a_confident_plane_is_flagged() -> None:
-    stack, labels = _plane(np.random.default_rng(8))
-    probability = _confidence(0.97, 0.7)  # plane mean 0.96: the plane-wide signal misses it
-    (quality,) = flag_planes(
-        stack, labels, [30.0], COMPARTMENTS, drug_level_adu=100.0, max_probability=probability
-    )
+    # plane mean 0.96: the plane-wide signal misses it
+    quality = _quality(_confidence(0.97, 0.7), seed=8)
     assert quality.flags == (PlaneFlag.UNSURE_FOLLICLE,)
     assert quality.mean_max_probability > QcThresholds().min_mean_max_probability
     assert quality.follicle_max_probability == pytest.approx(0.7)
@@ -165,12 +165,9 @@ def test_an_unsure_follicle_in_a_confident_plane_is_flagged() -> None:
 
 
 def test_an_unsure_plane_is_flagged_with_its_unsure_share() -> None:
-    stack, labels = _plane(np.random.default_rng(9))
     probability = _confidence(0.97, 0.97)
     probability[0, :, :16] = 0.5  # a quarter of the plane unsure: mean 0.85
-    (quality,) = flag_planes(
-        stack, labels, [30.0], COMPARTMENTS, drug_level_adu=100.0, max_probability=probability
-    )
+    quality = _quality(probability, seed=9)
     assert quality.flags == (PlaneFlag.UNCERTAIN_SEGMENTATION,)
     assert quality.unsure_share == pytest.approx(0.25)
     assert "25% of pixels below 0.6" in quality.reasons[0]
