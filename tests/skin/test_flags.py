@@ -35,15 +35,7 @@ def test_doctests() -> None:
 
 
 def test_a_clean_plane_raises_no_flag() -> None:
-    stack, labels = _plane(np.random.default_rng(0))
-    (quality,) = flag_planes(
-        stack,
-        labels,
-        [30.0],
-        COMPARTMENTS,
-        drug_level_adu=100.0,
-        max_probability=np.full(labels.shape, 0.95),
-    )
+    quality = _quality(_confidence(0.95, 0.95), seed=0)  # 0.95 everywhere
     assert quality.flags == () and not quality.doubtful
     assert quality.drug_snr == pytest.approx(40.0, rel=0.15)  # 200 ADU over σ 5
     assert quality.fractions["hair_follicle"] == pytest.approx(400 / 4096)
