@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 DSB ?= ../shared/data/dsb2018-fluo
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run test test-fast test-deploy lint bench bench-accuracy bench-robustness bench-volume bench-retrain bench-cluster train train-nuclei quantize-pnp clean system-deps
+.PHONY: help install run test test-fast test-deploy lint bench bench-accuracy bench-robustness bench-volume bench-retrain bench-cluster train train-nuclei quantize clean system-deps
 
 help:  ## List the targets and what each does
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -72,9 +72,10 @@ bench-cluster: install  ## Discrete-event simulation of the Kubernetes scale-out
 
 train: install  ## Retrain models/cells, pnp and skin from the synthetic generator (~70 min on 2 cores, skin ~35 of them)
 	$(BIN)/overnight train all --out models
+	$(BIN)/python -m overnight.models.quantize models/pnp models/cells
 
-quantize-pnp: install  ## Rebuild models/pnp/network.int8.onnx, the int8 PNP network, from models/pnp's weights (after make train)
-	$(BIN)/python -m overnight.models.quantize models/pnp
+quantize: install  ## Rebuild the int8 networks (models/pnp, models/cells: network.int8.onnx) from their weights
+	$(BIN)/python -m overnight.models.quantize models/pnp models/cells
 
 train-nuclei: install  ## Retrain models/nuclei-dsb2018 from DSB2018 nuclei (DSB=folder of images/ + masks/)
 	$(BIN)/overnight train cells --data $(DSB) --out models/nuclei-dsb2018

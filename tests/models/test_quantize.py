@@ -1,4 +1,4 @@
-"""int8 quantisation of the U-Nets and the PNP model's shipped int8 network."""
+"""int8 quantisation of the U-Nets and the PNP and cell models' shipped int8 networks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from overnight.models.cells import CellModel
 from overnight.models.config import UNetConfig
 from overnight.models.loading import model_settings, resolve_model_dir
 from overnight.models.onnx_export import export_unet, onnx_predictor
@@ -18,9 +19,11 @@ from overnight.models.pnp import PnpModel
 from overnight.models.quantize import (
     INT8_FILE,
     INT8_META_FILE,
+    QuantizeError,
     float_layers,
     int8_model,
     quantize_unet,
+    write_int8_model,
 )
 from overnight.models.registry import WEIGHTS_FILE, weights_digest
 from overnight.models.runtime import INT8_ENV, RUNTIME_ENV, int8_enabled
@@ -95,7 +98,7 @@ def test_a_quantised_unet_keeps_its_ends_float_and_predicts_close() -> None:
     model = export_unet(network, config)
     quantised = quantize_unet(model, batches)
     ops = {n.name: n.op_type for n in onnx.load_from_string(quantised).graph.node}
-    assert all(ops[name] == "Conv" for name in float_layers(model))
+    assert all(not ops[name].startswith("QLinear") for name in float_layers(model))
     assert "QLinearConv" in ops.values()
     reference = onnx_predictor(model)(batches[0])
     out = onnx_predictor(quantised)(batches[0])
@@ -104,24 +107,26 @@ def test_a_quantised_unet_keeps_its_ends_float_and_predicts_close() -> None:
     assert rms < 0.1 * float(np.std(reference))
 
 
-def test_the_shipped_int8_network_is_of_the_shipped_weights() -> None:
-    folder = resolve_model_dir("", "pnp")
+@pytest.mark.parametrize("kind", ["pnp", "cells"])
+def test_the_shipped_int8_network_is_of_the_shipped_weights(kind: str) -> None:
+    folder = resolve_model_dir("", kind)
     meta = json.loads((folder / INT8_META_FILE).read_text())
+    assert meta["kind"] == kind
     assert meta["weights_sha256"] == weights_digest(folder), (
-        "models/pnp/network.int8.onnx is stale: make quantize-pnp"
+        f"models/{kind}/network.int8.onnx is stale: make quantize"
     )
 
 
-def _copy_of_pnp(tmp_path: Path) -> Path:
-    folder = tmp_path / "pnp"
-    shutil.copytree(resolve_model_dir("", "pnp"), folder)
+def _copy_of(tmp_path: Path, kind: str) -> Path:
+    folder = tmp_path / kind
+    shutil.copytree(resolve_model_dir("", kind), folder)
     return folder
 
 
 def test_the_pnp_model_loads_int8_by_the_setting(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    folder = _copy_of_pnp(tmp_path)
+    folder = _copy_of(tmp_path, "pnp")
     _setting(monkeypatch, "1")
     int8 = PnpModel.load(folder)
     assert int8.int8
@@ -134,8 +139,36 @@ def test_the_pnp_model_loads_int8_by_the_setting(
 
 
 def test_retrained_weights_load_float32(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    folder = _copy_of_pnp(tmp_path)
+    folder = _copy_of(tmp_path, "pnp")
     weights = folder / WEIGHTS_FILE
     weights.write_bytes(weights.read_bytes() + b"\0")  # any change of the file: another digest
     _setting(monkeypatch, "1")
     assert int8_model(folder) is None
+
+
+def test_the_cell_model_loads_int8_by_the_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    folder = _copy_of(tmp_path, "cells")
+    _setting(monkeypatch, "1")
+    int8 = CellModel.load(folder)
+    assert int8.int8
+    _setting(monkeypatch, "0")
+    plain = CellModel.load(folder)
+    assert not plain.int8
+    yy, xx = np.mgrid[:96, :96]
+    image = ((yy - 48) ** 2 + (xx - 40) ** 2 < 20**2).astype(np.float32)  # one bright disc
+    image += np.random.default_rng(2).normal(0, 0.05, image.shape).astype(np.float32)
+    probs_int8, _ = int8.probabilities(image)
+    probs_plain, _ = plain.probabilities(image)
+    assert np.mean(np.argmax(probs_int8, -1) == np.argmax(probs_plain, -1)) > 0.98
+    assert float(np.mean(np.abs(probs_int8 - probs_plain))) < 0.02  # edge pixels differ most
+
+
+def test_a_cell_model_whose_classifier_reads_features_is_not_quantised(tmp_path: Path) -> None:
+    folder = _copy_of(tmp_path, "cells")
+    config = json.loads((folder / "config.json").read_text())
+    config["type_network_features"] = True
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(QuantizeError, match="features"):
+        write_int8_model(folder)

@@ -164,28 +164,45 @@ class CellPrediction:
 
 
 class CellModel:
-    """A trained cell model: network, post-processing and type classifier. Load once, reuse."""
+    """A trained cell model: network, post-processing and type classifier. Load once, reuse.
+
+    ``int8_model``: the int8 ONNX network of the same weights, run where ONNX Runtime runs
+    (:mod:`overnight.models.quantize`; not for a model whose classifier reads the network's
+    features); None runs the float32 network.
+    """
 
     def __init__(
-        self, config: CellModelConfig, network: object, classifier: TypeClassifier | None
+        self,
+        config: CellModelConfig,
+        network: object,
+        classifier: TypeClassifier | None,
+        int8_model: bytes | None = None,
     ) -> None:
         from overnight.models.runtime import network_predictor
 
         self.config = config
         self.network = network
         self.classifier = classifier
+        with_features = config.type_network_features
+        self.int8 = int8_model is not None and not with_features
         # the features only feed a classifier trained on them: no field-sized copy otherwise
         self._predict = network_predictor(
-            network, config.unet, with_features=config.type_network_features
+            network,
+            config.unet,
+            with_features=with_features,
+            int8_model=int8_model if self.int8 else None,
         )
 
     @classmethod
     def load(cls, model_dir: Path) -> CellModel:
-        """The cell model saved in ``model_dir`` (config, weights, classifier)."""
+        """The cell model in ``model_dir``: config, weights, classifier, int8 network if current."""
         from overnight.models.loading import load_network
+        from overnight.models.quantize import int8_model
+        from overnight.models.runtime import int8_enabled
 
         config, network = load_network(model_dir, CellModelConfig)
-        return cls(config, network, TypeClassifier.load(model_dir))
+        int8 = int8_model(model_dir) if int8_enabled() else None
+        return cls(config, network, TypeClassifier.load(model_dir), int8)
 
     def probabilities(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities ``(Y, X, 3)`` and features ``(Y, X, F)`` of a normalised ``YX`` image.

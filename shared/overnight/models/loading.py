@@ -70,9 +70,10 @@ class ModelSettings(CommonSettings):
     )
     inference_int8: bool = Field(
         True,
-        description="Where ONNX Runtime runs, the PNP network runs its int8 copy "
-        "(models/pnp/network.int8.onnx, used only if made from the same weights): ~3x "
-        "faster, hold-out accuracy within seed-to-seed noise (bench/results/*-int8.md).",
+        description="Where ONNX Runtime runs, the PNP and cell networks run their int8 copies "
+        "(models/pnp|cells/network.int8.onnx, used only if made from the same weights): "
+        "~2-3x faster, hold-out accuracy within seed-to-seed noise "
+        "(bench/results/accuracy*-int8*.md).",
     )
 
 

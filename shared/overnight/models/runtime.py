@@ -9,8 +9,8 @@ milliseconds), so the shipped models stay Keras weight files.
 ``OVERNIGHT_INFERENCE_RUNTIME`` (:class:`overnight.models.loading.ModelSettings`) chooses:
 ``auto`` (the default: ONNX Runtime when it is installed and TensorFlow sees no GPU),
 ``onnxruntime`` or ``tensorflow``. Where ONNX Runtime runs, a model folder's int8 network
-(:mod:`overnight.models.quantize`, the PNP model's ``network.int8.onnx``) replaces the float32
-export when ``OVERNIGHT_INFERENCE_INT8`` allows it (:func:`int8_enabled`).
+(:mod:`overnight.models.quantize`: the PNP and cell models' ``network.int8.onnx``) replaces
+the float32 export when ``OVERNIGHT_INFERENCE_INT8`` allows it (:func:`int8_enabled`).
 """
 
 from __future__ import annotations
