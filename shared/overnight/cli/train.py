@@ -100,6 +100,13 @@ _reviews_options = (
         help="Share of the corrected images held out for validation.",
     ),
     click.option(
+        "--keep-scale",
+        is_flag=True,
+        default=False,
+        help="Cell model: keep the initial model's input scale instead of fitting it to the "
+        "size of the corrected cells (the image is resized by it before the network).",
+    ),
+    click.option(
         "--publish",
         "publish_url",
         default=None,
@@ -165,6 +172,7 @@ def _train_from_reviews(kind: ModelKind, init: str | None, out_dir: Path, **opti
         steps=options["steps"],
         val_fraction=options["val_share"],
         synthetic_share=options["synthetic_share"],
+        fit_scale=not options["keep_scale"],
     )
     _report(fine_tune(kind, fields, init_dir, out_dir, tuning, init or f"{kind}@default"))
     if options["publish_url"]:

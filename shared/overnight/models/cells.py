@@ -9,6 +9,7 @@ and pooled network features gives each cell a type from the configured label set
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,51 @@ def cell_input(volume: np.ndarray, config: CellModelConfig) -> np.ndarray:
     """Network input from a ``ZYX`` cell channel: normalised focus projection, ``YX`` float32."""
     image = focus_projection(volume) if volume.ndim == 3 else np.asarray(volume, np.float32)
     return normalise_intensity(image, *config.normalise_percentiles)
+
+
+def scaled_shape(shape_yx: tuple[int, int], scale: float) -> tuple[int, int]:
+    """``shape_yx`` (px) times ``scale``, rounded, at least 1 px.
+
+    >>> scaled_shape((384, 500), 0.625)
+    (240, 312)
+    """
+    return (max(1, round(shape_yx[0] * scale)), max(1, round(shape_yx[1] * scale)))
+
+
+def resize_yx(array: np.ndarray, shape_yx: tuple[int, int]) -> np.ndarray:
+    """``array`` (``YX…``) resampled linearly to ``shape_yx`` (float32; smoothed when shrunk).
+
+    Shrinking smooths first (σ = (1/s − 1)/2 px, scikit-image's anti-aliasing), so a
+    resized image looks like one taken at the coarser pixel size.
+    """
+    from skimage.transform import resize
+
+    array = np.asarray(array, np.float32)
+    if array.size == 0:  # e.g. no feature channels
+        return np.zeros((*shape_yx, *array.shape[2:]), np.float32)
+    if tuple(array.shape[:2]) == tuple(shape_yx):
+        return array
+    shrinking = shape_yx[0] < array.shape[0] or shape_yx[1] < array.shape[1]
+    out = resize(
+        array,
+        (*shape_yx, *array.shape[2:]),
+        order=1,
+        mode="edge",
+        anti_aliasing=shrinking,
+        preserve_range=True,
+    )
+    return np.asarray(out, np.float32)
+
+
+def resize_labels(labels: np.ndarray, shape_yx: tuple[int, int]) -> np.ndarray:
+    """Instance ``labels`` (``YX``) resampled to ``shape_yx`` by nearest neighbour (same dtype)."""
+    rows = np.minimum(
+        (np.arange(shape_yx[0]) + 0.5) * labels.shape[0] / shape_yx[0], labels.shape[0] - 1
+    )
+    cols = np.minimum(
+        (np.arange(shape_yx[1]) + 0.5) * labels.shape[1] / shape_yx[1], labels.shape[1] - 1
+    )
+    return np.ascontiguousarray(labels[rows.astype(np.intp)][:, cols.astype(np.intp)])
 
 
 def cell_classes(labels: np.ndarray, boundary_px: int) -> np.ndarray:
@@ -67,16 +113,24 @@ def instance_labels(probabilities: np.ndarray, config: CellModelConfig) -> np.nd
 
 
 def watershed_cells(probabilities: np.ndarray, config: CellModelConfig) -> np.ndarray:
-    """The seeded watershed of :func:`instance_labels` (``YX`` int), before any cell is dropped."""
+    """The seeded watershed of :func:`instance_labels` (``YX`` int), before any cell is dropped.
+
+    Its pixel parameters are in the network's pixels: with ``config.input_scale`` s, distances
+    count s per image pixel and areas s².
+    """
+    scale = config.input_scale  # pixel parameters are in the network's (resized) pixels
     foreground = ndi.binary_fill_holes(
         1.0 - probabilities[..., BACKGROUND] > config.foreground_threshold
     )
+    min_marker_px = max(1, round(config.min_marker_px / scale**2))
     interior = morphology.remove_small_objects(
-        probabilities[..., INTERIOR] > config.marker_threshold, max_size=config.min_marker_px - 1
+        probabilities[..., INTERIOR] > config.marker_threshold, max_size=min_marker_px - 1
     )
     distance = ndi.distance_transform_edt(interior)
+    if scale != 1.0:
+        distance *= scale
     if config.seed_smooth_px > 0:
-        distance = ndi.gaussian_filter(distance, config.seed_smooth_px)
+        distance = ndi.gaussian_filter(distance, config.seed_smooth_px / scale)
     seeds = ndi.label(h_maxima_of_parts(distance, config.seed_h_px) & interior)[0]
     return np.asarray(segmentation.watershed(-distance, seeds, mask=foreground))
 
@@ -125,7 +179,7 @@ def drop_cells(
         raise ValueError("cell labels must be >= 0")
     sizes = np.bincount(labels.ravel())
     kept = np.arange(len(sizes))  # a lookup table: label → label, or 0 when dropped
-    kept[sizes < config.min_cell_px] = 0
+    kept[sizes < config.min_cell_px / config.input_scale**2] = 0
     labels = kept[labels].astype(labels.dtype, copy=False)
     if config.min_mean_foreground > 0 and labels.any():
         ids = np.flatnonzero(np.bincount(labels.ravel()))
@@ -193,6 +247,14 @@ class CellModel:
             int8_model=int8_model if self.int8 else None,
         )
 
+    def with_config(self, config: CellModelConfig) -> CellModel:
+        """The same network and inference session with another ``config`` (scale, seeding)."""
+        if config.unet != self.config.unet:
+            raise ValueError("with_config changes post-processing, not the network")
+        twin = copy.copy(self)
+        twin.config = config
+        return twin
+
     @classmethod
     def load(cls, model_dir: Path) -> CellModel:
         """The cell model in ``model_dir``: config, weights, classifier, int8 network if current."""
@@ -208,8 +270,19 @@ class CellModel:
         """Probabilities ``(Y, X, 3)`` and features ``(Y, X, F)`` of a normalised ``YX`` image.
 
         With ``config.tta`` both are the means over the 8 flips and 90° rotations of the image,
-        each mapped back to the image's orientation (8× the inference time).
+        each mapped back to the image's orientation (8× the inference time). With
+        ``config.input_scale`` ≠ 1 the network reads the image resized by it, and both are
+        resized back.
         """
+        scale = self.config.input_scale
+        if scale == 1.0:
+            return self._augmented(image)
+        shape_yx = (int(image.shape[0]), int(image.shape[1]))
+        probs, features = self._augmented(resize_yx(image, scaled_shape(shape_yx, scale)))
+        return resize_yx(probs, shape_yx), resize_yx(features, shape_yx)
+
+    def _augmented(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`probabilities` at the network's scale (with ``config.tta``, averaged)."""
         if not self.config.tta:
             return self._tiled(image)
         probs_sum, features_sum = self._tiled(image)  # the identity, DIHEDRAL[0]

@@ -109,6 +109,14 @@ class CellModelConfig(_Frozen):
     channel_index: int = Field(0, ge=0, description="that channel's index in the training images")
     pixel_size_um: float | None = Field(0.2, description="pixel size of the training images (µm)")
     normalise_percentiles: tuple[float, float] = (1.0, 99.8)
+    input_scale: float = Field(
+        1.0,
+        gt=0.1,
+        le=4.0,
+        description="the cell channel is resized by this factor before the network, and the "
+        "watershed's pixel parameters read in the resized pixels: 0.625 for images whose cells "
+        "are 1.6× the trained size (fitted by fine-tuning from reviews)",
+    )
     foreground_threshold: float = Field(0.5, description="1 − p(background) above this is a cell")
     marker_threshold: float = Field(0.3, description="p(interior) above this is a cell's interior")
     min_marker_px: int = Field(20, description="smaller interior regions are dropped (px²)")

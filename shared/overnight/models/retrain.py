@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,6 +29,7 @@ import pandas as pd
 from overnight.errors import NoImagesError
 from overnight.lazy import lazy_module
 from overnight.models.card import CARD_FILE, ModelCard, save_card
+from overnight.models.cells_scale import ScaleFit, fit_input_scale, rescale_field
 from overnight.models.config import CellModelConfig, PnpModelConfig, load_config, save_config
 from overnight.models.datasets import TrainingField, TrainingSplit, split_paths
 from overnight.models.registry import WEIGHTS_FILE
@@ -273,6 +274,7 @@ class FineTuneOptions:
     seed: int = 20261207
     verbose: int = 2
     refit_postprocessing: bool = True
+    fit_scale: bool = True
 
 
 def fine_tune(
@@ -291,6 +293,12 @@ def fine_tune(
     from overnight.models.pnp_training import train_pnp
 
     config = fine_tune_config(load_config(init_dir), options.epochs, options.steps)
+    as_reviewed = [f.field for f in fields]
+    scale_fit = None
+    if isinstance(config, CellModelConfig) and options.fit_scale:
+        fields, scale_fit = _at_fitted_scale(init_dir, fields)
+        config = config.model_copy(update={"input_scale": 1.0})  # the fields now have it
+    original_of = {id(f): reviewed for f, reviewed in zip(fields, as_reviewed, strict=True)}
     _, corrected_train, corrected_val = review_split(fields, options.val_fraction, options.seed)
     n_train = n_synthetic(len(corrected_train), options.synthetic_share)
     n_val = len(corrected_val) if n_train else 0  # as many synthetic as corrected
@@ -319,12 +327,18 @@ def fine_tune(
             initial_weights=weights,
             split=split,
         )
+        scale = scale_fit.chosen if scale_fit is not None else 1.0
+        if scale_fit is not None:
+            card = _with_input_scale(out_dir, card, scale_fit)
         if options.refit_postprocessing and val:
             reference = synthetic_fields(
                 REFIT_REFERENCE_FIELDS, (int(shape_yx[0]), int(shape_yx[1])), options.seed + 1
             )
+            # the model resizes by `scale`: reference fields resized by its inverse reach the
+            # network at the size it came from
+            reference = [rescale_field(f, 1.0 / scale) for f in reference]
             card = refit_cell_postprocessing(
-                out_dir, card, [f.field for f in train + val], reference
+                out_dir, card, [original_of[id(f)] for f in train + val], reference
             )
     else:
         card = train_pnp(
@@ -353,6 +367,37 @@ def fine_tune(
         init=init_reference or str(init_dir),
     )
     return card
+
+
+def _at_fitted_scale(
+    init_dir: Path, fields: list[CorrectedField]
+) -> tuple[list[CorrectedField], ScaleFit]:
+    """The corrected fields resized by the input scale fitted on them, and the fit.
+
+    The network then learns them at the size it knows (:mod:`overnight.models.cells_scale`).
+    """
+    from overnight.models.cells import CellModel
+
+    fit = fit_input_scale(CellModel.load(init_dir), [f.field for f in fields])
+    logger.info("%s", fit.line())
+    resized = [replace(f, field=rescale_field(f.field, fit.chosen)) for f in fields]
+    return resized, fit
+
+
+def _with_input_scale(out_dir: Path, card: ModelCard, fit: ScaleFit) -> ModelCard:
+    """Write the fitted input scale into the trained model's config; the card, updated."""
+    config = load_config(out_dir).model_copy(update={"input_scale": fit.chosen})
+    save_config(config, out_dir)
+    metrics = {
+        f"corrected_f1_at_scale_{scale:g}": round(f1, 4) for scale, f1 in fit.f1_by_scale.items()
+    }
+    return card.model_copy(
+        update={
+            "hyper_parameters": config.model_dump(mode="json"),
+            "metrics": {**card.metrics, **metrics},
+            "provenance": (*card.provenance, fit.line()),
+        }
+    )
 
 
 def refit_cell_postprocessing(
