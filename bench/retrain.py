@@ -222,14 +222,13 @@ def at_shipped_scale(models: Path, out: Path) -> Path:
     The input scale belongs to the lab's images (their cells' size), not to the network: the
     original domain is read at the scale the shipped model reads it.
     """
-    from overnight.models.config import load_config, save_config
+    from overnight.models.config import CellModelConfig, load_config, save_config
     from overnight.models.loading import resolve_model_dir
 
     shutil.copytree(models, out)
-    shipped = load_config(resolve_model_dir("", "cells")).input_scale
-    save_config(
-        load_config(out / "cells").model_copy(update={"input_scale": shipped}), out / "cells"
-    )
+    shipped, tuned = load_config(resolve_model_dir("", "cells")), load_config(out / "cells")
+    assert isinstance(shipped, CellModelConfig) and isinstance(tuned, CellModelConfig)
+    save_config(tuned.model_copy(update={"input_scale": shipped.input_scale}), out / "cells")
     return out
 
 

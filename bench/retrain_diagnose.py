@@ -141,8 +141,9 @@ def _grid_f1(config: Any, probs: list[np.ndarray], truths: list[np.ndarray]) -> 
 def diagnose(model_dir: Path | None) -> dict[str, Any]:
     """The diagnosis of the 6-field model (trained here when ``model_dir`` is None)."""
     from overnight.models.cells import CellModel, cell_input, instance_labels
+    from overnight.models.corrections import CorrectedField, ReviewSource
     from overnight.models.loading import resolve_model_dir
-    from overnight.models.retrain import CorrectedField, FineTuneOptions, ReviewSource, fine_tune
+    from overnight.models.retrain import FineTuneOptions, fine_tune
 
     pool = _fields(POOL_SEED, 6)
     holdout = _fields(SHIFT_SEED, 12)

@@ -21,15 +21,9 @@ from overnight.jobs.retrain import read_all_corrections
 from overnight.jobs.retrain_models import model_overrides
 from overnight.models.card import CARD_FILE
 from overnight.models.config import load_config
+from overnight.models.corrections import CorrectedField, ReviewSource, particles_from_spots
 from overnight.models.registry import list_versions
-from overnight.models.retrain import (
-    REVIEWS_FILE,
-    CorrectedField,
-    ReviewSource,
-    n_synthetic,
-    particles_from_spots,
-    review_split,
-)
+from overnight.models.retrain import REVIEWS_FILE, n_synthetic, review_split
 from overnight.pipeline.batch import BatchOptions, ImageAnalyser
 from overnight.results.layout import DatasetResults
 from overnight.storage import open_store

@@ -23,7 +23,12 @@ from overnight.errors import ConfigError, NoImagesError, ObjectNotFoundError
 from overnight.imaging.reader import read_stack
 from overnight.jobs.settings import JobSettings
 from overnight.jobs.sources import image_id_of, list_source, open_source
-from overnight.models.retrain import CorrectedField, ReviewSource, corrected_field, field_digest
+from overnight.models.corrections import (
+    CorrectedField,
+    ReviewSource,
+    corrected_field,
+    field_digest,
+)
 from overnight.results.layout import DATASET_FILE, DatasetResults
 from overnight.results.record import ImageResult
 from overnight.review.annotation import annotated_images, load_annotation
