@@ -7,6 +7,7 @@ import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -123,16 +124,23 @@ def _copy_of(tmp_path: Path, kind: str) -> Path:
     return folder
 
 
+def _loaded_both_ways(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_type: type[Any]
+) -> tuple[Any, Any]:
+    """A copy of the shipped model of ``model_type`` loaded with int8 on, then off."""
+    folder = _copy_of(tmp_path, "cells" if model_type is CellModel else "pnp")
+    _setting(monkeypatch, "1")
+    int8 = model_type.load(folder)
+    _setting(monkeypatch, "0")
+    plain = model_type.load(folder)
+    assert int8.int8 and not plain.int8
+    return int8, plain
+
+
 def test_the_pnp_model_loads_int8_by_the_setting(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    folder = _copy_of(tmp_path, "pnp")
-    _setting(monkeypatch, "1")
-    int8 = PnpModel.load(folder)
-    assert int8.int8
-    _setting(monkeypatch, "0")
-    plain = PnpModel.load(folder)
-    assert not plain.int8
+    int8, plain = _loaded_both_ways(monkeypatch, tmp_path, PnpModel)
     volume = np.random.default_rng(1).gamma(1.0, 0.3, size=(12, 64, 64)).astype(np.float32)
     volume[6, 30:33, 30:33] += 3.0
     np.testing.assert_allclose(int8.density(volume), plain.density(volume), atol=0.5)
@@ -149,13 +157,7 @@ def test_retrained_weights_load_float32(monkeypatch: pytest.MonkeyPatch, tmp_pat
 def test_the_cell_model_loads_int8_by_the_setting(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    folder = _copy_of(tmp_path, "cells")
-    _setting(monkeypatch, "1")
-    int8 = CellModel.load(folder)
-    assert int8.int8
-    _setting(monkeypatch, "0")
-    plain = CellModel.load(folder)
-    assert not plain.int8
+    int8, plain = _loaded_both_ways(monkeypatch, tmp_path, CellModel)
     yy, xx = np.mgrid[:96, :96]
     image = ((yy - 48) ** 2 + (xx - 40) ** 2 < 20**2).astype(np.float32)  # one bright disc
     image += np.random.default_rng(2).normal(0, 0.05, image.shape).astype(np.float32)
