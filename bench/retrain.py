@@ -36,6 +36,8 @@ RESULTS = Path(__file__).parent / "results"
 SHIFT_SEED = 160_2026  # never used for any other training, tuning or hold-out
 IN_DOMAIN_SEED = 161_2026
 POOL_SEED = 162_2026
+#: (shifted hold-out, in-domain hold-out, corrected pool) seeds of the benchmark's draw.
+SEEDS = (SHIFT_SEED, IN_DOMAIN_SEED, POOL_SEED)
 SIZE = 384
 N_HOLDOUT = 12
 N_CORRECTED = (3, 6, 12)
@@ -252,15 +254,18 @@ def one_model_at_a_time(root: Path, in_domain: list[Path], models: Path) -> dict
     return found
 
 
-def run(root: Path, n_holdout: int, corrected: tuple[int, ...]) -> dict[str, Any]:
-    """The whole benchmark in ``root``; the report."""
+def run(
+    root: Path, n_holdout: int, corrected: tuple[int, ...], seeds: tuple[int, int, int] = SEEDS
+) -> dict[str, Any]:
+    """The whole benchmark in ``root``; the report. ``seeds``: as :data:`SEEDS`."""
+    shift_seed, in_domain_seed, pool_seed = seeds
     from overnight.synth.cytometry import write_dataset
     from overnight.synth.ranges import CytometryRanges
 
     shifted = shifted_ranges()
-    holdout = write_dataset(root / "shifted-holdout", n_holdout, SHIFT_SEED, SIZE, shifted)
+    holdout = write_dataset(root / "shifted-holdout", n_holdout, shift_seed, SIZE, shifted)
     in_domain = write_dataset(
-        root / "in-domain", n_holdout, IN_DOMAIN_SEED, SIZE, CytometryRanges()
+        root / "in-domain", n_holdout, in_domain_seed, SIZE, CytometryRanges()
     )
     analyse(in_domain, root / "results" / "in-domain-shipped")
     analyse(holdout, root / "results" / "shifted-shipped")
@@ -273,7 +278,7 @@ def run(root: Path, n_holdout: int, corrected: tuple[int, ...]) -> dict[str, Any
     }
     print("before:", report, flush=True)
     for n in corrected:
-        pool = write_dataset(root / f"pool-{n}", n, POOL_SEED, SIZE, shifted)
+        pool = write_dataset(root / f"pool-{n}", n, pool_seed, SIZE, shifted)
         reviewed = root / "results" / f"pool-{n}"
         analyse(pool, reviewed)
         correct(root / f"pool-{n}", reviewed)
@@ -308,6 +313,7 @@ def _shift_text() -> str:
 
 def markdown(report: dict[str, Any], setup: dict[str, Any]) -> str:
     """The report as a page."""
+    seeds = setup.get("seeds", SEEDS)
     rows = [("in-domain, shipped", report["in_domain"], None)]
     rows.append(("shifted, shipped", report["shifted_before"], None))
     for n, m in report["after"].items():
@@ -321,9 +327,9 @@ def markdown(report: dict[str, Any], setup: dict[str, Any]) -> str:
         "",
         f"Shifted domain (outside TRAINING_RANGES): {_shift_text()}",
         "",
-        f"Fields {SIZE}² px; hold-outs: {setup['n_holdout']} shifted fields (seed {SHIFT_SEED}) "
-        f"and {setup['n_holdout']} in-domain fields of the spec's ranges (seed {IN_DOMAIN_SEED}); "
-        f"corrected fields from seed {POOL_SEED}, saved with save_annotation. Fine-tune: the "
+        f"Fields {SIZE}² px; hold-outs: {setup['n_holdout']} shifted fields (seed {seeds[0]}) "
+        f"and {setup['n_holdout']} in-domain fields of the spec's ranges (seed {seeds[1]}); "
+        f"corrected fields from seed {seeds[2]}, saved with save_annotation. Fine-tune: the "
         f"cell and the particle model, each from the shipped one, {EPOCHS} epochs × "
         f"{STEPS['cells']} (cells) / {STEPS['pnp']} (pnp) steps at most, "
         f"{int(SYNTHETIC_SHARE * 100)} % synthetic fields of TRAINING_RANGES in "
@@ -434,15 +440,25 @@ def main() -> int:
     parser.add_argument("--holdout", type=int, default=N_HOLDOUT)
     parser.add_argument("--corrected", type=int, nargs="+", default=list(N_CORRECTED))
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs=3,
+        default=list(SEEDS),
+        metavar=("SHIFTED", "IN_DOMAIN", "POOL"),
+        help="another draw: seeds of the shifted hold-out, the in-domain hold-out and the "
+        "corrected pool",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-retrain-") as scratch:
-        report = run(Path(scratch), args.holdout, tuple(args.corrected))
+        report = run(Path(scratch), args.holdout, tuple(args.corrected), tuple(args.seeds))
     from overnight.models.retrain import FINE_TUNE_L2_SP, MIN_REFIT_BASINS
 
     setup = {
         "n_holdout": args.holdout,
+        "seeds": list(args.seeds),
         "l2_sp": dict(FINE_TUNE_L2_SP),
         "min_refit_basins": MIN_REFIT_BASINS,
         "machine": machine(),
