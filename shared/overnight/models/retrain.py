@@ -26,18 +26,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from overnight.errors import NoImagesError
-from overnight.lazy import lazy_module
 from overnight.models.card import CARD_FILE, ModelCard, save_card
-from overnight.models.cells_scale import ScaleFit, fit_input_scale, rescale_field
 from overnight.models.config import CellModelConfig, PnpModelConfig, load_config, save_config
 from overnight.models.corrections import CorrectedField, ReviewSource
 from overnight.models.datasets import TrainingField, TrainingSplit, split_paths
 from overnight.models.registry import WEIGHTS_FILE
 
-if TYPE_CHECKING:  # the `analysis` extra, imported on first use (overnight.lazy)
-    from scipy import ndimage as ndi
-else:
-    ndi = lazy_module("scipy.ndimage")
+if TYPE_CHECKING:  # the `analysis` extra (scipy), imported where a fine-tune runs
+    from overnight.models.cells_scale import ScaleFit
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +178,7 @@ def fine_tune(
 
     Returns the new model's card (also saved, with ``reviews.json``, in ``out_dir``).
     """
+    from overnight.models.cells_scale import rescale_field
     from overnight.models.cells_training import train_cells
     from overnight.models.pnp_training import train_pnp
 
@@ -270,6 +267,7 @@ def _at_fitted_scale(
     The network then learns them at the size it knows (:mod:`overnight.models.cells_scale`).
     """
     from overnight.models.cells import CellModel
+    from overnight.models.cells_scale import fit_input_scale, rescale_field
 
     fit = fit_input_scale(CellModel.load(init_dir), [f.field for f in fields])
     logger.info("%s", fit.line())
