@@ -57,22 +57,11 @@ def test_drug_at_noise_level_is_flagged_only_after_dosing() -> None:
 
 
 def test_flat_structure_and_unsure_model_are_flagged() -> None:
-    stack, labels = _plane(np.random.default_rng(2), texture=3.0)
-    (quality,) = flag_planes(
-        stack,
-        labels,
-        [30.0],
-        COMPARTMENTS,
-        drug_level_adu=100.0,
-        max_probability=np.full(labels.shape, 0.55),
-    )
+    quality = _quality(np.full((1, 64, 64), 0.55), seed=2, texture=3.0)
     assert PlaneFlag.LOW_STRUCTURE_CONTRAST in quality.flags
     assert PlaneFlag.UNCERTAIN_SEGMENTATION in quality.flags
-    assert np.isnan(
-        flag_planes(stack, labels, [30.0], COMPARTMENTS, drug_level_adu=100.0)[
-            0
-        ].mean_max_probability
-    )
+    # without the model's probabilities there is no confidence to report
+    assert np.isnan(_quality(None, seed=2, texture=3.0).mean_max_probability)
 
 
 def test_compartments_that_do_not_fit_the_depth_are_flagged() -> None:
@@ -121,9 +110,11 @@ def _confidence(plane: float, follicle: float) -> np.ndarray:
     return probability
 
 
-def _quality(probability: np.ndarray, seed: int = 6, **limits: float) -> PlaneQuality:
+def _quality(
+    probability: np.ndarray | None, seed: int = 6, texture: float = 400.0, **limits: float
+) -> PlaneQuality:
     """The quality of the test plane (noise of ``seed``) with this max-probability map."""
-    stack, labels = _plane(np.random.default_rng(seed))
+    stack, labels = _plane(np.random.default_rng(seed), texture=texture)
     (quality,) = flag_planes(
         stack,
         labels,
